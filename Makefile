@@ -1,0 +1,53 @@
+# cowblk: the two commands a new user needs are `make run` and `make test`.
+# Everything else here is what those two are made of.
+
+BUILD_DIR  ?= build
+ASAN_DIR   ?= build-asan
+FUZZ_DIR   ?= build-fuzz
+JOBS       ?= 2
+DATA_DIR   ?= var
+CMAKE_ARGS ?=
+# Seconds the header fuzzer runs inside `make test` (CI).
+FUZZ_SECONDS ?= 60
+
+# Debian 12 packages: build tools, libraries, and the real peers tests use.
+DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
+  libabsl-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev \
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
+  liburing-dev prometheus-cpp-dev uml-utilities fio
+
+.PHONY: all deps build run test test-asan fuzz-build clean
+
+all: build
+
+deps:
+	@./scripts/install-deps $(DEB_PACKAGES)
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# Until the server exists, `make run` builds the tools and runs cowblk-img on
+# a demo volume in $(DATA_DIR) (see README.md).
+run: build
+	./scripts/demo $(BUILD_DIR)/bin $(DATA_DIR)
+
+# The header fuzzer needs clang's libFuzzer: its own build directory.
+fuzz-build: deps
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++ -DCOWBLK_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j$(JOBS)
+
+test: build fuzz-build
+	cd $(BUILD_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
+	  COWBLK_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -j$(JOBS)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps fuzz-build
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DCOWBLK_SANITIZE=ON
+	cmake --build $(ASAN_DIR) -j$(JOBS)
+	cd $(ASAN_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
+	  COWBLK_FUZZ_SECONDS=10 ctest --output-on-failure -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -1,0 +1,92 @@
+#include "common/file_io.h"
+
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace cowblk {
+
+absl::Status ErrnoStatus(int err, absl::string_view context) {
+  std::string msg = absl::StrCat(context, ": ", strerror(err));
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return absl::NotFoundError(msg);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(msg);
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return absl::PermissionDeniedError(msg);
+    case EEXIST:
+      return absl::AlreadyExistsError(msg);
+    case EAGAIN:
+      return absl::UnavailableError(msg);
+    case EINVAL:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+absl::Status PReadFull(int fd, void* buf, size_t len, uint64_t offset,
+                       absl::string_view what) {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, absl::StrCat("read ", what, " at ", offset));
+    }
+    if (n == 0) {  // end of file: the rest is a hole
+      memset(p, 0, len);
+      return absl::OkStatus();
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PWriteFull(int fd, const void* buf, size_t len, uint64_t offset,
+                        absl::string_view what) {
+  const auto* p = static_cast<const char*>(buf);
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, absl::StrCat("write ", what, " at ", offset));
+    }
+    if (n == 0) {
+      return ErrnoStatus(ENOSPC, absl::StrCat("write ", what, " at ", offset));
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", what));
+  if (S_ISBLK(st.st_mode)) {
+    uint64_t bytes = 0;
+    if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("BLKGETSIZE64 ", what));
+    }
+    return bytes;
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+}  // namespace cowblk

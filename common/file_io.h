@@ -1,0 +1,42 @@
+// Whole-buffer positional I/O on file descriptors, with errors as
+// absl::Status values that keep errno in the message.
+
+#ifndef COWBLK_COMMON_FILE_IO_H_
+#define COWBLK_COMMON_FILE_IO_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace cowblk {
+
+// Returns a status for `err` (an errno value): the message is
+// "<context>: <strerror>". ENOENT maps to NotFound, ENOSPC/EDQUOT to
+// ResourceExhausted, EACCES/EPERM to PermissionDenied, EEXIST to
+// AlreadyExists, EAGAIN to Unavailable, EINVAL to InvalidArgument, anything
+// else to Internal.
+absl::Status ErrnoStatus(int err, absl::string_view context);
+
+// Reads exactly `len` bytes at `offset`, continuing short reads and retrying
+// EINTR. Bytes past end of file read as zeros (COW and backing files are
+// sparse and may end early). Returns the errno status of a failed pread.
+absl::Status PReadFull(int fd, void* buf, size_t len, uint64_t offset,
+                       absl::string_view what);
+
+// Writes exactly `len` bytes at `offset`, continuing short writes and retrying
+// EINTR. A write that makes no progress is reported as ENOSPC, as the kernel
+// would on the next attempt.
+absl::Status PWriteFull(int fd, const void* buf, size_t len, uint64_t offset,
+                        absl::string_view what);
+
+// Size in bytes of the regular file or block device behind `fd`.
+absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what);
+
+}  // namespace cowblk
+
+#endif  // COWBLK_COMMON_FILE_IO_H_
