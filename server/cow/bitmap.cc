@@ -7,7 +7,16 @@
 namespace cowblk::cow {
 
 Bitmap::Bitmap(uint64_t sectors)
-    : sectors_(sectors), bytes_((sectors + 7) / 8, 0) {}
+    : sectors_(sectors),
+      size_bytes_((sectors + 7) / 8),
+      capacity_bytes_((size_bytes_ + 4095) / 4096 * 4096) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 4096, capacity_bytes_ == 0 ? 4096 : capacity_bytes_) != 0) {
+    abort();  // callers bound the size (kMaxDeviceSize): this is out of memory
+  }
+  memset(p, 0, capacity_bytes_);
+  bytes_.reset(static_cast<unsigned char*>(p));
+}
 
 // Range operations touch the partial bytes at either end bit by bit and the
 // middle a byte at a time: bitmaps of terabyte volumes are gigabytes.

@@ -9,22 +9,30 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 namespace cowblk::cow {
 
 class Bitmap {
  public:
-  // All bits clear. Holds ceil(sectors / 8) bytes.
+  // All bits clear. Holds ceil(sectors / 8) bytes in a zeroed buffer that
+  // is 4096-aligned and padded to a multiple of 4096, so whole bitmap blocks
+  // can be written from it with O_DIRECT.
   explicit Bitmap(uint64_t sectors);
+  Bitmap(Bitmap&&) = default;
+  Bitmap& operator=(Bitmap&&) = default;
 
   uint64_t sectors() const { return sectors_; }
   // The raw bytes, in on-disk layout. Bits at or past sectors() in the last
   // byte are kept as loaded (UML may leave garbage there) and ignored by
   // every query below.
-  unsigned char* data() { return bytes_.data(); }
-  const unsigned char* data() const { return bytes_.data(); }
-  size_t size_bytes() const { return bytes_.size(); }
+  unsigned char* data() { return bytes_.get(); }
+  const unsigned char* data() const { return bytes_.get(); }
+  size_t size_bytes() const { return size_bytes_; }
+  // Bytes allocated: size_bytes() rounded up to 4096, the rest zeros.
+  size_t capacity_bytes() const { return capacity_bytes_; }
 
   // REQUIRES for all sector arguments: first + count <= sectors().
   bool Test(uint64_t sector) const {
@@ -49,8 +57,13 @@ class Bitmap {
   uint64_t CountSet() const;
 
  private:
+  struct Free {
+    void operator()(unsigned char* p) const { free(p); }
+  };
   uint64_t sectors_;
-  std::vector<unsigned char> bytes_;
+  size_t size_bytes_;
+  size_t capacity_bytes_;
+  std::unique_ptr<unsigned char[], Free> bytes_;
 };
 
 // A run of sectors with the same bit.

@@ -1,0 +1,57 @@
+// The engine's I/O layer: the engine describes each file operation as an
+// IoOp and learns of its completion through IoSink. Two implementations:
+// UringIo (real io_uring, server/engine/uring_io.h) and ManualIo (the test
+// layer whose completions a test releases one by one, manual_io.h).
+//
+// Thread-safety: an IoBackend is used by its engine thread only.
+
+#ifndef COWBLK_SERVER_ENGINE_IO_H_
+#define COWBLK_SERVER_ENGINE_IO_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cowblk::engine {
+
+// Upper bound of one read or write request, so a transfer fits one SQE.
+inline constexpr uint64_t kMaxIoBytes = 32 << 20;
+
+enum class IoOpcode {
+  kRead,       // pread(fd, buf, len, offset)
+  kWrite,      // pwrite(fd, buf, len, offset)
+  kFdatasync,  // fdatasync(fd); buf, len, offset unused
+  kPunchHole,  // fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, len)
+};
+
+const char* IoOpcodeName(IoOpcode op);
+
+struct IoOp {
+  IoOpcode opcode = IoOpcode::kRead;
+  int fd = -1;
+  void* buf = nullptr;
+  uint64_t len = 0;  // reads and writes: at most kMaxIoBytes
+  uint64_t offset = 0;
+  // Identifies the operation to the sink; opaque to the backend.
+  uint64_t user_data = 0;
+};
+
+class IoSink {
+ public:
+  virtual ~IoSink() = default;
+  // `result` is what the syscall returns: bytes transferred (possibly short)
+  // or -errno. Called on the engine thread, from IoBackend::Poll.
+  virtual void OnIoComplete(uint64_t user_data, int32_t result) = 0;
+};
+
+class IoBackend {
+ public:
+  virtual ~IoBackend() = default;
+  // Queues `op`; it reaches the kernel at the latest on the next Poll.
+  virtual void Submit(const IoOp& op) = 0;
+  // Operations submitted and not yet completed.
+  virtual size_t in_flight() const = 0;
+};
+
+}  // namespace cowblk::engine
+
+#endif  // COWBLK_SERVER_ENGINE_IO_H_

@@ -1,0 +1,77 @@
+#include "server/engine/manual_io.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace cowblk::engine {
+
+const char* IoOpcodeName(IoOpcode op) {
+  switch (op) {
+    case IoOpcode::kRead:
+      return "read";
+    case IoOpcode::kWrite:
+      return "write";
+    case IoOpcode::kFdatasync:
+      return "fdatasync";
+    case IoOpcode::kPunchHole:
+      return "punch";
+  }
+  return "?";
+}
+
+int ManualIo::Find(const std::function<bool(const IoOp&)>& pred) const {
+  for (size_t i = 0; i < queued_.size(); ++i) {
+    if (pred(queued_[i])) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
+  const IoOp op = queued_.at(index);
+  queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(index));
+  int32_t res = 0;
+  if (forced_result.has_value()) {
+    res = *forced_result;
+  } else {
+    ssize_t n = 0;
+    switch (op.opcode) {
+      case IoOpcode::kRead:
+        n = pread(op.fd, op.buf, op.len, static_cast<off_t>(op.offset));
+        break;
+      case IoOpcode::kWrite:
+        n = pwrite(op.fd, op.buf, op.len, static_cast<off_t>(op.offset));
+        break;
+      case IoOpcode::kFdatasync:
+        n = fdatasync(op.fd);
+        break;
+      case IoOpcode::kPunchHole:
+        n = fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(op.offset), op.len);
+        break;
+    }
+    res = n < 0 ? -errno : static_cast<int32_t>(n);
+  }
+  if (res >= 0 && op.opcode != IoOpcode::kRead) {
+    LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len};
+    if (op.opcode == IoOpcode::kWrite) {
+      entry.data.assign(static_cast<const char*>(op.buf), static_cast<size_t>(res));
+      entry.len = static_cast<uint64_t>(res);
+    }
+    log_.push_back(std::move(entry));
+  }
+  sink_->OnIoComplete(op.user_data, res);
+}
+
+size_t ManualIo::ReleaseAll() {
+  size_t n = 0;
+  while (!queued_.empty()) {
+    Release(0);
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace cowblk::engine

@@ -1,0 +1,59 @@
+// UringIo: the real IoBackend, one io_uring per engine thread.
+//
+// Thread-safety: owned and used by one engine thread. The ring is created in
+// the constructor; Wake() is the only method other threads may call.
+
+#ifndef COWBLK_SERVER_ENGINE_URING_IO_H_
+#define COWBLK_SERVER_ENGINE_URING_IO_H_
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "server/engine/io.h"
+
+namespace cowblk::engine {
+
+class UringIo : public IoBackend {
+ public:
+  // A ring with `entries` submission slots (the completion queue is twice
+  // that). Operations beyond the ring's capacity wait in user space.
+  static absl::StatusOr<std::unique_ptr<UringIo>> Create(unsigned entries,
+                                                         IoSink* sink);
+  ~UringIo() override;
+
+  void Submit(const IoOp& op) override;
+  size_t in_flight() const override { return in_flight_ + overflow_.size(); }
+
+  // Submits what is queued and waits for at least one completion or a
+  // Wake(), then delivers every completion ready. Returns false when the
+  // ring failed (fatal for the engine).
+  bool Poll();
+  // Makes a concurrent or the next Poll return. Any thread.
+  void Wake();
+  // Consumes a pending wake-up (engine thread, after Poll returned).
+  bool TakeWake();
+  unsigned entries() const { return entries_; }
+
+ private:
+  UringIo(IoSink* sink) : sink_(sink) {}
+  bool Push(const IoOp& op);
+  void ArmWakeRead();
+
+  struct io_uring ring_;
+  bool ring_ok_ = false;
+  IoSink* sink_;
+  unsigned entries_ = 0;
+  size_t in_flight_ = 0;
+  std::vector<IoOp> overflow_;  // waiting for a free SQE
+  int event_fd_ = -1;
+  uint64_t event_buf_ = 0;
+  bool wake_armed_ = false;
+  bool woken_ = false;
+};
+
+}  // namespace cowblk::engine
+
+#endif  // COWBLK_SERVER_ENGINE_URING_IO_H_

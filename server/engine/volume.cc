@@ -1,0 +1,576 @@
+#include "server/engine/volume.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/file_io.h"
+#include "common/sector.h"
+
+namespace cowblk::engine {
+namespace {
+
+uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+bool Overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
+  return a < b + bn && b < a + an;
+}
+
+}  // namespace
+
+const char* OpTypeName(OpType op) {
+  static const char* kNames[] = {"read", "write", "flush", "trim", "write_zeroes"};
+  return kNames[static_cast<int>(op)];
+}
+
+// What an op waits for after its data stage.
+enum class Stage { kData, kBarrier, kBitmap, kFinalSync };
+
+struct Volume::Op {
+  Request* req = nullptr;
+  Stage stage = Stage::kData;
+  int pieces = 0;  // data tasks not yet done
+  absl::Status status;
+  char* buf = nullptr;     // req->data, or the bounce buffer
+  bool bounced = false;
+  uint64_t stall_start_ns = 0;
+  Update* update = nullptr;
+};
+
+// One request's change of bits. `outstanding` counts the block writes (or,
+// for a rewrite that set no bits, the in-flight updates) it waits for.
+struct Volume::Update {
+  Op* op = nullptr;
+  uint64_t first = 0, count = 0;               // sectors
+  uint64_t first_block = 0, block_count = 0;   // bitmap blocks
+  int outstanding = 0;
+  bool waited = false;
+  absl::Status status;
+  std::vector<Update*> dependents;
+};
+
+struct Volume::Task {
+  enum Kind { kData, kBlock, kSync } kind = kData;
+  Volume* volume = nullptr;
+  Op* op = nullptr;
+  BlockWrite* block = nullptr;
+  bool from_cow = false;
+  uint64_t done_bytes = 0;
+  IoOp io;
+};
+
+struct Volume::BlockWrite {
+  uint64_t block = 0;
+  std::vector<Update*> updates;
+  std::vector<unsigned char> before;  // bitmap bytes before this batch
+  uint64_t bitmap_byte = 0;           // where `before` came from
+  Task task;
+};
+
+void VolumeIoSink::OnIoComplete(uint64_t user_data, int32_t result) {
+  auto* task = reinterpret_cast<Volume::Task*>(user_data);
+  task->volume->OnIoComplete(task, result);
+}
+
+absl::StatusOr<std::unique_ptr<Volume>> Volume::Create(
+    std::unique_ptr<cow::CowFile> file, IoBackend* io,
+    const VolumeOptions& options) {
+  if (!file->writable()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(file->path(), ": the engine needs a writable COW file"));
+  }
+  if (file->backing_fd() < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(file->path(), ": the engine needs the backing file"));
+  }
+  std::unique_ptr<Volume> v(new Volume(std::move(file), io, options));
+  if (options.cache == CacheMode::kNone) {
+    const cow::Geometry& g = v->file_->geometry();
+    if (g.bitmap_offset % kSectorSize != 0 || g.data_offset % 4096 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          v->file_->path(), ": --cache=none needs a v3 file with 4096-aligned data"));
+    }
+    v->direct_fd_ = open(v->file_->path().c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+    if (v->direct_fd_ < 0) {
+      return ErrnoStatus(errno, absl::StrCat("open ", v->file_->path(), " O_DIRECT"));
+    }
+    v->data_fd_ = v->direct_fd_;
+  }
+  return v;
+}
+
+Volume::Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
+               const VolumeOptions& options)
+    : file_(std::move(file)),
+      io_(io),
+      options_(options),
+      data_fd_(file_->cow_fd()),
+      data_offset_(file_->geometry().data_offset),
+      bitmap_(const_cast<cow::Bitmap&>(file_->bitmap())) {
+  stats_.allocated_sectors.Set(bitmap_.CountSet());
+}
+
+Volume::~Volume() {
+  if (direct_fd_ >= 0) close(direct_fd_);
+}
+
+absl::Status Volume::Validate(const Request& req) const {
+  if (req.op == OpType::kFlush) return absl::OkStatus();
+  if (!IsSectorAligned(req.offset)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("offset %u is not a multiple of 512", req.offset));
+  }
+  if (req.length == 0) return absl::InvalidArgumentError("length is 0");
+  if (!IsSectorAligned(req.length)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("length %u is not a multiple of 512", req.length));
+  }
+  const bool transfers = req.op == OpType::kRead || req.op == OpType::kWrite;
+  if (transfers && req.length > kMaxIoBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "length %u is above the limit of %u per request", req.length, kMaxIoBytes));
+  }
+  if (transfers && req.data == nullptr) {
+    return absl::InvalidArgumentError("no data buffer");
+  }
+  uint64_t end = 0;
+  if (!CheckedAdd(req.offset, req.length, &end) || end > size()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "range [%u, +%u) is beyond the volume size %u", req.offset, req.length, size()));
+  }
+  return absl::OkStatus();
+}
+
+void Volume::Submit(Request* req) {
+  Op* op = new Op;
+  op->req = req;
+  op->buf = req->data;
+  ++requests_in_flight_;
+  stats_.in_flight[static_cast<int>(req->op)].Add();
+  if (absl::Status s = Validate(*req); !s.ok()) {
+    Complete(op, s);
+    return;
+  }
+  if (req->op == OpType::kRead || req->op == OpType::kWrite) {
+    // O_DIRECT needs sector-aligned memory; callers' buffers rarely are.
+    if (options_.cache == CacheMode::kNone &&
+        reinterpret_cast<uintptr_t>(req->data) % kSectorSize != 0) {
+      void* p = nullptr;
+      if (posix_memalign(&p, 4096, req->length) != 0) {
+        Complete(op, absl::ResourceExhaustedError("no memory for a bounce buffer"));
+        return;
+      }
+      op->buf = static_cast<char*>(p);
+      op->bounced = true;
+      if (req->op == OpType::kWrite) memcpy(op->buf, req->data, req->length);
+    }
+  }
+  switch (req->op) {
+    case OpType::kRead:
+      StartRead(op);
+      break;
+    case OpType::kWrite:
+    case OpType::kTrim:
+    case OpType::kWriteZeroes:
+      StartWrite(op);
+      break;
+    case OpType::kFlush:
+      op->stage = Stage::kFinalSync;
+      RequestSync(op);
+      break;
+  }
+}
+
+// ---- Reads -------------------------------------------------------------
+
+bool Volume::ReadMustStall(const Op* op) const {
+  const uint64_t first = op->req->offset / kSectorSize;
+  const uint64_t count = op->req->length / kSectorSize;
+  for (const Update* u : in_flight_updates_) {
+    if (Overlaps(first, count, u->first, u->count)) return true;
+  }
+  for (const Update* u : waiting_) {
+    if (Overlaps(first, count, u->first, u->count)) return true;
+  }
+  return false;
+}
+
+void Volume::StartRead(Op* op) {
+  if (ReadMustStall(op)) {
+    if (op->stall_start_ns == 0) {
+      op->stall_start_ns = NowNs();
+      stats_.read_stalls.Add();
+      stats_.reads_stalled.Add();
+    }
+    stalled_reads_.push_back(op);
+    return;
+  }
+  const uint64_t offset = op->req->offset;
+  auto runs = cow::SplitRuns(bitmap_, offset / kSectorSize, op->req->length / kSectorSize);
+  op->pieces = static_cast<int>(runs.size());
+  for (const cow::SectorRun& run : runs) {
+    Task* t = new Task;
+    t->kind = Task::kData;
+    t->volume = this;
+    t->op = op;
+    t->from_cow = run.allocated;
+    const uint64_t pos = run.first * kSectorSize;
+    t->io.opcode = IoOpcode::kRead;
+    t->io.fd = run.allocated ? data_fd_ : file_->backing_fd();
+    t->io.offset = run.allocated ? data_offset_ + pos : pos;
+    t->io.buf = op->buf + (pos - offset);
+    t->io.len = run.count * kSectorSize;
+    SubmitTask(t);
+  }
+}
+
+void Volume::RetryStalledReads() {
+  for (size_t i = 0; i < stalled_reads_.size();) {
+    Op* op = stalled_reads_[i];
+    if (ReadMustStall(op)) {
+      ++i;
+      continue;
+    }
+    stalled_reads_.erase(stalled_reads_.begin() + static_cast<std::ptrdiff_t>(i));
+    stats_.reads_stalled.Sub();
+    stats_.read_stall_ns.Add(NowNs() - op->stall_start_ns);
+    StartRead(op);
+  }
+}
+
+// ---- Writes ------------------------------------------------------------
+
+void Volume::StartWrite(Op* op) {
+  Task* t = new Task;
+  t->kind = Task::kData;
+  t->volume = this;
+  t->op = op;
+  t->io.fd = data_fd_;
+  t->io.offset = data_offset_ + op->req->offset;
+  t->io.len = op->req->length;
+  if (op->req->op == OpType::kWrite) {
+    t->io.opcode = IoOpcode::kWrite;
+    t->io.buf = op->buf;
+  } else {
+    t->io.opcode = IoOpcode::kPunchHole;  // reads as zeros once the bits are set
+  }
+  op->pieces = 1;
+  SubmitTask(t);
+}
+
+void Volume::OnDataDone(Op* op) {
+  const uint64_t first = op->req->offset / kSectorSize;
+  const uint64_t count = op->req->length / kSectorSize;
+  Update* u = new Update;
+  u->op = op;
+  u->first = first;
+  u->count = count;
+  op->update = u;
+  if (bitmap_.AllSet(first, count)) {
+    // A rewrite: no bitmap write, no barrier. It is readable once the
+    // updates that set its bits (if still in flight) are on disk.
+    op->stage = Stage::kBitmap;
+    for (Update* on : in_flight_updates_) {
+      if (Overlaps(first, count, on->first, on->count)) AddDependency(u, on);
+    }
+    if (u->outstanding == 0) FinishUpdate(u, absl::OkStatus());
+    return;
+  }
+  const cow::Geometry& g = file_->geometry();
+  const cow::BitmapBlockRange blocks =
+      cow::BitmapBlocksFor(g.bitmap_offset, g.bitmap_block_size, first, count);
+  u->first_block = blocks.first_block;
+  u->block_count = blocks.count;
+  if (options_.durability == Durability::kOrdered) {
+    op->stage = Stage::kBarrier;
+    RequestSync(op);
+  } else {
+    op->stage = Stage::kBitmap;
+    EnqueueUpdate(u);
+  }
+}
+
+void Volume::EnqueueUpdate(Update* u) {
+  waiting_.push_back(u);
+  Pump();
+}
+
+void Volume::AddDependency(Update* u, Update* on) {
+  on->dependents.push_back(u);
+  ++u->outstanding;
+}
+
+// Starts every waiting update that overlaps no bitmap write in flight and no
+// earlier waiter, batching those that share a block into one write.
+void Volume::Pump() {
+  const cow::Geometry& g = file_->geometry();
+  std::map<uint64_t, BlockWrite*> batch;
+  std::set<uint64_t> blocked;  // blocks of earlier updates still waiting
+  std::vector<Update*> done_now;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    Update* u = *it;
+    bool conflict = false;
+    for (uint64_t b = u->first_block; b < u->first_block + u->block_count; ++b) {
+      if (pending_blocks_.count(b) != 0 || blocked.count(b) != 0) conflict = true;
+    }
+    if (conflict) {
+      for (uint64_t b = u->first_block; b < u->first_block + u->block_count; ++b) {
+        blocked.insert(b);
+      }
+      if (!u->waited) {
+        u->waited = true;
+        stats_.updates_waited.Add();
+      }
+      ++it;
+      continue;
+    }
+    it = waiting_.erase(it);
+    if (bitmap_.AllSet(u->first, u->count)) {
+      // Another update set these bits meanwhile: depend on it instead.
+      for (Update* on : in_flight_updates_) {
+        if (Overlaps(u->first, u->count, on->first, on->count)) AddDependency(u, on);
+      }
+      if (u->outstanding == 0) done_now.push_back(u);
+      continue;
+    }
+    for (uint64_t b = u->first_block; b < u->first_block + u->block_count; ++b) {
+      BlockWrite*& bw = batch[b];
+      if (bw == nullptr) {
+        bw = new BlockWrite;
+        bw->block = b;
+        const cow::BitmapWrite w =
+            cow::BitmapWriteFor(g.bitmap_offset, g.bitmap_bytes, g.bitmap_block_size, b);
+        bw->bitmap_byte = w.bitmap_byte;
+        bw->before.assign(bitmap_.data() + w.bitmap_byte,
+                          bitmap_.data() + w.bitmap_byte + w.length);
+        bw->task.kind = Task::kBlock;
+        bw->task.volume = this;
+        bw->task.block = bw;
+        bw->task.io.opcode = IoOpcode::kWrite;
+        bw->task.io.fd = data_fd_;
+        bw->task.io.offset = w.file_offset;
+        bw->task.io.buf = bitmap_.data() + w.bitmap_byte;
+        bw->task.io.len = options_.cache == CacheMode::kNone
+                              ? (w.length + kSectorSize - 1) / kSectorSize * kSectorSize
+                              : w.length;
+      }
+      bw->updates.push_back(u);
+    }
+    u->outstanding = static_cast<int>(u->block_count);
+    uint64_t newly = 0;
+    for (uint64_t s = u->first; s < u->first + u->count;) {
+      const uint64_t n = bitmap_.RunLength(s, u->first + u->count - s);
+      if (!bitmap_.Test(s)) newly += n;
+      s += n;
+    }
+    bitmap_.SetRange(u->first, u->count);  // as late as possible: just before the write
+    stats_.allocated_sectors.Add(newly);
+    in_flight_updates_.push_back(u);
+  }
+  for (auto& [b, bw] : batch) {
+    pending_blocks_[b] = bw;
+    stats_.bitmap_writes.Add();
+    stats_.bitmap_writes_pending.Add();
+    stats_.updates_coalesced.Add(bw->updates.size() - 1);
+    SubmitTask(&bw->task);
+  }
+  stats_.updates_waiting.Set(waiting_.size());
+  for (Update* u : done_now) FinishUpdate(u, absl::OkStatus());
+}
+
+void Volume::OnBlockWriteDone(BlockWrite* bw, int32_t result) {
+  pending_blocks_.erase(bw->block);
+  stats_.bitmap_writes_pending.Sub();
+  absl::Status status;
+  if (result < 0) {
+    status = ErrnoStatus(-result, absl::StrCat(file_->path(), ": write bitmap block ",
+                                               bw->block));
+    stats_.bitmap_write_errors.Add();
+    // Memory goes back to what the disk held before, so nothing reads from
+    // the COW file through a bit that may not be on disk.
+    uint64_t cleared = 0;
+    for (size_t i = 0; i < bw->before.size(); ++i) {
+      cleared += std::popcount(static_cast<unsigned>(bitmap_.data()[bw->bitmap_byte + i] &
+                                                     ~bw->before[i]));
+    }
+    memcpy(bitmap_.data() + bw->bitmap_byte, bw->before.data(), bw->before.size());
+    stats_.allocated_sectors.Sub(cleared);
+  }
+  std::vector<Update*> finished;
+  for (Update* u : bw->updates) {
+    if (!status.ok() && u->status.ok()) u->status = status;
+    if (--u->outstanding == 0) finished.push_back(u);
+  }
+  delete bw;
+  for (Update* u : finished) FinishUpdate(u, u->status);
+  Pump();
+}
+
+void Volume::FinishUpdate(Update* u, absl::Status status) {
+  auto it = std::find(in_flight_updates_.begin(), in_flight_updates_.end(), u);
+  if (it != in_flight_updates_.end()) in_flight_updates_.erase(it);
+  for (Update* d : u->dependents) {
+    if (!status.ok() && d->status.ok()) d->status = status;
+    if (--d->outstanding == 0) FinishUpdate(d, d->status);
+  }
+  Op* op = u->op;
+  op->update = nullptr;
+  delete u;
+  RetryStalledReads();
+  if (status.ok() && op->req->fua) {
+    op->stage = Stage::kFinalSync;
+    RequestSync(op);
+    return;
+  }
+  Complete(op, status);
+}
+
+// ---- Group commit ------------------------------------------------------
+
+void Volume::RequestSync(Op* op) {
+  if (sync_in_flight_) {
+    sync_next_.push_back(op);
+    return;
+  }
+  sync_current_.push_back(op);
+  StartSync();
+}
+
+void Volume::StartSync() {
+  sync_in_flight_ = true;
+  stats_.fsyncs.Add();
+  Task* t = new Task;
+  t->kind = Task::kSync;
+  t->volume = this;
+  t->io.opcode = IoOpcode::kFdatasync;
+  t->io.fd = data_fd_;
+  SubmitTask(t);
+}
+
+void Volume::OnSyncDone(int32_t result) {
+  absl::Status status =
+      result < 0 ? ErrnoStatus(-result, absl::StrCat("fdatasync ", file_->path()))
+                 : absl::OkStatus();
+  std::vector<Op*> done;
+  done.swap(sync_current_);
+  sync_in_flight_ = false;
+  if (!sync_next_.empty()) {
+    sync_current_.swap(sync_next_);
+    StartSync();
+  }
+  // Sort before Pump: it may complete (and free) ops whose bits are set.
+  std::vector<Op*> complete;
+  bool barrier_passed = false;
+  for (Op* op : done) {
+    if (op->stage == Stage::kBarrier && status.ok()) {
+      op->stage = Stage::kBitmap;
+      waiting_.push_back(op->update);
+      barrier_passed = true;
+    } else {
+      if (op->stage == Stage::kBarrier) {  // the barrier failed
+        delete op->update;
+        op->update = nullptr;
+      }
+      complete.push_back(op);
+    }
+  }
+  if (barrier_passed) Pump();
+  for (Op* op : complete) Complete(op, status);
+}
+
+// ---- Tasks -------------------------------------------------------------
+
+void Volume::SubmitTask(Task* t) {
+  t->io.user_data = reinterpret_cast<uint64_t>(t);
+  IoOp op = t->io;
+  op.buf = static_cast<char*>(t->io.buf) + t->done_bytes;
+  op.offset = t->io.offset + t->done_bytes;
+  if (op.opcode == IoOpcode::kRead || op.opcode == IoOpcode::kWrite) {
+    op.len = t->io.len - t->done_bytes;
+  }
+  io_->Submit(op);
+}
+
+void Volume::OnIoComplete(void* task, int32_t result) {
+  Task* t = static_cast<Task*>(task);
+  const IoOpcode opcode = t->io.opcode;
+  // Continue short transfers; a read that hits end of file reads zeros.
+  if ((opcode == IoOpcode::kRead || opcode == IoOpcode::kWrite) && result >= 0) {
+    const uint64_t want = t->io.len - t->done_bytes;
+    if (static_cast<uint64_t>(result) < want) {
+      if (result == 0 && opcode == IoOpcode::kRead) {
+        memset(static_cast<char*>(t->io.buf) + t->done_bytes, 0, want);
+      } else if (result == 0) {
+        result = -ENOSPC;  // a write that makes no progress cannot continue
+      } else {
+        t->done_bytes += static_cast<uint64_t>(result);
+        SubmitTask(t);
+        return;
+      }
+    }
+  }
+  if (result < 0) stats_.io_errors.Add();
+  switch (t->kind) {
+    case Task::kBlock:
+      OnBlockWriteDone(t->block, result);  // the task lives in the BlockWrite
+      return;
+    case Task::kSync:
+      delete t;
+      OnSyncDone(result);
+      return;
+    case Task::kData:
+      break;
+  }
+  Op* op = t->op;
+  absl::Status status;
+  if (result < 0) {
+    status = ErrnoStatus(-result, absl::StrFormat("%s %s at %u", IoOpcodeName(opcode),
+                                                  file_->path(), t->io.offset));
+  } else if (opcode == IoOpcode::kRead) {
+    (t->from_cow ? stats_.bytes_read_cow : stats_.bytes_read_backing).Add(t->io.len);
+  }
+  delete t;
+  PieceDone(op, status);
+}
+
+void Volume::PieceDone(Op* op, absl::Status status) {
+  if (!status.ok() && op->status.ok()) op->status = status;
+  if (--op->pieces > 0) return;
+  if (op->req->op == OpType::kRead || !op->status.ok()) {
+    Complete(op, op->status);
+    return;
+  }
+  OnDataDone(op);
+}
+
+void Volume::Complete(Op* op, absl::Status status) {
+  Request* req = op->req;
+  const int type = static_cast<int>(req->op);
+  if (op->bounced) {
+    if (status.ok() && req->op == OpType::kRead) memcpy(req->data, op->buf, req->length);
+    free(op->buf);
+  }
+  stats_.in_flight[type].Sub();
+  stats_.ops[type].Add();
+  if (status.ok()) {
+    stats_.bytes[type].Add(req->length);
+  } else {
+    stats_.ops_failed[type].Add();
+  }
+  --requests_in_flight_;
+  delete op;
+  auto done = std::move(req->done);
+  done(std::move(status));
+}
+
+}  // namespace cowblk::engine
