@@ -65,6 +65,11 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
   sink_->OnIoComplete(op.user_data, res);
 }
 
+void ManualIo::ReleasePartial(size_t index, uint64_t bytes) {
+  if (bytes < queued_.at(index).len) queued_[index].len = bytes;
+  Release(index);
+}
+
 size_t ManualIo::ReleaseAll() {
   size_t n = 0;
   while (!queued_.empty()) {

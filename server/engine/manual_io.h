@@ -37,6 +37,9 @@ class ManualIo : public IoBackend {
   // Runs queued op `index` (or completes it with `forced_result` without
   // touching the file) and delivers the completion. May queue new ops.
   void Release(size_t index, std::optional<int32_t> forced_result = {});
+  // Runs a read or write of queued op `index` for only its first `bytes`
+  // bytes, as a short transfer by the kernel would.
+  void ReleasePartial(size_t index, uint64_t bytes);
   // Releases the oldest op until none is left; returns how many ran.
   size_t ReleaseAll();
 

@@ -1,0 +1,163 @@
+// A Volume over ManualIo on real files, with helpers to submit requests and
+// to find and release the operations they queue.
+
+#ifndef COWBLK_TESTS_ENGINE_VOLUME_FIXTURE_H_
+#define COWBLK_TESTS_ENGINE_VOLUME_FIXTURE_H_
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "server/cow/cow_file.h"
+#include "server/engine/manual_io.h"
+#include "server/engine/volume.h"
+#include "tests/unit/test_util.h"
+
+namespace cowblk::engine {
+
+inline constexpr uint64_t kOneMiB = 1 << 20;
+
+class VolumeFixture : public ::testing::Test {
+ protected:
+  struct Call {
+    Request req;
+    std::string buf;
+    bool done = false;
+    absl::Status status;
+    int order = -1;  // completion order
+  };
+
+  void TearDown() override {
+    io_.ReleaseAll();
+    vol_.reset();
+  }
+
+  std::string CowPath() const { return dir_.File("vol.cow"); }
+
+  void Open(uint64_t backing_size, Durability durability,
+            CacheMode cache = CacheMode::kWriteback) {
+    backing_ = cowblk::testing::RandomBytes(backing_size, 42);
+    cowblk::testing::WriteFileBytes(dir_.File("base.img"), backing_);
+    auto file = cow::CowFile::Create(CowPath(), cow::CreateOptions{dir_.File("base.img")});
+    ASSERT_TRUE(file.ok()) << file.status();
+    data_offset_ = (*file)->geometry().data_offset;
+    bitmap_offset_ = (*file)->geometry().bitmap_offset;
+    initial_cow_ = cowblk::testing::ReadFileBytes(CowPath());
+    auto v = Volume::Create(*std::move(file), &io_, VolumeOptions{durability, cache});
+    ASSERT_TRUE(v.ok()) << v.status();
+    vol_ = *std::move(v);
+  }
+
+  Call* SubmitRaw(OpType op, uint64_t offset, uint64_t length, char fill = 0,
+                  bool fua = false) {
+    calls_.push_back(std::make_unique<Call>());
+    Call* c = calls_.back().get();
+    c->buf.assign(std::min<uint64_t>(length, 64 * kOneMiB), fill);
+    c->req.op = op;
+    c->req.offset = offset;
+    c->req.length = length;
+    c->req.data = c->buf.data();
+    c->req.fua = fua;
+    c->req.done = [this, c](absl::Status s) {
+      c->done = true;
+      c->status = std::move(s);
+      c->order = next_order_++;
+    };
+    vol_->Submit(&c->req);
+    return c;
+  }
+  Call* Submit(OpType op, uint64_t sector, uint64_t count) {
+    return SubmitRaw(op, sector * 512, count * 512);
+  }
+  Call* Write(uint64_t sector, uint64_t count, char fill, bool fua = false) {
+    return SubmitRaw(OpType::kWrite, sector * 512, count * 512, fill, fua);
+  }
+  Call* Read(uint64_t sector, uint64_t count) { return Submit(OpType::kRead, sector, count); }
+  Call* Flush() { return SubmitRaw(OpType::kFlush, 0, 0); }
+
+  int DataWrite() const {
+    return io_.Find([this](const IoOp& o) {
+      return o.opcode == IoOpcode::kWrite && o.offset >= data_offset_;
+    });
+  }
+  int BitmapWrite() const {
+    return io_.Find([this](const IoOp& o) {
+      return o.opcode == IoOpcode::kWrite && o.offset < data_offset_;
+    });
+  }
+  int Sync() const { return io_.FindOpcode(IoOpcode::kFdatasync); }
+  int Count(IoOpcode opcode, bool bitmap) const {
+    int n = 0;
+    for (const IoOp& o : io_.queued()) {
+      if (o.opcode == opcode && (opcode != IoOpcode::kWrite || (o.offset < data_offset_) == bitmap)) ++n;
+    }
+    return n;
+  }
+  int CountBitmapWrites() const { return Count(IoOpcode::kWrite, true); }
+  int CountReads() const { return Count(IoOpcode::kRead, false); }
+
+  bool MemBit(uint64_t sector) const { return vol_->file().bitmap().Test(sector); }
+  bool DiskBit(uint64_t sector) const {
+    int fd = open(CowPath().c_str(), O_RDONLY);
+    unsigned char byte = 0;
+    EXPECT_EQ(pread(fd, &byte, 1, static_cast<off_t>(bitmap_offset_ + sector / 8)), 1);
+    close(fd);
+    return (byte >> (sector % 8)) & 1;
+  }
+  std::string Backing(uint64_t sector, uint64_t count) const {
+    std::string s = backing_.size() > sector * 512 ? backing_.substr(sector * 512, count * 512)
+                                                   : std::string();
+    s.resize(count * 512, '\0');
+    return s;
+  }
+
+  // Drives a new write until its bitmap block write is queued, unreleased.
+  Call* WriteUntilBitmapPending(uint64_t sector, uint64_t count, char fill) {
+    Call* w = Write(sector, count, fill);
+    io_.Release(DataWrite());
+    while (BitmapWrite() < 0 && Sync() >= 0) io_.Release(Sync());
+    EXPECT_GE(BitmapWrite(), 0);
+    return w;
+  }
+  // Drives a new write through its data and barrier; it then waits.
+  Call* WriteUntilWaiting(uint64_t sector, uint64_t count, char fill) {
+    const uint64_t waiting = vol_->stats().updates_waiting.value();
+    Call* w = Write(sector, count, fill);
+    io_.Release(DataWrite());
+    while (Sync() >= 0) io_.Release(Sync());
+    EXPECT_EQ(vol_->stats().updates_waiting.value(), waiting + 1);
+    return w;
+  }
+
+  // Completes everything, closes the volume, and checks that the COW file
+  // opens and validates with exactly `allocated` bits set.
+  void ExpectReopensClean(const std::set<uint64_t>& allocated) {
+    io_.ReleaseAll();
+    vol_.reset();
+    auto file = cow::CowFile::Open(CowPath(), cow::OpenOptions{});
+    ASSERT_TRUE(file.ok()) << file.status();
+    EXPECT_EQ((*file)->bitmap().CountSet(), allocated.size());
+    for (uint64_t s : allocated) EXPECT_TRUE((*file)->bitmap().Test(s)) << s;
+  }
+
+  cowblk::testing::TempDir dir_;
+  VolumeIoSink sink_;
+  ManualIo io_{&sink_};
+  std::unique_ptr<Volume> vol_;
+  std::deque<std::unique_ptr<Call>> calls_;
+  std::string backing_;
+  std::string initial_cow_;
+  uint64_t data_offset_ = 0;
+  uint64_t bitmap_offset_ = 0;
+  int next_order_ = 0;
+};
+
+}  // namespace cowblk::engine
+
+#endif  // COWBLK_TESTS_ENGINE_VOLUME_FIXTURE_H_
