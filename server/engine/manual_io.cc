@@ -31,7 +31,9 @@ int ManualIo::Find(const std::function<bool(const IoOp&)>& pred) const {
 
 void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
   const IoOp op = queued_.at(index);
+  const size_t issued_at = issued_at_.at(index);
   queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(index));
+  issued_at_.erase(issued_at_.begin() + static_cast<std::ptrdiff_t>(index));
   int32_t res = 0;
   if (forced_result.has_value()) {
     res = *forced_result;
@@ -55,7 +57,7 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
     res = n < 0 ? -errno : static_cast<int32_t>(n);
   }
   if (res >= 0 && op.opcode != IoOpcode::kRead) {
-    LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len};
+    LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len, issued_at};
     if (op.opcode == IoOpcode::kWrite) {
       entry.data.assign(static_cast<const char*>(op.buf), static_cast<size_t>(res));
       entry.len = static_cast<uint64_t>(res);

@@ -24,7 +24,10 @@ class ManualIo : public IoBackend {
  public:
   explicit ManualIo(IoSink* sink) : sink_(sink) {}
 
-  void Submit(const IoOp& op) override { queued_.push_back(op); }
+  void Submit(const IoOp& op) override {
+    queued_.push_back(op);
+    issued_at_.push_back(log_.size());
+  }
   size_t in_flight() const override { return queued_.size(); }
 
   // The operations waiting for release, oldest first.
@@ -50,12 +53,15 @@ class ManualIo : public IoBackend {
     uint64_t offset;
     std::string data;  // bytes written (empty for fdatasync / punch)
     uint64_t len;
+    size_t issued_at;  // log().size() when the op was submitted
   };
   const std::vector<LoggedOp>& log() const { return log_; }
+  void ClearLog() { log_.clear(); }
 
  private:
   IoSink* sink_;
   std::deque<IoOp> queued_;
+  std::deque<size_t> issued_at_;  // parallel to queued_
   std::vector<LoggedOp> log_;
 };
 

@@ -31,6 +31,10 @@ class VolumeFixture : public ::testing::Test {
     bool done = false;
     absl::Status status;
     int order = -1;  // completion order
+    uint64_t issue_event = 0;  // event counter at submission and completion
+    uint64_t ack_event = 0;
+    size_t issue_log = 0;      // io_.log().size() at submission and completion
+    size_t ack_log = 0;
   };
 
   void TearDown() override {
@@ -68,7 +72,11 @@ class VolumeFixture : public ::testing::Test {
       c->done = true;
       c->status = std::move(s);
       c->order = next_order_++;
+      c->ack_event = event_++;
+      c->ack_log = io_.log().size();
     };
+    c->issue_event = event_++;
+    c->issue_log = io_.log().size();
     vol_->Submit(&c->req);
     return c;
   }
@@ -156,6 +164,7 @@ class VolumeFixture : public ::testing::Test {
   uint64_t data_offset_ = 0;
   uint64_t bitmap_offset_ = 0;
   int next_order_ = 0;
+  uint64_t event_ = 0;
 };
 
 }  // namespace cowblk::engine
