@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -67,6 +68,16 @@ absl::StatusOr<CommitStats> CommitToImage(const CowFile& cow,
     unlink(image_path.c_str());
     return ErrnoStatus(err, absl::StrCat("close ", image_path));
   }
+  // The new name must survive a crash too.
+  const std::filesystem::path parent = std::filesystem::path(image_path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    const int err = errno;
+    if (dfd >= 0) close(dfd);
+    return ErrnoStatus(err, absl::StrCat("fsync directory ", dir));
+  }
+  close(dfd);
   return stats;
 }
 

@@ -166,7 +166,7 @@ absl::StatusOr<std::unique_ptr<CowFile>> CowFile::Create(
   }
   std::error_code ec;
   const std::string backing =
-      std::filesystem::absolute(options.backing_file, ec).string();
+      std::filesystem::absolute(options.backing_file, ec).lexically_normal().string();
   if (ec) {
     return absl::InvalidArgumentError(
         absl::StrCat("backing file ", options.backing_file, ": ", ec.message()));
