@@ -1,0 +1,205 @@
+// cowblkd: the cowblk daemon. Serves the COW volumes of one data directory
+// over gRPC (cowblk.v1.VolumeService and BlockService), with the standard
+// health service and server reflection. See docs/cowblkd.md.
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "server/engine/engine.h"
+#include "server/service/auth.h"
+#include "server/service/block_service.h"
+#include "server/service/health_service.h"
+#include "server/service/store.h"
+#include "server/service/volume_service.h"
+
+namespace cowblk {
+namespace {
+
+struct Flags {
+  std::string data_dir = "./var";
+  std::string listen = "127.0.0.1:7800";
+  std::string health_listen;
+  int engine_threads = 1;
+  std::string durability = "ordered";
+  std::string cache = "writeback";
+  uint32_t max_in_flight = 256;
+  uint32_t max_message_bytes = 40 << 20;
+  int drain_seconds = 10;
+  std::string tls_cert, tls_key, tls_client_ca;
+  std::string token_file;
+  std::string log_level = "info";
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::shared_ptr<grpc::ServerCredentials> Credentials(const Flags& f, std::string* error) {
+  if (f.tls_cert.empty() && f.tls_key.empty()) {
+    if (!f.tls_client_ca.empty()) *error = "--tls-client-ca needs --tls-cert and --tls-key";
+    return grpc::InsecureServerCredentials();
+  }
+  if (f.tls_cert.empty() || f.tls_key.empty()) {
+    *error = "--tls-cert and --tls-key go together";
+    return nullptr;
+  }
+  grpc::SslServerCredentialsOptions opts(
+      f.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  opts.pem_key_cert_pairs.push_back({ReadFile(f.tls_key), ReadFile(f.tls_cert)});
+  if (!f.tls_client_ca.empty()) opts.pem_root_certs = ReadFile(f.tls_client_ca);
+  if (opts.pem_key_cert_pairs[0].private_key.empty() || opts.pem_key_cert_pairs[0].cert_chain.empty()) {
+    *error = "cannot read --tls-cert or --tls-key";
+    return nullptr;
+  }
+  return grpc::SslServerCredentials(opts);
+}
+
+int Fatal(const std::string& event, const std::string& error) {
+  Log(LogLevel::kError, event, {{"error", error}});
+  return 1;
+}
+
+int Main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"cowblkd: serves copy-on-write volumes (UML COW format) over gRPC"};
+  app.add_option("--data-dir", f.data_dir, "Data directory: images/ and volumes/ live here")
+      ->envname("COWBLK_DATA_DIR")->capture_default_str();
+  app.add_option("--listen", f.listen, "gRPC address (host:port; port 0 picks one)")
+      ->envname("COWBLK_LISTEN")->capture_default_str();
+  app.add_option("--health-listen", f.health_listen,
+                 "Extra plaintext address serving only grpc.health.v1 (kubelet probes); empty: off")
+      ->envname("COWBLK_HEALTH_LISTEN");
+  app.add_option("--engine-threads", f.engine_threads, "io_uring engine threads")
+      ->envname("COWBLK_ENGINE_THREADS")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--durability", f.durability,
+                 "ordered: data is synced before the bitmap bit that exposes it; unordered: "
+                 "no barrier (UML's behaviour, safe against process crashes only)")
+      ->envname("COWBLK_DURABILITY")->check(CLI::IsMember({"ordered", "unordered"}))
+      ->capture_default_str();
+  app.add_option("--cache", f.cache, "COW file I/O: writeback (page cache) or none (O_DIRECT)")
+      ->envname("COWBLK_CACHE")->check(CLI::IsMember({"writeback", "none"}))->capture_default_str();
+  app.add_option("--max-in-flight", f.max_in_flight,
+                 "Requests in progress per Session stream before it stops reading")
+      ->envname("COWBLK_MAX_IN_FLIGHT")->check(CLI::Range(1, 65536))->capture_default_str();
+  app.add_option("--max-message-bytes", f.max_message_bytes, "Largest gRPC message accepted")
+      ->envname("COWBLK_MAX_MESSAGE_BYTES")->capture_default_str();
+  app.add_option("--drain-seconds", f.drain_seconds,
+                 "On SIGTERM/SIGINT: time given to in-flight calls before they are cancelled")
+      ->envname("COWBLK_DRAIN_SECONDS")->capture_default_str();
+  app.add_option("--tls-cert", f.tls_cert, "Server certificate (PEM); enables TLS")
+      ->envname("COWBLK_TLS_CERT");
+  app.add_option("--tls-key", f.tls_key, "Server private key (PEM)")->envname("COWBLK_TLS_KEY");
+  app.add_option("--tls-client-ca", f.tls_client_ca,
+                 "CA (PEM) that client certificates must chain to; enables mutual TLS")
+      ->envname("COWBLK_TLS_CLIENT_CA");
+  app.add_option("--token-file", f.token_file,
+                 "Bearer tokens with scopes, one per line: TOKEN admin|rw:GLOB|read:GLOB[,...]")
+      ->envname("COWBLK_TOKEN_FILE");
+  app.add_option("--log-level", f.log_level, "debug, info, warning or error")
+      ->envname("COWBLK_LOG_LEVEL")->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  SetLogLevel(f.log_level == "debug"     ? LogLevel::kDebug
+              : f.log_level == "warning" ? LogLevel::kWarning
+              : f.log_level == "error"   ? LogLevel::kError
+                                         : LogLevel::kInfo);
+
+  // Signals are taken by sigwait in this thread only; block them before any
+  // other thread exists so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string cred_error;
+  auto creds = Credentials(f, &cred_error);
+  if (!cred_error.empty()) return Fatal("bad_flags", cred_error);
+  std::unique_ptr<service::Authorizer> auth = std::make_unique<service::Authorizer>();
+  if (!f.token_file.empty()) {
+    auto loaded = service::Authorizer::FromFile(f.token_file);
+    if (!loaded.ok()) return Fatal("bad_token_file", std::string(loaded.status().message()));
+    auth = *std::move(loaded);
+  }
+
+  service::HealthServiceImpl health;
+  std::unique_ptr<grpc::Server> health_server;
+  if (!f.health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    hb.AddListeningPort(f.health_listen, grpc::InsecureServerCredentials());
+    hb.RegisterService(&health);
+    health_server = hb.BuildAndStart();
+    if (!health_server) return Fatal("listen_failed", "cannot listen on " + f.health_listen);
+  }
+
+  auto engines = engine::EngineGroup::Start(f.engine_threads, engine::EngineOptions{});
+  if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));
+  service::StoreOptions store_options;
+  store_options.data_dir = f.data_dir;
+  store_options.volume_options.durability =
+      f.durability == "ordered" ? engine::Durability::kOrdered : engine::Durability::kUnordered;
+  store_options.volume_options.cache =
+      f.cache == "none" ? engine::CacheMode::kNone : engine::CacheMode::kWriteback;
+  auto store = service::Store::Open(store_options, engines->get());
+  if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
+
+  service::BlockServiceOptions block_options;
+  block_options.max_in_flight = f.max_in_flight;
+  service::BlockServiceImpl block_service(store->get(), auth.get(), block_options);
+  service::VolumeServiceImpl volume_service(store->get(), auth.get());
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(f.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(f.max_message_bytes));
+  int port = 0;
+  builder.AddListeningPort(f.listen, creds, &port);
+  builder.RegisterService(&block_service);
+  builder.RegisterService(&volume_service);
+  builder.RegisterService(&health);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);
+  const std::string host = f.listen.substr(0, f.listen.rfind(':'));
+  health.SetServing(true);
+  Log(LogLevel::kInfo, "serving",
+      {{"address", absl::StrCat(host, ":", port)},
+       {"data_dir", f.data_dir},
+       {"tls", f.tls_cert.empty() ? "off" : f.tls_client_ca.empty() ? "on" : "mutual"},
+       {"tokens", auth->enabled() ? "on" : "off"},
+       {"engine_threads", std::to_string(f.engine_threads)},
+       {"durability", f.durability},
+       {"cache", f.cache}});
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  Log(LogLevel::kInfo, "draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  health.Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(f.drain_seconds));
+  server->Wait();
+  absl::Status closed = (*store)->CloseAll();
+  if (health_server) health_server->Shutdown(std::chrono::system_clock::now());
+  Log(closed.ok() ? LogLevel::kInfo : LogLevel::kError, "stopped",
+      {{"flush", closed.ok() ? "ok" : std::string(closed.message())}});
+  return closed.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace cowblk
+
+int main(int argc, char** argv) { return cowblk::Main(argc, argv); }

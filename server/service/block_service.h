@@ -1,0 +1,53 @@
+// cowblk.v1.BlockService over the engine, with gRPC's callback API: no
+// thread blocks on I/O. Each reactor owns its per-call state, reacts on any
+// thread, and frees itself only in OnDone.
+
+#ifndef COWBLK_SERVER_SERVICE_BLOCK_SERVICE_H_
+#define COWBLK_SERVER_SERVICE_BLOCK_SERVICE_H_
+
+#include <cstdint>
+
+#include "cowblk/v1/block.grpc.pb.h"
+#include "server/service/auth.h"
+#include "server/service/store.h"
+
+namespace cowblk::service {
+
+struct BlockServiceOptions {
+  // Requests of one Session in progress (submitted, or answered but not yet
+  // sent) before the server stops reading that stream.
+  uint32_t max_in_flight = 256;
+  // Chunk size of the Read RPC.
+  uint32_t read_chunk = 1 << 20;
+};
+
+class BlockServiceImpl final : public cowblk::v1::BlockService::CallbackService {
+ public:
+  // `store` and `auth` must outlive the service.
+  BlockServiceImpl(Store* store, const Authorizer* auth, const BlockServiceOptions& options)
+      : store_(store), auth_(auth), options_(options) {}
+
+  grpc::ServerBidiReactor<cowblk::v1::SessionRequest, cowblk::v1::SessionResponse>* Session(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerWriteReactor<cowblk::v1::ReadResponse>* Read(
+      grpc::CallbackServerContext* ctx, const cowblk::v1::ReadRequest* request) override;
+  grpc::ServerReadReactor<cowblk::v1::WriteRequest>* Write(
+      grpc::CallbackServerContext* ctx, cowblk::v1::WriteResponse* response) override;
+  grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* ctx,
+                                  const cowblk::v1::FlushRequest* request,
+                                  cowblk::v1::FlushResponse* response) override;
+
+  // Opens `name` for `access` by the caller of `ctx`.
+  absl::StatusOr<std::shared_ptr<VolumeHandle>> OpenVolume(const grpc::ServerContextBase& ctx,
+                                                           const std::string& name, Access access);
+  const BlockServiceOptions& options() const { return options_; }
+
+ private:
+  Store* const store_;
+  const Authorizer* const auth_;
+  const BlockServiceOptions options_;
+};
+
+}  // namespace cowblk::service
+
+#endif  // COWBLK_SERVER_SERVICE_BLOCK_SERVICE_H_

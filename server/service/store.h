@@ -1,0 +1,163 @@
+// Store: the data directory as the source of truth. Images live in
+// DIR/images/NAME.img, volumes in DIR/volumes/NAME.cow (UML COW files whose
+// backing path is the image's absolute path); blank volumes sit over a
+// sparse all-zero base in DIR/images/.blank/SIZE.img. There is no other
+// state: on start every volume is opened and validated, and a bad one is
+// reported and kept out of service, not fatal.
+//
+// Thread-safety: all methods are thread-safe. Administrative calls are
+// serialized by one mutex; the I/O path (VolumeHandle::Submit) takes only
+// the handle's shared lock.
+
+#ifndef COWBLK_SERVER_SERVICE_STORE_H_
+#define COWBLK_SERVER_SERVICE_STORE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/cow/bitmap.h"
+#include "server/engine/engine.h"
+
+namespace cowblk::service {
+
+// Names of volumes and images: [a-z0-9][a-z0-9._-]{0,62}.
+bool IsValidName(absl::string_view name);
+// InvalidArgument naming `field` unless `name` is valid.
+absl::Status ValidateName(absl::string_view field, absl::string_view name);
+
+// A volume in service. Sessions hold it by shared_ptr; Submit fails once the
+// volume was closed (deleted or the server is stopping).
+class VolumeHandle {
+ public:
+  VolumeHandle(std::string name, engine::Engine* engine, engine::Volume* volume)
+      : name_(std::move(name)), engine_(engine), volume_(volume), size_(volume->size()) {}
+
+  const std::string& name() const { return name_; }
+  uint64_t size() const { return size_; }
+  const engine::VolumeStats& stats() const { return volume_->stats(); }
+  engine::Engine* engine() const { return engine_; }
+
+  // Queues `req` on the volume's engine; req->done runs on the engine thread.
+  // Returns false, without touching `req`, when the volume is closed.
+  bool Submit(engine::Request* req);
+  // Submits and waits (administrative paths, never the gRPC I/O path).
+  absl::Status SubmitAndWait(engine::OpType op, uint64_t offset, uint64_t length,
+                             char* data);
+  // Stops new requests, waits for in-flight ones, flushes, closes the files.
+  absl::Status Close();
+  // Runs `fn` on the engine thread with the volume and waits (bitmap reads).
+  void RunOnEngine(const std::function<void(engine::Volume&)>& fn);
+
+ private:
+  const std::string name_;
+  engine::Engine* const engine_;
+  engine::Volume* const volume_;
+  const uint64_t size_;
+  std::shared_mutex mu_;  // shared: submitting; exclusive: closing
+  bool closed_ = false;
+};
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t size_bytes = 0;
+  uint64_t allocated_bytes = 0;
+  std::string image;  // empty for blank volumes
+  bool ready = false;
+  std::string error;  // why it is not ready
+};
+
+struct ImageInfo {
+  std::string name;
+  uint64_t size_bytes = 0;
+  uint32_t volume_count = 0;
+};
+
+struct StoreOptions {
+  std::string data_dir;
+  engine::VolumeOptions volume_options;
+  uint64_t max_volume_size = uint64_t{1} << 44;
+};
+
+// An image being uploaded: written to a hidden temporary file and published
+// under its name only by Finish (never over an existing image).
+class ImageUpload {
+ public:
+  ~ImageUpload();  // removes the temporary file unless finished
+  absl::Status Append(absl::string_view data);
+  absl::StatusOr<ImageInfo> Finish();
+
+ private:
+  friend class Store;
+  ImageUpload() = default;
+  std::string name_, tmp_path_, final_path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint64_t max_size_ = 0;
+  bool finished_ = false;
+};
+
+class Store {
+ public:
+  // Creates DIR/images and DIR/volumes if needed and opens every volume on
+  // an engine of `engines`. Problems with single volumes are logged and kept
+  // as VOLUME_STATE_ERROR; only an unusable directory fails.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options,
+                                                     engine::EngineGroup* engines);
+  ~Store();  // closes (drains and flushes) every volume
+
+  absl::StatusOr<VolumeInfo> CreateVolume(const std::string& name, const std::string& image,
+                                          uint64_t size_bytes);
+  absl::StatusOr<VolumeInfo> GetVolume(const std::string& name);
+  // In name order, names > `after`, at most `limit`.
+  std::vector<VolumeInfo> ListVolumes(const std::string& after, size_t limit);
+  absl::Status DeleteVolume(const std::string& name);
+  absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
+  absl::StatusOr<std::vector<cow::SectorRun>> GetAllocation(const std::string& name,
+                                                            uint64_t offset, uint64_t length);
+  // NotFound unless the volume exists and is ready.
+  absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
+  std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();
+
+  absl::StatusOr<std::unique_ptr<ImageUpload>> StartUpload(const std::string& name);
+  absl::StatusOr<ImageInfo> GetImage(const std::string& name);
+  std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
+  absl::Status DeleteImage(const std::string& name);
+
+  // Closes every volume (used on shutdown); returns the first error.
+  absl::Status CloseAll();
+
+ private:
+  struct Entry {
+    std::shared_ptr<VolumeHandle> handle;  // null when not ready
+    std::string backing;                    // absolute path from the header
+    uint64_t size_bytes = 0;
+    std::string error;
+  };
+
+  Store(const StoreOptions& options, engine::EngineGroup* engines)
+      : options_(options), engines_(engines) {}
+  std::string ImagePath(const std::string& name) const;
+  std::string VolumePath(const std::string& name) const;
+  std::string ImageNameOf(const std::string& backing) const;
+  VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
+  absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);
+  absl::StatusOr<std::string> BlankBase(uint64_t size_bytes);
+  void OpenExisting(const std::string& name);
+  absl::Status Serve(const std::string& name, std::unique_ptr<cow::CowFile> file, Entry& e);
+
+  const StoreOptions options_;
+  engine::EngineGroup* const engines_;
+  std::string images_dir_, volumes_dir_;
+  std::mutex mu_;  // guards volumes_ and every create/delete in the directory
+  std::map<std::string, Entry> volumes_;
+};
+
+}  // namespace cowblk::service
+
+#endif  // COWBLK_SERVER_SERVICE_STORE_H_

@@ -1,0 +1,47 @@
+// cowblk.v1.VolumeService: administrative calls, on gRPC's synchronous
+// thread pool (a commit or an upload may take a while; no I/O path waits).
+
+#ifndef COWBLK_SERVER_SERVICE_VOLUME_SERVICE_H_
+#define COWBLK_SERVER_SERVICE_VOLUME_SERVICE_H_
+
+#include "cowblk/v1/volume.grpc.pb.h"
+#include "server/service/auth.h"
+#include "server/service/store.h"
+
+namespace cowblk::service {
+
+class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
+ public:
+  // `store` and `auth` must outlive the service.
+  VolumeServiceImpl(Store* store, const Authorizer* auth) : store_(store), auth_(auth) {}
+
+  grpc::Status CreateVolume(grpc::ServerContext* ctx, const cowblk::v1::CreateVolumeRequest* req,
+                            cowblk::v1::Volume* resp) override;
+  grpc::Status GetVolume(grpc::ServerContext* ctx, const cowblk::v1::GetVolumeRequest* req,
+                         cowblk::v1::Volume* resp) override;
+  grpc::Status ListVolumes(grpc::ServerContext* ctx, const cowblk::v1::ListVolumesRequest* req,
+                           cowblk::v1::ListVolumesResponse* resp) override;
+  grpc::Status DeleteVolume(grpc::ServerContext* ctx, const cowblk::v1::DeleteVolumeRequest* req,
+                            cowblk::v1::DeleteVolumeResponse* resp) override;
+  grpc::Status CommitVolume(grpc::ServerContext* ctx, const cowblk::v1::CommitVolumeRequest* req,
+                            cowblk::v1::Image* resp) override;
+  grpc::Status GetAllocation(grpc::ServerContext* ctx, const cowblk::v1::GetAllocationRequest* req,
+                             cowblk::v1::GetAllocationResponse* resp) override;
+  grpc::Status UploadImage(grpc::ServerContext* ctx,
+                           grpc::ServerReader<cowblk::v1::UploadImageRequest>* reader,
+                           cowblk::v1::Image* resp) override;
+  grpc::Status ListImages(grpc::ServerContext* ctx, const cowblk::v1::ListImagesRequest* req,
+                          cowblk::v1::ListImagesResponse* resp) override;
+  grpc::Status GetImage(grpc::ServerContext* ctx, const cowblk::v1::GetImageRequest* req,
+                        cowblk::v1::Image* resp) override;
+  grpc::Status DeleteImage(grpc::ServerContext* ctx, const cowblk::v1::DeleteImageRequest* req,
+                           cowblk::v1::DeleteImageResponse* resp) override;
+
+ private:
+  Store* const store_;
+  const Authorizer* const auth_;
+};
+
+}  // namespace cowblk::service
+
+#endif  // COWBLK_SERVER_SERVICE_VOLUME_SERVICE_H_
