@@ -1,0 +1,121 @@
+// Runs a real cowblkd as a child process on an ephemeral loopback port.
+// Start() returns once the server logged `event=serving` (read from its
+// stderr, which a thread keeps draining), so tests never sleep to wait.
+
+#ifndef COWBLK_TESTS_INTEGRATION_COWBLKD_PROCESS_H_
+#define COWBLK_TESTS_INTEGRATION_COWBLKD_PROCESS_H_
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace cowblk::testing {
+
+class CowblkdProcess {
+ public:
+  CowblkdProcess() = default;
+  CowblkdProcess(const CowblkdProcess&) = delete;
+  CowblkdProcess& operator=(const CowblkdProcess&) = delete;
+  ~CowblkdProcess() {
+    if (pid_ > 0) Stop(SIGKILL);
+  }
+
+  // Starts `cowblkd --data-dir DIR --listen 127.0.0.1:0 ARGS...`. Returns
+  // false (see log()) if it exits before serving.
+  bool Start(const std::string& data_dir, const std::vector<std::string>& args = {}) {
+    std::vector<std::string> argv = {COWBLKD_BIN, "--data-dir", data_dir, "--listen",
+                                     "127.0.0.1:0", "--drain-seconds", "5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      log_.clear();
+      serving_ = eof_ = false;
+      port_ = 0;
+    }
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDERR_FILENO);
+      std::vector<char*> cargv;
+      for (std::string& a : argv) cargv.push_back(a.data());
+      cargv.push_back(nullptr);
+      execv(cargv[0], cargv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    reader_ = std::thread([this, fd = fds[0]] { Drain(fd); });
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return serving_ || eof_; });
+    return serving_;
+  }
+
+  // Sends `sig`, waits for the exit, returns the exit code (128 + signal
+  // when killed by one).
+  int Stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (reader_.joinable()) reader_.join();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::shared_ptr<grpc::Channel> Channel() const {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    args.SetMaxSendMessageSize(64 << 20);
+    return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+  }
+  std::string log() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+ private:
+  void Drain(int fd) {
+    char buf[4096];
+    std::string line;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      log_.append(buf, static_cast<size_t>(n));
+      if (!serving_) {
+        const size_t at = log_.find("event=serving address=127.0.0.1:");
+        if (at != std::string::npos) {
+          port_ = std::stoi(log_.substr(at + 32));
+          serving_ = true;
+          cv_.notify_all();
+        }
+      }
+    }
+    close(fd);
+    std::lock_guard<std::mutex> lock(mu_);
+    eof_ = true;
+    cv_.notify_all();
+  }
+
+  pid_t pid_ = -1;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string log_;
+  bool serving_ = false;
+  bool eof_ = false;
+  int port_ = 0;
+};
+
+}  // namespace cowblk::testing
+
+#endif  // COWBLK_TESTS_INTEGRATION_COWBLKD_PROCESS_H_
