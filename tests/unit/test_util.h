@@ -17,13 +17,16 @@
 
 namespace cowblk::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+// A fresh directory under $TMPDIR (or /tmp) by default, removed with its
+// contents.
 class TempDir {
  public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base ? base : "/tmp") + "/cowblk-test-XXXXXX";
-    path_ = mkdtemp(tmpl.data());
+  TempDir() : TempDir(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") {}
+  // A fresh directory under `base`: for tests that need a particular
+  // filesystem (O_DIRECT, which tmpfs refuses). path() is empty on failure.
+  explicit TempDir(const std::string& base) {
+    std::string tmpl = base + "/cowblk-test-XXXXXX";
+    if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~TempDir() {
     std::error_code ec;
