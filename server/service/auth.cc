@@ -20,7 +20,8 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::stri
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    absl::string_view text = absl::StripAsciiWhitespace(line.substr(0, line.find('#')));
+    const std::string uncommented = line.substr(0, line.find('#'));
+    absl::string_view text = absl::StripAsciiWhitespace(uncommented);
     if (text.empty()) continue;
     std::vector<absl::string_view> parts = absl::StrSplit(text, ' ', absl::SkipEmpty());
     if (parts.size() != 2) {
