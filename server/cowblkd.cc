@@ -2,7 +2,6 @@
 // over gRPC (cowblk.v1.VolumeService and BlockService), with the standard
 // health service and server reflection. See docs/cowblkd.md.
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 #include <signal.h>
@@ -20,6 +19,7 @@
 #include "server/service/auth.h"
 #include "server/service/block_service.h"
 #include "server/service/health_service.h"
+#include "server/service/reflection_service.h"
 #include "server/service/store.h"
 #include "server/service/volume_service.h"
 
@@ -164,7 +164,8 @@ int Main(int argc, char** argv) {
   service::BlockServiceImpl block_service(store->get(), auth.get(), block_options);
   service::VolumeServiceImpl volume_service(store->get(), auth.get());
 
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  service::ReflectionV1 reflection_v1;
+  service::ReflectionV1Alpha reflection_v1alpha;
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(f.max_message_bytes));
@@ -174,6 +175,8 @@ int Main(int argc, char** argv) {
   builder.RegisterService(&block_service);
   builder.RegisterService(&volume_service);
   builder.RegisterService(&health);
+  builder.RegisterService(&reflection_v1);
+  builder.RegisterService(&reflection_v1alpha);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));

@@ -108,8 +108,7 @@ class SessionReactor final
     absl::Status s = Bind();
     auto op = ToEngineOp(in_.op());
     if (s.ok() && !op.ok()) s = op.status();
-    if (s.ok() && (*op == engine::OpType::kWrite || *op == engine::OpType::kTrim ||
-                   *op == engine::OpType::kWriteZeroes) && !write_allowed_) {
+    if (s.ok() && *op != engine::OpType::kRead && !write_allowed_) {
       s = absl::PermissionDeniedError("the token allows reading this volume only");
     }
     if (!s.ok()) {

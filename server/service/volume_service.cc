@@ -71,9 +71,21 @@ grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const List
       if (resp->volumes_size() == static_cast<int>(limit)) break;
     }
   }
-  if (resp->volumes_size() == static_cast<int>(limit) &&
-      !store_->ListVolumes(after, 1).empty()) {
-    resp->set_next_page_token(after);
+  // A next page only if a volume the caller may see remains: the token must
+  // not reveal that hidden volumes exist.
+  if (resp->volumes_size() == static_cast<int>(limit)) {
+    std::string probe = after;
+    for (;;) {
+      std::vector<VolumeInfo> rest = store_->ListVolumes(probe, kMaxPage);
+      if (rest.empty()) break;
+      bool visible = false;
+      for (const VolumeInfo& v : rest) visible |= auth_->CanSee(*ctx, v.name);
+      if (visible) {
+        resp->set_next_page_token(after);
+        break;
+      }
+      probe = rest.back().name;
+    }
   }
   return grpc::Status::OK;
 }

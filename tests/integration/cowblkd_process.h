@@ -73,10 +73,15 @@ class CowblkdProcess {
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::shared_ptr<grpc::Channel> Channel() const {
-    grpc::ChannelArguments args;
+    return Channel(grpc::InsecureChannelCredentials());
+  }
+  // A channel with `creds` (TLS, mutual TLS); `args` may add e.g. a TLS
+  // target name override.
+  std::shared_ptr<grpc::Channel> Channel(const std::shared_ptr<grpc::ChannelCredentials>& creds,
+                                         grpc::ChannelArguments args = {}) const {
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
-    return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+    return grpc::CreateCustomChannel(address(), creds, args);
   }
   std::string log() const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -74,6 +74,13 @@ expect_exit 0 client describe cowblk.v1.Volume
 expect_output "  .cowblk.v1.VolumeState state = 6;"
 expect_exit 0 client describe grpc.health.v1.Health
 expect_output "rpc Check ( .grpc.health.v1.HealthCheckRequest ) returns ( .grpc.health.v1.HealthCheckResponse );"
+# The API's documentation travels with reflection, over v1 and v1alpha.
+expect_exit 0 client describe cowblk.v1.BlockService.Session
+expect_output "The high-throughput path"
+REFLECTION_VERSION=v1 expect_exit 0 client describe cowblk.v1.VolumeService.CommitVolume
+expect_output "Merges a volume (its COW data over its image) into a new image"
+REFLECTION_VERSION=v1 expect_exit 0 client list
+expect_output "grpc.reflection.v1.ServerReflection"
 expect_exit 1 client describe cowblk.v1.NoSuchThing
 expect_output "cowblk.v1.NoSuchThing"
 

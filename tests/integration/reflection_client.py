@@ -46,8 +46,9 @@ FDP = descriptor_pb2.FieldDescriptorProto
 
 # ---- The reflection protocol (grpc/reflection/v1alpha/reflection.proto) ----
 
-REFLECTION_PACKAGE = "grpc.reflection.v1alpha"
-REFLECTION_METHOD = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+# v1alpha is what every grpcurl speaks; REFLECTION_VERSION=v1 selects v1.
+REFLECTION_PACKAGE = "grpc.reflection." + os.environ.get("REFLECTION_VERSION", "v1alpha")
+REFLECTION_METHOD = "/" + REFLECTION_PACKAGE + ".ServerReflection/ServerReflectionInfo"
 
 
 def reflection_file_descriptor():
