@@ -5,6 +5,12 @@
 #include "server/engine/uring_io.h"
 
 namespace cowblk::engine {
+namespace {
+// The engine whose thread this is; lets Submit skip the wake-up (an eventfd
+// write plus a ring round trip per request) when a completion callback
+// resubmits.
+thread_local Engine* t_engine = nullptr;
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
   std::unique_ptr<Engine> e(new Engine);
@@ -25,6 +31,7 @@ Engine::~Engine() {
 }
 
 void Engine::Run() {
+  t_engine = this;
   std::vector<std::pair<Volume*, Request*>> requests;
   std::vector<std::function<void()>> posted;
   for (;;) {
@@ -52,6 +59,11 @@ void Engine::Run() {
     }
     io_in_flight_.store(io_->in_flight(), std::memory_order_relaxed);
     if (stop && io_->in_flight() == 0) return;
+    {
+      // Work queued by this thread itself (no wake-up was sent for it).
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!inbox_.empty() || !posted_.empty()) continue;
+    }
     if (!io_->Poll()) abort();  // the ring itself failed: nothing can continue
     io_->TakeWake();
   }
@@ -72,8 +84,9 @@ void Engine::Submit(Volume* volume, Request* req) {
     first = inbox_.empty();
     inbox_.emplace_back(volume, req);
   }
-  // Later submitters ride on the first one's wake-up.
-  if (first) io_->Wake();
+  // Later submitters ride on the first one's wake-up; the engine thread
+  // itself looks at the inbox before it waits.
+  if (first && t_engine != this) io_->Wake();
 }
 
 absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,
