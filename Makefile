@@ -28,10 +28,10 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Until the server exists, `make run` builds the tools and runs cowblk-img on
-# a demo volume in $(DATA_DIR) (see README.md).
+# Builds, makes a demo image and volume in $(DATA_DIR), and runs cowblkd in
+# the foreground on 127.0.0.1:7800 (README.md shows how to talk to it).
 run: build
-	./scripts/demo $(BUILD_DIR)/bin $(DATA_DIR)
+	./scripts/demo $(BUILD_DIR)/bin $(DATA_DIR) $(RUN_ARGS)
 
 # The header fuzzer needs clang's libFuzzer: its own build directory.
 fuzz-build: deps
