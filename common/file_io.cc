@@ -25,7 +25,10 @@ absl::Status ErrnoStatus(int err, absl::string_view context) {
     case EACCES:
     case EPERM:
     case EROFS:
-      return absl::PermissionDeniedError(msg);
+      // The server's own access to its files: not the caller's permissions.
+      return absl::FailedPreconditionError(msg);
+    case EIO:
+      return absl::DataLossError(msg);
     case EEXIST:
       return absl::AlreadyExistsError(msg);
     case EAGAIN:

@@ -17,9 +17,10 @@ namespace cowblk {
 
 // Returns a status for `err` (an errno value): the message is
 // "<context>: <strerror>". ENOENT maps to NotFound, ENOSPC/EDQUOT to
-// ResourceExhausted, EACCES/EPERM to PermissionDenied, EEXIST to
-// AlreadyExists, EAGAIN to Unavailable, EINVAL to InvalidArgument, anything
-// else to Internal.
+// ResourceExhausted, EIO to DataLoss, EACCES/EPERM/EROFS to
+// FailedPrecondition (the server cannot use its own file: not a matter of the
+// caller's rights), EEXIST to AlreadyExists, EAGAIN to Unavailable, EINVAL to
+// InvalidArgument, anything else to Internal.
 absl::Status ErrnoStatus(int err, absl::string_view context);
 
 // Reads exactly `len` bytes at `offset`, continuing short reads and retrying

@@ -96,8 +96,10 @@ int Main(int argc, char** argv) {
   app.add_option("--max-in-flight", f.max_in_flight,
                  "Requests in progress per Session stream before it stops reading")
       ->envname("COWBLK_MAX_IN_FLIGHT")->check(CLI::Range(1, 65536))->capture_default_str();
-  app.add_option("--max-message-bytes", f.max_message_bytes, "Largest gRPC message accepted")
-      ->envname("COWBLK_MAX_MESSAGE_BYTES")->capture_default_str();
+  app.add_option("--max-message-bytes", f.max_message_bytes,
+                 "Largest gRPC message accepted (at least 33 MiB: requests carry up to 32 MiB)")
+      ->envname("COWBLK_MAX_MESSAGE_BYTES")
+      ->check(CLI::Range(uint32_t{33} << 20, uint32_t{1} << 30))->capture_default_str();
   app.add_option("--drain-seconds", f.drain_seconds,
                  "On SIGTERM/SIGINT: time given to in-flight calls before they are cancelled")
       ->envname("COWBLK_DRAIN_SECONDS")->capture_default_str();

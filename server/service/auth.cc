@@ -23,7 +23,7 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::stri
     const std::string uncommented = line.substr(0, line.find('#'));
     absl::string_view text = absl::StripAsciiWhitespace(uncommented);
     if (text.empty()) continue;
-    std::vector<absl::string_view> parts = absl::StrSplit(text, ' ', absl::SkipEmpty());
+    std::vector<absl::string_view> parts = absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (parts.size() != 2) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":", lineno, ": want `TOKEN SCOPE[,SCOPE...]`"));

@@ -42,8 +42,8 @@ grpc::Status HealthServiceImpl::Watch(grpc::ServerContext* ctx, const HealthChec
                                       grpc::ServerWriter<HealthCheckResponse>* writer) {
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t seen = ~uint64_t{0};
-  while (!shutdown_ && !ctx->IsCancelled()) {
-    if (seen != version_) {
+  for (;;) {
+    if (seen != version_) {  // every change is sent, NOT_SERVING on drain too
       seen = version_;
       HealthCheckResponse resp;
       resp.set_status(!Known(req->service()) ? HealthCheckResponse::SERVICE_UNKNOWN
@@ -53,7 +53,9 @@ grpc::Status HealthServiceImpl::Watch(grpc::ServerContext* ctx, const HealthChec
       const bool ok = writer->Write(resp);
       lock.lock();
       if (!ok) break;
+      continue;  // the state may have changed while writing
     }
+    if (shutdown_ || ctx->IsCancelled()) break;
     // Cancellation has no notification on the sync API: look again each second.
     changed_.wait_for(lock, std::chrono::seconds(1));
   }

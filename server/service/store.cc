@@ -161,6 +161,17 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options,
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
   }
+  // Temporaries of uploads, commits and blank bases cut short by a crash.
+  for (const std::string& dir : {store->images_dir_, store->images_dir_ + "/.blank"}) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string file = entry.path().filename().string();
+      if (file.rfind(".upload-", 0) == 0 || file.rfind(".commit-", 0) == 0 ||
+          file.find(".tmp-") != std::string::npos) {
+        fs::remove(entry.path(), ec);
+        Log(LogLevel::kInfo, "temporary_removed", {{"file", entry.path().string()}});
+      }
+    }
+  }
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(store->volumes_dir_, ec)) {
     const fs::path& p = entry.path();
@@ -233,6 +244,7 @@ absl::Status Store::Serve(const std::string& name, std::unique_ptr<cow::CowFile>
   std::error_code ec;
   const fs::path real_backing = fs::canonical(e.backing, ec);
   const fs::path real_images = fs::canonical(images_dir_, ec);
+  e.backing_real = real_backing.string();
   const std::string prefix = real_images.string() + "/";
   if (ec || real_backing.string().compare(0, prefix.size(), prefix) != 0) {
     return absl::FailedPreconditionError(
@@ -301,8 +313,12 @@ absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const st
   if (volumes_.count(name) != 0) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
   if (!image.empty()) {
     backing = ImagePath(image);
-    if (access(backing.c_str(), F_OK) != 0) {
-      return absl::NotFoundError(absl::StrCat("image ", image, " not found"));
+    auto st = StatRegular(backing, "image");
+    if (!st.ok()) {
+      if (st.status().code() == absl::StatusCode::kNotFound) {
+        return absl::NotFoundError(absl::StrCat("image ", image, " not found"));
+      }
+      return st.status();
     }
   } else {
     auto base = BlankBase(size_bytes);
@@ -382,26 +398,41 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
   if (absl::Status s = ValidateName("image", image); !s.ok()) return s;
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
-  std::lock_guard<std::mutex> lock(mu_);
   const std::string final_path = ImagePath(image);
-  if (access(final_path.c_str(), F_OK) == 0) {
-    return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
+  {
+    // Reserve the name; the copy itself runs without the store lock, so
+    // I/O and other calls go on meanwhile.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (access(final_path.c_str(), F_OK) == 0 || !commits_.insert(image).second) {
+      return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
+    }
   }
+  auto release = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    commits_.erase(image);
+  };
   absl::Status s = (*handle)->SubmitAndWait(engine::OpType::kFlush, 0, 0, nullptr);
-  if (!s.ok()) return s;
   // Our own write lock is held by the engine's descriptor: read unlocked.
-  auto file = cow::CowFile::Open(VolumePath(name), cow::OpenOptions{.lock = false});
-  if (!file.ok()) return file.status();
+  absl::StatusOr<std::unique_ptr<cow::CowFile>> file =
+      s.ok() ? cow::CowFile::Open(VolumePath(name), cow::OpenOptions{.lock = false}) : s;
+  if (!file.ok()) {
+    release();
+    return file.status();
+  }
   const std::string tmp = absl::StrCat(images_dir_, "/.commit-", image, "-", RandomSuffix());
   auto stats = cow::CommitToImage(**file, tmp);
-  if (!stats.ok()) return stats.status();
-  if (link(tmp.c_str(), final_path.c_str()) != 0) {
-    const int err = errno;
-    unlink(tmp.c_str());
+  if (!stats.ok()) {
+    release();
+    return stats.status();
+  }
+  const int rc = link(tmp.c_str(), final_path.c_str());
+  const int err = errno;
+  unlink(tmp.c_str());
+  release();
+  if (rc != 0) {
     if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
     return ErrnoStatus(err, absl::StrCat("publish ", final_path));
   }
-  unlink(tmp.c_str());
   FsyncDir(images_dir_).IgnoreError();
   Log(LogLevel::kInfo, "volume_committed",
       {{"volume", name}, {"image", image}, {"bytes_from_cow", std::to_string(stats->bytes_from_cow)}});
@@ -456,7 +487,11 @@ absl::StatusOr<ImageInfo> Store::ImageInfoLocked(const std::string& name) {
     return st.status();
   }
   ImageInfo info{name, static_cast<uint64_t>(st->st_size), 0};
-  for (const auto& [vname, e] : volumes_) info.volume_count += e.backing == path;
+  std::error_code ec;
+  const std::string real = fs::canonical(path, ec).string();
+  for (const auto& [vname, e] : volumes_) {
+    info.volume_count += e.backing == path || (!ec && e.backing_real == real);
+  }
   return info;
 }
 
@@ -493,8 +528,12 @@ absl::Status Store::DeleteImage(const std::string& name) {
   if (info->volume_count > 0) {
     std::string users;
     const std::string path = ImagePath(name);
+    std::error_code ec;
+    const std::string real = fs::canonical(path, ec).string();
     for (const auto& [vname, e] : volumes_) {
-      if (e.backing == path) absl::StrAppend(&users, users.empty() ? "" : ", ", vname);
+      if (e.backing == path || (!ec && e.backing_real == real)) {
+        absl::StrAppend(&users, users.empty() ? "" : ", ", vname);
+      }
     }
     return absl::FailedPreconditionError(
         absl::StrCat("image ", name, " is used by volume(s) ", users));

@@ -13,6 +13,7 @@
 #define COWBLK_SERVER_SERVICE_STORE_H_
 
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -136,6 +137,7 @@ class Store {
   struct Entry {
     std::shared_ptr<VolumeHandle> handle;  // null when not ready
     std::string backing;                    // absolute path from the header
+    std::string backing_real;               // the same, symlinks resolved
     uint64_t size_bytes = 0;
     std::string error;
   };
@@ -156,6 +158,7 @@ class Store {
   std::string images_dir_, volumes_dir_;
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
+  std::set<std::string> commits_;  // image names being written by a commit
 };
 
 }  // namespace cowblk::service

@@ -268,6 +268,21 @@ TEST_F(ServerApiTest, ABadVolumeFileIsReportedAndSkippedAtStart) {
   EXPECT_TRUE(ReadData("good", 0, 512, &got).ok());
 }
 
+TEST_F(ServerApiTest, StartRemovesLeftoverTemporariesAndSymlinkedImagesAreRefused) {
+  ASSERT_EQ(StopServer(), 0);
+  WriteFileBytes(dir_.File("images/.upload-x-0123456789abcdef"), "partial upload");
+  WriteFileBytes(dir_.File("images/.commit-y-0123456789abcdef"), "partial commit");
+  WriteFileBytes(dir_.File("real.img"), RandomBytes(kMiB, 10));
+  std::filesystem::create_symlink(dir_.File("real.img"), dir_.File("images/link.img"));
+  StartServer();
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("images/.upload-x-0123456789abcdef")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("images/.commit-y-0123456789abcdef")));
+  grpc::Status s = Create("vm1", 0, "link");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("symlinks are refused"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("volumes/vm1.cow")));
+}
+
 TEST_F(ServerApiTest, HealthIsServingOnceStarted) {
   auto health = grpc::health::v1::Health::NewStub(server_.Channel());
   for (const char* service : {"", "cowblk.v1.BlockService", "cowblk.v1.VolumeService"}) {
