@@ -3,7 +3,8 @@
 
 It uses no generated stubs and no .proto files of the server: every message
 type comes from the server's grpc.reflection.v1alpha.ServerReflection service
-(gRPC 1.51, Debian 12's, serves v1alpha only). Even the reflection protocol's
+(cowblkd serves v1 and v1alpha; this client speaks v1alpha unless
+REFLECTION_VERSION=v1). Even the reflection protocol's
 own messages are built here from a hand-written FileDescriptorProto, because
 Debian does not package the reflection proto's generated Python module.
 
