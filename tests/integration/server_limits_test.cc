@@ -1,0 +1,128 @@
+// Limits and resource errors end to end: oversized messages, a full file
+// system (a real, tiny loop-mounted ext4), and requests to a volume deleted
+// under a session.
+
+#include <sys/mount.h>
+
+#include <cstdlib>
+
+#include "gmock/gmock.h"
+#include "tests/integration/server_fixture.h"
+
+namespace cowblk::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+v1::SessionRequest Write(uint64_t id, uint64_t offset, const std::string& data,
+                         const std::string& volume = "") {
+  v1::SessionRequest r;
+  r.set_id(id);
+  r.set_volume(volume);
+  r.set_op(v1::OP_WRITE);
+  r.set_offset(offset);
+  r.set_data(data);
+  return r;
+}
+
+class ServerLimitsTest : public ServerFixture {};
+
+TEST_F(ServerLimitsTest, AMessageAboveTheLimitIsResourceExhausted) {
+  ASSERT_TRUE(Create("vm1", 64 * kMiB).ok());
+  const std::string before = Snapshot();
+  grpc::Status s = WriteData("vm1", 0, std::string(48 * kMiB, 'x'));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(ServerLimitsTest, ARequestToAVolumeDeletedUnderTheSessionFailsAlone) {
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Write(Write(1, 0, std::string(512, 'a'), "vm1")));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.code(), 0);
+  grpc::ClientContext dctx;
+  v1::DeleteVolumeRequest del;
+  del.set_name("vm1");
+  v1::DeleteVolumeResponse dresp;
+  ASSERT_TRUE(volumes_->DeleteVolume(&dctx, del, &dresp).ok());
+  ASSERT_TRUE(stream->Write(Write(2, 0, std::string(512, 'b'))));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.id(), 2u);
+  EXPECT_EQ(resp.code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(resp.message(), HasSubstr("closed"));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
+// The data directory on a 16 MiB ext4: writing a 64 MiB blank volume runs out
+// of space. The failing write gets RESOURCE_EXHAUSTED, the stream and the
+// server go on, and data written before is intact after a restart.
+class FullDiskTest : public ServerFixture {
+ protected:
+  void SetUp() override {
+    image_ = dir_.File("fs.img");
+    mnt_ = dir_.File("mnt");
+    ASSERT_EQ(std::system(("truncate -s 16M " + image_ + " && mkfs.ext4 -q -F " + image_ +
+                           " && mkdir " + mnt_ + " && mount -o loop " + image_ + " " + mnt_)
+                              .c_str()),
+              0)
+        << "needs root and loop devices (as CI has)";
+    mounted_ = true;
+    ASSERT_TRUE(server_.Start(mnt_ + "/data")) << server_.log();
+    volumes_ = v1::VolumeService::NewStub(server_.Channel());
+    blocks_ = v1::BlockService::NewStub(server_.Channel());
+  }
+  void TearDown() override {
+    server_.Stop(SIGKILL);
+    if (mounted_) umount2(mnt_.c_str(), MNT_DETACH);
+  }
+
+  std::string image_, mnt_;
+  bool mounted_ = false;
+};
+
+TEST_F(FullDiskTest, EnospcFailsTheWriteAloneAndKeepsEarlierData) {
+  ASSERT_TRUE(Create("vm1", 64 * kMiB).ok());
+  const std::string first = RandomBytes(kMiB, 1);
+  ASSERT_TRUE(WriteData("vm1", 0, first, /*flush=*/true).ok());
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  v1::SessionResponse resp;
+  int exhausted = 0;
+  for (uint64_t i = 1; i < 64 && exhausted == 0; ++i) {
+    ASSERT_TRUE(stream->Write(Write(i, i * kMiB, RandomBytes(kMiB, 100 + i), "vm1")));
+    ASSERT_TRUE(stream->Read(&resp));
+    if (resp.code() != 0) {
+      EXPECT_EQ(resp.code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << resp.message();
+      EXPECT_THAT(resp.message(), HasSubstr("No space left on device"));
+      ++exhausted;
+    }
+  }
+  EXPECT_EQ(exhausted, 1);
+  // The stream still answers: a read of the first megabyte.
+  v1::SessionRequest read;
+  read.set_id(1000);
+  read.set_op(v1::OP_READ);
+  read.set_offset(0);
+  read.set_length(kMiB);
+  ASSERT_TRUE(stream->Write(read));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.code(), 0);
+  EXPECT_TRUE(resp.data() == first);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  ASSERT_EQ(server_.Stop(SIGTERM), 0);
+  ASSERT_TRUE(server_.Start(mnt_ + "/data")) << server_.log();
+  blocks_ = v1::BlockService::NewStub(server_.Channel());
+  std::string got;
+  ASSERT_TRUE(ReadData("vm1", 0, kMiB, &got).ok());
+  EXPECT_TRUE(got == first);
+}
+
+}  // namespace
+}  // namespace cowblk::testing
