@@ -18,6 +18,7 @@
 #include "server/engine/engine.h"
 #include "server/service/auth.h"
 #include "server/service/block_service.h"
+#include "server/service/call_tracker.h"
 #include "server/service/health_service.h"
 #include "server/service/reflection_service.h"
 #include "server/service/store.h"
@@ -163,8 +164,9 @@ int Main(int argc, char** argv) {
 
   service::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
-  service::BlockServiceImpl block_service(store->get(), auth.get(), block_options);
-  service::VolumeServiceImpl volume_service(store->get(), auth.get());
+  service::CallTracker calls;
+  service::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
+  service::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);
 
   service::ReflectionV1 reflection_v1;
   service::ReflectionV1Alpha reflection_v1alpha;
@@ -194,9 +196,17 @@ int Main(int argc, char** argv) {
 
   int sig = 0;
   sigwait(&signals, &sig);
+  // New calls are refused (UNAVAILABLE) from here; calls in progress get up
+  // to --drain-seconds, then whatever is left is cancelled. gRPC's own
+  // Shutdown(deadline) would wait out the whole deadline whenever a client
+  // keeps an idle connection open, hence the tracker.
+  calls.StartDraining();
   Log(LogLevel::kInfo, "draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   health.Shutdown();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(f.drain_seconds));
+  const bool idle = calls.WaitIdle(std::chrono::steady_clock::now() +
+                                   std::chrono::seconds(f.drain_seconds));
+  if (!idle) Log(LogLevel::kWarning, "drain_timeout", {{"action", "cancelling calls"}});
+  server->Shutdown(std::chrono::system_clock::now());
   server->Wait();
   absl::Status closed = (*store)->CloseAll();
   if (health_server) health_server->Shutdown(std::chrono::system_clock::now());

@@ -59,6 +59,7 @@ class SessionReactor final
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = false;
     MaybeReadLocked();
+    MaybeFinishLocked();
   }
 
   void OnWriteDone(bool ok) override {
@@ -87,7 +88,10 @@ class SessionReactor final
     MaybeFinishLocked();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->calls()->End();
+    delete this;
+  }
 
  private:
   struct Pending {
@@ -186,6 +190,12 @@ class SessionReactor final
   }
 
   void MaybeReadLocked() {
+    if (!reading_ && !reads_done_ && service_->calls()->draining()) {
+      // Draining: answer what is in flight, then end the stream so the
+      // client reconnects elsewhere or after the restart.
+      reads_done_ = drained_ = true;
+      return;
+    }
     if (!reading_ && !reads_done_ && !cancelled_ && !broken_ && in_flight_ < max_in_flight_) {
       reading_ = true;
       StartRead(&in_);
@@ -196,7 +206,9 @@ class SessionReactor final
     if (finished_ || in_flight_ != 0 || writing_ || reading_) return;
     if (!(reads_done_ || cancelled_ || broken_)) return;
     finished_ = true;
-    Finish(cancelled_ ? grpc::Status::CANCELLED : grpc::Status::OK);
+    Finish(cancelled_ ? grpc::Status::CANCELLED
+           : drained_ ? CallTracker::Refusal()
+                      : grpc::Status::OK);
   }
 
   BlockServiceImpl* const service_;
@@ -214,6 +226,7 @@ class SessionReactor final
   bool reads_done_ = false;
   bool cancelled_ = false;
   bool broken_ = false;
+  bool drained_ = false;
   bool finished_ = false;
 };
 
@@ -221,9 +234,10 @@ class SessionReactor final
 
 class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse> {
  public:
-  ReadReactor(std::shared_ptr<VolumeHandle> volume, uint64_t offset, uint64_t length,
-              uint32_t chunk)
-      : volume_(std::move(volume)), next_(offset), end_(offset + length), chunk_(chunk) {
+  ReadReactor(CallTracker* calls, std::shared_ptr<VolumeHandle> volume, uint64_t offset,
+              uint64_t length, uint32_t chunk)
+      : calls_(calls), volume_(std::move(volume)), next_(offset), end_(offset + length),
+        chunk_(chunk) {
     Next();
   }
 
@@ -234,7 +248,10 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse> {
     }
     Next();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    calls_->End();
+    delete this;
+  }
 
  private:
   void Next() {
@@ -263,6 +280,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse> {
     }
   }
 
+  CallTracker* const calls_;
   std::shared_ptr<VolumeHandle> volume_;
   uint64_t next_, end_;
   const uint32_t chunk_;
@@ -314,7 +332,10 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest> {
     Submit(engine::OpType::kWrite, in_.offset(), data_.size());
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->calls()->End();
+    delete this;
+  }
 
  private:
   void Submit(engine::OpType op, uint64_t offset, uint64_t length) {
@@ -359,20 +380,31 @@ absl::StatusOr<std::shared_ptr<VolumeHandle>> BlockServiceImpl::OpenVolume(
   return store_->FindVolume(name);
 }
 
+// A reactor that only answers "shutting down" (or another error).
+template <typename Base>
+class Refused : public Base {
+ public:
+  explicit Refused(const grpc::Status& s) { this->Finish(s); }
+  void OnDone() override { delete this; }
+};
+
 grpc::ServerBidiReactor<SessionRequest, SessionResponse>* BlockServiceImpl::Session(
     grpc::CallbackServerContext* ctx) {
+  if (!calls_->Begin()) {
+    return new Refused<grpc::ServerBidiReactor<SessionRequest, SessionResponse>>(
+        CallTracker::Refusal());
+  }
   return new SessionReactor(this, ctx);
 }
 
 grpc::ServerWriteReactor<ReadResponse>* BlockServiceImpl::Read(grpc::CallbackServerContext* ctx,
                                                                const ReadRequest* request) {
-  auto fail = [](const absl::Status& s) {
-    class Failed : public grpc::ServerWriteReactor<ReadResponse> {
-     public:
-      explicit Failed(const absl::Status& s) { Finish(ToGrpc(s)); }
-      void OnDone() override { delete this; }
-    };
-    return new Failed(s);
+  if (!calls_->Begin()) {
+    return new Refused<grpc::ServerWriteReactor<ReadResponse>>(CallTracker::Refusal());
+  }
+  auto fail = [this](const absl::Status& s) {
+    calls_->End();
+    return new Refused<grpc::ServerWriteReactor<ReadResponse>>(ToGrpc(s));
   };
   auto handle = OpenVolume(*ctx, request->volume(), Access::kRead);
   if (!handle.ok()) return fail(handle.status());
@@ -389,11 +421,14 @@ grpc::ServerWriteReactor<ReadResponse>* BlockServiceImpl::Read(grpc::CallbackSer
     return fail(absl::OutOfRangeError(absl::StrFormat(
         "offset %u length %u: beyond the volume size %u", offset, length, size)));
   }
-  return new ReadReactor(*std::move(handle), offset, length, options_.read_chunk);
+  return new ReadReactor(calls_, *std::move(handle), offset, length, options_.read_chunk);
 }
 
 grpc::ServerReadReactor<WriteRequest>* BlockServiceImpl::Write(grpc::CallbackServerContext* ctx,
                                                                WriteResponse* response) {
+  if (!calls_->Begin()) {
+    return new Refused<grpc::ServerReadReactor<WriteRequest>>(CallTracker::Refusal());
+  }
   return new WriteReactor(this, ctx, response);
 }
 
@@ -401,8 +436,13 @@ grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* c
                                                   const cowblk::v1::FlushRequest* request,
                                                   cowblk::v1::FlushResponse*) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!calls_->Begin()) {
+    reactor->Finish(CallTracker::Refusal());
+    return reactor;
+  }
   auto handle = OpenVolume(*ctx, request->volume(), Access::kWrite);
   if (!handle.ok()) {
+    calls_->End();
     reactor->Finish(ToGrpc(handle.status()));
     return reactor;
   }
@@ -412,12 +452,15 @@ grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* c
   };
   auto* call = new FlushCall{*handle, {}};
   call->request.op = engine::OpType::kFlush;
-  call->request.done = [reactor, call](absl::Status s) {
+  CallTracker* calls = calls_;
+  call->request.done = [reactor, call, calls](absl::Status s) {
     reactor->Finish(ToGrpc(s));
     delete call;  // the engine is done with the request
+    calls->End();
   };
   if (!call->volume->Submit(&call->request)) {
     delete call;
+    calls_->End();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "volume is closed"));
   }
   return reactor;

@@ -9,6 +9,7 @@
 
 #include "cowblk/v1/block.grpc.pb.h"
 #include "server/service/auth.h"
+#include "server/service/call_tracker.h"
 #include "server/service/store.h"
 
 namespace cowblk::service {
@@ -24,8 +25,9 @@ struct BlockServiceOptions {
 class BlockServiceImpl final : public cowblk::v1::BlockService::CallbackService {
  public:
   // `store` and `auth` must outlive the service.
-  BlockServiceImpl(Store* store, const Authorizer* auth, const BlockServiceOptions& options)
-      : store_(store), auth_(auth), options_(options) {}
+  BlockServiceImpl(Store* store, const Authorizer* auth, CallTracker* calls,
+                   const BlockServiceOptions& options)
+      : store_(store), auth_(auth), calls_(calls), options_(options) {}
 
   grpc::ServerBidiReactor<cowblk::v1::SessionRequest, cowblk::v1::SessionResponse>* Session(
       grpc::CallbackServerContext* ctx) override;
@@ -41,10 +43,12 @@ class BlockServiceImpl final : public cowblk::v1::BlockService::CallbackService 
   absl::StatusOr<std::shared_ptr<VolumeHandle>> OpenVolume(const grpc::ServerContextBase& ctx,
                                                            const std::string& name, Access access);
   const BlockServiceOptions& options() const { return options_; }
+  CallTracker* calls() const { return calls_; }
 
  private:
   Store* const store_;
   const Authorizer* const auth_;
+  CallTracker* const calls_;
   const BlockServiceOptions options_;
 };
 

@@ -35,6 +35,8 @@ uint32_t PageSize(uint32_t requested) {
 
 grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
                                              const CreateVolumeRequest* req, Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   auto info = store_->CreateVolume(req->name(), req->image(), req->size_bytes());
   if (!info.ok()) return ToGrpc(info.status());
@@ -44,6 +46,8 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
 
 grpc::Status VolumeServiceImpl::GetVolume(grpc::ServerContext* ctx, const GetVolumeRequest* req,
                                           Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
   auto info = store_->GetVolume(req->name());
@@ -54,6 +58,8 @@ grpc::Status VolumeServiceImpl::GetVolume(grpc::ServerContext* ctx, const GetVol
 
 grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const ListVolumesRequest* req,
                                             ListVolumesResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) return ToGrpc(s);
   const uint32_t limit = PageSize(req->page_size());
   std::string after = req->page_token();
@@ -93,12 +99,16 @@ grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const List
 grpc::Status VolumeServiceImpl::DeleteVolume(grpc::ServerContext* ctx,
                                              const DeleteVolumeRequest* req,
                                              DeleteVolumeResponse*) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   return ToGrpc(store_->DeleteVolume(req->name()));
 }
 
 grpc::Status VolumeServiceImpl::CommitVolume(grpc::ServerContext* ctx,
                                              const CommitVolumeRequest* req, Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   if (absl::Status s = ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
   auto info = store_->CommitVolume(req->name(), req->image());
@@ -110,6 +120,8 @@ grpc::Status VolumeServiceImpl::CommitVolume(grpc::ServerContext* ctx,
 grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
                                               const GetAllocationRequest* req,
                                               GetAllocationResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
   auto runs = store_->GetAllocation(req->name(), req->offset(), req->length());
@@ -126,6 +138,8 @@ grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
 grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,
                                             grpc::ServerReader<UploadImageRequest>* reader,
                                             Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   UploadImageRequest msg;
   if (!reader->Read(&msg)) {
@@ -150,6 +164,8 @@ grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,
 
 grpc::Status VolumeServiceImpl::ListImages(grpc::ServerContext* ctx, const ListImagesRequest* req,
                                            ListImagesResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   const uint32_t limit = PageSize(req->page_size());
   std::vector<ImageInfo> page = store_->ListImages(req->page_token(), limit);
@@ -162,6 +178,8 @@ grpc::Status VolumeServiceImpl::ListImages(grpc::ServerContext* ctx, const ListI
 
 grpc::Status VolumeServiceImpl::GetImage(grpc::ServerContext* ctx, const GetImageRequest* req,
                                          Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   auto info = store_->GetImage(req->name());
   if (!info.ok()) return ToGrpc(info.status());
@@ -171,6 +189,8 @@ grpc::Status VolumeServiceImpl::GetImage(grpc::ServerContext* ctx, const GetImag
 
 grpc::Status VolumeServiceImpl::DeleteImage(grpc::ServerContext* ctx, const DeleteImageRequest* req,
                                             DeleteImageResponse*) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   return ToGrpc(store_->DeleteImage(req->name()));
 }

@@ -6,6 +6,7 @@
 
 #include "cowblk/v1/volume.grpc.pb.h"
 #include "server/service/auth.h"
+#include "server/service/call_tracker.h"
 #include "server/service/store.h"
 
 namespace cowblk::service {
@@ -13,7 +14,8 @@ namespace cowblk::service {
 class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
  public:
   // `store` and `auth` must outlive the service.
-  VolumeServiceImpl(Store* store, const Authorizer* auth) : store_(store), auth_(auth) {}
+  VolumeServiceImpl(Store* store, const Authorizer* auth, CallTracker* calls)
+      : store_(store), auth_(auth), calls_(calls) {}
 
   grpc::Status CreateVolume(grpc::ServerContext* ctx, const cowblk::v1::CreateVolumeRequest* req,
                             cowblk::v1::Volume* resp) override;
@@ -40,6 +42,7 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
  private:
   Store* const store_;
   const Authorizer* const auth_;
+  CallTracker* const calls_;
 };
 
 }  // namespace cowblk::service

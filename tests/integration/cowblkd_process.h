@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -31,8 +34,13 @@ class CowblkdProcess {
   // Starts `cowblkd --data-dir DIR --listen 127.0.0.1:0 ARGS...`. Returns
   // false (see log()) if it exits before serving.
   bool Start(const std::string& data_dir, const std::vector<std::string>& args = {}) {
-    std::vector<std::string> argv = {COWBLKD_BIN, "--data-dir", data_dir, "--listen",
-                                     "127.0.0.1:0", "--drain-seconds", "5"};
+    // Defaults unless `args` sets them (cowblkd refuses a flag given twice).
+    std::vector<std::string> argv = {COWBLKD_BIN, "--data-dir", data_dir};
+    auto given = [&](const char* flag) {
+      return std::find(args.begin(), args.end(), flag) != args.end();
+    };
+    if (!given("--listen")) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
+    if (!given("--drain-seconds")) argv.insert(argv.end(), {"--drain-seconds", "5"});
     argv.insert(argv.end(), args.begin(), args.end());
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return false;
@@ -67,7 +75,15 @@ class CowblkdProcess {
     waitpid(pid_, &status, 0);
     pid_ = -1;
     if (reader_.joinable()) reader_.join();
+    // A debugging aid: COWBLK_TEST_SERVER_LOG=1 prints every server's log.
+    if (getenv("COWBLK_TEST_SERVER_LOG") != nullptr) fprintf(stderr, "%s", log().c_str());
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // Blocks until the server's log contains `text` (or the server exits).
+  void WaitForLog(const std::string& text) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return log_.find(text) != std::string::npos || eof_; });
   }
 
   int port() const { return port_; }
@@ -96,6 +112,7 @@ class CowblkdProcess {
     while ((n = read(fd, buf, sizeof buf)) > 0) {
       std::lock_guard<std::mutex> lock(mu_);
       log_.append(buf, static_cast<size_t>(n));
+      cv_.notify_all();
       if (!serving_) {
         const size_t at = log_.find("event=serving address=127.0.0.1:");
         if (at != std::string::npos) {

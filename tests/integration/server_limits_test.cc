@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "tests/integration/server_fixture.h"
@@ -57,6 +58,53 @@ TEST_F(ServerLimitsTest, ARequestToAVolumeDeletedUnderTheSessionFailsAlone) {
   EXPECT_THAT(resp.message(), HasSubstr("closed"));
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+TEST_F(ServerLimitsTest, SigtermDrainsAnsweredRequestsThenEndsIdleSessionsAndExitsZero) {
+  ASSERT_EQ(StopServer(), 0);
+  StartServer({"--drain-seconds", "1"});
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Write(Write(1, 0, std::string(4096, 'a'), "vm1")));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.code(), 0);
+  // The session stays open and idle: the drain gives it a second, then the
+  // server cancels it, flushes and exits 0.
+  EXPECT_EQ(StopServer(SIGTERM), 0);
+  EXPECT_THAT(server_.log(), HasSubstr("event=drain_timeout"));
+  EXPECT_THAT(server_.log(), HasSubstr("event=stopped flush=ok"));
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_FALSE(stream->Finish().ok());
+  StartServer();
+  std::string got;
+  ASSERT_TRUE(ReadData("vm1", 0, 4096, &got).ok());
+  EXPECT_EQ(got, std::string(4096, 'a'));
+}
+
+TEST_F(ServerLimitsTest, CallsAfterTheDrainBeganAreRefusedUnavailable) {
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  // An open session keeps the drain going while the test calls again.
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Write(Write(1, 0, std::string(512, 'a'), "vm1")));
+  ASSERT_TRUE(stream->Read(&resp));
+  std::thread stopper([&] { EXPECT_EQ(StopServer(SIGTERM), 0); });
+  // The server logs `draining` before it refuses anything; wait for that.
+  server_.WaitForLog("event=draining");
+  grpc::ClientContext gctx;
+  v1::GetVolumeRequest req;
+  req.set_name("vm1");
+  v1::Volume vol;
+  grpc::Status s = volumes_->GetVolume(&gctx, req, &vol);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("shutting down"));
+  stream->WritesDone();  // the last call ends: the drain completes at once
+  EXPECT_FALSE(stream->Read(&resp));
+  stream->Finish();
+  stopper.join();
 }
 
 // The data directory on a 16 MiB ext4: writing a 64 MiB blank volume runs out
