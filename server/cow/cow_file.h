@@ -65,6 +65,9 @@ class CowFile {
   const Header& header() const { return header_; }
   const Geometry& geometry() const { return geometry_; }
   const Bitmap& bitmap() const { return bitmap_; }
+  // For the engine, which owns the bitmap once it serves the file (memory
+  // bits change before their block is written; see server/engine/volume.h).
+  Bitmap& mutable_bitmap() { return bitmap_; }
   // Length of the COW file when it was opened.
   uint64_t file_size() const { return file_size_; }
   int cow_fd() const { return cow_fd_; }

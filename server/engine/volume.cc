@@ -116,7 +116,7 @@ Volume::Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
       options_(options),
       data_fd_(file_->cow_fd()),
       data_offset_(file_->geometry().data_offset),
-      bitmap_(const_cast<cow::Bitmap&>(file_->bitmap())) {
+      bitmap_(file_->mutable_bitmap()) {
   stats_.allocated_sectors.Set(bitmap_.CountSet());
 }
 
