@@ -11,6 +11,13 @@
 // allocated: backing reads) and first.cow (created afresh for each
 // first-write run, which ends early once every block was written once).
 // --keep leaves backing.img and full.cow for the next run to reuse.
+//
+// --metrics: `on` (cowblkd's default) times every request into the latency
+// histograms and has a thread scrape the EngineCollector (Collect plus text
+// serialization, as a Prometheus scrape does) every --scrape-interval; `off`
+// does neither; `both` runs each workload four times, off-on-on-off, and
+// prints the on/off ratio of the mean IOPS (bench/RESULTS.md, "Metrics on vs
+// off").
 
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -19,13 +26,19 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
@@ -39,6 +52,7 @@
 #include "nlohmann/json.hpp"
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
+#include "server/metrics/engine_collector.h"
 
 namespace cowblk::bench {
 namespace {
@@ -58,6 +72,8 @@ struct Config {
   CacheMode cache = CacheMode::kWriteback;
   bool keep = false;
   bool inline_submit = false;
+  std::string metrics = "on";  // on, off or both
+  double scrape_interval = 1;
   uint64_t seed = 1;
   std::string backing, full, empty, first;  // paths in dir
 };
@@ -186,7 +202,42 @@ std::string CheckTarget(const Workload& w, const Result& r) {
   return "";
 }
 
-absl::StatusOr<json> RunWorkload(Engine* engine, const Config& cfg, const Workload& w) {
+// Scrapes `engine`'s metrics every `interval` seconds until destroyed.
+class Scraper {
+ public:
+  Scraper(const Engine* engine, double interval)
+      : collector_({engine}, [](const Volume&) { return std::string("bench"); }) {
+    thread_ = std::thread([this, interval] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!cv_.wait_for(lock, std::chrono::duration<double>(interval), [this] { return stop_; })) {
+        bytes_ += prometheus::TextSerializer().Serialize(collector_.Collect()).size();
+        ++scrapes_;
+      }
+    });
+  }
+  ~Scraper() { Stop(); }
+  // Ends the scrapes; returns how many there were.
+  uint64_t Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    return scrapes_;
+  }
+
+ private:
+  metrics::EngineCollector collector_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint64_t scrapes_ = 0, bytes_ = 0;  // guarded by mu_ (read after join)
+};
+
+absl::StatusOr<json> RunWorkload(Engine* engine, const Config& cfg, const Workload& w,
+                                 bool metrics) {
   absl::StatusOr<std::unique_ptr<cow::CowFile>> file;
   switch (w.target) {
     case Target::kCow:
@@ -198,10 +249,18 @@ absl::StatusOr<json> RunWorkload(Engine* engine, const Config& cfg, const Worklo
   VolumeOptions vo;
   vo.durability = w.durability;
   vo.cache = cfg.cache;
+  vo.latency_histograms = metrics;
   auto volume = engine->OpenVolume(*std::move(file), vo);
   if (!volume.ok()) return volume.status();
   const StatsDelta before = StatsDelta::Of((*volume)->stats());
-  Result r = Runner(engine, *volume, w, cfg.seed, cfg.inline_submit).Run(cfg.seconds);
+  uint64_t scrapes = 0;
+  Result r;
+  {
+    std::unique_ptr<Scraper> scraper;
+    if (metrics) scraper = std::make_unique<Scraper>(engine, cfg.scrape_interval);
+    r = Runner(engine, *volume, w, cfg.seed, cfg.inline_submit).Run(cfg.seconds);
+    if (scraper) scrapes = scraper->Stop();
+  }
   r.stats = StatsDelta::Of((*volume)->stats()).Minus(before);
   engine->CloseVolume(*volume);
   if (w.target == Target::kFirst) unlink(cfg.first.c_str());
@@ -228,6 +287,8 @@ absl::StatusOr<json> RunWorkload(Engine* engine, const Config& cfg, const Worklo
       {"target", TargetName(w.target)},
       {"durability", w.durability == Durability::kOrdered ? "ordered" : "unordered"},
       {"cache", cfg.cache == CacheMode::kNone ? "none" : "writeback"},
+      {"metrics", metrics ? "on" : "off"},
+      {"scrapes", scrapes},
       {"ops", r.ops},
       {"seconds", r.seconds},
       {"ended_early_device_full", r.exhausted},
@@ -294,6 +355,15 @@ int Main(int argc, char** argv) {
                  "Comma-separated names or shell patterns (default: all; see --list)");
   app.add_option("--json", json_path, "Also write the results as JSON to this file");
   app.add_option("--seed", cfg.seed, "Seed for offsets and data")->capture_default_str();
+  app.add_option("--metrics", cfg.metrics,
+                 "Latency histograms and scrapes: on (cowblkd's default), off, or both "
+                 "(each workload off-on-on-off, with the on/off IOPS ratio)")
+      ->check(CLI::IsMember({"on", "off", "both"}))
+      ->capture_default_str();
+  app.add_option("--scrape-interval", cfg.scrape_interval,
+                 "Seconds between scrapes of the metrics when they are on")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_flag("--keep", cfg.keep, "Keep backing.img and full.cow for the next run, reuse them");
   app.add_flag("--list", list, "Print the workload names and exit");
   CLI11_PARSE(app, argc, argv);
@@ -368,21 +438,35 @@ int Main(int argc, char** argv) {
   }
 
   std::cout << absl::StrFormat(
-      "# dir %s (%s), size %u MiB, %.1f s per workload, cache %s, submit %s\n", cfg.dir, fs,
-      cfg.size >> 20, cfg.seconds, cache, submit);
+      "# dir %s (%s), size %u MiB, %.1f s per workload, cache %s, submit %s, metrics %s\n",
+      cfg.dir, fs, cfg.size >> 20, cfg.seconds, cache, submit, cfg.metrics);
   std::cout << absl::StrFormat("%-34s %9s %8s %8s %8s %8s %8s %8s\n", "workload", "IOPS",
                                "MiB/s", "p50 us", "p99 us", "p999 us", "fsync/wr",
                                "bmap/wr");
   json results = json::array();
   int rc = 0;
+  // `both`: off, on, on, off, so that a drift of the machine's speed during
+  // the four runs weighs on both sides alike.
+  const std::vector<bool> rounds = cfg.metrics == "both" ? std::vector<bool>{false, true, true, false}
+                                                         : std::vector<bool>{cfg.metrics == "on"};
   for (const Workload& w : selected) {
-    auto j = RunWorkload(engine->get(), cfg, w);
-    if (!j.ok()) {
-      rc = fail(j.status());
-      break;
+    double iops[2] = {0, 0};
+    for (bool metrics : rounds) {
+      auto j = RunWorkload(engine->get(), cfg, w, metrics);
+      if (!j.ok()) {
+        rc = fail(j.status());
+        break;
+      }
+      if (rounds.size() > 1) (*j)["name"] = absl::StrCat(w.name, metrics ? " [on]" : " [off]");
+      PrintRow(*j);
+      iops[metrics] += (*j)["iops"].get<double>();
+      results.push_back(*std::move(j));
     }
-    PrintRow(*j);
-    results.push_back(*std::move(j));
+    if (rc != 0) break;
+    if (rounds.size() > 1) {
+      std::cout << absl::StrFormat("%-34s metrics on/off IOPS ratio %.3f\n", w.name,
+                                   iops[1] / std::max(iops[0], 1e-9));
+    }
   }
   unlink(cfg.empty.c_str());
   if (!cfg.keep) {
@@ -392,7 +476,8 @@ int Main(int argc, char** argv) {
   if (!json_path.empty()) {
     std::ofstream out(json_path);
     out << json{{"dir", cfg.dir}, {"fs", fs}, {"size", cfg.size}, {"seconds", cfg.seconds},
-                {"cache", cache}, {"submit", submit}, {"results", results}}
+                {"cache", cache}, {"submit", submit}, {"metrics", cfg.metrics},
+                {"results", results}}
                .dump(2)
         << "\n";
     if (!out) return fail(absl::InternalError(absl::StrCat("cannot write ", json_path)));

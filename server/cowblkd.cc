@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "server/engine/engine.h"
+#include "server/metrics/metrics_server.h"
 #include "server/service/auth.h"
 #include "server/service/block_service.h"
 #include "server/service/call_tracker.h"
@@ -40,6 +41,8 @@ struct Flags {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string token_file;
   std::string log_level = "info";
+  std::string metrics_listen = "127.0.0.1:9780";
+  std::string debug_hold_bitmap_writes;
 };
 
 std::string ReadFile(const std::string& path) {
@@ -116,6 +119,13 @@ int Main(int argc, char** argv) {
   app.add_option("--log-level", f.log_level, "debug, info, warning or error")
       ->envname("COWBLK_LOG_LEVEL")->check(CLI::IsMember({"debug", "info", "warning", "error"}))
       ->capture_default_str();
+  app.add_option("--metrics-listen", f.metrics_listen,
+                 "Prometheus metrics address, GET /metrics (host:port; port 0 picks one); "
+                 "empty: off")
+      ->envname("COWBLK_METRICS_LISTEN")->capture_default_str();
+  app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
+                 "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
+                 "to it (docs/metrics.md)");
   CLI11_PARSE(app, argc, argv);
   SetLogLevel(f.log_level == "debug"     ? LogLevel::kDebug
               : f.log_level == "warning" ? LogLevel::kWarning
@@ -151,7 +161,9 @@ int Main(int argc, char** argv) {
     if (!health_server) return Fatal("listen_failed", "cannot listen on " + f.health_listen);
   }
 
-  auto engines = engine::EngineGroup::Start(f.engine_threads, engine::EngineOptions{});
+  engine::EngineOptions engine_options;
+  engine_options.hold_bitmap_writes_fifo = f.debug_hold_bitmap_writes;
+  auto engines = engine::EngineGroup::Start(f.engine_threads, engine_options);
   if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));
   service::StoreOptions store_options;
   store_options.data_dir = f.data_dir;
@@ -159,6 +171,8 @@ int Main(int argc, char** argv) {
       f.durability == "ordered" ? engine::Durability::kOrdered : engine::Durability::kUnordered;
   store_options.volume_options.cache =
       f.cache == "none" ? engine::CacheMode::kNone : engine::CacheMode::kWriteback;
+  // Without metrics nobody reads the latency histograms: save the clock reads.
+  store_options.volume_options.latency_histograms = !f.metrics_listen.empty();
   auto store = service::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
@@ -181,6 +195,16 @@ int Main(int argc, char** argv) {
   builder.RegisterService(&health);
   builder.RegisterService(&reflection_v1);
   builder.RegisterService(&reflection_v1alpha);
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (!f.metrics_listen.empty()) {
+    auto m = metrics::StartCowblkdMetrics(
+        f.metrics_listen, **engines,
+        {"cowblk.v1.BlockService", "cowblk.v1.VolumeService", "grpc.health.v1.Health",
+         "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"},
+        &builder);
+    if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
+    metrics_server = *std::move(m);
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
@@ -192,7 +216,8 @@ int Main(int argc, char** argv) {
        {"tokens", auth->enabled() ? "on" : "off"},
        {"engine_threads", std::to_string(f.engine_threads)},
        {"durability", f.durability},
-       {"cache", f.cache}});
+       {"cache", f.cache},
+       {"metrics", metrics_server ? metrics_server->address() : "off"}});
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -1,7 +1,17 @@
 #include "server/engine/engine.h"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <future>
 
+#include "absl/strings/str_cat.h"
+#include "common/file_io.h"
+#include "common/log.h"
 #include "server/engine/uring_io.h"
 
 namespace cowblk::engine {
@@ -18,10 +28,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& optio
   if (!io.ok()) return io.status();
   e->io_ = *std::move(io);
   e->thread_ = std::thread([raw = e.get()] { raw->Run(); });
+  if (!options.hold_bitmap_writes_fifo.empty()) {
+    if (absl::Status s = e->StartHolding(options.hold_bitmap_writes_fifo); !s.ok()) return s;
+  }
   return e;
 }
 
 Engine::~Engine() {
+  if (hold_thread_.joinable()) {
+    const uint64_t one = 1;
+    ssize_t rc = write(hold_stop_fd_, &one, sizeof one);
+    (void)rc;
+    hold_thread_.join();
+  }
+  if (hold_fd_ >= 0) close(hold_fd_);
+  if (hold_stop_fd_ >= 0) close(hold_stop_fd_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -54,7 +75,10 @@ void Engine::Run() {
       Volume* v = closing_[i].volume;
       auto done = std::move(closing_[i].done);
       closing_.erase(closing_.begin() + static_cast<std::ptrdiff_t>(i));
-      std::erase_if(volumes_, [v](const auto& p) { return p.get() == v; });
+      {
+        std::lock_guard<std::mutex> lock(volumes_mu_);
+        std::erase_if(volumes_, [v](const auto& p) { return p.get() == v; });
+      }
       done();
     }
     io_in_flight_.store(io_->in_flight(), std::memory_order_relaxed);
@@ -94,12 +118,19 @@ absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,
   std::promise<absl::StatusOr<Volume*>> result;
   auto future = result.get_future();
   cow::CowFile* raw = file.release();
-  Post([this, raw, options, &result] {
-    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_.get(), options);
+  VolumeOptions opts = options;
+  if (hold_fd_ >= 0) {
+    opts.hold_bitmap_write = [this](std::function<void()> submit) {
+      HoldBitmapWrite(std::move(submit));
+    };
+  }
+  Post([this, raw, opts, &result] {
+    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_.get(), opts);
     if (!v.ok()) {
       result.set_value(v.status());
       return;
     }
+    std::lock_guard<std::mutex> lock(volumes_mu_);
     volumes_.push_back(*std::move(v));
     result.set_value(volumes_.back().get());
   });
@@ -117,6 +148,61 @@ void Engine::CloseVolume(Volume* volume) {
 
 size_t Engine::io_in_flight() const {
   return io_in_flight_.load(std::memory_order_relaxed);
+}
+
+void Engine::ForEachVolume(const std::function<void(const Volume&)>& fn) const {
+  std::lock_guard<std::mutex> lock(volumes_mu_);
+  for (const auto& v : volumes_) fn(*v);
+}
+
+// ---- Held bitmap writes (a debugging aid) -------------------------------
+
+absl::Status Engine::StartHolding(const std::string& fifo) {
+  // Read-write: the open does not wait for a writer, and the FIFO never
+  // reports end of file when writers come and go.
+  hold_fd_ = open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (hold_fd_ < 0) return ErrnoStatus(errno, absl::StrCat("open ", fifo));
+  struct stat st;
+  if (fstat(hold_fd_, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(fifo, " is not a FIFO (mkfifo)"));
+  }
+  hold_stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (hold_stop_fd_ < 0) return ErrnoStatus(errno, "eventfd");
+  hold_thread_ = std::thread([this] {
+    for (;;) {
+      struct pollfd fds[2] = {{hold_fd_, POLLIN, 0}, {hold_stop_fd_, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) return;
+      char buf[64];
+      const ssize_t n = read(hold_fd_, buf, sizeof buf);
+      for (ssize_t i = 0; i < n; ++i) Post([this] { ReleaseHeldWrite(); });
+    }
+  });
+  pthread_setname_np(hold_thread_.native_handle(), "cowblk-hold");
+  Log(LogLevel::kWarning, "holding_bitmap_writes", {{"fifo", fifo}});
+  return absl::OkStatus();
+}
+
+void Engine::HoldBitmapWrite(std::function<void()> submit) {
+  if (hold_credit_ > 0) {
+    --hold_credit_;
+    submit();
+    return;
+  }
+  held_.push_back(std::move(submit));
+  Log(LogLevel::kInfo, "io_held", {{"op", "bitmap_write"}, {"held", std::to_string(held_.size())}});
+}
+
+void Engine::ReleaseHeldWrite() {
+  if (held_.empty()) {
+    ++hold_credit_;
+    return;
+  }
+  auto submit = std::move(held_.front());
+  held_.pop_front();
+  Log(LogLevel::kInfo, "io_released",
+      {{"op", "bitmap_write"}, {"held", std::to_string(held_.size())}});
+  submit();
 }
 
 absl::StatusOr<std::unique_ptr<EngineGroup>> EngineGroup::Start(

@@ -10,9 +10,11 @@
 #define COWBLK_SERVER_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -27,6 +29,11 @@ class UringIo;
 
 struct EngineOptions {
   unsigned ring_entries = 256;
+  // Debugging aid (cowblkd --debug-hold-bitmap-writes), empty: off. The path
+  // of a FIFO: every bitmap block write is parked (logged as event=io_held)
+  // until a byte read from the FIFO releases it, oldest first; bytes that
+  // arrive while nothing is parked release the next writes at once.
+  std::string hold_bitmap_writes_fifo;
 };
 
 class Engine {
@@ -47,10 +54,18 @@ class Engine {
   void Post(std::function<void()> fn);
   // io_uring operations in flight (approximate when read from outside).
   size_t io_in_flight() const;
+  // Calls `fn` with every open volume, under a lock that only opening and
+  // closing a volume also take (never the I/O path), so each volume stays
+  // alive during its call. `fn` must be quick and must not call into this
+  // engine. Any thread (metrics scrapes).
+  void ForEachVolume(const std::function<void(const Volume&)>& fn) const;
 
  private:
   Engine() = default;
   void Run();
+  absl::Status StartHolding(const std::string& fifo);
+  void HoldBitmapWrite(std::function<void()> submit);  // engine thread
+  void ReleaseHeldWrite();                              // engine thread
 
   std::unique_ptr<UringIo> io_;
   VolumeIoSink sink_;
@@ -61,8 +76,20 @@ class Engine {
   std::vector<std::function<void()>> posted_;
   bool stop_ = false;
 
-  // Engine thread only.
+  // Changed on the engine thread only, under volumes_mu_ so that
+  // ForEachVolume may read it from other threads.
   std::vector<std::unique_ptr<Volume>> volumes_;
+  mutable std::mutex volumes_mu_;
+
+  // Held bitmap writes (EngineOptions::hold_bitmap_writes_fifo). A thread
+  // reads the FIFO and posts one release per byte.
+  int hold_fd_ = -1;
+  int hold_stop_fd_ = -1;  // eventfd that ends the reader thread
+  std::thread hold_thread_;
+  std::deque<std::function<void()>> held_;  // engine thread only
+  uint64_t hold_credit_ = 0;                // engine thread only
+
+  // Engine thread only.
   struct Closing {
     Volume* volume;
     std::function<void()> done;

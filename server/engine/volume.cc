@@ -44,6 +44,7 @@ struct Volume::Op {
   char* buf = nullptr;     // req->data, or the bounce buffer
   bool bounced = false;
   uint64_t stall_start_ns = 0;
+  uint64_t start_ns = 0;  // for io_duration; 0 when not timed
   Update* update = nullptr;
 };
 
@@ -155,6 +156,7 @@ void Volume::Submit(Request* req) {
   Op* op = new Op;
   op->req = req;
   op->buf = req->data;
+  if (options_.latency_histograms) op->start_ns = NowNs();
   ++requests_in_flight_;
   stats_.in_flight[static_cast<int>(req->op)].Add();
   if (absl::Status s = Validate(*req); !s.ok()) {
@@ -243,7 +245,9 @@ void Volume::RetryStalledReads() {
     }
     stalled_reads_.erase(stalled_reads_.begin() + static_cast<std::ptrdiff_t>(i));
     stats_.reads_stalled.Sub();
-    stats_.read_stall_ns.Add(NowNs() - op->stall_start_ns);
+    const uint64_t stalled_ns = NowNs() - op->stall_start_ns;
+    stats_.read_stall_ns.Add(stalled_ns);
+    stats_.read_stall.Record(stalled_ns);
     StartRead(op);
   }
 }
@@ -382,7 +386,11 @@ void Volume::Pump() {
     stats_.bitmap_writes.Add();
     stats_.bitmap_writes_pending.Add();
     stats_.updates_coalesced.Add(bw->updates.size() - 1);
-    SubmitTask(&bw->task);
+    if (options_.hold_bitmap_write) {
+      options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
+    } else {
+      SubmitTask(&bw->task);
+    }
   }
   stats_.updates_waiting.Set(waiting_.size());
   for (Update* u : done_now) FinishUpdate(u, absl::OkStatus());
@@ -561,6 +569,7 @@ void Volume::Complete(Op* op, absl::Status status) {
     free(op->buf);
   }
   stats_.in_flight[type].Sub();
+  if (op->start_ns != 0) stats_.io_duration[type].Record(NowNs() - op->start_ns);
   stats_.ops[type].Add();
   if (status.ok()) {
     stats_.bytes[type].Add(req->length);

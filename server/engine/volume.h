@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -47,6 +48,13 @@ enum class CacheMode {
 struct VolumeOptions {
   Durability durability = Durability::kOrdered;
   CacheMode cache = CacheMode::kWriteback;
+  // Times each request from Submit to completion into
+  // VolumeStats::io_duration: two clock reads per request.
+  bool latency_histograms = true;
+  // Debugging aid, set by Engine::OpenVolume when EngineOptions asks for it:
+  // each bitmap block write is handed to this function instead of the I/O
+  // backend; calling `submit` (on the engine thread) issues the write.
+  std::function<void(std::function<void()> submit)> hold_bitmap_write = nullptr;
 };
 
 class Volume {

@@ -6,6 +6,7 @@
 #define COWBLK_SERVER_ENGINE_VOLUME_STATS_H_
 
 #include <atomic>
+#include <bit>
 #include <cstdint>
 
 #include "server/engine/request.h"
@@ -22,6 +23,32 @@ class Counter {
 
  private:
   std::atomic<uint64_t> v_{0};
+};
+
+// A latency histogram with fixed power-of-two buckets: finite bucket i
+// counts samples of at most 1 us << i (1 us ... 8.4 s), bucket kBounds the
+// rest. Counts are per bucket, not cumulative; readers add them up, so the
+// total always equals the sum of the buckets.
+class LatencyHistogram {
+ public:
+  static constexpr int kBounds = 24;
+  static constexpr int kBuckets = kBounds + 1;  // the last one is +Inf
+  static double UpperBoundSeconds(int i) { return 1e-6 * static_cast<double>(uint64_t{1} << i); }
+
+  // Engine thread only. A division by a constant and a bit count, no search.
+  void Record(uint64_t ns) {
+    const uint64_t us = (ns + 999) / 1000;  // rounded up: ns <= 1000 << i
+    int i = us <= 1 ? 0 : std::bit_width(us - 1);
+    if (i > kBounds) i = kBounds;
+    buckets_[i].Add();
+    sum_ns_.Add(ns);
+  }
+  uint64_t bucket(int i) const { return buckets_[i].value(); }
+  uint64_t sum_ns() const { return sum_ns_.value(); }
+
+ private:
+  Counter buckets_[kBuckets];
+  Counter sum_ns_;
 };
 
 struct VolumeStats {
@@ -45,6 +72,10 @@ struct VolumeStats {
   Counter read_stalls;               // reads that stalled
   Counter read_stall_ns;             // total time reads spent stalled
   Counter io_errors;                 // failed or short-uncontinuable I/O
+  // Histograms.
+  LatencyHistogram io_duration[kOpTypeCount];  // Submit to completion, by op
+                                               // (VolumeOptions::latency_histograms)
+  LatencyHistogram read_stall;                 // how long each stalled read waited
 };
 
 }  // namespace cowblk::engine
