@@ -80,10 +80,17 @@ class CowblkdProcess {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
-  // Blocks until the server's log contains `text` (or the server exits).
-  void WaitForLog(const std::string& text) {
+  // Blocks until the server's log contains `text` at least `n` times (or
+  // the server exits); woken by the thread that reads the log.
+  void WaitForLog(const std::string& text, size_t n = 1) {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return log_.find(text) != std::string::npos || eof_; });
+    cv_.wait(lock, [&] {
+      size_t count = 0;
+      for (size_t at = log_.find(text); at != std::string::npos; at = log_.find(text, at + 1)) {
+        ++count;
+      }
+      return count >= n || eof_;
+    });
   }
 
   int port() const { return port_; }

@@ -109,21 +109,11 @@ class HoldTest : public MetricsTest {
     StartWithMetrics({"--debug-hold-bitmap-writes", fifo_});
   }
 
-  // Waits until cowblkd logged `event` at least `n` times. The harness keeps
-  // the log but offers no notification, so this looks every millisecond: it
-  // waits for a state the server reports, never for a guessed duration.
+  // Waits until cowblkd logged `event` at least `n` times (the harness's
+  // log reader wakes it: no polling).
   void WaitForLog(const std::string& event, size_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (;;) {
-      const std::string log = server_.log();
-      size_t count = 0;
-      for (size_t at = log.find(event); at != std::string::npos; at = log.find(event, at + 1)) {
-        ++count;
-      }
-      if (count >= n) return;
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no " << event << ": " << log;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    server_.WaitForLog(event, n);
+    ASSERT_NE(server_.log().find(event), std::string::npos) << "server exited: " << server_.log();
   }
 
   // Releases `n` held bitmap block writes.
@@ -135,8 +125,9 @@ class HoldTest : public MetricsTest {
     close(fd);
   }
 
-  // Scrapes until `gauge{labels}` reads `value`, for states the log does not
-  // report (waiting updates). Like WaitForLog, bounded and state-driven.
+  // Scrapes until `gauge{labels}` reads `value`, for a state the server does
+  // not log (updates that joined the waiting list): bounded, and driven by
+  // what the server reports, never by a guessed duration.
   void WaitForGauge(const std::string& gauge, const Scrape::Labels& labels, double value) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     for (;;) {
