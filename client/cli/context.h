@@ -1,0 +1,66 @@
+// The state every cowblk command shares: the global flags, the connection
+// made from them, and how results are printed. Each command registers
+// itself on the CLI11 app and, when chosen, sets `run`; main() runs it and
+// turns its status into an error line and an exit code.
+
+#ifndef COWBLK_CLIENT_CLI_CONTEXT_H_
+#define COWBLK_CLIENT_CLI_CONTEXT_H_
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cowblk/client.h"
+#include "nlohmann/json.hpp"
+
+namespace cowblk::cli {
+
+struct GlobalFlags {
+  std::string server = "127.0.0.1:7800";
+  bool tls = false;
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  std::string token_file;
+  int timeout_seconds = 30;
+  int channels = 2;
+  bool json = false;
+  bool quiet = false;
+};
+
+// Set by SIGINT/SIGTERM once CatchInterrupts() ran: commands that must
+// clean up (a copy's temporary volume) stop at the next piece instead of
+// dying.
+extern std::atomic<bool> g_interrupted;
+void CatchInterrupts();
+
+struct Context {
+  GlobalFlags flags;
+  // The chosen command: returns its status. `what` names it in errors.
+  std::function<absl::Status()> run;
+  std::string what;
+
+  // The client for the global flags (made on first use).
+  absl::StatusOr<Client*> client();
+  // Prints `j` (with --json) or `text` (without) to stdout.
+  void Print(const nlohmann::json& j, const std::string& text) const;
+  // Whether a progress bar may be drawn: stderr is a terminal, no --json,
+  // no --quiet.
+  bool progress() const;
+
+ private:
+  std::optional<Client> client_;
+};
+
+// Each adds its commands to `app`.
+void AddVolumeCommands(CLI::App& app, Context& ctx);
+void AddImageCommands(CLI::App& app, Context& ctx);
+void AddCopyCommand(CLI::App& app, Context& ctx);
+void AddRangeCommands(CLI::App& app, Context& ctx);
+void AddHealthCommand(CLI::App& app, Context& ctx);
+
+}  // namespace cowblk::cli
+
+#endif  // COWBLK_CLIENT_CLI_CONTEXT_H_

@@ -1,0 +1,143 @@
+// cowblk volume create|ls|info|rm|commit
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cli/context.h"
+#include "client/cli/output.h"
+
+namespace cowblk::cli {
+namespace {
+
+std::vector<std::string> Row(const VolumeInfo& v) {
+  return {
+      v.name, FormatSize(v.size_bytes), FormatSize(v.allocated_bytes),
+      v.image.empty() ? "-" : v.image,
+      v.state == VolumeState::kError ? absl::StrCat("error: ", v.error) : VolumeStateName(v.state)};
+}
+
+const std::vector<std::string> kHeader = {"NAME", "SIZE", "ALLOCATED", "IMAGE", "STATE"};
+
+}  // namespace
+
+void AddVolumeCommands(CLI::App& app, Context& ctx) {
+  CLI::App* volume = app.add_subcommand("volume", "Create, list, inspect, delete, commit volumes");
+  volume->require_subcommand(1);
+
+  struct Args {
+    std::string name, image, size;
+    std::vector<std::string> names;
+  };
+  auto args = std::make_shared<Args>();
+
+  CLI::App* create = volume->add_subcommand("create", "Create a volume: blank, or over an image");
+  create->add_option("NAME", args->name, "Volume name")->required();
+  auto* size = create->add_option("--size", args->size, "Size of a blank volume (64M, 1G, ...)");
+  auto* image = create->add_option("--image", args->image, "Image to layer the volume over");
+  size->excludes(image);
+  create->callback([&ctx, args, size, image] {
+    ctx.what = "volume create " + args->name;
+    ctx.run = [&ctx, args, size, image]() -> absl::Status {
+      if (size->count() == 0 && image->count() == 0) {
+        return absl::InvalidArgumentError("give --size SIZE or --image IMAGE");
+      }
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      absl::StatusOr<VolumeInfo> v;
+      if (image->count() != 0) {
+        v = (*client)->CreateVolumeFromImage(args->name, args->image);
+      } else {
+        auto bytes = ParseSize(args->size, "--size");
+        if (!bytes.ok()) return bytes.status();
+        v = (*client)->CreateVolume(args->name, *bytes);
+      }
+      if (!v.ok()) return v.status();
+      ctx.Print(ToJson(*v),
+                absl::StrCat("created volume ", v->name, " (", FormatSize(v->size_bytes),
+                             v->image.empty() ? "" : ", over image " + v->image, ")"));
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* ls = volume->add_subcommand("ls", "List volumes");
+  ls->alias("list");
+  ls->callback([&ctx] {
+    ctx.what = "volume ls";
+    ctx.run = [&ctx]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto list = (*client)->ListVolumes();
+      if (!list.ok()) return list.status();
+      nlohmann::json j = nlohmann::json::array();
+      std::vector<std::vector<std::string>> rows = {kHeader};
+      for (const VolumeInfo& v : *list) {
+        j.push_back(ToJson(v));
+        rows.push_back(Row(v));
+      }
+      ctx.Print(j, list->empty() ? "no volumes" : Table(rows));
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* info = volume->add_subcommand("info", "Describe a volume");
+  info->add_option("NAME", args->name, "Volume name")->required();
+  info->callback([&ctx, args] {
+    ctx.what = "volume info " + args->name;
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto v = (*client)->GetVolume(args->name);
+      if (!v.ok()) return v.status();
+      std::string text = absl::StrCat(
+          "name:        ", v->name, "\nsize:        ", FormatSize(v->size_bytes), " (",
+          v->size_bytes, " bytes)\nallocated:   ", FormatSize(v->allocated_bytes), " (",
+          v->allocated_bytes, " bytes)\nimage:       ", v->image.empty() ? "- (blank)" : v->image,
+          "\nsector size: ", v->sector_size, "\nstate:       ", VolumeStateName(v->state));
+      if (!v->error.empty()) absl::StrAppend(&text, "\nerror:       ", v->error);
+      ctx.Print(ToJson(*v), text);
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* rm = volume->add_subcommand("rm", "Delete volumes and their data");
+  rm->alias("delete");
+  rm->add_option("NAME", args->names, "Volume names")->required();
+  rm->callback([&ctx, args] {
+    ctx.what = "volume rm";
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      nlohmann::json deleted = nlohmann::json::array();
+      std::string text;
+      for (const std::string& name : args->names) {
+        ctx.what = "volume rm " + name;
+        if (absl::Status s = (*client)->DeleteVolume(name); !s.ok()) return s;
+        deleted.push_back(name);
+        absl::StrAppend(&text, "deleted volume ", name, "\n");
+      }
+      ctx.Print({{"deleted", deleted}}, text);
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* commit = volume->add_subcommand(
+      "commit", "Merge a volume (its writes over its image) into a new image");
+  commit->add_option("NAME", args->name, "Volume name")->required();
+  commit->add_option("IMAGE", args->image, "Name of the new image")->required();
+  commit->callback([&ctx, args] {
+    ctx.what = "volume commit " + args->name;
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto image = (*client)->CommitVolume(args->name, args->image);
+      if (!image.ok()) return image.status();
+      ctx.Print(ToJson(*image),
+                absl::StrCat("committed volume ", args->name, " to image ", image->name, " (",
+                             FormatSize(image->size_bytes), ")"));
+      return absl::OkStatus();
+    };
+  });
+}
+
+}  // namespace cowblk::cli

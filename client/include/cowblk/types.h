@@ -1,0 +1,81 @@
+// Plain descriptions of what a cowblkd server holds, as the client library
+// returns them. Sizes and offsets are bytes.
+
+#ifndef COWBLK_CLIENT_INCLUDE_COWBLK_TYPES_H_
+#define COWBLK_CLIENT_INCLUDE_COWBLK_TYPES_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace cowblk {
+
+enum class VolumeState {
+  kUnknown,  // a state this library does not know (a newer server)
+  kReady,    // open and serving requests
+  kError,    // on disk but not servable; VolumeInfo::error says why
+};
+
+// Returns "ready", "error" or "unknown".
+const char* VolumeStateName(VolumeState state);
+
+// A volume: a copy-on-write disk over a read-only image (or a blank base).
+struct VolumeInfo {
+  std::string name;
+  uint64_t size_bytes = 0;       // device size, a multiple of sector_size
+  uint32_t sector_size = 512;    // always 512 today
+  uint64_t allocated_bytes = 0;  // bytes that live in the COW file
+  std::string image;             // the image it is layered over; empty: blank
+  VolumeState state = VolumeState::kUnknown;
+  std::string error;  // why state is kError
+};
+
+// A read-only base image.
+struct ImageInfo {
+  std::string name;
+  uint64_t size_bytes = 0;
+  uint32_t volume_count = 0;  // volumes layered over it
+};
+
+// A byte range of a volume and where its data lives: in the COW file
+// (allocated: written, trimmed or zeroed since the volume was created) or
+// still in the image (for a blank volume: zeros).
+struct AllocationRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool allocated = false;
+};
+
+// What grpc.health.v1 says about a service.
+enum class HealthState {
+  kUnknown,
+  kServing,
+  kNotServing,
+};
+
+// Returns "SERVING", "NOT_SERVING" or "UNKNOWN".
+const char* HealthStateName(HealthState state);
+
+// Per-call settings of volume I/O.
+struct IoOptions {
+  // Writes, trims and write-zeroes: durable before they complete (FUA).
+  // Ignored by reads and flushes.
+  bool fua = false;
+  // Time the whole call may take, retries and reconnects included. Zero:
+  // the volume's default (VolumeOptions::deadline).
+  std::chrono::milliseconds deadline{0};
+};
+
+// Counters of one open volume, for monitoring and tests. Each is
+// cumulative since Open().
+struct VolumeStats {
+  uint64_t requests = 0;   // wire requests sent (chunks, retries included)
+  uint64_t retries = 0;    // wire requests sent again after a stream broke
+  uint64_t streams = 0;    // Session streams started (1 per lane, plus reconnects)
+  uint64_t in_flight = 0;  // wire requests sent and not yet answered (now)
+  uint64_t queued = 0;     // wire requests waiting for a window slot (now)
+};
+
+}  // namespace cowblk
+
+#endif  // COWBLK_CLIENT_INCLUDE_COWBLK_TYPES_H_

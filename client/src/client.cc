@@ -1,0 +1,329 @@
+#include "cowblk/client.h"
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/src/client_core.h"
+
+namespace cowblk {
+namespace {
+
+using internal::FromGrpc;
+
+constexpr uint32_t kMaxChunk = 32u << 20;  // the server's limit per request
+
+VolumeInfo ToInfo(const v1::Volume& v) {
+  VolumeInfo info;
+  info.name = v.name();
+  info.size_bytes = v.size_bytes();
+  info.sector_size = v.sector_size() != 0 ? v.sector_size() : 512;
+  info.allocated_bytes = v.allocated_bytes();
+  info.image = v.image();
+  info.state = v.state() == v1::VOLUME_STATE_READY   ? VolumeState::kReady
+               : v.state() == v1::VOLUME_STATE_ERROR ? VolumeState::kError
+                                                     : VolumeState::kUnknown;
+  info.error = v.error();
+  return info;
+}
+
+ImageInfo ToInfo(const v1::Image& i) { return {i.name(), i.size_bytes(), i.volume_count()}; }
+
+absl::Status CheckVolumeOptions(const VolumeOptions& o) {
+  if (o.max_in_flight < 1 || o.max_in_flight > 65536) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_in_flight: ", o.max_in_flight, " is not between 1 and 65536"));
+  }
+  if (o.chunk_size < 512 || o.chunk_size % 512 != 0 || o.chunk_size > kMaxChunk) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk_size: ", o.chunk_size, " is not a multiple of 512 between 512 and ", kMaxChunk));
+  }
+  if (o.lanes < 0 || o.lanes > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("lanes: ", o.lanes, " is not between 0 and 64"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* VolumeStateName(VolumeState state) {
+  switch (state) {
+    case VolumeState::kReady:
+      return "ready";
+    case VolumeState::kError:
+      return "error";
+    case VolumeState::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
+const char* HealthStateName(HealthState state) {
+  switch (state) {
+    case HealthState::kServing:
+      return "SERVING";
+    case HealthState::kNotServing:
+      return "NOT_SERVING";
+    case HealthState::kUnknown:
+      break;
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("token file ", path, ": cannot be read"));
+  std::string line;
+  std::getline(in, line);
+  const size_t begin = line.find_first_not_of(" \t\r");
+  const size_t end = line.find_last_not_of(" \t\r");
+  if (begin == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token file ", path, ": no token on its first line"));
+  }
+  return line.substr(begin, end - begin + 1);
+}
+
+absl::StatusOr<Client> Client::Create(const ClientOptions& options) {
+  auto core = internal::ClientCore::Create(options);
+  if (!core.ok()) return core.status();
+  return Client(*std::move(core));
+}
+
+Client::Client(std::shared_ptr<internal::ClientCore> core) : core_(std::move(core)) {}
+Client::~Client() = default;
+Client::Client(const Client&) = default;
+Client& Client::operator=(const Client&) = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+const ClientOptions& Client::options() const { return core_->options(); }
+
+absl::StatusOr<std::unique_ptr<Volume>> Client::OpenVolume(const std::string& name,
+                                                           const VolumeOptions& options) {
+  if (absl::Status s = CheckVolumeOptions(options); !s.ok()) return s;
+  auto info = GetVolume(name);
+  if (!info.ok()) return info.status();
+  if (info->state == VolumeState::kError) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", name, " is not servable: ", info->error));
+  }
+  return std::unique_ptr<Volume>(new Volume(core_, *std::move(info), options));
+}
+
+// ---- Volumes -----------------------------------------------------------
+
+absl::StatusOr<VolumeInfo> Client::CreateVolume(const std::string& name, uint64_t size_bytes) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CreateVolumeRequest req;
+  req.set_name(name);
+  req.set_size_bytes(size_bytes);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->CreateVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<VolumeInfo> Client::CreateVolumeFromImage(const std::string& name,
+                                                         const std::string& image) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CreateVolumeRequest req;
+  req.set_name(name);
+  req.set_image(image);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->CreateVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<VolumeInfo> Client::GetVolume(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::GetVolumeRequest req;
+  req.set_name(name);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->GetVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<std::vector<VolumeInfo>> Client::ListVolumes() {
+  std::vector<VolumeInfo> out;
+  std::string token;
+  do {
+    grpc::ClientContext ctx;
+    core_->Prepare(&ctx);
+    v1::ListVolumesRequest req;
+    req.set_page_token(token);
+    v1::ListVolumesResponse resp;
+    grpc::Status s = core_->volumes()->ListVolumes(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    for (const auto& v : resp.volumes()) out.push_back(ToInfo(v));
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return out;
+}
+
+absl::Status Client::DeleteVolume(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::DeleteVolumeRequest req;
+  req.set_name(name);
+  v1::DeleteVolumeResponse resp;
+  return FromGrpc(core_->volumes()->DeleteVolume(&ctx, req, &resp));
+}
+
+absl::StatusOr<ImageInfo> Client::CommitVolume(const std::string& name, const std::string& image) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CommitVolumeRequest req;
+  req.set_name(name);
+  req.set_image(image);
+  v1::Image resp;
+  grpc::Status s = core_->volumes()->CommitVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<std::vector<AllocationRange>> Client::GetAllocation(const std::string& name,
+                                                                   uint64_t offset,
+                                                                   uint64_t length) {
+  return internal::GetAllocation(*core_, name, offset, length, {});
+}
+
+// ---- Images ------------------------------------------------------------
+
+absl::StatusOr<ImageInfo> Client::GetImage(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::GetImageRequest req;
+  req.set_name(name);
+  v1::Image resp;
+  grpc::Status s = core_->volumes()->GetImage(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<std::vector<ImageInfo>> Client::ListImages() {
+  std::vector<ImageInfo> out;
+  std::string token;
+  do {
+    grpc::ClientContext ctx;
+    core_->Prepare(&ctx);
+    v1::ListImagesRequest req;
+    req.set_page_token(token);
+    v1::ListImagesResponse resp;
+    grpc::Status s = core_->volumes()->ListImages(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    for (const auto& i : resp.images()) out.push_back(ToInfo(i));
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return out;
+}
+
+absl::Status Client::DeleteImage(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::DeleteImageRequest req;
+  req.set_name(name);
+  v1::DeleteImageResponse resp;
+  return FromGrpc(core_->volumes()->DeleteImage(&ctx, req, &resp));
+}
+
+absl::StatusOr<ImageInfo> Client::UploadImage(const std::string& name, const std::string& path,
+                                              const ProgressFn& progress) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot be opened"));
+  return UploadImageFrom(
+      name,
+      [&in, &path](char* buf, size_t size) -> absl::StatusOr<size_t> {
+        in.read(buf, static_cast<std::streamsize>(size));
+        if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
+        return static_cast<size_t>(in.gcount());
+      },
+      progress);
+}
+
+absl::StatusOr<ImageInfo> Client::UploadImageFrom(const std::string& name, const ReadFn& read,
+                                                  const ProgressFn& progress) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx, core_->options().upload_deadline);
+  v1::Image resp;
+  auto writer = core_->volumes()->UploadImage(&ctx, &resp);
+  v1::UploadImageRequest req;
+  req.set_name(name);
+  uint64_t total = 0;
+  std::string buf(1 << 20, '\0');
+  absl::Status local;
+  while (true) {
+    auto n = read(buf.data(), buf.size());
+    if (!n.ok()) {
+      local = n.status();
+      break;
+    }
+    if (*n == 0) break;
+    req.set_data(buf.data(), *n);
+    if (!writer->Write(req)) break;  // the server ended the call: Finish() says why
+    req.clear_name();
+    total += *n;
+    if (progress) progress(total);
+  }
+  if (!local.ok()) {
+    // Abandon the upload: the server drops a partial image.
+    ctx.TryCancel();
+    writer->Finish();
+    return local;
+  }
+  if (total == 0) writer->Write(req);  // an empty image still needs its name
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+// ---- Health ------------------------------------------------------------
+
+absl::StatusOr<HealthState> Client::Health(const std::string& service) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status s = core_->health()->Check(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  switch (resp.status()) {
+    case grpc::health::v1::HealthCheckResponse::SERVING:
+      return HealthState::kServing;
+    case grpc::health::v1::HealthCheckResponse::NOT_SERVING:
+      return HealthState::kNotServing;
+    default:
+      return HealthState::kUnknown;
+  }
+}
+
+namespace internal {
+
+absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
+                                                           const std::string& name, uint64_t offset,
+                                                           uint64_t length,
+                                                           std::chrono::milliseconds timeout) {
+  grpc::ClientContext ctx;
+  client.Prepare(&ctx, timeout);
+  v1::GetAllocationRequest req;
+  req.set_name(name);
+  req.set_offset(offset);
+  req.set_length(length);
+  v1::GetAllocationResponse resp;
+  grpc::Status s = client.volumes()->GetAllocation(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  std::vector<AllocationRange> out;
+  out.reserve(static_cast<size_t>(resp.ranges_size()));
+  for (const auto& r : resp.ranges()) out.push_back({r.offset(), r.length(), r.allocated()});
+  return out;
+}
+
+}  // namespace internal
+}  // namespace cowblk

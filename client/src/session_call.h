@@ -1,0 +1,81 @@
+// One cowblk.v1.BlockService/Session stream of a volume lane: sends the
+// requests it is given, one gRPC write at a time (later ones queue, with the
+// buffer hint so a burst leaves in few packets), reads answers as they come
+// and hands each to its VolumeCore. It knows nothing of windows, deadlines or
+// retries: when the stream ends, the VolumeCore decides what to do with the
+// requests it had sent on it.
+//
+// Lifetime: shared. The lane holds one reference, senders hold one while
+// they send, and the stream holds itself until OnDone(); gRPC never touches
+// it after OnDone(). The VolumeCore outlives it. Thread-safety: Send() and Cancel() may be called
+// from any thread at any time; reactions may run on any thread.
+
+#ifndef COWBLK_CLIENT_SRC_SESSION_CALL_H_
+#define COWBLK_CLIENT_SRC_SESSION_CALL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "client/src/client_core.h"
+#include "cowblk/v1/block.grpc.pb.h"
+
+namespace cowblk::internal {
+
+class VolumeCore;
+
+class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1::SessionResponse> {
+ public:
+  // Binds a new call on channel `channel` of `client` for lane `lane` of
+  // `volume`. Nothing is sent until Start(); Send() may come first.
+  // REQUIRES: Start() is called once, without VolumeCore's lock held.
+  static std::shared_ptr<SessionCall> Create(VolumeCore* volume, int lane, const ClientCore& client,
+                                             int channel);
+
+  // Starts the call (reading answers). Never blocks.
+  void Start();
+  // Queues `request` for sending. Returns false, dropping it, once the
+  // stream has ended; the VolumeCore learns of the end in OnStreamDone().
+  bool Send(std::unique_ptr<v1::SessionRequest> request);
+  // Ends the stream (CANCELLED) if it has not ended.
+  void Cancel() { ctx_->TryCancel(); }
+
+  int lane() const { return lane_; }
+
+  // Public for make_shared only; use Create().
+  SessionCall(VolumeCore* volume, int lane)
+      : volume_(volume), lane_(lane), ctx_(std::make_unique<grpc::ClientContext>()) {}
+  // Tells the volume the stream is gone (VolumeCore::OnStreamGone()).
+  ~SessionCall() override;
+
+ private:
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+  // The stream ended: no more writes; lets OnDone() come once the write in
+  // progress (if any) completed.
+  void EndWrites();
+
+  VolumeCore* const volume_;  // outlives the call: it waits for the destructor
+  const int lane_;
+  // Holds a reference to the channel. Dropped first in the destructor: the
+  // last reference to a grpc::Channel must not go on a gRPC thread (that
+  // corrupts gRPC's callback queue), so the volume keeps the client, and
+  // with it the channels, until every stream is destroyed.
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  v1::SessionResponse in_;             // touched only between StartRead and OnReadDone
+  std::shared_ptr<SessionCall> self_;  // set by Create(), dropped in OnDone()
+
+  std::mutex mu_;                                        // guards everything below
+  std::deque<std::unique_ptr<v1::SessionRequest>> out_;  // front: being written
+  bool writing_ = false;
+  bool ended_ = false;
+  bool hold_released_ = false;
+};
+
+}  // namespace cowblk::internal
+
+#endif  // COWBLK_CLIENT_SRC_SESSION_CALL_H_

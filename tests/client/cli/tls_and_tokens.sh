@@ -1,0 +1,51 @@
+# --tls-ca, --tls-cert, --tls-key and --token-file (and their variables)
+# reach a cowblkd that wants mutual TLS and tokens; without them it refuses.
+. "$COWBLK_TESTS/client/cli/testlib"
+command -v openssl >/dev/null || { echo "SKIP: no openssl"; exit 0; }
+cd "$TMP"
+ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$1.key" -out "$1.pem" -days 1 -subj "/CN=$1" 2>/dev/null
+}
+leaf() {
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+  printf '%s\n' "$2" >"$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+}
+ca ca
+leaf server "subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth"
+leaf client extendedKeyUsage=clientAuth
+printf 'admin-token admin\nviewer-token read:*\n' >tokens
+printf 'admin-token\n' >admin.token
+printf 'viewer-token\n' >viewer.token
+start_server --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
+  --token-file tokens
+
+tls="--tls-ca ca.pem --tls-cert client.pem --tls-key client.key"
+# shellcheck disable=SC2086
+expect_exit 0 "$COWBLK" $tls --token-file admin.token volume create disk --size 1M
+expect_exit 0 env COWBLK_TLS_CA=ca.pem COWBLK_TLS_CERT=client.pem COWBLK_TLS_KEY=client.key \
+  COWBLK_TOKEN_FILE=admin.token "$COWBLK" volume ls
+expect_output "disk"
+# Health needs no token.
+# shellcheck disable=SC2086
+expect_exit 0 "$COWBLK" $tls health
+# No token, or a token without the scope.
+# shellcheck disable=SC2086
+expect_exit 6 "$COWBLK" $tls volume ls
+expect_one_error_line
+expect_error "UNAUTHENTICATED"
+# shellcheck disable=SC2086
+expect_exit 6 "$COWBLK" $tls --token-file viewer.token volume create other --size 1M
+expect_error "PERMISSION_DENIED"
+# shellcheck disable=SC2086
+expect_exit 0 "$COWBLK" $tls --token-file viewer.token read disk 0 512
+# shellcheck disable=SC2086
+expect_exit 6 sh -c "printf x | '$COWBLK' $tls --token-file viewer.token write disk 0"
+# Plaintext, or TLS without a client certificate, fails to connect.
+expect_exit 3 "$COWBLK" --token-file admin.token volume ls
+expect_one_error_line
+expect_exit 3 "$COWBLK" --tls-ca ca.pem --token-file admin.token volume ls

@@ -1,0 +1,170 @@
+// Reconnects against a real cowblkd that stops and starts again on the same
+// port: in-flight requests are retried, nothing reads wrong, and requests
+// that cannot be served before their deadline fail DEADLINE_EXCEEDED.
+
+#include <signal.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/client/client_fixture.h"
+
+namespace cowblk::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kBlock = 4096;
+
+class ReconnectTest : public ClientFixture {
+ protected:
+  void SetUp() override {
+    fixed_port_ = true;
+    ClientFixture::SetUp();
+  }
+
+  // Stops the server with `sig` and starts it again on the same port.
+  void Restart(int sig) {
+    const int port = server_.port();
+    server_.Stop(sig);
+    ServerConfig config;
+    config.port = port;
+    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+  }
+};
+
+TEST_F(ReconnectTest, SyncCallsWorkAfterACleanRestartOnTheSamePort) {
+  auto volume = NewVolume("disk0", kMiB);
+  ASSERT_NE(volume, nullptr);
+  const std::string a = RandomBytes(8192, 1);
+  ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
+  const uint64_t streams = volume->stats().streams;
+  ASSERT_NO_FATAL_FAILURE(Restart(SIGTERM));
+  std::string back(8192, '\0');
+  ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a);
+  const std::string b = RandomBytes(8192, 2);
+  ASSERT_TRUE(volume->Write(8192, b.data(), b.size()).ok());
+  ASSERT_TRUE(volume->Flush().ok());
+  EXPECT_GT(volume->stats().streams, streams);
+}
+
+TEST_F(ReconnectTest, CallsWaitForAServerThatComesBackWithinTheirDeadline) {
+  auto volume = NewVolume("disk0", kMiB);
+  ASSERT_NE(volume, nullptr);
+  const std::string a = RandomBytes(4096, 3);
+  ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
+  const int port = server_.port();
+  server_.Stop(SIGKILL);
+  // Issued while the server is down; it comes back 700 ms later.
+  std::string back(4096, '\0');
+  auto read =
+      volume->ReadAsync(0, back.data(), back.size(), {.deadline = std::chrono::seconds(20)});
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ServerConfig config;
+  config.port = port;
+  ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+  ASSERT_TRUE(read.get().ok());
+  EXPECT_TRUE(back == a);
+}
+
+TEST_F(ReconnectTest, CallsFailAtTheirDeadlineWhileTheServerStaysDown) {
+  auto volume = NewVolume("disk0", kMiB);
+  ASSERT_NE(volume, nullptr);
+  char buf[4096];
+  ASSERT_TRUE(volume->Read(0, buf, sizeof buf).ok());
+  server_.Stop(SIGKILL);
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = volume->Read(0, buf, sizeof buf, {.deadline = std::chrono::milliseconds(600)});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_GE(took, std::chrono::milliseconds(550));
+  EXPECT_LT(took, std::chrono::seconds(3));
+  // Close() does not hang on a server that is down.
+  volume->Close();
+}
+
+// A writer keeps a window of async writes going while the server is killed
+// (SIGKILL: no drain, in-flight requests are simply lost) and started again.
+// Every write must complete OK through retries, and the volume must then
+// hold exactly the last bytes written to each block.
+TEST_F(ReconnectTest, InFlightWritesAndReadsSurviveAKillAndRestartWithNoWrongData) {
+  constexpr int kBlocks = 256;
+  auto volume = NewVolume("disk0", kBlocks * kBlock, {.max_in_flight = 16});
+  ASSERT_NE(volume, nullptr);
+  std::vector<std::string> want(kBlocks, std::string(kBlock, '\0'));
+  std::atomic<int> failed{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  int rounds = 0;  // guarded by mu
+  auto wait_rounds = [&](int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return rounds >= n; });
+    return rounds;
+  };
+
+  std::thread writer([&] {
+    // Each round writes every block (new bytes), reads a few back, waits.
+    for (int round = 0; !stop.load() || round < 3; ++round) {
+      std::vector<std::string> data(kBlocks);
+      std::vector<std::future<absl::Status>> writes;
+      for (int i = 0; i < kBlocks; ++i) {
+        data[i] = RandomBytes(kBlock, round * kBlocks + i);
+        writes.push_back(volume->WriteAsync(uint64_t(i) * kBlock, data[i].data(), kBlock));
+      }
+      for (auto& w : writes) {
+        absl::Status s = w.get();
+        if (!s.ok()) {
+          ADD_FAILURE() << s;
+          ++failed;
+        }
+      }
+      if (!volume->Flush().ok()) ++failed;
+      for (int i = 0; i < kBlocks; ++i) want[i] = data[i];
+      std::string back(kBlock, '\0');
+      for (int i = 0; i < kBlocks; i += 37) {
+        if (!volume->Read(uint64_t(i) * kBlock, back.data(), kBlock).ok() || back != want[i]) {
+          ADD_FAILURE() << "block " << i << " round " << round;
+          ++failed;
+        }
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      ++rounds;
+      cv.notify_all();
+    }
+  });
+  wait_rounds(2);
+  Restart(SIGKILL);
+  wait_rounds(wait_rounds(0) + 2);
+  Restart(SIGTERM);
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(server_.running());
+  EXPECT_EQ(failed.load(), 0);
+
+  std::string all(kBlocks * kBlock, '\0');
+  ASSERT_TRUE(volume->Read(0, all.data(), all.size()).ok());
+  for (int i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE(all.compare(uint64_t(i) * kBlock, kBlock, want[i]) == 0) << "block " << i;
+  }
+  const VolumeStats stats = volume->stats();
+  EXPECT_GE(stats.streams, 4u);
+  RecordProperty("retries", std::to_string(stats.retries));
+}
+
+// Unary calls do not wait for a server that is down: they fail at once.
+TEST_F(ReconnectTest, UnaryCallsToAServerThatIsDownFailUnavailable) {
+  server_.Stop();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(client_->ListVolumes().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client_->Health().status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+}  // namespace
+}  // namespace cowblk::testing
