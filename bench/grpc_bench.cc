@@ -36,6 +36,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/runner.h"
 #include "bench/session_load.h"
+#include "common/malloc_tuning.h"
 #include "cowblk/v1/volume.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -351,4 +352,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace cowblk::bench
 
-int main(int argc, char** argv) { return cowblk::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  cowblk::TuneMallocForLargeBuffers();
+  return cowblk::bench::Main(argc, argv);
+}

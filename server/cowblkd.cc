@@ -15,6 +15,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics_server.h"
 #include "server/service/auth.h"
@@ -245,4 +246,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace cowblk
 
-int main(int argc, char** argv) { return cowblk::Main(argc, argv); }
+int main(int argc, char** argv) {
+  cowblk::TuneMallocForLargeBuffers();
+  return cowblk::Main(argc, argv);
+}

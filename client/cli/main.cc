@@ -8,6 +8,7 @@
 
 #include "client/cli/context.h"
 #include "client/cli/output.h"
+#include "common/malloc_tuning.h"
 
 namespace cowblk::cli {
 
@@ -131,4 +132,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace cowblk::cli
 
-int main(int argc, char** argv) { return cowblk::cli::Main(argc, argv); }
+int main(int argc, char** argv) {
+  cowblk::TuneMallocForLargeBuffers();
+  return cowblk::cli::Main(argc, argv);
+}

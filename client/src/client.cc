@@ -42,6 +42,10 @@ absl::Status CheckVolumeOptions(const VolumeOptions& o) {
   if (o.lanes < 0 || o.lanes > 64) {
     return absl::InvalidArgumentError(absl::StrCat("lanes: ", o.lanes, " is not between 0 and 64"));
   }
+  if (o.max_batch < 1 || o.max_batch > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batch: ", o.max_batch, " is not between 1 and 1024"));
+  }
   return absl::OkStatus();
 }
 

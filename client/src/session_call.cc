@@ -2,12 +2,17 @@
 
 #include "client/src/volume_core.h"
 
+#include <algorithm>
+
 namespace cowblk::internal {
 
 std::shared_ptr<SessionCall> SessionCall::Create(VolumeCore* volume, int lane,
-                                                 const ClientCore& client, int channel) {
-  auto call = std::make_shared<SessionCall>(volume, lane);
+                                                 const ClientCore& client, int channel,
+                                                 size_t max_batch) {
+  auto call = std::make_shared<SessionCall>(volume, lane, max_batch);
   client.PrepareStream(call->ctx_.get());
+  // Answers may come several to a message (see OnReadDone).
+  call->ctx_->AddMetadata("cowblk-batch", "1");
   // While the server is down the stream waits for the connection (the
   // requests' own deadlines bound the wait) instead of failing at once.
   call->ctx_->set_wait_for_ready(true);
@@ -39,6 +44,7 @@ bool SessionCall::Send(std::unique_ptr<v1::SessionRequest> request) {
     writing_ = true;
     first = out_.front().get();
   }
+  volume_->CountMessageSent();
   StartWrite(first);
   return true;
 }
@@ -58,6 +64,21 @@ void SessionCall::OnWriteDone(bool ok) {
       hold_released_ = true;
     } else if (!out_.empty()) {
       next = out_.front().get();
+      // Requests that queued during the last write leave together: the
+      // first one carries the others in its `batch`, as many as the server
+      // said it takes in one message, up to kMaxBatchBytes of data.
+      size_t bytes = next->data().size();
+      size_t taken = 1;
+      while (taken < out_.size() && taken < batch_max_) {
+        const size_t more_bytes = out_[taken]->data().size();
+        if (bytes + more_bytes > kMaxBatchBytes) break;
+        bytes += more_bytes;
+        ++taken;
+      }
+      for (size_t i = 1; i < taken; ++i) {
+        next->mutable_batch()->Add(std::move(*out_[i]));
+      }
+      out_.erase(out_.begin() + 1, out_.begin() + static_cast<std::ptrdiff_t>(taken));
       more = out_.size() > 1;
     } else {
       writing_ = false;
@@ -68,9 +89,24 @@ void SessionCall::OnWriteDone(bool ok) {
     // More requests follow at once: let gRPC coalesce them. The last one of
     // a burst goes without the hint and flushes them all.
     if (more) options.set_buffer_hint();
+    volume_->CountMessageSent();
     StartWrite(next, options);
   }
   if (release) RemoveHold();
+}
+
+void SessionCall::OnReadInitialMetadataDone(bool ok) {
+  if (!ok) return;
+  const auto& md = ctx_->GetServerInitialMetadata();
+  auto it = md.find("cowblk-batch-max");
+  if (it == md.end()) return;  // a server that does not take batches
+  size_t max = 0;
+  for (char c : it->second) {
+    if (c < '0' || c > '9') return;  // not a number: no batches
+    max = std::min<size_t>(max * 10 + static_cast<size_t>(c - '0'), max_batch_);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  batch_max_ = std::max<size_t>(1, max);
 }
 
 void SessionCall::OnReadDone(bool ok) {
@@ -78,13 +114,17 @@ void SessionCall::OnReadDone(bool ok) {
     EndWrites();
     return;
   }
-  const uint64_t id = in_.id();
-  const int code = in_.code();
-  std::string message = std::move(*in_.mutable_message());
-  std::string data = std::move(*in_.mutable_data());
-  in_.Clear();
+  // The message's own answer, then any in its batch, each on its own.
+  volume_->CountMessageReceived();
+  v1::SessionResponse message;
+  message.Swap(&in_);
   StartRead(&in_);
-  volume_->OnResponse(this, id, code, std::move(message), std::move(data));
+  volume_->OnResponse(this, message.id(), message.code(), std::move(*message.mutable_message()),
+                      std::move(*message.mutable_data()));
+  for (v1::SessionResponse& r : *message.mutable_batch()) {
+    volume_->OnResponse(this, r.id(), r.code(), std::move(*r.mutable_message()),
+                        std::move(*r.mutable_data()));
+  }
 }
 
 void SessionCall::EndWrites() {

@@ -1,9 +1,10 @@
 // One cowblk.v1.BlockService/Session stream of a volume lane: sends the
-// requests it is given, one gRPC write at a time (later ones queue, with the
-// buffer hint so a burst leaves in few packets), reads answers as they come
-// and hands each to its VolumeCore. It knows nothing of windows, deadlines or
-// retries: when the stream ends, the VolumeCore decides what to do with the
-// requests it had sent on it.
+// requests it is given, one gRPC write at a time (requests that queue behind
+// a write leave together in the next message's `batch`, once the server has
+// said it takes batches), reads answers as they come (several per message:
+// it asks for that) and hands each to its VolumeCore. It knows nothing of
+// windows, deadlines or retries: when the stream ends, the VolumeCore
+// decides what to do with the requests it had sent on it.
 //
 // Lifetime: shared. The lane holds one reference, senders hold one while
 // they send, and the stream holds itself until OnDone(); gRPC never touches
@@ -31,8 +32,9 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   // Binds a new call on channel `channel` of `client` for lane `lane` of
   // `volume`. Nothing is sent until Start(); Send() may come first.
   // REQUIRES: Start() is called once, without VolumeCore's lock held.
+  // At most `max_batch` requests leave in one message.
   static std::shared_ptr<SessionCall> Create(VolumeCore* volume, int lane, const ClientCore& client,
-                                             int channel);
+                                             int channel, size_t max_batch);
 
   // Starts the call (reading answers). Never blocks.
   void Start();
@@ -45,12 +47,16 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   int lane() const { return lane_; }
 
   // Public for make_shared only; use Create().
-  SessionCall(VolumeCore* volume, int lane)
-      : volume_(volume), lane_(lane), ctx_(std::make_unique<grpc::ClientContext>()) {}
+  SessionCall(VolumeCore* volume, int lane, size_t max_batch)
+      : volume_(volume),
+        lane_(lane),
+        max_batch_(max_batch),
+        ctx_(std::make_unique<grpc::ClientContext>()) {}
   // Tells the volume the stream is gone (VolumeCore::OnStreamGone()).
   ~SessionCall() override;
 
  private:
+  void OnReadInitialMetadataDone(bool ok) override;
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
@@ -59,8 +65,11 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   // progress (if any) completed.
   void EndWrites();
 
+  static constexpr size_t kMaxBatchBytes = 4 << 20;
+
   VolumeCore* const volume_;  // outlives the call: it waits for the destructor
   const int lane_;
+  const size_t max_batch_;  // the volume's limit of requests per message
   // Holds a reference to the channel. Dropped first in the destructor: the
   // last reference to a grpc::Channel must not go on a gRPC thread (that
   // corrupts gRPC's callback queue), so the volume keeps the client, and
@@ -73,6 +82,9 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   std::deque<std::unique_ptr<v1::SessionRequest>> out_;  // front: being written
   bool writing_ = false;
   bool ended_ = false;
+  // Requests per message: 1 until the server's `cowblk-batch-max` initial
+  // metadata says it takes batches, then the smaller of that and max_batch_.
+  size_t batch_max_ = 1;
   bool hold_released_ = false;
 };
 

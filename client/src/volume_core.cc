@@ -53,6 +53,7 @@ VolumeCore::VolumeCore(std::shared_ptr<ClientCore> client, std::string name,
     : client_(std::move(client)),
       name_(std::move(name)),
       max_in_flight_(static_cast<size_t>(options.max_in_flight)),
+      max_batch_(static_cast<size_t>(options.max_batch)),
       max_backoff_(std::max(kFirstBackoff, client_->options().max_backoff)) {
   const int lanes = options.lanes > 0 ? options.lanes : client_->channel_count();
   const size_t first = client_->Next();
@@ -120,6 +121,8 @@ VolumeStats VolumeCore::stats() const {
   VolumeStats s = stats_;
   s.in_flight = in_flight_;
   s.queued = queue_.size() + held_.size();
+  s.messages_sent = messages_sent_.load(std::memory_order_relaxed);
+  s.messages_received = messages_received_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -250,7 +253,7 @@ void VolumeCore::DispatchLocked(Clock::time_point now, Actions* actions) {
     if (lane == nullptr) return;  // every lane waits out a backoff: Tick() retries
     if (!lane->stream) {
       lane->stream = SessionCall::Create(this, static_cast<int>(lane - lanes_.data()), *client_,
-                                         lane->channel);
+                                         lane->channel, max_batch_);
       lane->stream_ok = false;
       ++live_streams_;
       ++stats_.streams;

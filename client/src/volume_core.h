@@ -34,6 +34,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -114,6 +115,9 @@ class VolumeCore {
   void OnStreamDone(SessionCall* stream, const grpc::Status& status);
   // From ~SessionCall (no lock held).
   void OnStreamGone();
+  // From SessionCall: a message was sent, or received.
+  void CountMessageSent() { messages_sent_.fetch_add(1, std::memory_order_relaxed); }
+  void CountMessageReceived() { messages_received_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   struct Lane {
@@ -151,6 +155,9 @@ class VolumeCore {
   const std::shared_ptr<ClientCore> client_;
   const std::string name_;
   const size_t max_in_flight_;
+  const size_t max_batch_;  // VolumeOptions::max_batch
+  std::atomic<uint64_t> messages_sent_{0};
+  std::atomic<uint64_t> messages_received_{0};
   const std::chrono::milliseconds max_backoff_;
   uint64_t tick_id_ = 0;
 

@@ -43,6 +43,12 @@ class SessionReactor final
  public:
   SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx), max_in_flight_(service->options().max_in_flight) {
+    const auto& md = ctx->client_metadata();
+    auto it = md.find("cowblk-batch");
+    batch_answers_ = it != md.end() && it->second == "1";
+    // Tells the client how many requests one message may carry (sent with
+    // the first answer).
+    ctx->AddInitialMetadata("cowblk-batch-max", std::to_string(max_in_flight_));
     reading_ = true;
     StartRead(&in_);
   }
@@ -66,7 +72,7 @@ class SessionReactor final
     std::lock_guard<std::mutex> lock(mu_);
     delete queue_.front();
     queue_.pop_front();
-    --in_flight_;
+    in_flight_ -= answers_written_;
     if (!ok) broken_ = true;
     while (broken_ && !queue_.empty()) {
       delete queue_.front();
@@ -74,7 +80,7 @@ class SessionReactor final
       --in_flight_;
     }
     if (!queue_.empty()) {
-      StartWrite(&queue_.front()->response);
+      StartWriteLocked();
     } else {
       writing_ = false;
     }
@@ -101,16 +107,45 @@ class SessionReactor final
     std::string data;  // write payload, owned here while the engine uses it
   };
 
+  // Handles the message in `in_`: one request, a batch, or both.
   void Handle() {
+    if (in_.batch_size() == 0) {
+      HandleOne(&in_, in_.volume(), absl::OkStatus());
+      return;
+    }
+    // A batch: the message's own request first (if it holds one), then
+    // each request of the batch, as if they had come one per message.
+    if (in_.op() != cowblk::v1::OP_UNSPECIFIED || in_.id() != 0 || in_.offset() != 0 ||
+        in_.length() != 0 || !in_.data().empty() || in_.fua()) {
+      HandleOne(&in_, in_.volume(), absl::OkStatus());
+    }
+    uint32_t handled = 0;
+    for (SessionRequest& r : *in_.mutable_batch()) {
+      absl::Status refusal;
+      if (r.batch_size() != 0) {
+        refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
+      } else if (++handled > max_in_flight_) {
+        refusal = absl::ResourceExhaustedError(absl::StrFormat(
+            "batch: more than the session's window of %u requests in one message",
+            max_in_flight_));
+      }
+      HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal);
+    }
+  }
+
+  // Handles one request; `volume` names its volume (empty: the one bound),
+  // and a non-OK `refusal` answers it with that status.
+  void HandleOne(SessionRequest* req, const std::string& volume, const absl::Status& refusal) {
     auto* p = new Pending;
     p->reactor = this;
-    p->response.set_id(in_.id());
+    p->response.set_id(req->id());
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++in_flight_;
     }
-    absl::Status s = Bind();
-    auto op = ToEngineOp(in_.op());
+    absl::Status s = refusal;
+    if (s.ok()) s = Bind(volume);
+    auto op = ToEngineOp(req->op());
     if (s.ok() && !op.ok()) s = op.status();
     if (s.ok() && *op != engine::OpType::kRead && !write_allowed_) {
       s = absl::PermissionDeniedError("the token allows reading this volume only");
@@ -121,11 +156,11 @@ class SessionReactor final
     }
     engine::Request& r = p->request;
     r.op = *op;
-    r.offset = in_.offset();
-    r.length = in_.length();
-    r.fua = in_.fua();
+    r.offset = req->offset();
+    r.length = req->length();
+    r.fua = req->fua();
     if (r.op == engine::OpType::kWrite) {
-      p->data = std::move(*in_.mutable_data());
+      p->data = std::move(*req->mutable_data());
       r.length = p->data.size();
       r.data = p->data.data();
     } else if (r.op == engine::OpType::kRead) {
@@ -144,21 +179,21 @@ class SessionReactor final
   }
 
   // Binds the stream to its volume on the first request.
-  absl::Status Bind() {
+  absl::Status Bind(const std::string& name) {
     if (volume_) {
-      if (!in_.volume().empty() && in_.volume() != volume_->name()) {
+      if (!name.empty() && name != volume_->name()) {
         return absl::InvalidArgumentError(
-            absl::StrCat("volume: this session serves ", volume_->name(), ", not ", in_.volume()));
+            absl::StrCat("volume: this session serves ", volume_->name(), ", not ", name));
       }
       return absl::OkStatus();
     }
-    if (in_.volume().empty()) {
+    if (name.empty()) {
       return absl::InvalidArgumentError("volume: required in the first request of a session");
     }
-    auto handle = service_->OpenVolume(*ctx_, in_.volume(), Access::kRead);
+    auto handle = service_->OpenVolume(*ctx_, name, Access::kRead);
     if (!handle.ok()) return handle.status();
     volume_ = *handle;
-    write_allowed_ = service_->OpenVolume(*ctx_, in_.volume(), Access::kWrite).ok();
+    write_allowed_ = service_->OpenVolume(*ctx_, name, Access::kWrite).ok();
     return absl::OkStatus();
   }
 
@@ -185,8 +220,31 @@ class SessionReactor final
     queue_.push_back(p);
     if (!writing_) {
       writing_ = true;
-      StartWrite(&queue_.front()->response);
+      StartWriteLocked();
     }
+  }
+
+  // Writes the answer at the front of the queue; for a client that asked
+  // for batches, with the answers queued behind it (up to a size that keeps
+  // one message small), which leave the queue at once.
+  void StartWriteLocked() {
+    Pending* front = queue_.front();
+    answers_written_ = 1;
+    if (batch_answers_) {
+      constexpr uint32_t kMaxAnswers = 512;
+      constexpr size_t kMaxBytes = 4 << 20;
+      size_t bytes = front->response.data().size();
+      while (queue_.size() > 1 && answers_written_ < kMaxAnswers) {
+        Pending* next = queue_[1];
+        if (bytes + next->response.data().size() > kMaxBytes) break;
+        bytes += next->response.data().size();
+        *front->response.add_batch() = std::move(next->response);
+        delete next;
+        queue_.erase(queue_.begin() + 1);
+        ++answers_written_;
+      }
+    }
+    StartWrite(&front->response);
   }
 
   void MaybeReadLocked() {
@@ -215,11 +273,13 @@ class SessionReactor final
   grpc::CallbackServerContext* const ctx_;
   const uint32_t max_in_flight_;
   SessionRequest in_;  // the read buffer; touched only between StartRead and OnReadDone
+  bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
   std::shared_ptr<VolumeHandle> volume_;
   bool write_allowed_ = false;
 
   std::mutex mu_;  // guards everything below
   std::deque<Pending*> queue_;  // answers to send; front is being written
+  uint32_t answers_written_ = 0;  // answers in the message being written
   uint32_t in_flight_ = 0;      // requests not yet answered on the wire
   bool reading_ = false;
   bool writing_ = false;

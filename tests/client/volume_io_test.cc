@@ -99,6 +99,8 @@ TEST_F(VolumeIoTest, BadVolumeOptionsAreRefused) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client_->OpenVolume("disk0", {.chunk_size = 64u << 20}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->OpenVolume("disk0", {.max_batch = 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(VolumeIoTest, CallbacksAndFuturesEachCompleteOnce) {
@@ -183,6 +185,52 @@ TEST_F(VolumeIoTest, ConcurrentSyncCallersFromManyThreads) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(bad.load(), 0);
+}
+
+// Requests that queue behind a message being sent leave together in one
+// message's batch; each still completes once with its own bytes. The first
+// call opens the stream (and learns the server takes batches) first.
+TEST_F(VolumeIoTest, QueuedRequestsLeaveInBatchesAndEachCompletesWithItsBytes) {
+  constexpr int kCalls = 256;
+  auto volume = NewVolume("disk0", 4 * kMiB, {.max_in_flight = 64, .lanes = 1});
+  ASSERT_NE(volume, nullptr);
+  std::string one(4096, '\0');
+  ASSERT_TRUE(volume->Read(0, one.data(), one.size()).ok());
+  const VolumeStats before = volume->stats();
+  std::vector<std::string> blocks(kCalls);
+  std::vector<std::future<absl::Status>> writes;
+  for (int i = 0; i < kCalls; ++i) {
+    blocks[i] = RandomBytes(4096, 300 + i);
+    writes.push_back(volume->WriteAsync(uint64_t(i) * 8192, blocks[i].data(), 4096));
+  }
+  for (auto& w : writes) ASSERT_TRUE(w.get().ok());
+  std::vector<std::string> back(kCalls, std::string(4096, '\0'));
+  std::vector<std::future<absl::Status>> reads;
+  for (int i = 0; i < kCalls; ++i) {
+    reads.push_back(volume->ReadAsync(uint64_t(i) * 8192, back[i].data(), 4096));
+  }
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(reads[i].get().ok());
+    ASSERT_TRUE(back[i] == blocks[i]) << i;
+  }
+  const VolumeStats after = volume->stats();
+  EXPECT_EQ(after.requests - before.requests, 2u * kCalls);
+  // 512 requests submitted in two bursts: many queued behind a send.
+  EXPECT_LT(after.messages_sent - before.messages_sent, after.requests - before.requests);
+  EXPECT_LT(after.messages_received - before.messages_received, after.requests - before.requests);
+}
+
+TEST_F(VolumeIoTest, MaxBatchOfOneSendsOneRequestPerMessage) {
+  auto volume = NewVolume("disk0", 4 * kMiB, {.max_in_flight = 64, .lanes = 1, .max_batch = 1});
+  ASSERT_NE(volume, nullptr);
+  std::vector<std::string> bufs(128, std::string(4096, '\0'));
+  std::vector<std::future<absl::Status>> f;
+  for (int i = 0; i < 128; ++i)
+    f.push_back(volume->ReadAsync(uint64_t(i) * 4096, bufs[i].data(), 4096));
+  for (auto& x : f) ASSERT_TRUE(x.get().ok());
+  const VolumeStats st = volume->stats();
+  EXPECT_EQ(st.requests, 128u);
+  EXPECT_EQ(st.messages_sent, 128u);
 }
 
 TEST_F(VolumeIoTest, StreamsSpreadOverLanes) {

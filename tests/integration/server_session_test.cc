@@ -58,7 +58,132 @@ SessionResult RunSession(v1::BlockService::Stub* stub, const std::vector<v1::Ses
   return result;
 }
 
+// Like RunSession, but sends `messages` (each may carry a batch), with the
+// `cowblk-batch: 1` metadata when `ask_batches`, and takes answers apart.
+struct BatchResult {
+  grpc::Status status;
+  std::map<uint64_t, v1::SessionResponse> by_id;
+  size_t answers = 0;         // answers received, batched ones included
+  size_t messages = 0;        // messages they came in
+  size_t batched_messages = 0;  // messages with a non-empty batch
+  std::string batch_max;      // the server's `cowblk-batch-max` metadata
+};
+
+BatchResult RunBatchSession(v1::BlockService::Stub* stub,
+                            const std::vector<v1::SessionRequest>& messages, bool ask_batches) {
+  BatchResult result;
+  grpc::ClientContext ctx;
+  if (ask_batches) ctx.AddMetadata("cowblk-batch", "1");
+  auto stream = stub->Session(&ctx);
+  std::thread reader([&] {
+    v1::SessionResponse resp;
+    bool first = true;
+    while (stream->Read(&resp)) {
+      if (first) {
+        auto md = ctx.GetServerInitialMetadata();
+        auto it = md.find("cowblk-batch-max");
+        if (it != md.end()) result.batch_max = std::string(it->second.data(), it->second.size());
+        first = false;
+      }
+      ++result.messages;
+      if (resp.batch_size() > 0) ++result.batched_messages;
+      for (const auto& b : resp.batch()) {
+        ++result.answers;
+        result.by_id[b.id()] = b;
+      }
+      resp.clear_batch();
+      ++result.answers;
+      result.by_id[resp.id()] = resp;
+    }
+  });
+  for (const auto& m : messages) {
+    if (!stream->Write(m)) break;
+  }
+  stream->WritesDone();
+  reader.join();
+  result.status = stream->Finish();
+  return result;
+}
+
 class ServerSessionTest : public ServerFixture {};
+
+TEST_F(ServerSessionTest, ABatchIsHandledLikeOneRequestPerMessage) {
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  // One message: an empty carrier naming the volume, with 16 writes; then a
+  // message that is itself a read and carries 15 more reads.
+  v1::SessionRequest writes;
+  writes.set_volume("vm1");
+  std::vector<std::string> blocks;
+  for (uint64_t i = 0; i < 16; ++i) {
+    blocks.push_back(RandomBytes(4096, 200 + i));
+    *writes.add_batch() = Req(100 + i, v1::OP_WRITE, i * 4096, 0, blocks.back());
+  }
+  BatchResult w = RunBatchSession(blocks_.get(), {writes}, false);
+  ASSERT_TRUE(w.status.ok()) << w.status.error_message();
+  ASSERT_EQ(w.answers, 16u);  // no answer for the carrier
+  for (uint64_t i = 0; i < 16; ++i) EXPECT_EQ(w.by_id[100 + i].code(), 0) << w.by_id[100 + i].message();
+  // Without `cowblk-batch: 1` every answer comes in a message of its own.
+  EXPECT_EQ(w.messages, 16u);
+  EXPECT_EQ(w.batched_messages, 0u);
+  EXPECT_EQ(w.batch_max, "256");  // cowblkd's default --max-in-flight
+
+  v1::SessionRequest reads = Req(200, v1::OP_READ, 0, 4096, "", "vm1");
+  for (uint64_t i = 1; i < 16; ++i) *reads.add_batch() = Req(200 + i, v1::OP_READ, i * 4096, 4096);
+  BatchResult r = RunBatchSession(blocks_.get(), {reads}, true);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  ASSERT_EQ(r.answers, 16u);
+  ASSERT_EQ(r.by_id.size(), 16u);
+  for (uint64_t i = 0; i < 16; ++i) {
+    EXPECT_EQ(r.by_id[200 + i].code(), 0) << r.by_id[200 + i].message();
+    EXPECT_TRUE(r.by_id[200 + i].data() == blocks[i]) << i;
+  }
+  EXPECT_LE(r.messages, 16u);
+}
+
+TEST_F(ServerSessionTest, ARequestInABatchFailsAloneAndNestedBatchesAreRefused) {
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  v1::SessionRequest m;
+  m.set_volume("vm1");
+  *m.add_batch() = Req(1, v1::OP_WRITE, 0, 0, std::string(4096, 'a'));
+  *m.add_batch() = Req(2, v1::OP_READ, 100, 512);  // unaligned
+  v1::SessionRequest nested = Req(3, v1::OP_READ, 0, 512);
+  *nested.add_batch() = Req(4, v1::OP_READ, 0, 512);
+  *m.add_batch() = nested;
+  *m.add_batch() = Req(5, v1::OP_READ, 8192, 4096);  // not the write's range: unordered
+  BatchResult r = RunBatchSession(blocks_.get(), {m}, true);
+  ASSERT_TRUE(r.status.ok());
+  ASSERT_EQ(r.answers, 4u);
+  EXPECT_EQ(r.by_id[1].code(), 0);
+  EXPECT_EQ(r.by_id[2].code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.by_id[2].message(), ::testing::HasSubstr("offset"));
+  EXPECT_EQ(r.by_id[3].code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(r.by_id[3].message(), ::testing::HasSubstr("carries no batch"));
+  EXPECT_EQ(r.by_id.count(4), 0u);  // the nested request was not handled
+  EXPECT_EQ(r.by_id[5].code(), 0);
+  EXPECT_TRUE(r.by_id[5].data() == std::string(4096, '\0'));
+}
+
+TEST_F(ServerSessionTest, ABatchLargerThanTheWindowHasItsExcessRefused) {
+  ASSERT_EQ(StopServer(), 0);
+  StartServer({"--max-in-flight", "4"});
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  v1::SessionRequest m;
+  m.set_volume("vm1");
+  for (uint64_t i = 0; i < 6; ++i) *m.add_batch() = Req(10 + i, v1::OP_WRITE, i * 4096, 0, std::string(4096, 'b'));
+  BatchResult r = RunBatchSession(blocks_.get(), {m}, true);
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.batch_max, "4");
+  ASSERT_EQ(r.answers, 6u);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_EQ(r.by_id[10 + i].code(), 0) << i;
+  for (uint64_t i = 4; i < 6; ++i) {
+    EXPECT_EQ(r.by_id[10 + i].code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << i;
+    EXPECT_THAT(r.by_id[10 + i].message(), ::testing::HasSubstr("window of 4"));
+  }
+  // The refused writes changed nothing.
+  std::string back;
+  ASSERT_TRUE(ReadData("vm1", 4 * 4096, 2 * 4096, &back).ok());
+  EXPECT_TRUE(back == std::string(2 * 4096, '\0'));
+}
 
 TEST_F(ServerSessionTest, SixtyFourRequestsInFlightOnOneStreamAreEachAnsweredOnce) {
   ASSERT_TRUE(Create("vm1", 8 * kMiB).ok());

@@ -70,6 +70,8 @@ struct IoOptions {
 // cumulative since Open().
 struct VolumeStats {
   uint64_t requests = 0;   // wire requests sent (chunks, retries included)
+  uint64_t messages_sent = 0;      // gRPC messages those requests went in (batches)
+  uint64_t messages_received = 0;  // gRPC messages the answers came in
   uint64_t retries = 0;    // wire requests sent again after a stream broke
   uint64_t streams = 0;    // Session streams started (1 per lane, plus reconnects)
   uint64_t in_flight = 0;  // wire requests sent and not yet answered (now)

@@ -69,6 +69,11 @@ struct VolumeOptions {
   uint32_t chunk_size = 1 << 20;
   // Session streams of this volume; 0: one per client channel.
   int lanes = 0;
+  // Most wire requests sent in one gRPC message: requests that queue while
+  // a stream is busy sending leave together (Session's `batch`), which cuts
+  // the per-message cost at high queue depths. Never more than the server
+  // takes (its --max-in-flight); 1: one request per message.
+  int max_batch = 64;
   // The default deadline of this volume's calls; 0: the client's.
   std::chrono::milliseconds deadline{0};
 };
