@@ -1,5 +1,8 @@
 #include "server/service/block_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 
@@ -15,7 +18,6 @@ namespace {
 using cowblk::v1::ReadRequest;
 using cowblk::v1::ReadResponse;
 using cowblk::v1::SessionRequest;
-using cowblk::v1::SessionResponse;
 using cowblk::v1::WriteRequest;
 using cowblk::v1::WriteResponse;
 
@@ -38,8 +40,23 @@ absl::StatusOr<engine::OpType> ToEngineOp(cowblk::v1::Op op) {
 
 // ---- Session -------------------------------------------------------------
 
-class SessionReactor final
-    : public grpc::ServerBidiReactor<SessionRequest, SessionResponse> {
+// Appends `v` as a protobuf varint.
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void FreeReadBuffer(void* p) { std::free(p); }
+
+// Session speaks raw gRPC messages (ByteBuffer) so that a read's bytes go
+// from the engine's buffer to the socket without passing through protobuf:
+// requests are parsed as SessionRequest; answers are encoded by hand as
+// SessionResponse, the read data as a slice that points at the page-aligned
+// buffer the engine read into (no zero-fill, no copy into a message).
+class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx), max_in_flight_(service->options().max_in_flight) {
@@ -50,7 +67,7 @@ class SessionReactor final
     // the first answer).
     ctx->AddInitialMetadata("cowblk-batch-max", std::to_string(max_in_flight_));
     reading_ = true;
-    StartRead(&in_);
+    StartRead(&in_raw_);
   }
 
   void OnReadDone(bool ok) override {
@@ -58,6 +75,18 @@ class SessionReactor final
       std::lock_guard<std::mutex> lock(mu_);
       reading_ = false;
       reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    in_.Clear();
+    grpc::Status parsed =
+        grpc::GenericDeserialize<grpc::ProtoBufferReader, SessionRequest>(&in_raw_, &in_);
+    if (!parsed.ok()) {
+      // Not a SessionRequest: answer what is in flight, then end the stream.
+      Log(LogLevel::kWarning, "session_malformed", {{"error", parsed.error_message()}});
+      std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
+      reads_done_ = malformed_ = true;
       MaybeFinishLocked();
       return;
     }
@@ -70,8 +99,7 @@ class SessionReactor final
 
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> lock(mu_);
-    delete queue_.front();
-    queue_.pop_front();
+    out_raw_.Clear();
     in_flight_ -= answers_written_;
     if (!ok) broken_ = true;
     while (broken_ && !queue_.empty()) {
@@ -101,9 +129,14 @@ class SessionReactor final
 
  private:
   struct Pending {
-    SessionReactor* reactor;
+    ~Pending() { std::free(read_buf); }
+    SessionReactor* reactor = nullptr;
     engine::Request request;
-    SessionResponse response;
+    uint64_t id = 0;
+    int32_t code = 0;
+    std::string message;
+    char* read_buf = nullptr;  // a read's answer (page-aligned), until sent
+    size_t read_len = 0;
     std::string data;  // write payload, owned here while the engine uses it
   };
 
@@ -138,7 +171,7 @@ class SessionReactor final
   void HandleOne(SessionRequest* req, const std::string& volume, const absl::Status& refusal) {
     auto* p = new Pending;
     p->reactor = this;
-    p->response.set_id(req->id());
+    p->id = req->id();
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++in_flight_;
@@ -169,8 +202,18 @@ class SessionReactor final
                       "length: %u is above the limit of %u", r.length, engine::kMaxIoBytes)));
         return;
       }
-      p->response.mutable_data()->resize(r.length);
-      r.data = p->response.mutable_data()->data();
+      if (r.length > 0) {
+        // Page-aligned: the page cache copies into it much faster than into
+        // a heap string. Not zeroed: the engine fills every byte (zeros
+        // past the end of a file).
+        p->read_buf = static_cast<char*>(std::aligned_alloc(4096, (r.length + 4095) & ~uint64_t{4095}));
+        if (p->read_buf == nullptr) {
+          Answer(p, absl::ResourceExhaustedError("out of memory for the read buffer"));
+          return;
+        }
+        p->read_len = r.length;
+      }
+      r.data = p->read_buf;
     }
     r.done = [p](absl::Status status) { p->reactor->Answer(p, status); };
     if (!volume_->Submit(&r)) {
@@ -200,12 +243,14 @@ class SessionReactor final
   // Queues the response of `p`; any thread (engine or gRPC).
   void Answer(Pending* p, const absl::Status& status) {
     if (!status.ok()) {
-      p->response.set_code(static_cast<int32_t>(status.code()));
-      p->response.set_message(std::string(status.message()));
-      p->response.clear_data();
+      p->code = static_cast<int32_t>(status.code());
+      p->message = std::string(status.message());
+      std::free(p->read_buf);
+      p->read_buf = nullptr;
+      p->read_len = 0;
       Log(LogLevel::kWarning, "request_failed",
           {{"volume", volume_ ? volume_->name() : in_.volume()},
-           {"id", std::to_string(p->response.id())},
+           {"id", std::to_string(p->id)},
            {"code", absl::StatusCodeToString(status.code())},
            {"error", std::string(status.message())}});
     }
@@ -224,27 +269,80 @@ class SessionReactor final
     }
   }
 
+  // Encodes the answer of `p` as SessionResponse fields 1-4, appended to
+  // `header` (empty, or a batch entry's tag and length): a slice of the
+  // header, then the read data as a slice that owns p's buffer (gRPC frees
+  // it once sent). Returns the encoded size of the answer alone.
+  static size_t EncodeAnswer(Pending* p, std::string header, std::vector<grpc::Slice>* slices) {
+    const size_t prefix = header.size();
+    if (p->id != 0) {
+      header.push_back(1 << 3);  // field 1, varint
+      PutVarint(&header, p->id);
+    }
+    if (p->code != 0) {
+      header.push_back(2 << 3);
+      PutVarint(&header, static_cast<uint64_t>(static_cast<int64_t>(p->code)));
+    }
+    if (!p->message.empty()) {
+      header.push_back((3 << 3) | 2);  // field 3, length-delimited
+      PutVarint(&header, p->message.size());
+      header += p->message;
+    }
+    if (p->read_len != 0) {
+      header.push_back((4 << 3) | 2);
+      PutVarint(&header, p->read_len);
+    }
+    const size_t size = header.size() - prefix + p->read_len;
+    slices->emplace_back(header);
+    if (p->read_len != 0) {
+      slices->emplace_back(p->read_buf, p->read_len, &FreeReadBuffer);
+      p->read_buf = nullptr;  // the slice owns it now
+    }
+    return size;
+  }
+
+  // Size of what EncodeAnswer writes for `p` (without prefix).
+  static size_t AnswerSize(const Pending* p) {
+    auto varint_len = [](uint64_t v) {
+      size_t n = 1;
+      while (v >= 0x80) v >>= 7, ++n;
+      return n;
+    };
+    size_t n = 0;
+    if (p->id != 0) n += 1 + varint_len(p->id);
+    if (p->code != 0) n += 1 + varint_len(static_cast<uint64_t>(static_cast<int64_t>(p->code)));
+    if (!p->message.empty()) n += 1 + varint_len(p->message.size()) + p->message.size();
+    if (p->read_len != 0) n += 1 + varint_len(p->read_len) + p->read_len;
+    return n;
+  }
+
   // Writes the answer at the front of the queue; for a client that asked
   // for batches, with the answers queued behind it (up to a size that keeps
-  // one message small), which leave the queue at once.
+  // one message small) in the message's `batch` field. Every answer written
+  // leaves the queue at once (its data now belongs to the message).
   void StartWriteLocked() {
+    constexpr uint32_t kMaxAnswers = 512;
+    constexpr size_t kMaxBytes = 4 << 20;
+    std::vector<grpc::Slice> slices;
     Pending* front = queue_.front();
+    queue_.pop_front();
+    size_t bytes = EncodeAnswer(front, {}, &slices);
+    delete front;
     answers_written_ = 1;
-    if (batch_answers_) {
-      constexpr uint32_t kMaxAnswers = 512;
-      constexpr size_t kMaxBytes = 4 << 20;
-      size_t bytes = front->response.data().size();
-      while (queue_.size() > 1 && answers_written_ < kMaxAnswers) {
-        Pending* next = queue_[1];
-        if (bytes + next->response.data().size() > kMaxBytes) break;
-        bytes += next->response.data().size();
-        *front->response.add_batch() = std::move(next->response);
-        delete next;
-        queue_.erase(queue_.begin() + 1);
-        ++answers_written_;
-      }
+    while (batch_answers_ && !queue_.empty() && answers_written_ < kMaxAnswers) {
+      Pending* next = queue_.front();
+      const size_t size = AnswerSize(next);
+      if (bytes + size > kMaxBytes) break;
+      std::string prefix;
+      prefix.push_back((5 << 3) | 2);  // field 5 (batch), length-delimited
+      PutVarint(&prefix, size);
+      bytes += prefix.size() + EncodeAnswer(next, std::move(prefix), &slices);
+      queue_.pop_front();
+      delete next;
+      ++answers_written_;
     }
-    StartWrite(&front->response);
+    out_raw_ = grpc::ByteBuffer(slices.data(), slices.size());
+    StartWrite(&out_raw_);
   }
 
   void MaybeReadLocked() {
@@ -256,7 +354,7 @@ class SessionReactor final
     }
     if (!reading_ && !reads_done_ && !cancelled_ && !broken_ && in_flight_ < max_in_flight_) {
       reading_ = true;
-      StartRead(&in_);
+      StartRead(&in_raw_);
     }
   }
 
@@ -264,21 +362,25 @@ class SessionReactor final
     if (finished_ || in_flight_ != 0 || writing_ || reading_) return;
     if (!(reads_done_ || cancelled_ || broken_)) return;
     finished_ = true;
-    Finish(cancelled_ ? grpc::Status::CANCELLED
-           : drained_ ? CallTracker::Refusal()
-                      : grpc::Status::OK);
+    Finish(cancelled_   ? grpc::Status::CANCELLED
+           : malformed_ ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                       "a Session message is not a cowblk.v1.SessionRequest")
+           : drained_   ? CallTracker::Refusal()
+                        : grpc::Status::OK);
   }
 
   BlockServiceImpl* const service_;
   grpc::CallbackServerContext* const ctx_;
   const uint32_t max_in_flight_;
-  SessionRequest in_;  // the read buffer; touched only between StartRead and OnReadDone
+  grpc::ByteBuffer in_raw_;  // the read buffer; touched only between StartRead and OnReadDone
+  SessionRequest in_;        // in_raw_ parsed, until the next StartRead
+  grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
   std::shared_ptr<VolumeHandle> volume_;
   bool write_allowed_ = false;
 
   std::mutex mu_;  // guards everything below
-  std::deque<Pending*> queue_;  // answers to send; front is being written
+  std::deque<Pending*> queue_;  // answers waiting for the message being written
   uint32_t answers_written_ = 0;  // answers in the message being written
   uint32_t in_flight_ = 0;      // requests not yet answered on the wire
   bool reading_ = false;
@@ -287,6 +389,7 @@ class SessionReactor final
   bool cancelled_ = false;
   bool broken_ = false;
   bool drained_ = false;
+  bool malformed_ = false;
   bool finished_ = false;
 };
 
@@ -448,10 +551,10 @@ class Refused : public Base {
   void OnDone() override { delete this; }
 };
 
-grpc::ServerBidiReactor<SessionRequest, SessionResponse>* BlockServiceImpl::Session(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* BlockServiceImpl::Session(
     grpc::CallbackServerContext* ctx) {
   if (!calls_->Begin()) {
-    return new Refused<grpc::ServerBidiReactor<SessionRequest, SessionResponse>>(
+    return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         CallTracker::Refusal());
   }
   return new SessionReactor(this, ctx);

@@ -22,14 +22,20 @@ struct BlockServiceOptions {
   uint32_t read_chunk = 1 << 20;
 };
 
-class BlockServiceImpl final : public cowblk::v1::BlockService::CallbackService {
+// Session is a raw method (ByteBuffer in and out, see block_service.cc); the
+// others use the generated message types.
+using BlockServiceBase = cowblk::v1::BlockService::WithRawCallbackMethod_Session<
+    cowblk::v1::BlockService::WithCallbackMethod_Read<cowblk::v1::BlockService::WithCallbackMethod_Write<
+        cowblk::v1::BlockService::WithCallbackMethod_Flush<cowblk::v1::BlockService::Service>>>>;
+
+class BlockServiceImpl final : public BlockServiceBase {
  public:
   // `store` and `auth` must outlive the service.
   BlockServiceImpl(Store* store, const Authorizer* auth, CallTracker* calls,
                    const BlockServiceOptions& options)
       : store_(store), auth_(auth), calls_(calls), options_(options) {}
 
-  grpc::ServerBidiReactor<cowblk::v1::SessionRequest, cowblk::v1::SessionResponse>* Session(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Session(
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerWriteReactor<cowblk::v1::ReadResponse>* Read(
       grpc::CallbackServerContext* ctx, const cowblk::v1::ReadRequest* request) override;
