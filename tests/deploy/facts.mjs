@@ -208,9 +208,11 @@ function checkOverlay(name, objects, help, promJob) {
         expect(typeof p.port !== "string" || ports.has(p.port), at(`NetworkPolicy port ${p.port} is not a container port`));
       }
     }
+    // Any namespace: an empty namespaceSelector beside the podSelector.
     expect(allows("grpc", (f) => f.podSelector?.matchLabels?.["cowblk.io/client"] === "true" &&
-                                  Object.keys(f.podSelector.matchLabels).length === 1),
-           at('NetworkPolicy does not let pods labelled cowblk.io/client: "true" reach grpc'));
+                                  Object.keys(f.podSelector.matchLabels).length === 1 &&
+                                  f.namespaceSelector && Object.keys(f.namespaceSelector).length === 0),
+           at('NetworkPolicy does not let pods labelled cowblk.io/client: "true" (any namespace) reach grpc'));
     expect(allows("metrics", (f) => f.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] === "monitoring"),
            at("NetworkPolicy does not let the monitoring namespace reach metrics"));
   }

@@ -1,7 +1,8 @@
 # Drift between the manifests and cowblkd breaks the build: a flag renamed in
 # the manifests or in the server, a misspelled variable, a probe on the wrong
 # port, a grace period shorter than the drain, TLS files outside the Secret
-# mount. Each mistake alone, in a scratch copy; the unbroken copy passes.
+# mount, a value cowblkd refuses (k8s_config_starts.sh). Each mistake alone,
+# in a scratch copy; the unbroken copy passes.
 # Usage: k8s_facts_negative.sh COWBLKD
 . "$COWBLK_SOURCE_DIR/tests/deploy/lib.sh"
 cowblkd=${1:?usage: k8s_facts_negative.sh COWBLKD}
@@ -63,3 +64,11 @@ copy_manifests
 mutate overlays/tls/statefulset-patch.yaml "--tls-key=/etc/cowblk/tls/tls.key" "--tls-key=/etc/cowblk/tls.key"
 expect_failure "a TLS key outside the Secret's files" \
   "--tls-key /etc/cowblk/tls.key is not a file of a mounted Secret" facts
+
+# A value facts.mjs cannot judge: the real cowblkd refuses it at start.
+copy_manifests
+sh "$DEPLOY_TESTS/k8s_config_starts.sh" "$cowblkd" "$TMP/k8s" >/dev/null ||
+  fail "the unbroken copy does not start"
+mutate base/cowblkd.env "COWBLK_CACHE=writeback" "COWBLK_CACHE=wrtieback"
+expect_failure "a value cowblkd refuses" "--cache: wrtieback not in {writeback,none}" \
+  sh "$DEPLOY_TESTS/k8s_config_starts.sh" "$cowblkd" "$TMP/k8s"
