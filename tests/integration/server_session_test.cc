@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
+
 #include "gmock/gmock.h"
 #include "tests/integration/server_fixture.h"
 
@@ -161,6 +163,44 @@ TEST_F(ServerSessionTest, ARequestInABatchFailsAloneAndNestedBatchesAreRefused) 
   EXPECT_EQ(r.by_id.count(4), 0u);  // the nested request was not handled
   EXPECT_EQ(r.by_id[5].code(), 0);
   EXPECT_TRUE(r.by_id[5].data() == std::string(4096, '\0'));
+}
+
+// Bytes that are not a SessionRequest (a length running past the end)
+// end the stream INVALID_ARGUMENT; the server goes on serving.
+TEST_F(ServerSessionTest, AMalformedMessageEndsTheStreamInvalidArgument) {
+  grpc::GenericStub stub(server_.Channel());
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  auto call = stub.PrepareCall(&ctx, "/cowblk.v1.BlockService/Session", &cq);
+  auto wait = [&cq](intptr_t want) {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(reinterpret_cast<intptr_t>(tag), want);
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(wait(1));
+  const std::string bad = "\x32\x10" "abc";  // field 6: 16 bytes announced, 3 there
+  grpc::Slice slice(bad);
+  grpc::ByteBuffer message(&slice, 1);
+  call->Write(message, reinterpret_cast<void*>(2));
+  wait(2);
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(wait(3));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("not a cowblk.v1.SessionRequest"));
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  // The server still serves sessions.
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  SessionResult r = RunSession(blocks_.get(), {Req(1, v1::OP_READ, 0, 4096, "", "vm1")});
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.by_id[1].code(), 0);
 }
 
 TEST_F(ServerSessionTest, ABatchLargerThanTheWindowHasItsExcessRefused) {
