@@ -56,7 +56,8 @@ void FreeReadBuffer(void* p) { std::free(p); }
 // requests are parsed as SessionRequest; answers are encoded by hand as
 // SessionResponse, the read data as a slice that points at the page-aligned
 // buffer the engine read into (no zero-fill, no copy into a message).
-class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                             public CallTracker::DrainListener {
  public:
   SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx), max_in_flight_(service->options().max_in_flight) {
@@ -68,15 +69,32 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     ctx->AddInitialMetadata("cowblk-batch-max", std::to_string(max_in_flight_));
     reading_ = true;
     StartRead(&in_raw_);
+    service->calls()->Watch(this);
+  }
+
+  // The drain started: read no more requests; once the ones in flight are
+  // answered, end the stream UNAVAILABLE even while a read waits (an idle
+  // client would otherwise hold the drain open).
+  void OnDrain() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (reads_done_) return;
+    reads_done_ = drained_ = true;
+    MaybeFinishLocked();
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      reading_ = false;
-      reads_done_ = true;
-      MaybeFinishLocked();
-      return;
+      if (!ok || finished_) {
+        // The client is done, or the stream ended (drained) while this read
+        // waited: a request read now goes unanswered, and the client sends
+        // it again after the UNAVAILABLE status.
+        reading_ = false;
+        reads_done_ = true;
+        MaybeFinishLocked();
+        return;
+      }
+      handling_ = true;
     }
     in_.Clear();
     grpc::Status parsed =
@@ -85,14 +103,14 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       // Not a SessionRequest: answer what is in flight, then end the stream.
       Log(LogLevel::kWarning, "session_malformed", {{"error", parsed.error_message()}});
       std::lock_guard<std::mutex> lock(mu_);
-      reading_ = false;
+      reading_ = handling_ = false;
       reads_done_ = malformed_ = true;
       MaybeFinishLocked();
       return;
     }
     Handle();
     std::lock_guard<std::mutex> lock(mu_);
-    reading_ = false;
+    reading_ = handling_ = false;
     MaybeReadLocked();
     MaybeFinishLocked();
   }
@@ -123,6 +141,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   }
 
   void OnDone() override {
+    service_->calls()->Unwatch(this);
     service_->calls()->End();
     delete this;
   }
@@ -359,7 +378,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   }
 
   void MaybeFinishLocked() {
-    if (finished_ || in_flight_ != 0 || writing_ || reading_) return;
+    if (finished_ || in_flight_ != 0 || writing_ || handling_) return;
+    // A read may wait only when drained (Finish() ends it, ok = false).
+    if (reading_ && !drained_) return;
     if (!(reads_done_ || cancelled_ || broken_)) return;
     finished_ = true;
     Finish(cancelled_   ? grpc::Status::CANCELLED
@@ -390,6 +411,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool broken_ = false;
   bool drained_ = false;
   bool malformed_ = false;
+  bool handling_ = false;  // OnReadDone is handling a message
   bool finished_ = false;
 };
 

@@ -16,12 +16,19 @@ void CallTracker::End() {
 
 void CallTracker::StartDraining() {
   std::lock_guard<std::mutex> lock(mu_);
-  draining_ = true;
+  if (draining_.exchange(true, std::memory_order_acq_rel)) return;
+  for (DrainListener* l : listeners_) l->OnDrain();
 }
 
-bool CallTracker::draining() const {
+void CallTracker::Watch(DrainListener* l) {
   std::lock_guard<std::mutex> lock(mu_);
-  return draining_;
+  listeners_.insert(l);
+  if (draining_.load(std::memory_order_relaxed)) l->OnDrain();
+}
+
+void CallTracker::Unwatch(DrainListener* l) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.erase(l);
 }
 
 bool CallTracker::WaitIdle(std::chrono::steady_clock::time_point deadline) {

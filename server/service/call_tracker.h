@@ -10,19 +10,36 @@
 
 #include <grpcpp/support/status.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 
 namespace cowblk::service {
 
 class CallTracker {
  public:
+  // A call that must act when the drain starts (a stream idle in a read
+  // would otherwise hold the drain open until its deadline).
+  class DrainListener {
+   public:
+    virtual ~DrainListener() = default;
+    // Called once, with the tracker's lock held: must not call back into
+    // the tracker (draining() excepted).
+    virtual void OnDrain() = 0;
+  };
+
   // Registers a call; false (register nothing) once draining.
   bool Begin();
   void End();
+  // Calls OnDrain() of every watched listener.
   void StartDraining();
-  bool draining() const;
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  // Watches `l` until Unwatch(l); if draining already, calls OnDrain() at
+  // once. Unwatch() returns after any OnDrain() call in progress.
+  void Watch(DrainListener* l);
+  void Unwatch(DrainListener* l);
   // Waits until no call is in progress or `deadline`; true when idle.
   bool WaitIdle(std::chrono::steady_clock::time_point deadline);
 
@@ -34,7 +51,8 @@ class CallTracker {
   mutable std::mutex mu_;
   std::condition_variable idle_;
   int active_ = 0;
-  bool draining_ = false;
+  std::atomic<bool> draining_{false};  // written under mu_
+  std::set<DrainListener*> listeners_;
 };
 
 // Scope guard for synchronous handlers.

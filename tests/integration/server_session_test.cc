@@ -203,6 +203,29 @@ TEST_F(ServerSessionTest, AMalformedMessageEndsTheStreamInvalidArgument) {
   EXPECT_EQ(r.by_id[1].code(), 0);
 }
 
+// A client that keeps its Session open and idle does not hold a SIGTERM
+// drain open: the stream ends UNAVAILABLE, and the server exits without
+// waiting out --drain-seconds (no drain_timeout in its log).
+TEST_F(ServerSessionTest, AnIdleSessionEndsWhenTheDrainStarts) {
+  ASSERT_EQ(StopServer(), 0);
+  StartServer({"--drain-seconds", "600"});
+  ASSERT_TRUE(Create("vm1", kMiB).ok());
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  ASSERT_TRUE(stream->Write(Req(1, v1::OP_READ, 0, 4096, "", "vm1")));
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.code(), 0);
+  // Idle now: no request in flight, the stream open (no WritesDone).
+  std::thread stopper([this] { EXPECT_EQ(StopServer(), 0); });
+  EXPECT_FALSE(stream->Read(&resp));  // ends without a message
+  grpc::Status status = stream->Finish();
+  stopper.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("shutting down"));
+  EXPECT_THAT(server_.log(), ::testing::Not(::testing::HasSubstr("drain_timeout")));
+}
+
 TEST_F(ServerSessionTest, ABatchLargerThanTheWindowHasItsExcessRefused) {
   ASSERT_EQ(StopServer(), 0);
   StartServer({"--max-in-flight", "4"});
