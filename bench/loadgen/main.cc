@@ -258,7 +258,10 @@ int Main(int argc, char** argv) {
     }
     prefill_json = {{"bytes", pr.bytes_all}, {"seconds", secs}};
     if (pr.io_errors > 0) return kExitIo;
-    if (g_interrupted.load()) return kExitIo;
+    if (g_interrupted.load()) {
+      std::cerr << "cowblk-bench: interrupted during prefill\n";
+      return kExitIo;
+    }
   }
 
   if (!json) {
