@@ -1,7 +1,8 @@
 # cowblk-bench --verify against NBD exports (nbdkit's memory plugin, on a
 # Unix socket, the bench run inside nbdkit --run): written data reads back
-# intact through fresh connections, a never-written export fails the check,
-# and usage and connection errors have their exit statuses.
+# intact through fresh connections; a never-written export, a stale
+# generation and another seed fail the check; usage and connection errors
+# have their exit statuses.
 . "$COWBLK_TESTS/client/cli/testlib"
 BENCH="$COWBLK_BIN/cowblk-bench"
 command -v nbdkit >/dev/null || fail "nbdkit is not installed (make deps)"
@@ -24,6 +25,20 @@ expect_exit 3 nbdkit -U - memory 1M --run \
 expect_output '"verify_errors": 2048'
 expect_error "verify: sector at offset 0: all zeros (never written), want generation 1"
 [ "$(grep -c '^verify: sector' "$TMP/err")" -eq 10 ] || fail "want the first 10 bad sectors"
+
+# Two sequential passes in one run write generation 2 everywhere: a check for
+# generation 1 (a lost second write) fails on every sector; so does a check
+# with another seed.
+expect_exit 3 nbdkit -U - memory 1M --run '
+  "$BENCH" --target "$uri" --rw write --verify --bs 8k --io-size 2M --iodepth 4 &&
+  "$BENCH" --target "$uri" --rw read --verify-only --bs 8k --json'
+expect_output '"verify_errors": 2048'
+expect_error "verify: sector at offset 0: generation 2, want 1"
+expect_exit 3 nbdkit -U - memory 1M --run '
+  "$BENCH" --target "$uri" --rw write --verify --io-size 1M &&
+  "$BENCH" --target "$uri" --rw randread --verify-only --seed 2 --io-size 64k'
+expect_error "verify: sector at offset "
+expect_error ": seed 1, want 2"
 
 # Exit statuses: usage 2, cannot connect 4.
 expect_exit 2 "$BENCH" --target "nbd+unix:///?socket=$TMP/none" --bs 1000
