@@ -142,7 +142,6 @@ class Engine {
   std::mutex done_mu_;
   std::condition_variable done_cv_;
   std::mutex print_mu_;
-  uint64_t printed_ = 0;
 };
 
 }  // namespace cowblk::bench
