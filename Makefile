@@ -15,7 +15,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libabsl-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   liburing-dev prometheus-cpp-dev grpc-proto uml-utilities fio \
-  python3-grpcio python3-protobuf prometheus
+  python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils
 
 .PHONY: all deps build run test test-asan fuzz-build clean
 
