@@ -19,6 +19,7 @@
 #include "bench/loadgen/engine.h"
 #include "bench/loadgen/target.h"
 #include "bench/loadgen/verify.h"
+#include "common/malloc_tuning.h"
 #include "nlohmann/json.hpp"
 
 namespace cowblk::bench {
@@ -348,4 +349,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace cowblk::bench
 
-int main(int argc, char** argv) { return cowblk::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  cowblk::TuneMallocForLargeBuffers();
+  return cowblk::bench::Main(argc, argv);
+}

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# compare.sh: cowblk next to its peers, one machine, one run, one image,
+# the same workloads (issue #5):
+#
+#   fio       local `fio --ioengine=io_uring` on plain files (the limit: no
+#             network, no copy-on-write)
+#   cowblk    cowblkd on TCP loopback (its defaults: ordered durability,
+#             page cache), driven by cowblk-bench over libcowblk
+#   cowblk-unordered  the same with --durability unordered (shown for
+#             reference, not used for the floors: see docs/cowblkd.md for
+#             what it gives up)
+#   nbdkit    `nbdkit --filter=cow file IMAGE` on TCP loopback, cowblk-bench
+#             over libnbd
+#   qemu-nbd  `qemu-nbd` on a qcow2 overlay of the image (its defaults:
+#             writeback cache), TCP loopback, cowblk-bench over libnbd
+#
+# Workloads: 4 KiB random read and write at depth 1 and 32, 1 MiB
+# sequential read and write at depth 8, each on allocated sectors (the
+# overlay was filled first: COW reads, rewrites) and on unallocated ones (a
+# fresh overlay: reads fall through to the image, writes allocate). Every
+# row starts a fresh server and overlay per target; targets alternate within
+# a row (the order rotates) so drift in a shared machine's load hits all of
+# them alike. One stream (connection) per target; the depth is the number
+# of requests in flight on it.
+#
+# Writes a markdown table (IOPS, MiB/s, p99, ratios of cowblk to each
+# peer, the issue's floors) and a PNG chart (gnuplot) into OUTDIR.
+#
+# Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
+#                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS]
+#   -d  scratch directory on a real file system (default /var/tmp/cowblk-compare)
+#   -s  image and working-set size (default 1G)
+#   -t  seconds per measurement (default 5), after a 1 s ramp
+#   -r  measurements per target and row, averaged (default 1)
+#   -b  directory with cowblkd, cowblk and cowblk-bench (default build/bin)
+#   -o  where the table, chart and raw JSON go (default bench/results/compare)
+#   -w  comma-separated row names to run (default: all; see -h output below)
+# Needs fio, nbdkit, qemu-nbd, qemu-img, gnuplot and /usr/bin/python3
+# (`make deps` installs them). Exit status 1 if a floor is missed.
+set -euo pipefail
+
+dir=/var/tmp/cowblk-compare
+size=1G
+secs=5
+repeats=1
+bin=build/bin
+out=bench/results/compare
+only=
+while getopts d:s:t:r:b:o:w:h opt; do
+  case $opt in
+    d) dir=$OPTARG ;;
+    s) size=$OPTARG ;;
+    t) secs=$OPTARG ;;
+    r) repeats=$OPTARG ;;
+    b) bin=$OPTARG ;;
+    o) out=$OPTARG ;;
+    w) only=$OPTARG ;;
+    h) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+    *) echo "compare.sh: see -h" >&2; exit 2 ;;
+  esac
+done
+bin=$(cd "$bin" && pwd)
+for b in cowblkd cowblk cowblk-bench; do
+  [ -x "$bin/$b" ] || { echo "compare.sh: no $bin/$b (make build)" >&2; exit 2; }
+done
+for tool in fio nbdkit qemu-nbd qemu-img gnuplot; do
+  command -v $tool >/dev/null || { echo "compare.sh: $tool is not installed (make deps)" >&2; exit 2; }
+done
+py=/usr/bin/python3
+mkdir -p "$dir" "$out"
+out=$(cd "$out" && pwd)
+rm -f "$out"/*.json "$out"/*.log
+
+pids=""
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+bytes=$($py -c 'import sys; s=sys.argv[1].lower(); m={"k":1<<10,"m":1<<20,"g":1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))' "$size")
+img=$dir/base.img
+echo "image: $img, $size of random data" >&2
+head -c "$bytes" /dev/urandom >"$img"
+
+free_port() {
+  $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# One cowblkd per durability mode for the whole run: every row gets a fresh
+# volume over the uploaded image.
+# start_cowblkd NAME FLAGS...: sets $server to its address.
+start_cowblkd() {
+  local name=$1 data=$dir/$1 line
+  shift
+  mkdir -p "$data"
+  mkfifo "$dir/$name.fifo"
+  "$bin/cowblkd" --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen "" "$@" \
+    2>"$dir/$name.fifo" &
+  pids="$pids $!"
+  # Wait for the `event=serving` line with a blocking read of cowblkd's
+  # log, then keep copying the log into $out.
+  exec 3<"$dir/$name.fifo"
+  server=
+  while IFS= read -r line <&3; do
+    printf '%s\n' "$line" >>"$out/$name.log"
+    case $line in *" event=serving "*)
+      server=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p'); break ;;
+    esac
+  done
+  cat <&3 >>"$out/$name.log" &
+  exec 3<&-
+  [ -n "$server" ] || { cat "$out/$name.log" >&2; echo "compare.sh: $name did not start" >&2; exit 1; }
+  echo "$name: $server" >&2
+  COWBLK_SERVER=$server "$bin/cowblk" image upload "$img" base >/dev/null
+}
+start_cowblkd cowblkd-unordered --durability unordered
+server_unordered=$server
+start_cowblkd cowblkd
+vol_seq=0
+
+# bench_json TARGET RW BS DEPTH JSON: a measured cowblk-bench run.
+bench_json() {
+  "$bin/cowblk-bench" --target "$1" --rw "$2" --bs "$3" --iodepth "$4" --size "$bytes" \
+    --runtime "$secs" --ramp 1 --json "$5" >>"$5.log" 2>&1 ||
+    { cat "$5.log" >&2; echo "compare.sh: cowblk-bench $1 $2 failed" >&2; exit 1; }
+}
+
+# prefill TARGET JSON: writes the whole working set once (allocates it).
+prefill() {
+  "$bin/cowblk-bench" --target "$1" --rw write --bs 1m --iodepth 8 --size "$bytes" \
+    --io-size "$bytes" >>"$2.log" 2>&1 ||
+    { cat "$2.log" >&2; echo "compare.sh: prefill of $1 failed" >&2; exit 1; }
+}
+
+# run TARGET ALLOC RW BS DEPTH JSON: one measurement on a fresh overlay.
+run() {
+  local target=$1 alloc=$2 rw=$3 bs=$4 depth=$5 json=$6 port
+  case $target in
+    fio)
+      # Reads: the image itself. Writes: a copy of it (allocated) or a
+      # sparse file of its size (unallocated).
+      local file=$img
+      if [ "${rw#rand}" = write ] || [ "$rw" = write ]; then
+        file=$dir/fio-target.img
+        rm -f "$file"
+        if [ "$alloc" = allocated ]; then cp "$img" "$file"; else truncate -s "$bytes" "$file"; fi
+      fi
+      fio --name=x --ioengine=io_uring --filename="$file" --size="$bytes" --rw="$rw" --bs="$bs" \
+        --iodepth="$depth" --norandommap --time_based --runtime="$secs" --ramp_time=1 \
+        --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
+        { cat "$json.log" >&2; echo "compare.sh: fio failed" >&2; exit 1; }
+      ;;
+    cowblk | cowblk-unordered)
+      local srv=$server
+      [ "$target" = cowblk ] || srv=$server_unordered
+      vol_seq=$((vol_seq + 1))
+      local vol=cmp$vol_seq
+      COWBLK_SERVER=$srv "$bin/cowblk" volume create "$vol" --image base >/dev/null
+      [ "$alloc" = allocated ] && prefill "cowblk://$srv/$vol" "$json"
+      bench_json "cowblk://$srv/$vol" "$rw" "$bs" "$depth" "$json"
+      COWBLK_SERVER=$srv "$bin/cowblk" volume rm "$vol" >/dev/null
+      ;;
+    nbdkit)
+      port=$(free_port)
+      # nbdkit forks into the background once it listens; --run would tie
+      # the prefill and the measurement to one client command.
+      nbdkit -i 127.0.0.1 -p "$port" -P "$dir/nbdkit.pid" --filter=cow file "$img"
+      [ "$alloc" = allocated ] && prefill "nbd://127.0.0.1:$port" "$json"
+      bench_json "nbd://127.0.0.1:$port" "$rw" "$bs" "$depth" "$json"
+      kill "$(cat "$dir/nbdkit.pid")"
+      ;;
+    qemu-nbd)
+      port=$(free_port)
+      rm -f "$dir/overlay.qcow2"
+      qemu-img create -q -f qcow2 -F raw -b "$img" "$dir/overlay.qcow2"
+      # --fork returns once the server listens.
+      qemu-nbd --fork -f qcow2 -b 127.0.0.1 -p "$port" --pid-file "$dir/qemu-nbd.pid" \
+        --persistent "$dir/overlay.qcow2"
+      [ "$alloc" = allocated ] && prefill "nbd://127.0.0.1:$port" "$json"
+      bench_json "nbd://127.0.0.1:$port" "$rw" "$bs" "$depth" "$json"
+      kill "$(cat "$dir/qemu-nbd.pid")"
+      ;;
+  esac
+}
+
+# name rw bs depth alloc
+rows="randread-4k-qd1-allocated randread 4k 1 allocated
+randread-4k-qd32-allocated randread 4k 32 allocated
+randread-4k-qd1-unallocated randread 4k 1 unallocated
+randread-4k-qd32-unallocated randread 4k 32 unallocated
+randwrite-4k-qd1-allocated randwrite 4k 1 allocated
+randwrite-4k-qd32-allocated randwrite 4k 32 allocated
+randwrite-4k-qd1-unallocated randwrite 4k 1 unallocated
+randwrite-4k-qd32-unallocated randwrite 4k 32 unallocated
+read-1m-qd8-allocated read 1m 8 allocated
+read-1m-qd8-unallocated read 1m 8 unallocated
+write-1m-qd8-allocated write 1m 8 allocated
+write-1m-qd8-unallocated write 1m 8 unallocated"
+
+targets=(fio cowblk nbdkit qemu-nbd cowblk-unordered)
+i=0
+while read -r name rw bs depth alloc; do
+  if [ -n "$only" ] && ! printf ',%s,' "$only" | grep -q ",$name,"; then continue; fi
+  for r in $(seq 1 "$repeats"); do
+    for k in 0 1 2 3 4; do
+      t=${targets[$(( (i + r + k) % 5 ))]}
+      echo "$name: $t ($r/$repeats)" >&2
+      run "$t" "$alloc" "$rw" "$bs" "$depth" "$out/$name.$t.$r.json"
+    done
+  done
+  i=$((i + 1))
+done <<EOF2
+$rows
+EOF2
+
+for p in $pids; do kill "$p" 2>/dev/null || true; done
+wait
+pids=
+
+# The table, the chart's data, and the floors.
+status=0
+$py - "$out" "$repeats" "$(uptime)" <<'EOF2' || status=$?
+import glob, json, os, sys
+out, repeats, load = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+targets = ["fio", "cowblk", "nbdkit", "qemu-nbd", "cowblk-unordered"]
+names = []
+for f in sorted(glob.glob(f"{out}/*.cowblk.1.json")):
+    names.append(os.path.basename(f)[: -len(".cowblk.1.json")])
+order = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd1", "randwrite-4k-qd32",
+         "read-1m-qd8", "write-1m-qd8"]
+names.sort(key=lambda n: (order.index(n.rsplit("-", 1)[0]), n.endswith("unallocated")))
+
+def measure(name, target):
+    kind = "write" if "write" in name else "read"
+    iops, mib, p99 = [], [], []
+    for r in range(1, repeats + 1):
+        j = json.load(open(f"{out}/{name}.{target}.{r}.json"))
+        if target == "fio":
+            x = j["jobs"][0][kind]
+            iops.append(x["iops"])
+            mib.append(x["bw_bytes"] / 1048576)
+            p99.append(x["lat_ns"]["percentile"]["99.000000"] / 1000)
+        else:
+            x = j[kind]
+            iops.append(x["iops"])
+            mib.append(x["mib_s"])
+            p99.append(x["lat_us"]["p99"])
+    avg = lambda v: sum(v) / len(v)
+    return avg(iops), avg(mib), avg(p99)
+
+# Floors of issue #5: cowblk >= 1.0x nbdkit+cow and >= 1.5x qemu-nbd on
+# 4 KiB random read and write at depth 32; 1 MiB sequential >= 1.0x nbdkit.
+def floors(name):
+    if "qd32" in name:
+        return [("nbdkit", 1.0), ("qemu-nbd", 1.5)]
+    if "1m" in name:
+        return [("nbdkit", 1.0)]
+    return []
+
+lines = []
+lines.append("| workload | fio IOPS | cowblk IOPS | nbdkit IOPS | qemu-nbd IOPS | cowblk / fio | cowblk / nbdkit | cowblk / qemu-nbd | floors | p99 µs fio / cowblk / nbdkit / qemu-nbd | cowblk-unordered IOPS (/ nbdkit) |")
+lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
+missed = 0
+chart = []
+for name in names:
+    m = {t: measure(name, t) for t in targets}
+    c = m["cowblk"][0]
+    ratio = {t: c / m[t][0] if m[t][0] else float("inf") for t in targets}
+    verdict = []
+    for peer, floor in floors(name):
+        ok = ratio[peer] >= floor
+        missed += not ok
+        verdict.append(f"{peer} ≥{floor:.1f}x: {'met' if ok else '**missed**'}")
+    unit = "MiB/s" if "1m" in name else ""
+    cell = lambda t: f"{m[t][0]:.0f}" + (f" ({m[t][1]:.0f} MiB/s)" if unit else "")
+    lines.append(f"| {name} | {cell('fio')} | {cell('cowblk')} | {cell('nbdkit')} | {cell('qemu-nbd')} | "
+                 f"{ratio['fio']:.2f} | {ratio['nbdkit']:.2f} | {ratio['qemu-nbd']:.2f} | "
+                 f"{'; '.join(verdict)} | {' / '.join(f'{m[t][2]:.0f}' for t in targets[:4])} | "
+                 f"{cell('cowblk-unordered')} ({m['cowblk-unordered'][0] / m['nbdkit'][0]:.2f}) |")
+    chart.append((name, [m[t][0] / m["fio"][0] if m["fio"][0] else 0 for t in targets]))
+lines.append("")
+lines.append(f"Load at the end: `{load.strip()}`; {repeats} measurement(s) per cell.")
+lines.append("")
+lines.append(f"Floors missed: {missed}")
+table = "\n".join(lines)
+open(f"{out}/table.md", "w").write(table + "\n")
+print(table)
+with open(f"{out}/chart.dat", "w") as f:
+    f.write("workload " + " ".join(targets) + "\n")
+    for name, vals in chart:
+        f.write(name + " " + " ".join(f"{v:.4f}" for v in vals) + "\n")
+sys.exit(1 if missed else 0)
+EOF2
+
+gnuplot <<EOF2
+set terminal pngcairo size 1400,600 font "sans,10"
+set output "$out/compare.png"
+set title "cowblk and peers, IOPS relative to local fio io_uring (log scale; higher is better)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [0.005:2]
+set ylabel "IOPS / fio IOPS"
+set key top right
+set xtics rotate by -30 left
+set grid ytics
+plot "$out/chart.dat" using 2:xtic(1) title columnheader(2), \
+     "" using 3 title columnheader(3), \
+     "" using 4 title columnheader(4), \
+     "" using 5 title columnheader(5), \
+     "" using 6 title columnheader(6)
+EOF2
+echo "compare.sh: $out/table.md, $out/compare.png" >&2
+exit $status
