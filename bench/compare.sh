@@ -29,7 +29,7 @@
 # Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
 #                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS]
 #   -d  scratch directory on a real file system (default /var/tmp/cowblk-compare)
-#   -s  image and working-set size (default 1G)
+#   -s  image and working-set size (default 512M)
 #   -t  seconds per measurement (default 5), after a 1 s ramp
 #   -r  measurements per target and row, averaged (default 1)
 #   -b  directory with cowblkd, cowblk and cowblk-bench (default build/bin)
@@ -40,7 +40,7 @@
 set -euo pipefail
 
 dir=/var/tmp/cowblk-compare
-size=1G
+size=512M
 secs=5
 repeats=1
 bin=build/bin

@@ -1,8 +1,10 @@
 #include "client/src/session_call.h"
 
-#include "client/src/volume_core.h"
+#include <grpcpp/generic/generic_stub.h>
 
 #include <algorithm>
+
+#include "client/src/volume_core.h"
 
 namespace cowblk::internal {
 
@@ -16,7 +18,9 @@ std::shared_ptr<SessionCall> SessionCall::Create(VolumeCore* volume, int lane,
   // While the server is down the stream waits for the connection (the
   // requests' own deadlines bound the wait) instead of failing at once.
   call->ctx_->set_wait_for_ready(true);
-  client.blocks(channel)->async()->Session(call->ctx_.get(), call.get());
+  grpc::GenericStub stub(client.channel(channel));
+  stub.PrepareBidiStreamingCall(call->ctx_.get(), "/cowblk.v1.BlockService/Session",
+                                grpc::StubOptions(), call.get());
   // Held until the stream ended and no write is in progress, so OnDone()
   // cannot come while a Send() from another thread is starting a write.
   call->AddHold();
@@ -34,28 +38,46 @@ void SessionCall::Start() {
   StartCall();
 }
 
-bool SessionCall::Send(std::unique_ptr<v1::SessionRequest> request) {
-  v1::SessionRequest* first;
+bool SessionCall::Send(grpc::Slice request) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (ended_) return false;
     out_.push_back(std::move(request));
     if (writing_) return true;
     writing_ = true;
-    first = out_.front().get();
+    BuildMessageLocked();
   }
   volume_->CountMessageSent();
-  StartWrite(first);
+  StartWrite(&message_);
   return true;
 }
 
+void SessionCall::BuildMessageLocked() {
+  // Requests that queued during the last write leave together: the first
+  // one carries the others in its `batch`, as many as the server said it
+  // takes in one message, up to kMaxBatchBytes.
+  std::vector<grpc::Slice> slices;
+  slices.push_back(std::move(out_.front()));
+  out_.pop_front();
+  size_t bytes = slices.back().size();
+  size_t taken = 1;
+  while (!out_.empty() && taken < batch_max_ && bytes + out_.front().size() <= kMaxBatchBytes) {
+    bytes += out_.front().size();
+    slices.push_back(BatchEntryPrefix(out_.front().size()));
+    slices.push_back(std::move(out_.front()));
+    out_.pop_front();
+    ++taken;
+  }
+  message_ = grpc::ByteBuffer(slices.data(), slices.size());
+}
+
 void SessionCall::OnWriteDone(bool ok) {
-  v1::SessionRequest* next = nullptr;
+  bool next = false;
   bool more = false;
   bool release = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    out_.pop_front();
+    message_.Clear();
     if (!ok) ended_ = true;
     if (ended_) {
       out_.clear();
@@ -63,34 +85,20 @@ void SessionCall::OnWriteDone(bool ok) {
       release = !hold_released_;
       hold_released_ = true;
     } else if (!out_.empty()) {
-      next = out_.front().get();
-      // Requests that queued during the last write leave together: the
-      // first one carries the others in its `batch`, as many as the server
-      // said it takes in one message, up to kMaxBatchBytes of data.
-      size_t bytes = next->data().size();
-      size_t taken = 1;
-      while (taken < out_.size() && taken < batch_max_) {
-        const size_t more_bytes = out_[taken]->data().size();
-        if (bytes + more_bytes > kMaxBatchBytes) break;
-        bytes += more_bytes;
-        ++taken;
-      }
-      for (size_t i = 1; i < taken; ++i) {
-        next->mutable_batch()->Add(std::move(*out_[i]));
-      }
-      out_.erase(out_.begin() + 1, out_.begin() + static_cast<std::ptrdiff_t>(taken));
-      more = out_.size() > 1;
+      BuildMessageLocked();
+      next = true;
+      more = !out_.empty();
     } else {
       writing_ = false;
     }
   }
-  if (next != nullptr) {
+  if (next) {
     grpc::WriteOptions options;
     // More requests follow at once: let gRPC coalesce them. The last one of
     // a burst goes without the hint and flushes them all.
     if (more) options.set_buffer_hint();
     volume_->CountMessageSent();
-    StartWrite(next, options);
+    StartWrite(&message_, options);
   }
   if (release) RemoveHold();
 }
@@ -114,16 +122,22 @@ void SessionCall::OnReadDone(bool ok) {
     EndWrites();
     return;
   }
-  // The message's own answer, then any in its batch, each on its own.
   volume_->CountMessageReceived();
-  v1::SessionResponse message;
-  message.Swap(&in_);
+  // The message's slices (references, no copy) outlive the answers' data.
+  std::vector<grpc::Slice> slices;
+  const bool dumped = in_.Dump(&slices).ok();
+  in_.Clear();
+  std::vector<WireAnswer> answers;
+  if (!dumped || !ParseAnswers(slices, &answers)) {
+    // Not a SessionResponse: this stream cannot be trusted. Ending it makes
+    // the volume send its requests again on a new one.
+    ctx_->TryCancel();
+    return;
+  }
   StartRead(&in_);
-  volume_->OnResponse(this, message.id(), message.code(), std::move(*message.mutable_message()),
-                      std::move(*message.mutable_data()));
-  for (v1::SessionResponse& r : *message.mutable_batch()) {
-    volume_->OnResponse(this, r.id(), r.code(), std::move(*r.mutable_message()),
-                        std::move(*r.mutable_data()));
+  // The message's own answer, then any in its batch, each on its own.
+  for (WireAnswer& a : answers) {
+    volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
   }
 }
 

@@ -21,13 +21,15 @@
 #include <mutex>
 
 #include "client/src/client_core.h"
-#include "cowblk/v1/block.grpc.pb.h"
+#include "client/src/wire.h"
 
 namespace cowblk::internal {
 
 class VolumeCore;
 
-class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1::SessionResponse> {
+// Raw messages (ByteBuffer): requests come encoded (wire.h) and answers are
+// parsed by hand, so read data is copied straight into the caller's buffer.
+class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // Binds a new call on channel `channel` of `client` for lane `lane` of
   // `volume`. Nothing is sent until Start(); Send() may come first.
@@ -38,9 +40,10 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
 
   // Starts the call (reading answers). Never blocks.
   void Start();
-  // Queues `request` for sending. Returns false, dropping it, once the
-  // stream has ended; the VolumeCore learns of the end in OnStreamDone().
-  bool Send(std::unique_ptr<v1::SessionRequest> request);
+  // Queues `request` (an encoded SessionRequest) for sending. Returns
+  // false, dropping it, once the stream has ended; the VolumeCore learns of
+  // the end in OnStreamDone().
+  bool Send(grpc::Slice request);
   // Ends the stream (CANCELLED) if it has not ended.
   void Cancel() { ctx_->TryCancel(); }
 
@@ -64,6 +67,9 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   // The stream ended: no more writes; lets OnDone() come once the write in
   // progress (if any) completed.
   void EndWrites();
+  // Moves the front of out_ (with what queued behind it, as its batch) into
+  // message_. REQUIRES: mu_ held, out_ not empty.
+  void BuildMessageLocked();
 
   static constexpr size_t kMaxBatchBytes = 4 << 20;
 
@@ -75,11 +81,12 @@ class SessionCall final : public grpc::ClientBidiReactor<v1::SessionRequest, v1:
   // corrupts gRPC's callback queue), so the volume keeps the client, and
   // with it the channels, until every stream is destroyed.
   std::unique_ptr<grpc::ClientContext> ctx_;
-  v1::SessionResponse in_;             // touched only between StartRead and OnReadDone
+  grpc::ByteBuffer in_;                // touched only between StartRead and OnReadDone
   std::shared_ptr<SessionCall> self_;  // set by Create(), dropped in OnDone()
 
   std::mutex mu_;                                        // guards everything below
-  std::deque<std::unique_ptr<v1::SessionRequest>> out_;  // front: being written
+  std::deque<grpc::Slice> out_;  // encoded requests waiting for the next message
+  grpc::ByteBuffer message_;     // the message being written (while writing_)
   bool writing_ = false;
   bool ended_ = false;
   // Requests per message: 1 until the server's `cowblk-batch-max` initial

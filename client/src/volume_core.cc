@@ -127,7 +127,7 @@ VolumeStats VolumeCore::stats() const {
 }
 
 void VolumeCore::OnResponse(SessionCall* stream, uint64_t id, int code, std::string message,
-                            std::string data) {
+                            const DataView& data) {
   Actions actions;
   Chunk* claimed = nullptr;
   {
@@ -157,7 +157,7 @@ void VolumeCore::OnResponse(SessionCall* stream, uint64_t id, int code, std::str
     // The chunk is ours alone now (out of sent_): copy without the lock.
     absl::Status s;
     if (data.size() == claimed->length) {
-      std::memcpy(claimed->dest, data.data(), data.size());
+      data.CopyTo(claimed->dest);
     } else {
       s = absl::InternalError(absl::StrCat("read of ", claimed->length, " bytes at ",
                                            claimed->offset, " answered with ", data.size()));
@@ -284,21 +284,12 @@ VolumeCore::Lane* VolumeCore::PickLaneLocked(Clock::time_point now) {
   return best;
 }
 
-std::unique_ptr<v1::SessionRequest> VolumeCore::BuildRequestLocked(const Chunk& c,
-                                                                   uint64_t id) const {
-  auto r = std::make_unique<v1::SessionRequest>();
-  r->set_id(id);
+grpc::Slice VolumeCore::BuildRequestLocked(const Chunk& c, uint64_t id) const {
   // Every request names the volume, so a retried one can open a stream.
-  r->set_volume(name_);
-  r->set_op(WireOp(c.kind));
-  r->set_offset(c.offset);
-  if (c.kind == OpKind::kWrite) {
-    r->set_data(c.src, c.length);
-  } else if (c.kind != OpKind::kFlush) {
-    r->set_length(c.length);
-  }
-  r->set_fua(c.fua);
-  return r;
+  const bool write = c.kind == OpKind::kWrite;
+  const uint64_t length = write || c.kind == OpKind::kFlush ? 0 : c.length;
+  return EncodeRequest(id, name_, WireOp(c.kind), c.offset, length, write ? c.src : nullptr,
+                       write ? c.length : 0, c.fua);
 }
 
 void VolumeCore::UnsendLocked(Chunk* c) {

@@ -49,6 +49,7 @@
 
 #include "absl/status/status.h"
 #include "client/src/client_core.h"
+#include "client/src/wire.h"
 #include "cowblk/types.h"
 #include "cowblk/v1/block.pb.h"
 #include "cowblk/volume.h"
@@ -110,8 +111,9 @@ class VolumeCore {
   VolumeStats stats() const;
 
   // From SessionCall reactions (no lock held).
+  // `data` (a read's answer) is valid only during the call.
   void OnResponse(SessionCall* stream, uint64_t id, int code, std::string message,
-                  std::string data);
+                  const DataView& data);
   void OnStreamDone(SessionCall* stream, const grpc::Status& status);
   // From ~SessionCall (no lock held).
   void OnStreamGone();
@@ -131,7 +133,7 @@ class VolumeCore {
   // What to do once the lock is released, in this order.
   struct Actions {
     std::vector<std::shared_ptr<SessionCall>> starts;
-    std::vector<std::pair<std::shared_ptr<SessionCall>, std::unique_ptr<v1::SessionRequest>>> sends;
+    std::vector<std::pair<std::shared_ptr<SessionCall>, grpc::Slice>> sends;  // encoded requests
     std::vector<std::shared_ptr<SessionCall>> cancels;
     std::vector<std::unique_ptr<IoCall>> completed;
   };
@@ -143,7 +145,9 @@ class VolumeCore {
   // All REQUIRE mu_ held.
   void DispatchLocked(Clock::time_point now, Actions* actions);
   Lane* PickLaneLocked(Clock::time_point now);
-  std::unique_ptr<v1::SessionRequest> BuildRequestLocked(const Chunk& c, uint64_t id) const;
+  // Chunk `c` as an encoded SessionRequest with wire id `id` (a write's data
+  // copied in, while the chunk is surely alive).
+  grpc::Slice BuildRequestLocked(const Chunk& c, uint64_t id) const;
   // Takes a kSent chunk out of the window.
   void UnsendLocked(Chunk* c);
   // Puts unanswered chunks (in submission order) back for another send.
