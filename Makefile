@@ -10,12 +10,14 @@ CMAKE_ARGS ?=
 # Seconds the header fuzzer runs inside `make test` (CI).
 FUZZ_SECONDS ?= 60
 
-# Debian 12 packages: build tools, libraries, and the real peers tests use.
+# Debian 12 packages: build tools, libraries, and the real peers tests use
+# (podman and the rest of that line: scripts/container-test, docs/container.md).
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libabsl-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   liburing-dev prometheus-cpp-dev grpc-proto uml-utilities fio \
-  python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils
+  python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
+  gnuplot-nox podman runc containernetworking-plugins debootstrap curl
 
 .PHONY: all deps build run test test-asan fuzz-build clean
 

@@ -43,12 +43,16 @@ Engine::~Engine() {
   }
   if (hold_fd_ >= 0) close(hold_fd_);
   if (hold_stop_fd_ >= 0) close(hold_stop_fd_);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+  // Start() fails before the thread exists (and io_ may be null) when the
+  // ring cannot be set up, e.g. io_uring refused by a seccomp profile.
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    io_->Wake();
+    thread_.join();
   }
-  io_->Wake();
-  thread_.join();
 }
 
 void Engine::Run() {
