@@ -162,6 +162,13 @@ expect_output "\"data\": \"$b64\""
 expect_output '"id": "2"'
 expect_output '"code": 3'
 
+# A batch in one message, as docs/grpcurl.md shows it: each request answered.
+expect_exit 0 client -H "$AUTH" call cowblk.v1.BlockService/Session -d '
+  {"volume": "demo", "batch": [{"id": "7", "op": "OP_READ", "offset": "8192", "length": "512"}, {"id": "8", "op": "OP_FLUSH"}]}'
+expect_output '"id": "7"'
+expect_output "\"data\": \"$b64\""
+expect_output '"id": "8"'
+
 # --- SIGTERM: drain, flush, exit 0 ---------------------------------------------
 kill -TERM "$server"
 status=0
