@@ -28,12 +28,12 @@ COPY . /src
 ARG COWBLK_COMMIT=unknown
 # Parallel compile jobs.
 ARG JOBS=2
-# COWBLK_TESTS=OFF: no tests/ (and no GoogleTest); the two targets leave the
-# benchmarks and cowblk-img unbuilt. The build directory is a cache mount
+# COWBLK_TESTS=OFF and COWBLK_BENCH=OFF: no tests/ (GoogleTest) and no
+# benchmarks (libnbd); the two targets leave cowblk-img unbuilt. The build directory is a cache mount
 # (podman/buildah and BuildKit): a rebuild after a change, or for another
 # commit label, compiles only what changed. The binaries leave it for /out.
 RUN --mount=type=cache,id=cowblk-build,target=/build,sharing=locked \
-    cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DCOWBLK_TESTS=OFF \
+    cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DCOWBLK_TESTS=OFF -DCOWBLK_BENCH=OFF \
       -DCOWBLK_COMMIT="${COWBLK_COMMIT}" \
  && cmake --build /build -j"${JOBS}" --target cowblkd cowblk \
  && install -d /out \
