@@ -130,8 +130,10 @@ void SessionCall::OnReadDone(bool ok) {
   std::vector<WireAnswer> answers;
   if (!dumped || !ParseAnswers(slices, &answers)) {
     // Not a SessionResponse: this stream cannot be trusted. Ending it makes
-    // the volume send its requests again on a new one.
+    // the volume send its requests again on a new one. No read follows, so
+    // release the hold here (as a failed read would).
     ctx_->TryCancel();
+    EndWrites();
     return;
   }
   StartRead(&in_);

@@ -98,8 +98,9 @@ TEST(WireTest, UnknownFieldsAreSkippedAndTruncatedMessagesRefused) {
   std::string bytes = m.SerializeAsString();
   // An unknown varint field 20 and an unknown length-delimited field 21.
   bytes += std::string("\xa0\x01\x05\xaa\x01\x02zz", 8);
+  const std::vector<grpc::Slice> slices = Cut(bytes, 2);  // outlives the answers' data
   std::vector<WireAnswer> answers;
-  ASSERT_TRUE(ParseAnswers(Cut(bytes, 2), &answers));
+  ASSERT_TRUE(ParseAnswers(slices, &answers));
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].id, 3u);
   EXPECT_EQ(answers[0].data.ToString(), "abc");
