@@ -56,26 +56,14 @@ absl::StatusOr<std::unique_ptr<Target>> OpenCowblk(const TargetOptions& o) {
   }
   std::string server = rest.substr(0, slash);
   const std::string volume_name = rest.substr(slash + 1);
-  if (server.empty()) server = o.server;
+  if (server.empty()) server = o.cowblk.server;
   if (server.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--target ", o.uri, ": no server (cowblk://HOST:PORT/VOLUME or --server)"));
   }
-  ClientOptions co;
-  co.target = server;
-  co.tls = o.tls;
-  co.tls_ca_file = o.tls_ca;
-  co.tls_cert_file = o.tls_cert;
-  co.tls_key_file = o.tls_key;
-  co.tls_server_name = o.tls_server_name;
-  co.channels = o.channels;
-  co.deadline = std::chrono::seconds(o.timeout_seconds);
-  if (!o.token_file.empty()) {
-    auto token = ReadTokenFile(o.token_file);
-    if (!token.ok()) return token.status();
-    co.token = *token;
-  }
-  auto client = Client::Create(co);
+  auto co = cli::ToClientOptions(o.cowblk, server);
+  if (!co.ok()) return co.status();
+  auto client = Client::Create(*co);
   if (!client.ok()) return client.status();
   VolumeOptions vo;
   const int chunks = static_cast<int>((o.block_size + vo.chunk_size - 1) / vo.chunk_size);

@@ -140,23 +140,26 @@ int Main(int argc, char** argv) {
                "Reads only, no prefill: check generation 1 everywhere (what a `--rw write "
                "--verify --io-size SIZE` pass left)");
   app.add_flag("--verify-fail-fast", w.fail_fast, "Stop at the first bad sector");
-  app.add_option("--server", t.server, "cowblkd host:port for cowblk:///VOLUME")
+  app.add_option("--server", t.cowblk.server, "cowblkd host:port for cowblk:///VOLUME")
       ->envname("COWBLK_SERVER");
-  app.add_flag("--tls", t.tls, "cowblk: use TLS (implied by the --tls-* files)")
+  app.add_flag("--tls", t.cowblk.tls, "cowblk: use TLS (implied by the --tls-* files)")
       ->envname("COWBLK_TLS");
-  app.add_option("--tls-ca", t.tls_ca, "cowblk: CA certificates (PEM)")->envname("COWBLK_TLS_CA");
-  app.add_option("--tls-cert", t.tls_cert, "cowblk: client certificate (PEM)")
+  app.add_option("--tls-ca", t.cowblk.tls_ca, "cowblk: CA certificates (PEM)")
+      ->envname("COWBLK_TLS_CA");
+  app.add_option("--tls-cert", t.cowblk.tls_cert, "cowblk: client certificate (PEM)")
       ->envname("COWBLK_TLS_CERT");
-  app.add_option("--tls-key", t.tls_key, "cowblk: client key (PEM)")->envname("COWBLK_TLS_KEY");
-  app.add_option("--tls-server-name", t.tls_server_name, "cowblk: name the certificate carries")
+  app.add_option("--tls-key", t.cowblk.tls_key, "cowblk: client key (PEM)")
+      ->envname("COWBLK_TLS_KEY");
+  app.add_option("--tls-server-name", t.cowblk.tls_server_name,
+                 "cowblk: name the certificate carries")
       ->envname("COWBLK_TLS_SERVER_NAME");
-  app.add_option("--token-file", t.token_file, "cowblk: file whose first line is the token")
+  app.add_option("--token-file", t.cowblk.token_file, "cowblk: file whose first line is the token")
       ->envname("COWBLK_TOKEN_FILE");
-  app.add_option("--channels", t.channels, "cowblk: gRPC connections")
+  app.add_option("--channels", t.cowblk.channels, "cowblk: gRPC connections")
       ->envname("COWBLK_CHANNELS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.add_option("--timeout", t.timeout_seconds, "cowblk: seconds each request may take")
+  app.add_option("--timeout", t.cowblk.timeout_seconds, "cowblk: seconds each request may take")
       ->envname("COWBLK_TIMEOUT")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();

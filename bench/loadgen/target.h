@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "client/cli/connection.h"
 
 namespace cowblk::bench {
 
@@ -42,12 +43,9 @@ struct TargetOptions {
   int streams = 1;
   int iodepth = 1;
   uint32_t block_size = 4096;
-  // cowblk:// only (the cowblk CLI's flags).
-  std::string server;  // for cowblk:///VOLUME
-  bool tls = false;
-  std::string tls_ca, tls_cert, tls_key, tls_server_name, token_file;
-  int channels = 2;
-  int timeout_seconds = 30;
+  // cowblk:// only: the cowblk CLI's connection flags (`server` is for
+  // cowblk:///VOLUME).
+  cli::ConnectionFlags cowblk;
 };
 
 class Target {

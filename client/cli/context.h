@@ -14,18 +14,14 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/cli/connection.h"
 #include "cowblk/client.h"
 #include "nlohmann/json.hpp"
 
 namespace cowblk::cli {
 
-struct GlobalFlags {
-  std::string server = "127.0.0.1:7800";
-  bool tls = false;
-  std::string tls_ca, tls_cert, tls_key, tls_server_name;
-  std::string token_file;
-  int timeout_seconds = 30;
-  int channels = 2;
+struct GlobalFlags : ConnectionFlags {
+  GlobalFlags() { server = "127.0.0.1:7800"; }
   bool json = false;
   bool quiet = false;
 };

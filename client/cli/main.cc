@@ -16,21 +16,9 @@ std::atomic<bool> g_interrupted{false};
 
 absl::StatusOr<Client*> Context::client() {
   if (client_) return &*client_;
-  ClientOptions o;
-  o.target = flags.server;
-  o.tls = flags.tls;
-  o.tls_ca_file = flags.tls_ca;
-  o.tls_cert_file = flags.tls_cert;
-  o.tls_key_file = flags.tls_key;
-  o.tls_server_name = flags.tls_server_name;
-  o.channels = flags.channels;
-  o.deadline = std::chrono::seconds(flags.timeout_seconds);
-  if (!flags.token_file.empty()) {
-    auto token = ReadTokenFile(flags.token_file);
-    if (!token.ok()) return token.status();
-    o.token = *token;
-  }
-  auto c = Client::Create(o);
+  auto o = ToClientOptions(flags, flags.server);
+  if (!o.ok()) return o.status();
+  auto c = Client::Create(*o);
   if (!c.ok()) return c.status();
   client_.emplace(*std::move(c));
   return &*client_;
