@@ -48,6 +48,8 @@ for tool in nbdkit fio; do
   command -v $tool >/dev/null || { echo "check-generator.sh: $tool is not installed" >&2; exit 2; }
 done
 py=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 mkdir -p "$dir"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gencheck-XXXXXX")
@@ -56,13 +58,9 @@ mkdir -p "$out"
 trap 'rm -rf "$tmp" "$dir"' EXIT INT TERM
 
 img=$dir/base.img
-bytes=$($py -c 'import sys; s=sys.argv[1].lower(); m={"k":1<<10,"m":1<<20,"g":1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))' "$size")
+bytes=$(size_bytes "$size")
 echo "image: $img, $size of random data" >&2
 head -c "$bytes" /dev/urandom >"$img"
-
-free_port() {
-  $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # run TOOL NAME RW BS DEPTH OUT.json: one measurement on a fresh nbdkit.
 run() {

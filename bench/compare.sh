@@ -67,6 +67,8 @@ for tool in fio nbdkit qemu-nbd qemu-img gnuplot; do
   command -v $tool >/dev/null || { echo "compare.sh: $tool is not installed (make deps)" >&2; exit 2; }
 done
 py=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 mkdir -p "$dir" "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/*.json "$out"/*.log
@@ -78,14 +80,10 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-bytes=$($py -c 'import sys; s=sys.argv[1].lower(); m={"k":1<<10,"m":1<<20,"g":1<<30}; print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))' "$size")
+bytes=$(size_bytes "$size")
 img=$dir/base.img
 echo "image: $img, $size of random data" >&2
 head -c "$bytes" /dev/urandom >"$img"
-
-free_port() {
-  $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # One cowblkd per durability mode for the whole run: every row gets a fresh
 # volume over the uploaded image.
