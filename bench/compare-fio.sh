@@ -86,7 +86,7 @@ peer_of() {
     cow-)            echo "$rw-$bs-qd$qd $rw $bs $qd 0 0.8" ;;
     backing-)        echo "$rw-$bs-qd$qd $rw $bs $qd 0 -" ;;
     first-ordered)   echo "$rw-$bs-qd$qd-fdatasync32 $rw $bs $qd 32 0.5" ;;
-    first-unordered) echo "$rw-$bs-qd$qd $rw $bs $qd 0 -" ;;
+    first-unordered | first-deferred) echo "$rw-$bs-qd$qd $rw $bs $qd 0 -" ;;
     rewrite-*)       echo "$rw-$bs-qd$qd $rw $bs $qd 0 0.8" ;;
   esac
 }

@@ -285,7 +285,7 @@ absl::StatusOr<json> RunWorkload(Engine* engine, const Config& cfg, const Worklo
       {"block_size", w.block_size},
       {"depth", w.depth},
       {"target", TargetName(w.target)},
-      {"durability", w.durability == Durability::kOrdered ? "ordered" : "unordered"},
+      {"durability", engine::DurabilityName(w.durability)},
       {"cache", cfg.cache == CacheMode::kNone ? "none" : "writeback"},
       {"metrics", metrics ? "on" : "off"},
       {"scrapes", scrapes},

@@ -167,7 +167,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"image", "blank"}))->capture_default_str();
   app.add_option("--durability", durability,
                  "The server's --durability: write workloads of the other mode are skipped")
-      ->check(CLI::IsMember({"ordered", "unordered"}))->capture_default_str();
+      ->check(CLI::IsMember({"ordered", "deferred", "unordered"}))->capture_default_str();
   app.add_option("--prefix", prefix, "Names of the bench's image and volumes")->capture_default_str();
   app.add_option("--volume", volume, "Fully allocated volume for COW reads and rewrites "
                  "(created and filled unless it exists and is full; default PREFIX-full)");
@@ -185,7 +185,8 @@ int Main(int argc, char** argv) {
   cfg.full = volume.empty() ? prefix + "-full" : volume;
   cfg.empty = prefix + "-empty";
   cfg.first = prefix + "-first";
-  const Durability mode = durability == "ordered" ? Durability::kOrdered : Durability::kUnordered;
+  Durability mode = Durability::kOrdered;
+  ParseDurability(durability, &mode);
 
   std::vector<Workload> selected;
   const std::vector<std::string> patterns = absl::StrSplit(workloads, ',', absl::SkipEmpty());

@@ -70,6 +70,7 @@ std::vector<Workload> AllWorkloads() {
   add(OpType::kRead, Target::kBacking, Durability::kOrdered, "");
   for (Target t : {Target::kFirst, Target::kRewrite}) {
     add(OpType::kWrite, t, Durability::kOrdered, "-ordered");
+    add(OpType::kWrite, t, Durability::kDeferred, "-deferred");
     add(OpType::kWrite, t, Durability::kUnordered, "-unordered");
   }
   return all;

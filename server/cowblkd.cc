@@ -36,6 +36,7 @@ struct Flags {
   int engine_threads = 1;
   std::string durability = "ordered";
   std::string cache = "writeback";
+  uint32_t commit_interval_ms = 0;
   uint32_t max_in_flight = 256;
   uint32_t max_message_bytes = 40 << 20;
   int drain_seconds = 10;
@@ -92,10 +93,17 @@ int Main(int argc, char** argv) {
   app.add_option("--engine-threads", f.engine_threads, "io_uring engine threads")
       ->envname("COWBLK_ENGINE_THREADS")->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--durability", f.durability,
-                 "ordered: data is synced before the bitmap bit that exposes it; unordered: "
-                 "no barrier (UML's behaviour, safe against process crashes only)")
-      ->envname("COWBLK_DURABILITY")->check(CLI::IsMember({"ordered", "unordered"}))
+                 "ordered: data is synced before the bitmap bit that exposes it, then the "
+                 "write is acknowledged; deferred: acknowledged once written, bits committed "
+                 "in the background after their data is synced (flush waits for them); "
+                 "unordered: no barrier (UML's behaviour, safe against process crashes only)")
+      ->envname("COWBLK_DURABILITY")
+      ->check(CLI::IsMember({"ordered", "deferred", "unordered"}))
       ->capture_default_str();
+  app.add_option("--commit-interval-ms", f.commit_interval_ms,
+                 "deferred durability: longest wait before acknowledged bits are committed "
+                 "when no flush asks (0: continuously)")
+      ->envname("COWBLK_COMMIT_INTERVAL_MS")->check(CLI::Range(0, 60000))->capture_default_str();
   app.add_option("--cache", f.cache, "COW file I/O: writeback (page cache) or none (O_DIRECT)")
       ->envname("COWBLK_CACHE")->check(CLI::IsMember({"writeback", "none"}))->capture_default_str();
   app.add_option("--max-in-flight", f.max_in_flight,
@@ -168,8 +176,8 @@ int Main(int argc, char** argv) {
   if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));
   service::StoreOptions store_options;
   store_options.data_dir = f.data_dir;
-  store_options.volume_options.durability =
-      f.durability == "ordered" ? engine::Durability::kOrdered : engine::Durability::kUnordered;
+  engine::ParseDurability(f.durability, &store_options.volume_options.durability);
+  store_options.volume_options.commit_interval_ms = f.commit_interval_ms;
   store_options.volume_options.cache =
       f.cache == "none" ? engine::CacheMode::kNone : engine::CacheMode::kWriteback;
   // Without metrics nobody reads the latency histograms: save the clock reads.
@@ -217,6 +225,7 @@ int Main(int argc, char** argv) {
        {"tokens", auth->enabled() ? "on" : "off"},
        {"engine_threads", std::to_string(f.engine_threads)},
        {"durability", f.durability},
+       {"commit_interval_ms", std::to_string(f.commit_interval_ms)},
        {"cache", f.cache},
        {"metrics", metrics_server ? metrics_server->address() : "off"}});
 

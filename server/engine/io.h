@@ -21,6 +21,7 @@ enum class IoOpcode {
   kWrite,      // pwrite(fd, buf, len, offset)
   kFdatasync,  // fdatasync(fd); buf, len, offset unused
   kPunchHole,  // fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, len)
+  kTimeout,    // completes with 0 after `len` nanoseconds; fd, buf, offset unused
 };
 
 const char* IoOpcodeName(IoOpcode op);

@@ -18,6 +18,8 @@ const char* IoOpcodeName(IoOpcode op) {
       return "fdatasync";
     case IoOpcode::kPunchHole:
       return "punch";
+    case IoOpcode::kTimeout:
+      return "timeout";
   }
   return "?";
 }
@@ -53,10 +55,12 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
         n = fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                       static_cast<off_t>(op.offset), op.len);
         break;
+      case IoOpcode::kTimeout:  // the test decides when the time is up
+        break;
     }
     res = n < 0 ? -errno : static_cast<int32_t>(n);
   }
-  if (res >= 0 && op.opcode != IoOpcode::kRead) {
+  if (res >= 0 && op.opcode != IoOpcode::kRead && op.opcode != IoOpcode::kTimeout) {
     LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len, issued_at};
     if (op.opcode == IoOpcode::kWrite) {
       entry.data.assign(static_cast<const char*>(op.buf), static_cast<size_t>(res));

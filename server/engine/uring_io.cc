@@ -74,6 +74,13 @@ bool UringIo::Push(const IoOp& op) {
                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                               op.offset, op.len);
       break;
+    case IoOpcode::kTimeout: {
+      __kernel_timespec& ts = timeouts_[op.user_data];
+      ts.tv_sec = static_cast<int64_t>(op.len / 1000000000);
+      ts.tv_nsec = static_cast<long long>(op.len % 1000000000);
+      io_uring_prep_timeout(sqe, &ts, 0, 0);
+      break;
+    }
   }
   io_uring_sqe_set_data64(sqe, op.user_data);
   ++in_flight_;
@@ -107,7 +114,9 @@ bool UringIo::Poll() {
       woken_ = true;
       continue;
     }
-    batch[n++] = {data, cqe->res};
+    int32_t res = cqe->res;
+    if (!timeouts_.empty() && timeouts_.erase(data) != 0 && res == -ETIME) res = 0;
+    batch[n++] = {data, res};
   }
   io_uring_cq_advance(&ring_, seen);
   in_flight_ -= n;

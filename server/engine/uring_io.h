@@ -9,7 +9,9 @@
 #include <liburing.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/engine/io.h"
@@ -48,6 +50,9 @@ class UringIo : public IoBackend {
   unsigned entries_ = 0;
   size_t in_flight_ = 0;
   std::vector<IoOp> overflow_;  // waiting for a free SQE
+  // kTimeout operations in flight, by user_data: the kernel reads the
+  // timespec when it takes the SQE, so it lives until the completion.
+  std::map<uint64_t, __kernel_timespec> timeouts_;
   int event_fd_ = -1;
   uint64_t event_buf_ = 0;
   bool wake_armed_ = false;

@@ -28,6 +28,28 @@ bool Overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
 
 }  // namespace
 
+const char* DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kOrdered:
+      return "ordered";
+    case Durability::kUnordered:
+      return "unordered";
+    case Durability::kDeferred:
+      return "deferred";
+  }
+  return "?";
+}
+
+bool ParseDurability(std::string_view name, Durability* out) {
+  for (Durability d : {Durability::kOrdered, Durability::kUnordered, Durability::kDeferred}) {
+    if (name == DurabilityName(d)) {
+      *out = d;
+      return true;
+    }
+  }
+  return false;
+}
+
 const char* OpTypeName(OpType op) {
   static const char* kNames[] = {"read", "write", "flush", "trim", "write_zeroes"};
   return kNames[static_cast<int>(op)];
@@ -61,7 +83,7 @@ struct Volume::Update {
 };
 
 struct Volume::Task {
-  enum Kind { kData, kBlock, kSync } kind = kData;
+  enum Kind { kData, kBlock, kSync, kTimer } kind = kData;
   Volume* volume = nullptr;
   Op* op = nullptr;
   BlockWrite* block = nullptr;
@@ -119,6 +141,10 @@ Volume::Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
       data_offset_(file_->geometry().data_offset),
       bitmap_(file_->mutable_bitmap()) {
   stats_.allocated_sectors.Set(bitmap_.CountSet());
+  if (options_.durability == Durability::kDeferred) {
+    shadow_ = std::make_unique<cow::Bitmap>(bitmap_.sectors());
+    memcpy(shadow_->data(), bitmap_.data(), bitmap_.size_bytes());
+  }
 }
 
 Volume::~Volume() {
@@ -162,6 +188,16 @@ void Volume::Submit(Request* req) {
   if (absl::Status s = Validate(*req); !s.ok()) {
     Complete(op, s);
     return;
+  }
+  if (options_.durability == Durability::kDeferred && req->op != OpType::kRead) {
+    if (!poisoned_.ok()) {
+      Complete(op, poisoned_);
+      return;
+    }
+    if (req->op == OpType::kFlush) {
+      AddFlushWaiter(op, dirty_seq_);
+      return;
+    }
   }
   if (req->op == OpType::kRead || req->op == OpType::kWrite) {
     // O_DIRECT needs sector-aligned memory; callers' buffers rarely are.
@@ -273,6 +309,10 @@ void Volume::StartWrite(Op* op) {
 }
 
 void Volume::OnDataDone(Op* op) {
+  if (options_.durability == Durability::kDeferred) {
+    DeferredDataDone(op);
+    return;
+  }
   const uint64_t first = op->req->offset / kSectorSize;
   const uint64_t count = op->req->length / kSectorSize;
   Update* u = new Update;
@@ -496,6 +536,210 @@ void Volume::OnSyncDone(int32_t result) {
   for (Op* op : complete) Complete(op, status);
 }
 
+// ---- Deferred durability -----------------------------------------------
+//
+// A write's bits are set in memory as soon as its data is written, and the
+// write is acknowledged: it is readable. The bits reach the disk through one
+// commit loop per volume, one step in flight at a time:
+//   1. capture the acknowledged ranges and issue an fdatasync: it covers
+//      their data (and every bitmap block written before it);
+//   2. when it completes, set the captured bits in the shadow bitmap (the
+//      bits the disk may hold: only ever bits whose data is durable) and
+//      write the bitmap blocks they touch from the shadow, which nothing
+//      changes while those writes are in flight;
+//   3. when they complete, go again if more ranges or flushes wait.
+// A flush (or a FUA write) waits until every range acknowledged before it
+// was written in step 2 and an fdatasync issued after that completed.
+// An fdatasync error stops all writes: the data it covered may be lost, so
+// no bit may ever expose it (see docs/design.md, "Deferred durability").
+
+void Volume::DeferredDataDone(Op* op) {
+  if (!poisoned_.ok()) {  // the data may be written, but no bit exposes it
+    Complete(op, poisoned_);
+    return;
+  }
+  const uint64_t first = op->req->offset / kSectorSize;
+  const uint64_t count = op->req->length / kSectorSize;
+  if (!bitmap_.AllSet(first, count)) {
+    uint64_t newly = 0;
+    for (uint64_t s = first; s < first + count;) {
+      const uint64_t n = bitmap_.RunLength(s, first + count - s);
+      if (!bitmap_.Test(s)) newly += n;
+      s += n;
+    }
+    bitmap_.SetRange(first, count);
+    stats_.allocated_sectors.Add(newly);
+    dirty_.push_back({first, count});
+    ++dirty_seq_;
+    stats_.updates_uncommitted.Set(dirty_.size() + captured_.size());
+  }
+  if (op->req->fua) {
+    AddFlushWaiter(op, dirty_seq_);
+    return;
+  }
+  CommitPump();
+  Complete(op, absl::OkStatus());
+}
+
+void Volume::AddFlushWaiter(Op* op, uint64_t need_seq) {
+  flush_waiters_.push_back({op, need_seq});
+  CommitPump();
+}
+
+void Volume::CommitPump() {
+  if (commit_state_ != CommitState::kIdle || !poisoned_.ok()) return;
+  if (flush_waiters_.empty()) {
+    if (dirty_.empty()) return;
+    if (options_.commit_interval_ms > 0) {
+      // No flush is waiting: let more bits gather, up to the interval.
+      if (!timer_armed_) {
+        timer_armed_ = true;
+        Task* t = new Task;
+        t->kind = Task::kTimer;
+        t->volume = this;
+        t->io.opcode = IoOpcode::kTimeout;
+        t->io.len = uint64_t{options_.commit_interval_ms} * 1000000;
+        SubmitTask(t);
+      }
+      return;
+    }
+  }
+  StartCommitRound();
+}
+
+void Volume::OnCommitTimer() {
+  timer_armed_ = false;
+  if (commit_state_ != CommitState::kIdle || !poisoned_.ok()) return;
+  if (!dirty_.empty() || !flush_waiters_.empty()) StartCommitRound();
+}
+
+void Volume::StartCommitRound() {
+  captured_.swap(dirty_);
+  captured_seq_ = dirty_seq_;
+  sync_covers_ = written_seq_;
+  in_sync_.swap(flush_waiters_);
+  commit_state_ = CommitState::kSyncing;
+  stats_.fsyncs.Add();
+  Task* t = new Task;
+  t->kind = Task::kSync;
+  t->volume = this;
+  t->io.opcode = IoOpcode::kFdatasync;
+  t->io.fd = data_fd_;
+  SubmitTask(t);
+}
+
+void Volume::OnCommitSyncDone(int32_t result) {
+  if (result < 0) {
+    Poison(ErrnoStatus(-result, absl::StrCat("fdatasync ", file_->path(),
+                                             " (the volume takes no more writes until "
+                                             "it is opened again)")));
+    return;
+  }
+  durable_seq_ = std::max(durable_seq_, sync_covers_);
+  std::vector<Op*> done;
+  for (const FlushWaiter& w : in_sync_) {
+    if (w.need_seq <= durable_seq_) {
+      done.push_back(w.op);
+    } else {
+      flush_waiters_.push_back(w);  // its bits are not written yet: next round
+    }
+  }
+  in_sync_.clear();
+  // The captured data is durable now: its bits may reach the disk.
+  const cow::Geometry& g = file_->geometry();
+  std::set<uint64_t> blocks;
+  blocks.swap(retry_blocks_);
+  uint64_t touched = 0;
+  for (const Range& r : captured_) {
+    shadow_->SetRange(r.first, r.count);
+    const cow::BitmapBlockRange br =
+        cow::BitmapBlocksFor(g.bitmap_offset, g.bitmap_block_size, r.first, r.count);
+    for (uint64_t b = br.first_block; b < br.first_block + br.count; ++b) blocks.insert(b);
+    touched += br.count;
+  }
+  if (touched > blocks.size()) stats_.updates_coalesced.Add(touched - blocks.size());
+  if (blocks.empty()) {
+    written_seq_ = captured_seq_;
+    commit_state_ = CommitState::kIdle;
+  } else {
+    commit_state_ = CommitState::kWritingBlocks;
+    blocks_outstanding_ = static_cast<int>(blocks.size());
+    round_error_ = absl::OkStatus();
+    for (uint64_t b : blocks) {
+      const cow::BitmapWrite w =
+          cow::BitmapWriteFor(g.bitmap_offset, g.bitmap_bytes, g.bitmap_block_size, b);
+      auto* bw = new BlockWrite;
+      bw->block = b;
+      bw->task.kind = Task::kBlock;
+      bw->task.volume = this;
+      bw->task.block = bw;
+      bw->task.io.opcode = IoOpcode::kWrite;
+      bw->task.io.fd = data_fd_;
+      bw->task.io.offset = w.file_offset;
+      bw->task.io.buf = shadow_->data() + w.bitmap_byte;
+      bw->task.io.len = options_.cache == CacheMode::kNone
+                            ? (w.length + kSectorSize - 1) / kSectorSize * kSectorSize
+                            : w.length;
+      stats_.bitmap_writes.Add();
+      stats_.bitmap_writes_pending.Add();
+      if (options_.hold_bitmap_write) {
+        options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
+      } else {
+        SubmitTask(&bw->task);
+      }
+    }
+  }
+  for (Op* op : done) Complete(op, absl::OkStatus());
+  CommitPump();
+}
+
+void Volume::OnCommitBlockDone(BlockWrite* bw, int32_t result) {
+  stats_.bitmap_writes_pending.Sub();
+  if (result < 0) {
+    // What the disk holds of this block is some mix of the old bytes and
+    // the shadow's: bits of durable data either way. Write it again with
+    // the next round; flushes that need it fail meanwhile.
+    stats_.bitmap_write_errors.Add();
+    retry_blocks_.insert(bw->block);
+    if (round_error_.ok()) {
+      round_error_ = ErrnoStatus(-result, absl::StrCat(file_->path(), ": write bitmap block ",
+                                                       bw->block));
+    }
+  }
+  delete bw;
+  if (--blocks_outstanding_ > 0) return;
+  commit_state_ = CommitState::kIdle;
+  captured_.clear();
+  stats_.updates_uncommitted.Set(dirty_.size());
+  std::vector<Op*> failed;
+  const absl::Status error = round_error_;
+  if (error.ok()) {
+    written_seq_ = captured_seq_;
+  } else {
+    std::erase_if(flush_waiters_, [&](const FlushWaiter& w) {
+      if (w.need_seq <= written_seq_) return false;
+      failed.push_back(w.op);
+      return true;
+    });
+  }
+  CommitPump();
+  for (Op* op : failed) Complete(op, error);
+}
+
+void Volume::Poison(const absl::Status& status) {
+  poisoned_ = status;
+  commit_state_ = CommitState::kIdle;
+  std::vector<Op*> failed;
+  for (const FlushWaiter& w : in_sync_) failed.push_back(w.op);
+  for (const FlushWaiter& w : flush_waiters_) failed.push_back(w.op);
+  in_sync_.clear();
+  flush_waiters_.clear();
+  dirty_.clear();
+  captured_.clear();
+  stats_.updates_uncommitted.Set(0);
+  for (Op* op : failed) Complete(op, status);
+}
+
 // ---- Tasks -------------------------------------------------------------
 
 void Volume::SubmitTask(Task* t) {
@@ -529,12 +773,24 @@ void Volume::OnIoComplete(void* task, int32_t result) {
   }
   if (result < 0) stats_.io_errors.Add();
   switch (t->kind) {
-    case Task::kBlock:
-      OnBlockWriteDone(t->block, result);  // the task lives in the BlockWrite
+    case Task::kBlock:  // the task lives in the BlockWrite
+      if (options_.durability == Durability::kDeferred) {
+        OnCommitBlockDone(t->block, result);
+      } else {
+        OnBlockWriteDone(t->block, result);
+      }
+      return;
+    case Task::kTimer:
+      delete t;
+      OnCommitTimer();
       return;
     case Task::kSync:
       delete t;
-      OnSyncDone(result);
+      if (options_.durability == Durability::kDeferred) {
+        OnCommitSyncDone(result);
+      } else {
+        OnSyncDone(result);
+      }
       return;
     case Task::kData:
       break;

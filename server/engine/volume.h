@@ -5,6 +5,11 @@
 //    just before the bitmap block holding it is written from memory;
 //  - in `ordered` durability the data new bits expose is made durable
 //    (group-committed fdatasync) before that bitmap block is written;
+//  - in `deferred` durability a write is acknowledged once its data is
+//    written and its bits are set in memory; a background commit loop
+//    (fdatasync, then the bitmap blocks written from a shadow bitmap that
+//    holds only bits whose data that fdatasync covered) persists the bits,
+//    and FLUSH/FUA wait for it;
 //  - a bitmap block is never rewritten while a write of it is in flight:
 //    updates that overlap one wait, FIFO, and waiters on one block are
 //    coalesced into one write;
@@ -25,6 +30,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -39,7 +46,12 @@ namespace cowblk::engine {
 enum class Durability {
   kOrdered,    // fdatasync of the data before the bitmap block that exposes it
   kUnordered,  // no barrier: UML's behaviour, safe against process crashes only
+  kDeferred,   // ack after the data; bits committed in the background after
+               // an fdatasync of their data, as qcow2 defers its L2 tables
 };
+const char* DurabilityName(Durability d);  // "ordered", "unordered", "deferred"
+// Parses a DurabilityName; false for anything else.
+bool ParseDurability(std::string_view name, Durability* out);
 enum class CacheMode {
   kWriteback,  // COW file through the page cache
   kNone,       // COW file with O_DIRECT (needs a v3 file aligned to >= 512)
@@ -48,6 +60,11 @@ enum class CacheMode {
 struct VolumeOptions {
   Durability durability = Durability::kOrdered;
   CacheMode cache = CacheMode::kWriteback;
+  // `deferred` durability: how long acknowledged bits may wait before the
+  // commit loop writes them when no flush asks for them (0: at once, one
+  // round after another). Longer intervals batch more bits per fdatasync;
+  // a process crash may lose acknowledged, unflushed writes of that long.
+  uint32_t commit_interval_ms = 0;
   // Times each request from Submit to completion into
   // VolumeStats::io_duration: two clock reads per request.
   bool latency_histograms = true;
@@ -78,8 +95,12 @@ class Volume {
   const cow::CowFile& file() const { return *file_; }
   const VolumeStats& stats() const { return stats_; }
   const VolumeOptions& options() const { return options_; }
-  // Requests not completed yet (for draining).
-  size_t requests_in_flight() const { return requests_in_flight_; }
+  // Requests not completed yet, plus one while `deferred` durability still
+  // has bits to write (for draining: a closed volume's bits are written).
+  size_t requests_in_flight() const {
+    return requests_in_flight_ +
+           (commit_state_ != CommitState::kIdle || !dirty_.empty() || timer_armed_);
+  }
 
  private:
   friend class VolumeIoSink;
@@ -109,6 +130,16 @@ class Volume {
   void StartSync();
   void OnSyncDone(int32_t result);
 
+  // Deferred durability (see docs/design.md, "Deferred durability").
+  void DeferredDataDone(Op* op);
+  void AddFlushWaiter(Op* op, uint64_t need_seq);
+  void CommitPump();
+  void StartCommitRound();
+  void OnCommitTimer();
+  void OnCommitSyncDone(int32_t result);
+  void OnCommitBlockDone(BlockWrite* bw, int32_t result);
+  void Poison(const absl::Status& status);
+
   void SubmitTask(Task* t);
   void OnTaskDone(Task* t, int32_t result);
   void PieceDone(Op* op, absl::Status status);
@@ -133,6 +164,34 @@ class Volume {
   bool sync_in_flight_ = false;
   std::vector<Op*> sync_current_;  // waiting for the fdatasync in flight
   std::vector<Op*> sync_next_;     // need one issued after they arrived
+
+  // Deferred durability. Sequence numbers count bit-setting writes in
+  // acknowledgement order; a flush needs every one acknowledged before it
+  // to be durable.
+  struct Range {
+    uint64_t first, count;
+  };
+  struct FlushWaiter {
+    Op* op;
+    uint64_t need_seq;
+  };
+  enum class CommitState { kIdle, kSyncing, kWritingBlocks };
+  CommitState commit_state_ = CommitState::kIdle;
+  std::unique_ptr<cow::Bitmap> shadow_;  // the bits the disk may hold
+  std::vector<Range> dirty_;             // acknowledged, not yet captured
+  std::vector<Range> captured_;          // covered by the fdatasync in flight
+  uint64_t dirty_seq_ = 0;      // seq of the newest range in dirty_
+  uint64_t captured_seq_ = 0;   // seq of the newest range in captured_
+  uint64_t written_seq_ = 0;    // ranges up to here are in written blocks
+  uint64_t sync_covers_ = 0;    // written_seq_ when the fdatasync started
+  uint64_t durable_seq_ = 0;    // ranges up to here are durable
+  std::vector<FlushWaiter> flush_waiters_;  // not yet under an fdatasync
+  std::vector<FlushWaiter> in_sync_;        // under the fdatasync in flight
+  std::set<uint64_t> retry_blocks_;         // block writes that failed
+  int blocks_outstanding_ = 0;
+  bool timer_armed_ = false;
+  absl::Status round_error_;   // a block write of this round failed
+  absl::Status poisoned_;      // an fdatasync failed: no more writes
 };
 
 // Routes completions to the volume that submitted the operation.

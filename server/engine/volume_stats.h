@@ -56,6 +56,8 @@ struct VolumeStats {
   Counter in_flight[kOpTypeCount];   // queue depth by op
   Counter bitmap_writes_pending;     // bitmap block writes in flight
   Counter updates_waiting;           // bitmap updates on the waiting list
+  Counter updates_uncommitted;       // deferred: acknowledged, bits not yet
+                                     // written to the COW file
   Counter reads_stalled;             // reads held behind a bitmap update
   Counter allocated_sectors;         // bits set in memory
   // Counters.

@@ -45,6 +45,11 @@ struct Families {
       Family("cowblk_bitmap_writes_waiting",
              "Bitmap updates waiting behind a bitmap block write in flight or an earlier update",
              MetricType::Gauge);
+  MetricFamily uncommitted =
+      Family("cowblk_bitmap_updates_uncommitted",
+             "Deferred durability: acknowledged writes whose bitmap bits are not written "
+             "to the COW file yet (a flush waits for them)",
+             MetricType::Gauge);
   MetricFamily stalled =
       Family("cowblk_reads_stalled", "Reads held until an overlapping bitmap update completes",
              MetricType::Gauge);
@@ -85,7 +90,7 @@ struct Families {
   std::vector<MetricFamily> Take() {
     std::vector<MetricFamily> all;
     for (MetricFamily* f :
-         {&queue_depth, &pending, &waiting, &stalled, &inflight, &size, &allocated, &ops, &bytes,
+         {&queue_depth, &pending, &waiting, &uncommitted, &stalled, &inflight, &size, &allocated, &ops, &bytes,
           &bitmap_writes, &coalesced, &waited, &fsyncs, &stalls, &errors, &duration, &stall_time}) {
       all.push_back(std::move(*f));
     }
@@ -110,6 +115,7 @@ void AddVolume(Families& f, const std::string& name, const engine::Volume& v) {
   }
   AddGauge(&f.pending, vol, D(s.bitmap_writes_pending));
   AddGauge(&f.waiting, vol, D(s.updates_waiting));
+  AddGauge(&f.uncommitted, vol, D(s.updates_uncommitted));
   AddGauge(&f.stalled, vol, D(s.reads_stalled));
   AddGauge(&f.size, vol, static_cast<double>(v.size()));
   AddGauge(&f.allocated, vol, D(s.allocated_sectors) * kSectorSize);

@@ -7,7 +7,8 @@
 //  - no sector reads anything but its backing data or the data of some
 //    request to it (never bytes that were never written), and
 //  - every write acknowledged before a completed FLUSH is there (or newer).
-// In `unordered` mode such states exist, which shows the check can fail.
+// Both hold in `ordered` and `deferred` mode. In `unordered` mode such
+// states exist, which shows the check can fail.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -206,6 +207,19 @@ TEST_F(CrashStateTest, OrderedModeLeavesNoGarbageAndLosesNoFlushedWrite) {
     EXPECT_EQ(f.garbage + f.lost, 0u) << "seed " << seed << ": " << f.first_problem;
   }
   EXPECT_GT(total.states, 1000u);  // the enumeration really explored states
+}
+
+TEST_F(CrashStateTest, DeferredModeLeavesNoGarbageAndLosesNoFlushedWrite) {
+  Findings total;
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    Reset();
+    Open(kBackingSize, Durability::kDeferred);
+    RunWorkload(seed);
+    Findings f = CheckAllCrashStates(seed);
+    total.states += f.states;
+    EXPECT_EQ(f.garbage + f.lost, 0u) << "seed " << seed << ": " << f.first_problem;
+  }
+  EXPECT_GT(total.states, 1000u);
 }
 
 TEST_F(CrashStateTest, UnorderedModeCanExposeNeverWrittenSectors) {

@@ -281,7 +281,8 @@ INSTANTIATE_TEST_SUITE_P(
     Modes, EngineInteropTest,
     ::testing::Values(Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback},
                       Mode{"UnorderedWriteback", Durability::kUnordered, CacheMode::kWriteback},
-                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone}),
+                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone},
+                      Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback}),
     [](const ::testing::TestParamInfo<Mode>& info) { return info.param.name; });
 
 }  // namespace

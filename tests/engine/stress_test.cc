@@ -153,6 +153,7 @@ struct Mode {
   Durability durability;
   CacheMode cache;
   uint32_t alignment;  // 512: 24 bitmap blocks; 4096: three
+  uint32_t commit_interval_ms = 0;  // deferred: io_uring timeouts when > 0
 };
 // Names the mode in test listings (ctest shows GetParam() values).
 void PrintTo(const Mode& mode, std::ostream* os) { *os << mode.name; }
@@ -311,8 +312,9 @@ TEST_P(EngineStressTest, ConcurrentReadsSeeOnlyAllowedVersionsAndReopenAsAcked) 
   auto engine = Engine::Start(EngineOptions{});
   ASSERT_TRUE(engine.ok()) << engine.status();
   engine_ = *std::move(engine);
-  auto volume =
-      engine_->OpenVolume(*std::move(file), VolumeOptions{mode.durability, mode.cache});
+  VolumeOptions options{mode.durability, mode.cache};
+  options.commit_interval_ms = mode.commit_interval_ms;
+  auto volume = engine_->OpenVolume(*std::move(file), options);
   ASSERT_TRUE(volume.ok()) << volume.status();
   volume_ = *volume;
 
@@ -371,7 +373,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback, 512},
                       Mode{"UnorderedWriteback", Durability::kUnordered,
                            CacheMode::kWriteback, 4096},
-                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone, 4096}),
+                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone, 4096},
+                      Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback, 512},
+                      Mode{"DeferredDirect", Durability::kDeferred, CacheMode::kNone, 4096},
+                      Mode{"DeferredTimedWriteback", Durability::kDeferred,
+                           CacheMode::kWriteback, 4096, 2}),
     [](const ::testing::TestParamInfo<Mode>& info) { return info.param.name; });
 
 }  // namespace

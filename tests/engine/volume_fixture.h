@@ -45,7 +45,7 @@ class VolumeFixture : public ::testing::Test {
   std::string CowPath() const { return dir_.File("vol.cow"); }
 
   void Open(uint64_t backing_size, Durability durability,
-            CacheMode cache = CacheMode::kWriteback) {
+            CacheMode cache = CacheMode::kWriteback, uint32_t commit_interval_ms = 0) {
     backing_ = cowblk::testing::RandomBytes(backing_size, 42);
     cowblk::testing::WriteFileBytes(dir_.File("base.img"), backing_);
     auto file = cow::CowFile::Create(CowPath(), cow::CreateOptions{dir_.File("base.img")});
@@ -53,7 +53,9 @@ class VolumeFixture : public ::testing::Test {
     data_offset_ = (*file)->geometry().data_offset;
     bitmap_offset_ = (*file)->geometry().bitmap_offset;
     initial_cow_ = cowblk::testing::ReadFileBytes(CowPath());
-    auto v = Volume::Create(*std::move(file), &io_, VolumeOptions{durability, cache});
+    VolumeOptions options{durability, cache};
+    options.commit_interval_ms = commit_interval_ms;
+    auto v = Volume::Create(*std::move(file), &io_, options);
     ASSERT_TRUE(v.ok()) << v.status();
     vol_ = *std::move(v);
   }
