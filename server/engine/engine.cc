@@ -145,6 +145,7 @@ void Engine::CloseVolume(Volume* volume) {
   std::promise<void> closed;
   auto future = closed.get_future();
   Post([this, volume, &closed] {
+    volume->BeginClose();
     closing_.push_back({volume, [&closed] { closed.set_value(); }});
   });
   future.wait();

@@ -22,6 +22,8 @@ enum class IoOpcode {
   kFdatasync,  // fdatasync(fd); buf, len, offset unused
   kPunchHole,  // fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, len)
   kTimeout,    // completes with 0 after `len` nanoseconds; fd, buf, offset unused
+  kTimeoutRemove,  // cancels the kTimeout whose user_data is `offset`: it
+                   // completes -ECANCELED; this op 0, or -ENOENT if too late
 };
 
 const char* IoOpcodeName(IoOpcode op);

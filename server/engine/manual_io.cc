@@ -20,6 +20,8 @@ const char* IoOpcodeName(IoOpcode op) {
       return "punch";
     case IoOpcode::kTimeout:
       return "timeout";
+    case IoOpcode::kTimeoutRemove:
+      return "timeout_remove";
   }
   return "?";
 }
@@ -57,10 +59,26 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
         break;
       case IoOpcode::kTimeout:  // the test decides when the time is up
         break;
+      case IoOpcode::kTimeoutRemove: {
+        const int target = Find([&op](const IoOp& o) {
+          return o.opcode == IoOpcode::kTimeout && o.user_data == op.offset;
+        });
+        if (target < 0) {
+          n = -1;
+          errno = ENOENT;
+          break;
+        }
+        const uint64_t timer = queued_[static_cast<size_t>(target)].user_data;
+        queued_.erase(queued_.begin() + target);
+        issued_at_.erase(issued_at_.begin() + target);
+        sink_->OnIoComplete(timer, -ECANCELED);
+        break;
+      }
     }
     res = n < 0 ? -errno : static_cast<int32_t>(n);
   }
-  if (res >= 0 && op.opcode != IoOpcode::kRead && op.opcode != IoOpcode::kTimeout) {
+  if (res >= 0 && (op.opcode == IoOpcode::kWrite || op.opcode == IoOpcode::kFdatasync ||
+                   op.opcode == IoOpcode::kPunchHole)) {
     LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len, issued_at};
     if (op.opcode == IoOpcode::kWrite) {
       entry.data.assign(static_cast<const char*>(op.buf), static_cast<size_t>(res));

@@ -81,6 +81,9 @@ bool UringIo::Push(const IoOp& op) {
       io_uring_prep_timeout(sqe, &ts, 0, 0);
       break;
     }
+    case IoOpcode::kTimeoutRemove:
+      io_uring_prep_timeout_remove(sqe, op.offset, 0);
+      break;
   }
   io_uring_sqe_set_data64(sqe, op.user_data);
   ++in_flight_;

@@ -83,7 +83,7 @@ struct Volume::Update {
 };
 
 struct Volume::Task {
-  enum Kind { kData, kBlock, kSync, kTimer } kind = kData;
+  enum Kind { kData, kBlock, kSync, kTimer, kTimerRemove } kind = kData;
   Volume* volume = nullptr;
   Op* op = nullptr;
   BlockWrite* block = nullptr;
@@ -590,16 +590,16 @@ void Volume::CommitPump() {
   if (commit_state_ != CommitState::kIdle || !poisoned_.ok()) return;
   if (flush_waiters_.empty()) {
     if (dirty_.empty()) return;
-    if (options_.commit_interval_ms > 0) {
+    if (options_.commit_interval_ms > 0 && !closing_) {
       // No flush is waiting: let more bits gather, up to the interval.
-      if (!timer_armed_) {
-        timer_armed_ = true;
-        Task* t = new Task;
-        t->kind = Task::kTimer;
-        t->volume = this;
-        t->io.opcode = IoOpcode::kTimeout;
-        t->io.len = uint64_t{options_.commit_interval_ms} * 1000000;
-        SubmitTask(t);
+      if (timer_ == nullptr) {
+        timer_ = new Task;
+        timer_->kind = Task::kTimer;
+        timer_->volume = this;
+        timer_->io.opcode = IoOpcode::kTimeout;
+        timer_->io.len = uint64_t{options_.commit_interval_ms} * 1000000;
+        ++timer_ops_;
+        SubmitTask(timer_);
       }
       return;
     }
@@ -607,10 +607,31 @@ void Volume::CommitPump() {
   StartCommitRound();
 }
 
-void Volume::OnCommitTimer() {
-  timer_armed_ = false;
+void Volume::OnCommitTimer(int32_t result) {
+  timer_ = nullptr;
+  --timer_ops_;
+  if (result == -ECANCELED) {  // BeginClose: it commits without the timer
+    CommitPump();
+    return;
+  }
+  // The interval passed: commit what gathered (unless a round is running:
+  // the pump re-arms the timer when it ends).
   if (commit_state_ != CommitState::kIdle || !poisoned_.ok()) return;
   if (!dirty_.empty() || !flush_waiters_.empty()) StartCommitRound();
+}
+
+void Volume::BeginClose() {
+  closing_ = true;
+  if (timer_ != nullptr) {
+    Task* t = new Task;
+    t->kind = Task::kTimerRemove;
+    t->volume = this;
+    t->io.opcode = IoOpcode::kTimeoutRemove;
+    t->io.offset = reinterpret_cast<uint64_t>(timer_);
+    ++timer_ops_;
+    SubmitTask(t);
+  }
+  CommitPump();
 }
 
 void Volume::StartCommitRound() {
@@ -771,7 +792,9 @@ void Volume::OnIoComplete(void* task, int32_t result) {
       }
     }
   }
-  if (result < 0) stats_.io_errors.Add();
+  if (result < 0 && t->kind != Task::kTimer && t->kind != Task::kTimerRemove) {
+    stats_.io_errors.Add();
+  }
   switch (t->kind) {
     case Task::kBlock:  // the task lives in the BlockWrite
       if (options_.durability == Durability::kDeferred) {
@@ -782,7 +805,11 @@ void Volume::OnIoComplete(void* task, int32_t result) {
       return;
     case Task::kTimer:
       delete t;
-      OnCommitTimer();
+      OnCommitTimer(result);
+      return;
+    case Task::kTimerRemove:
+      delete t;
+      --timer_ops_;
       return;
     case Task::kSync:
       delete t;

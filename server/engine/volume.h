@@ -88,6 +88,10 @@ class Volume {
   // REQUIRES: `req` stays valid until req->done runs.
   void Submit(Request* req);
 
+  // The engine is closing the volume (engine thread): commit without
+  // waiting for the commit interval, and cancel its timer.
+  void BeginClose();
+
   // Called by the engine's IoSink for operations this volume submitted.
   void OnIoComplete(void* task, int32_t result);
 
@@ -98,8 +102,8 @@ class Volume {
   // Requests not completed yet, plus one while `deferred` durability still
   // has bits to write (for draining: a closed volume's bits are written).
   size_t requests_in_flight() const {
-    return requests_in_flight_ +
-           (commit_state_ != CommitState::kIdle || !dirty_.empty() || timer_armed_);
+    return requests_in_flight_ + timer_ops_ +
+           (commit_state_ != CommitState::kIdle || !dirty_.empty());
   }
 
  private:
@@ -135,7 +139,7 @@ class Volume {
   void AddFlushWaiter(Op* op, uint64_t need_seq);
   void CommitPump();
   void StartCommitRound();
-  void OnCommitTimer();
+  void OnCommitTimer(int32_t result);
   void OnCommitSyncDone(int32_t result);
   void OnCommitBlockDone(BlockWrite* bw, int32_t result);
   void Poison(const absl::Status& status);
@@ -189,7 +193,9 @@ class Volume {
   std::vector<FlushWaiter> in_sync_;        // under the fdatasync in flight
   std::set<uint64_t> retry_blocks_;         // block writes that failed
   int blocks_outstanding_ = 0;
-  bool timer_armed_ = false;
+  Task* timer_ = nullptr;  // the commit interval's kTimeout in flight
+  size_t timer_ops_ = 0;   // kTimeout and kTimeoutRemove ops in flight
+  bool closing_ = false;
   absl::Status round_error_;   // a block write of this round failed
   absl::Status poisoned_;      // an fdatasync failed: no more writes
 };

@@ -190,6 +190,24 @@ TEST_F(DeferredTest, WithAnIntervalBitsWaitForTheTimerUnlessAFlushAsks) {
   EXPECT_EQ(vol_->requests_in_flight(), 0u);
 }
 
+TEST_F(DeferredTest, ClosingCommitsAtOnceAndCancelsTheTimer) {
+  Open(kOneMiB, Durability::kDeferred, CacheMode::kWriteback, /*commit_interval_ms=*/60000);
+  AckedWrite(0, 1, 'a');
+  ASSERT_GE(io_.FindOpcode(IoOpcode::kTimeout), 0);
+  vol_->BeginClose();
+  ASSERT_GE(io_.FindOpcode(IoOpcode::kTimeoutRemove), 0);
+  ASSERT_GE(Sync(), 0);  // the commit does not wait for the interval
+  io_.Release(io_.FindOpcode(IoOpcode::kTimeoutRemove));
+  EXPECT_EQ(io_.FindOpcode(IoOpcode::kTimeout), -1);  // cancelled with it
+  EXPECT_EQ(vol_->requests_in_flight(), 1u);          // the commit goes on
+  io_.Release(Sync());
+  io_.Release(BitmapWrite());
+  EXPECT_TRUE(io_.queued().empty());
+  EXPECT_EQ(vol_->requests_in_flight(), 0u);
+  EXPECT_EQ(vol_->stats().io_errors.value(), 0u);
+  ExpectReopensClean({0});
+}
+
 // ---- Fault injection ----------------------------------------------------
 
 TEST_F(DeferredTest, FdatasyncErrorFailsTheFlushAndStopsWritesWithNoBitOnDisk) {
