@@ -123,6 +123,14 @@ void SessionCall::OnReadDone(bool ok) {
     return;
   }
   volume_->CountMessageReceived();
+  if (!epoch_told_) {
+    // Before the first answers: the volume must know which server epoch
+    // acknowledged them (initial metadata arrives before any message).
+    epoch_told_ = true;
+    const auto& md = ctx_->GetServerInitialMetadata();
+    auto it = md.find("cowblk-epoch");
+    if (it != md.end()) volume_->OnStreamEpoch(std::string(it->second.data(), it->second.size()));
+  }
   // The message's slices (references, no copy) outlive the answers' data.
   std::vector<grpc::Slice> slices;
   const bool dumped = in_.Dump(&slices).ok();

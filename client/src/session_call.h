@@ -93,6 +93,7 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   // metadata says it takes batches, then the smaller of that and max_batch_.
   size_t batch_max_ = 1;
   bool hold_released_ = false;
+  bool epoch_told_ = false;  // OnReadDone only (one read at a time)
 };
 
 }  // namespace cowblk::internal

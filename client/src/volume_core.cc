@@ -142,7 +142,16 @@ void VolumeCore::OnResponse(SessionCall* stream, uint64_t id, int code, std::str
       if (c->kind == OpKind::kRead) {
         c->state = Chunk::State::kClaimed;
         claimed = c;
+      } else if (c->kind == OpKind::kFlush && !lost_.ok()) {
+        // Reported once, like a writeback error to fsync(2).
+        writes_flushed_ = std::max(writes_flushed_, c->covers);
+        FinishLocked(c, std::exchange(lost_, absl::OkStatus()), &actions);
       } else {
+        if (c->kind == OpKind::kFlush) {
+          writes_flushed_ = std::max(writes_flushed_, c->covers);
+        } else if (!c->fua) {  // a FUA write is durable on its own
+          ++writes_acked_;
+        }
         FinishLocked(c, absl::OkStatus(), &actions);
       }
     } else if (code == static_cast<int>(absl::StatusCode::kUnavailable) && !closing_) {
@@ -202,6 +211,20 @@ void VolumeCore::OnStreamDone(SessionCall* stream, const grpc::Status& status) {
     DispatchLocked(now, &actions);
   }
   Run(&actions);
+}
+
+void VolumeCore::OnStreamEpoch(const std::string& epoch) {
+  if (epoch.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (epoch_ == epoch) return;
+  if (!epoch_.empty() && writes_acked_ > writes_flushed_ && lost_.ok()) {
+    lost_ = absl::DataLossError(absl::StrCat(
+        "volume ", name_, ": the server restarted without keeping ",
+        "writes acknowledged since the last flush (epoch ", epoch_, " -> ", epoch,
+        "): some of them may be lost"));
+    ++stats_.epoch_losses;
+  }
+  epoch_ = epoch;
 }
 
 void VolumeCore::OnStreamGone() {
@@ -267,6 +290,7 @@ void VolumeCore::DispatchLocked(Clock::time_point now, Actions* actions) {
     c->stream = lane->stream.get();
     c->lane = static_cast<int>(lane - lanes_.data());
     ++c->attempts;
+    if (c->kind == OpKind::kFlush) c->covers = writes_acked_;
     sent_.emplace(id, c);
     ++in_flight_;
     ++lane->in_flight;

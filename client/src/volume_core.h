@@ -21,6 +21,9 @@
 //   its lane (backoff from 50 ms, doubling up to ClientOptions::max_backoff).
 // - A chunk past its call's deadline fails DEADLINE_EXCEEDED, and the stream
 //   it was sent on is cancelled (it is stuck or too slow: start afresh).
+// - Each stream learns the volume's epoch from the server (`cowblk-epoch`).
+//   When it changes while writes acknowledged since the last good flush
+//   exist, those may be lost: the next flush fails DATA_LOSS, once.
 //
 // Locking: one mutex guards all state. gRPC operations (start, write,
 // cancel) and user callbacks run with it released, collected as Actions.
@@ -76,6 +79,7 @@ struct Chunk {
 
   State state = State::kQueued;
   uint64_t seq = 0;               // submission order
+  uint64_t covers = 0;            // kFlush: writes_acked_ when last sent
   uint64_t id = 0;                // wire id while kSent (new for every send)
   SessionCall* stream = nullptr;  // while kSent
   int lane = -1;                  // while kSent
@@ -117,6 +121,9 @@ class VolumeCore {
   void OnStreamDone(SessionCall* stream, const grpc::Status& status);
   // From ~SessionCall (no lock held).
   void OnStreamGone();
+  // From SessionCall, before the first answers of a stream: the server's
+  // epoch of this volume.
+  void OnStreamEpoch(const std::string& epoch);
   // From SessionCall: a message was sent, or received.
   void CountMessageSent() { messages_sent_.fetch_add(1, std::memory_order_relaxed); }
   void CountMessageReceived() { messages_received_.fetch_add(1, std::memory_order_relaxed); }
@@ -181,6 +188,11 @@ class VolumeCore {
   bool closing_ = false;
   bool closed_ = false;
   VolumeStats stats_;
+  // Epochs (see the retry rules above).
+  std::string epoch_;           // empty until a stream told it
+  uint64_t writes_acked_ = 0;   // write, trim and write-zeroes chunks answered OK
+  uint64_t writes_flushed_ = 0; // ... of which a good flush covered the first ones
+  absl::Status lost_;           // for the next flush answered OK
 };
 
 }  // namespace cowblk::internal

@@ -256,6 +256,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     if (!handle.ok()) return handle.status();
     volume_ = *handle;
     write_allowed_ = service_->OpenVolume(*ctx_, name, Access::kWrite).ok();
+    // Bound by the first request, before any answer (which carries the
+    // initial metadata) was written.
+    if (!volume_->epoch().empty()) ctx_->AddInitialMetadata("cowblk-epoch", volume_->epoch());
     return absl::OkStatus();
   }
 

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/file_io.h"
 #include "common/log.h"
 #include "common/sector.h"
@@ -23,6 +24,74 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxNameLen = 63;
+
+// The kernel's boot id: a reboot (or power loss) since a volume was last
+// open means the page cache it wrote into is gone.
+std::string BootId() {
+  static const std::string id = [] {
+    std::string s;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      char buf[64];
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n > 0) s.assign(buf, static_cast<size_t>(n));
+      close(fd);
+    }
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s.empty() ? std::string("unknown") : s;
+  }();
+  return id;
+}
+
+// <volumes>/<name>.state, one line: "epoch=HEX open=0|1 boot=ID durability=MODE".
+struct EpochState {
+  std::string epoch, boot, durability;
+  bool open = false;
+};
+
+bool ReadEpochState(const std::string& path, EpochState* st) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  std::string line(buf, static_cast<size_t>(n));
+  for (absl::string_view field : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    const size_t eq = field.find('=');
+    if (eq == absl::string_view::npos) continue;
+    const absl::string_view key = field.substr(0, eq);
+    const std::string value(field.substr(eq + 1));
+    if (key == "epoch") st->epoch = value;
+    if (key == "open") st->open = value != "0";
+    if (key == "boot") st->boot = value;
+    if (key == "durability") st->durability = value;
+  }
+  return !st->epoch.empty();
+}
+
+absl::Status FsyncDir(const std::string& dir);
+
+// Writes the state durably as one 256-byte record at offset 0, in place:
+// within one sector (the disk writes it whole), and once the file exists an
+// overwrite needs no new blocks, so a full file system cannot refuse it.
+absl::Status WriteEpochState(const std::string& dir, const std::string& path,
+                             const EpochState& st) {
+  std::string record = absl::StrCat("epoch=", st.epoch, " open=", st.open ? 1 : 0,
+                                    " boot=", st.boot, " durability=", st.durability);
+  constexpr size_t kRecord = 256;
+  if (record.size() >= kRecord) return absl::InternalError("epoch state too long");
+  record.resize(kRecord - 1, ' ');
+  record.push_back('\n');
+  const bool existed = access(path.c_str(), F_OK) == 0;
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  absl::Status s = PWriteFull(fd, record.data(), record.size(), 0, path);
+  if (s.ok() && fdatasync(fd) != 0) s = ErrnoStatus(errno, absl::StrCat("fdatasync ", path));
+  close(fd);
+  if (s.ok() && !existed) s = FsyncDir(dir);
+  return s;
+}
 
 absl::Status FsyncDir(const std::string& dir) {
   int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -198,6 +267,7 @@ absl::Status Store::CloseAll() {
   for (auto& [name, e] : volumes_) {
     if (!e.handle) continue;
     absl::Status s = e.handle->Close();
+    if (s.ok()) CloseEpoch(name, e.handle->epoch());  // nothing acknowledged was lost
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kError, "volume_closed",
         {{"volume", name}, {"status", s.ok() ? "ok" : std::string(s.message())}});
     if (first.ok()) first = s;
@@ -213,6 +283,55 @@ std::string Store::ImagePath(const std::string& name) const {
 
 std::string Store::VolumePath(const std::string& name) const {
   return absl::StrCat(volumes_dir_, "/", name, ".cow");
+}
+
+std::string Store::StatePath(const std::string& name) const {
+  return absl::StrCat(volumes_dir_, "/", name, ".state");
+}
+
+std::string Store::OpenEpoch(const std::string& name) {
+  const std::string durability = engine::DurabilityName(options_.volume_options.durability);
+  EpochState st;
+  std::string reason;
+  if (!ReadEpochState(StatePath(name), &st)) {
+    reason = "new";  // a new volume, or one from before epochs
+  } else if (st.open && st.boot != BootId()) {
+    reason = "not closed before a reboot";
+  } else if (st.open && st.durability != "ordered" && st.durability != "unordered") {
+    reason = absl::StrCat("not closed cleanly, ", st.durability, " durability");
+  }
+  if (!reason.empty()) {
+    const std::string old = st.epoch;
+    st.epoch = RandomSuffix();
+    if (!old.empty()) {
+      Log(LogLevel::kWarning, "volume_epoch_changed",
+          {{"volume", name}, {"from", old}, {"to", st.epoch}, {"reason", reason},
+           {"effect", "acknowledged writes that no flush covered may be lost; "
+                      "clients that had such writes fail their next flush DATA_LOSS"}});
+    }
+  }
+  st.open = true;
+  st.boot = BootId();
+  st.durability = durability;
+  if (absl::Status s = WriteEpochState(volumes_dir_, StatePath(name), st); !s.ok()) {
+    // Without the record a crash cannot be told from a clean stop: serve
+    // with an epoch of this process alone, so that any restart counts as a
+    // possible loss (a flush may fail needlessly, never succeed wrongly).
+    st.epoch = absl::StrCat("unrecorded-", RandomSuffix());
+    Log(LogLevel::kWarning, "volume_epoch_unrecorded",
+        {{"volume", name}, {"error", std::string(s.message())}, {"epoch", st.epoch}});
+  }
+  return st.epoch;
+}
+
+void Store::CloseEpoch(const std::string& name, const std::string& epoch) {
+  EpochState st;
+  st.epoch = epoch;
+  st.open = false;
+  st.boot = BootId();
+  st.durability = engine::DurabilityName(options_.volume_options.durability);
+  absl::Status s = WriteEpochState(volumes_dir_, StatePath(name), st);
+  if (!s.ok()) Log(LogLevel::kWarning, "volume_epoch_unsaved", {{"volume", name}, {"error", std::string(s.message())}});
 }
 
 std::string Store::ImageNameOf(const std::string& backing) const {
@@ -250,10 +369,11 @@ absl::Status Store::Serve(const std::string& name, std::unique_ptr<cow::CowFile>
     return absl::FailedPreconditionError(
         absl::StrCat("backing file ", e.backing, " is outside ", images_dir_));
   }
+  const std::string epoch = OpenEpoch(name);
   engine::Engine* engine = engines_->Pick();
   auto volume = engine->OpenVolume(std::move(file), options_.volume_options);
   if (!volume.ok()) return volume.status();
-  e.handle = std::make_shared<VolumeHandle>(name, engine, *volume);
+  e.handle = std::make_shared<VolumeHandle>(name, engine, *volume, epoch);
   e.error.clear();
   return absl::OkStatus();
 }
@@ -367,6 +487,7 @@ absl::Status Store::DeleteVolume(const std::string& name) {
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
     return ErrnoStatus(errno, absl::StrCat("delete ", path));
   }
+  unlink(StatePath(name).c_str());
   volumes_.erase(it);
   FsyncDir(volumes_dir_).IgnoreError();
   Log(LogLevel::kInfo, "volume_deleted", {{"volume", name}});

@@ -36,10 +36,21 @@ absl::Status ValidateName(absl::string_view field, absl::string_view name);
 // volume was closed (deleted or the server is stopping).
 class VolumeHandle {
  public:
-  VolumeHandle(std::string name, engine::Engine* engine, engine::Volume* volume)
-      : name_(std::move(name)), engine_(engine), volume_(volume), size_(volume->size()) {}
+  VolumeHandle(std::string name, engine::Engine* engine, engine::Volume* volume,
+               std::string epoch = "")
+      : name_(std::move(name)),
+        engine_(engine),
+        volume_(volume),
+        size_(volume->size()),
+        epoch_(std::move(epoch)) {}
 
   const std::string& name() const { return name_; }
+  // Changes only when acknowledged writes that no flush covered may have
+  // been lost since the volume was last served: it was not closed cleanly,
+  // and its durability was `deferred` or the machine rebooted since. Sent to
+  // Session clients (`cowblk-epoch` initial metadata), whose next flush then
+  // fails DATA_LOSS if they had such writes.
+  const std::string& epoch() const { return epoch_; }
   uint64_t size() const { return size_; }
   const engine::VolumeStats& stats() const { return volume_->stats(); }
   engine::Engine* engine() const { return engine_; }
@@ -60,6 +71,7 @@ class VolumeHandle {
   engine::Engine* const engine_;
   engine::Volume* const volume_;
   const uint64_t size_;
+  const std::string epoch_;
   std::shared_mutex mu_;  // shared: submitting; exclusive: closing
   bool closed_ = false;
 };
@@ -146,6 +158,13 @@ class Store {
       : options_(options), engines_(engines) {}
   std::string ImagePath(const std::string& name) const;
   std::string VolumePath(const std::string& name) const;
+  std::string StatePath(const std::string& name) const;  // the epoch file
+  // Reads the volume's epoch file, keeps or renews the epoch, and records
+  // the volume as open (durably, before any write is acknowledged). If that
+  // record cannot be written, an epoch of this process alone.
+  std::string OpenEpoch(const std::string& name);
+  // Records a clean close: the epoch stays for the next start.
+  void CloseEpoch(const std::string& name, const std::string& epoch);
   std::string ImageNameOf(const std::string& backing) const;
   VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
   absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);

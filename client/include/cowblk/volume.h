@@ -26,6 +26,13 @@
 //   ends with a status that retrying cannot fix (NOT_FOUND: the volume was
 //   deleted; PERMISSION_DENIED, UNAUTHENTICATED, ...) fails its requests
 //   with that status.
+// - Lost writes. Writes acknowledged but not yet covered by a flush live
+//   in the server's page cache (or, with `--durability deferred`, wait for
+//   their bitmap bits): a server that crashes may lose them. The server
+//   then serves the volume with a new epoch; a volume that had such writes
+//   fails its next flush DATA_LOSS, once (as fsync(2) reports a writeback
+//   error), so a successful flush always means what it says. A clean
+//   restart (SIGTERM) keeps the epoch and loses nothing.
 //
 // Offsets and lengths must be multiples of sector_size() (INVALID_ARGUMENT
 // names the field) and lie within size() (OUT_OF_RANGE). A zero-length read
