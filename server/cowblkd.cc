@@ -36,7 +36,7 @@ struct Flags {
   int engine_threads = 1;
   std::string durability = "ordered";
   std::string cache = "writeback";
-  uint32_t commit_interval_ms = 0;
+  uint32_t commit_interval_ms = 1000;
   uint32_t max_in_flight = 256;
   uint32_t max_message_bytes = 40 << 20;
   int drain_seconds = 10;
