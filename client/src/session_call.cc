@@ -7,6 +7,15 @@
 #include "client/src/volume_core.h"
 
 namespace cowblk::internal {
+namespace {
+// While a thread hands one message's answers to the volume (OnReadDone),
+// requests that their callbacks submit from this thread are only queued;
+// they leave together, one message per stream, once every answer was
+// handled. Without this the window refills in the "waves" the answers
+// happened to come in (docs/design.md, "Waves").
+thread_local bool t_corked = false;
+thread_local std::vector<std::shared_ptr<SessionCall>>* t_corked_calls = nullptr;
+}  // namespace
 
 std::shared_ptr<SessionCall> SessionCall::Create(VolumeCore* volume, int lane,
                                                  const ClientCore& client, int channel,
@@ -44,12 +53,31 @@ bool SessionCall::Send(grpc::Slice request) {
     if (ended_) return false;
     out_.push_back(std::move(request));
     if (writing_) return true;
+    if (t_corked) {
+      if (!corked_) {
+        corked_ = true;
+        t_corked_calls->push_back(self_);
+      }
+      return true;
+    }
     writing_ = true;
     BuildMessageLocked();
   }
   volume_->CountMessageSent();
   StartWrite(&message_);
   return true;
+}
+
+void SessionCall::Uncork() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    corked_ = false;
+    if (ended_ || writing_ || out_.empty()) return;
+    writing_ = true;
+    BuildMessageLocked();
+  }
+  volume_->CountMessageSent();
+  StartWrite(&message_);
 }
 
 void SessionCall::BuildMessageLocked() {
@@ -146,9 +174,21 @@ void SessionCall::OnReadDone(bool ok) {
   }
   StartRead(&in_);
   // The message's own answer, then any in its batch, each on its own.
+  if (answers.size() < 2 || t_corked) {
+    for (WireAnswer& a : answers) {
+      volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
+    }
+    return;
+  }
+  std::vector<std::shared_ptr<SessionCall>> corked;
+  t_corked = true;
+  t_corked_calls = &corked;
   for (WireAnswer& a : answers) {
     volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
   }
+  t_corked = false;
+  t_corked_calls = nullptr;
+  for (auto& c : corked) c->Uncork();
 }
 
 void SessionCall::EndWrites() {

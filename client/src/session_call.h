@@ -67,6 +67,8 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   // The stream ended: no more writes; lets OnDone() come once the write in
   // progress (if any) completed.
   void EndWrites();
+  // Sends what queued while this thread was corked (see OnReadDone).
+  void Uncork();
   // Moves the front of out_ (with what queued behind it, as its batch) into
   // message_. REQUIRES: mu_ held, out_ not empty.
   void BuildMessageLocked();
@@ -93,7 +95,8 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   // metadata says it takes batches, then the smaller of that and max_batch_.
   size_t batch_max_ = 1;
   bool hold_released_ = false;
-  bool epoch_told_ = false;  // OnReadDone only (one read at a time)
+  bool epoch_told_ = false;
+  bool corked_ = false;  // on a corked thread's list (mu_)  // OnReadDone only (one read at a time)
 };
 
 }  // namespace cowblk::internal

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -20,7 +21,43 @@ namespace {
 // write plus a ring round trip per request) when a completion callback
 // resubmits.
 thread_local Engine* t_engine = nullptr;
+// Engine threads: inside a batch of completions or submissions, and the
+// work deferred to its end.
+thread_local bool t_in_batch = false;
+thread_local std::vector<std::function<void()>>* t_deferred = nullptr;
+// Submitting threads: SubmitBatch nesting depth and the engines to wake.
+thread_local int t_submit_depth = 0;
+thread_local std::vector<Engine*>* t_submit_engines = nullptr;
+
+void RunDeferred() {
+  if (t_deferred == nullptr || t_deferred->empty()) return;
+  t_in_batch = false;  // what they do happens now, not at a later batch end
+  std::vector<std::function<void()>> fns;
+  fns.swap(*t_deferred);
+  for (auto& fn : fns) fn();
+  t_in_batch = true;
+}
 }  // namespace
+
+bool InCompletionBatch() { return t_in_batch; }
+
+void DeferToBatchEnd(std::function<void()> fn) { t_deferred->push_back(std::move(fn)); }
+
+SubmitBatch::SubmitBatch() {
+  if (t_submit_depth++ == 0) t_submit_engines = new std::vector<Engine*>;
+}
+
+SubmitBatch::~SubmitBatch() {
+  if (--t_submit_depth != 0) return;
+  std::vector<Engine*>* engines = t_submit_engines;
+  t_submit_engines = nullptr;
+  for (Engine* e : *engines) e->WakeForBatch();
+  delete engines;
+}
+
+void Engine::WakeForBatch() {
+  if (t_engine != this) io_->Wake();
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
   std::unique_ptr<Engine> e(new Engine);
@@ -59,6 +96,9 @@ void Engine::Run() {
   t_engine = this;
   std::vector<std::pair<Volume*, Request*>> requests;
   std::vector<std::function<void()>> posted;
+  std::vector<std::function<void()>> deferred;
+  t_deferred = &deferred;
+  t_in_batch = true;
   for (;;) {
     bool stop;
     {
@@ -71,6 +111,7 @@ void Engine::Run() {
     posted.clear();
     for (auto& [volume, req] : requests) volume->Submit(req);
     requests.clear();
+    RunDeferred();
     for (size_t i = 0; i < closing_.size();) {
       if (closing_[i].volume->requests_in_flight() != 0) {
         ++i;
@@ -93,6 +134,7 @@ void Engine::Run() {
       if (!inbox_.empty() || !posted_.empty()) continue;
     }
     if (!io_->Poll()) abort();  // the ring itself failed: nothing can continue
+    RunDeferred();
     io_->TakeWake();
   }
 }
@@ -111,6 +153,14 @@ void Engine::Submit(Volume* volume, Request* req) {
     std::lock_guard<std::mutex> lock(mu_);
     first = inbox_.empty();
     inbox_.emplace_back(volume, req);
+  }
+  if (first && t_submit_engines != nullptr && t_engine != this) {
+    // Inside a SubmitBatch: one wake-up when it ends.
+    if (std::find(t_submit_engines->begin(), t_submit_engines->end(), this) ==
+        t_submit_engines->end()) {
+      t_submit_engines->push_back(this);
+    }
+    return;
   }
   // Later submitters ride on the first one's wake-up; the engine thread
   // itself looks at the inbox before it waits.

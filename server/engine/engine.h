@@ -36,6 +36,25 @@ struct EngineOptions {
   std::string hold_bitmap_writes_fifo;
 };
 
+// Batching, so that requests and answers that belong together travel in
+// one gRPC message instead of a few "waves" (docs/design.md, "Waves"):
+// - SubmitBatch: while one lives on a thread, Engine::Submit from that
+//   thread queues without waking the engine; its destructor wakes every
+//   engine submitted to, once. Never hold one around anything that waits
+//   for an engine (SubmitAndWait would deadlock).
+// - DeferToBatchEnd: on an engine thread, runs `fn` once the engine has
+//   handled its current batch of completions (or of submissions);
+//   InCompletionBatch() says whether the calling thread is inside one.
+bool InCompletionBatch();
+void DeferToBatchEnd(std::function<void()> fn);  // REQUIRES: InCompletionBatch()
+class SubmitBatch {
+ public:
+  SubmitBatch();
+  ~SubmitBatch();
+  SubmitBatch(const SubmitBatch&) = delete;
+  SubmitBatch& operator=(const SubmitBatch&) = delete;
+};
+
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Start(const EngineOptions& options);
@@ -52,6 +71,8 @@ class Engine {
   void Submit(Volume* volume, Request* req);
   // Runs `fn` on the engine thread (tests, administrative work).
   void Post(std::function<void()> fn);
+  // SubmitBatch's wake-up, once per engine when the batch ends.
+  void WakeForBatch();
   // io_uring operations in flight (approximate when read from outside).
   size_t io_in_flight() const;
   // Calls `fn` with every open volume, under a lock that only opening and

@@ -108,7 +108,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       MaybeFinishLocked();
       return;
     }
-    Handle();
+    {
+      engine::SubmitBatch batch;  // one engine wake-up for the message's requests
+      Handle();
+    }
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = handling_ = false;
     MaybeReadLocked();
@@ -285,10 +288,38 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       return;
     }
     queue_.push_back(p);
-    if (!writing_) {
-      writing_ = true;
-      StartWriteLocked();
+    if (writing_) return;
+    if (engine::InCompletionBatch()) {
+      // On the engine thread: answers that complete together leave together,
+      // once the engine has handled its batch of completions.
+      if (!flush_pending_) {
+        flush_pending_ = true;
+        engine::DeferToBatchEnd([this] { FlushAnswers(); });
+      }
+      return;
     }
+    writing_ = true;
+    StartWriteLocked();
+  }
+
+  // The engine's batch of completions ended: write what queued meanwhile.
+  // The reactor is alive: its queued answers count in in_flight_, and it
+  // finishes only once that is zero.
+  void FlushAnswers() {
+    std::lock_guard<std::mutex> lock(mu_);
+    flush_pending_ = false;
+    if (broken_ || cancelled_) {  // nobody will read them
+      while (!queue_.empty()) {
+        delete queue_.front();
+        queue_.pop_front();
+        --in_flight_;
+      }
+      MaybeFinishLocked();
+      return;
+    }
+    if (writing_ || queue_.empty()) return;
+    writing_ = true;
+    StartWriteLocked();
   }
 
   // Encodes the answer of `p` as SessionResponse fields 1-4, appended to
@@ -416,6 +447,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool malformed_ = false;
   bool handling_ = false;  // OnReadDone is handling a message
   bool finished_ = false;
+  bool flush_pending_ = false;  // a FlushAnswers() waits for the engine's batch end
 };
 
 // ---- Read ----------------------------------------------------------------
