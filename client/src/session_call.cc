@@ -101,7 +101,6 @@ void SessionCall::BuildMessageLocked() {
 
 void SessionCall::OnWriteDone(bool ok) {
   bool next = false;
-  bool more = false;
   bool release = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -115,18 +114,18 @@ void SessionCall::OnWriteDone(bool ok) {
     } else if (!out_.empty()) {
       BuildMessageLocked();
       next = true;
-      more = !out_.empty();
     } else {
       writing_ = false;
     }
   }
   if (next) {
-    grpc::WriteOptions options;
-    // More requests follow at once: let gRPC coalesce them. The last one of
-    // a burst goes without the hint and flushes them all.
-    if (more) options.set_buffer_hint();
+    // No buffer hint, even when more follow: a hinted write may not
+    // complete until a later write flushes it (grpc/grpc#12975, #34231),
+    // and the later write starts only here, once this one completed. The
+    // first message of a stream (which carries the initial metadata) hung
+    // that way after reconnects: requests sat unsent until their deadline.
     volume_->CountMessageSent();
-    StartWrite(&message_, options);
+    StartWrite(&message_);
   }
   if (release) RemoveHold();
 }
