@@ -156,7 +156,10 @@ void SessionCall::OnReadDone(bool ok) {
     epoch_told_ = true;
     const auto& md = ctx_->GetServerInitialMetadata();
     auto it = md.find("cowblk-epoch");
-    if (it != md.end()) volume_->OnStreamEpoch(std::string(it->second.data(), it->second.size()));
+    if (it != md.end()) {
+      epoch_.assign(it->second.data(), it->second.size());
+      volume_->OnStreamEpoch(epoch_);
+    }
   }
   // The message's slices (references, no copy) outlive the answers' data.
   std::vector<grpc::Slice> slices;

@@ -48,6 +48,9 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void Cancel() { ctx_->TryCancel(); }
 
   int lane() const { return lane_; }
+  // The server's epoch of the volume (`cowblk-epoch`), empty until the
+  // first answer arrived. Set before that answer is handed on.
+  const std::string& epoch() const { return epoch_; }
 
   // Public for make_shared only; use Create().
   SessionCall(VolumeCore* volume, int lane, size_t max_batch)
@@ -96,6 +99,7 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   size_t batch_max_ = 1;
   bool hold_released_ = false;
   bool epoch_told_ = false;
+  std::string epoch_;
   bool corked_ = false;  // on a corked thread's list (mu_)  // OnReadDone only (one read at a time)
 };
 

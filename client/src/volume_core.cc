@@ -142,13 +142,16 @@ void VolumeCore::OnResponse(SessionCall* stream, uint64_t id, int code, std::str
       if (c->kind == OpKind::kRead) {
         c->state = Chunk::State::kClaimed;
         claimed = c;
-      } else if (c->kind == OpKind::kFlush && !lost_.ok()) {
+      } else if (c->kind == OpKind::kFlush && !lost_.ok() && stream->epoch() == epoch_) {
         // Reported once, like a writeback error to fsync(2).
         writes_flushed_ = std::max(writes_flushed_, c->covers);
         FinishLocked(c, std::exchange(lost_, absl::OkStatus()), &actions);
       } else {
         if (c->kind == OpKind::kFlush) {
+          // A flush the old server answered before it died (its answer
+          // handled late) did make what it covered durable.
           writes_flushed_ = std::max(writes_flushed_, c->covers);
+          if (!lost_.ok() && writes_flushed_ >= lost_upto_) lost_ = absl::OkStatus();
         } else if (!c->fua) {  // a FUA write is durable on its own
           ++writes_acked_;
         }
@@ -222,6 +225,7 @@ void VolumeCore::OnStreamEpoch(const std::string& epoch) {
         "volume ", name_, ": the server restarted without keeping ",
         "writes acknowledged since the last flush (epoch ", epoch_, " -> ", epoch,
         "): some of them may be lost"));
+    lost_upto_ = writes_acked_;
     ++stats_.epoch_losses;
   }
   epoch_ = epoch;

@@ -192,7 +192,8 @@ class VolumeCore {
   std::string epoch_;           // empty until a stream told it
   uint64_t writes_acked_ = 0;   // write, trim and write-zeroes chunks answered OK
   uint64_t writes_flushed_ = 0; // ... of which a good flush covered the first ones
-  absl::Status lost_;           // for the next flush answered OK
+  absl::Status lost_;           // for the next flush answered OK in epoch_
+  uint64_t lost_upto_ = 0;      // writes_acked_ when lost_ was set
 };
 
 }  // namespace cowblk::internal

@@ -75,7 +75,8 @@ struct VolumeStats {
   uint64_t retries = 0;    // wire requests sent again after a stream broke
   uint64_t streams = 0;    // Session streams started (1 per lane, plus reconnects)
   // Server restarts that may have lost writes acknowledged since the last
-  // flush (the volume's epoch changed); each fails the next flush DATA_LOSS.
+  // flush (the volume's epoch changed); each fails the next flush answered
+  // by the new server DATA_LOSS.
   uint64_t epoch_losses = 0;
   uint64_t in_flight = 0;  // wire requests sent and not yet answered (now)
   uint64_t queued = 0;     // wire requests waiting for a window slot (now)
