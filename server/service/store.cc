@@ -331,7 +331,12 @@ void Store::CloseEpoch(const std::string& name, const std::string& epoch) {
   st.boot = BootId();
   st.durability = engine::DurabilityName(options_.volume_options.durability);
   absl::Status s = WriteEpochState(volumes_dir_, StatePath(name), st);
-  if (!s.ok()) Log(LogLevel::kWarning, "volume_epoch_unsaved", {{"volume", name}, {"error", std::string(s.message())}});
+  if (!s.ok()) {
+    // The record still says open: the next start renews the epoch, and a
+    // client's next flush may fail needlessly. Never wrongly succeed.
+    Log(LogLevel::kWarning, "volume_epoch_unsaved",
+        {{"volume", name}, {"error", std::string(s.message())}});
+  }
 }
 
 std::string Store::ImageNameOf(const std::string& backing) const {
