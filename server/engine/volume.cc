@@ -95,8 +95,9 @@ struct Volume::Task {
 struct Volume::BlockWrite {
   uint64_t block = 0;
   std::vector<Update*> updates;
-  std::vector<unsigned char> before;  // bitmap bytes before this batch
-  uint64_t bitmap_byte = 0;           // where `before` came from
+  std::vector<unsigned char> before;  // ordered/unordered: bitmap bytes before this batch
+  uint64_t bitmap_byte = 0;           // the block's first byte in the bitmap
+  uint64_t length = 0;                // and its length
   Task task;
 };
 
@@ -357,7 +358,6 @@ void Volume::AddDependency(Update* u, Update* on) {
 // Starts every waiting update that overlaps no bitmap write in flight and no
 // earlier waiter, batching those that share a block into one write.
 void Volume::Pump() {
-  const cow::Geometry& g = file_->geometry();
   std::map<uint64_t, BlockWrite*> batch;
   std::set<uint64_t> blocked;  // blocks of earlier updates still waiting
   std::vector<Update*> done_now;
@@ -390,47 +390,20 @@ void Volume::Pump() {
     for (uint64_t b = u->first_block; b < u->first_block + u->block_count; ++b) {
       BlockWrite*& bw = batch[b];
       if (bw == nullptr) {
-        bw = new BlockWrite;
-        bw->block = b;
-        const cow::BitmapWrite w =
-            cow::BitmapWriteFor(g.bitmap_offset, g.bitmap_bytes, g.bitmap_block_size, b);
-        bw->bitmap_byte = w.bitmap_byte;
-        bw->before.assign(bitmap_.data() + w.bitmap_byte,
-                          bitmap_.data() + w.bitmap_byte + w.length);
-        bw->task.kind = Task::kBlock;
-        bw->task.volume = this;
-        bw->task.block = bw;
-        bw->task.io.opcode = IoOpcode::kWrite;
-        bw->task.io.fd = data_fd_;
-        bw->task.io.offset = w.file_offset;
-        bw->task.io.buf = bitmap_.data() + w.bitmap_byte;
-        bw->task.io.len = options_.cache == CacheMode::kNone
-                              ? (w.length + kSectorSize - 1) / kSectorSize * kSectorSize
-                              : w.length;
+        bw = NewBlockWrite(b, bitmap_);
+        bw->before.assign(bitmap_.data() + bw->bitmap_byte,
+                          bitmap_.data() + bw->bitmap_byte + bw->length);
       }
       bw->updates.push_back(u);
     }
     u->outstanding = static_cast<int>(u->block_count);
-    uint64_t newly = 0;
-    for (uint64_t s = u->first; s < u->first + u->count;) {
-      const uint64_t n = bitmap_.RunLength(s, u->first + u->count - s);
-      if (!bitmap_.Test(s)) newly += n;
-      s += n;
-    }
-    bitmap_.SetRange(u->first, u->count);  // as late as possible: just before the write
-    stats_.allocated_sectors.Add(newly);
+    SetBits(u->first, u->count);  // as late as possible: just before the write
     in_flight_updates_.push_back(u);
   }
   for (auto& [b, bw] : batch) {
     pending_blocks_[b] = bw;
-    stats_.bitmap_writes.Add();
-    stats_.bitmap_writes_pending.Add();
     stats_.updates_coalesced.Add(bw->updates.size() - 1);
-    if (options_.hold_bitmap_write) {
-      options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
-    } else {
-      SubmitTask(&bw->task);
-    }
+    IssueBlockWrite(bw);
   }
   stats_.updates_waiting.Set(waiting_.size());
   for (Update* u : done_now) FinishUpdate(u, absl::OkStatus());
@@ -496,6 +469,10 @@ void Volume::RequestSync(Op* op) {
 
 void Volume::StartSync() {
   sync_in_flight_ = true;
+  SubmitFdatasync();
+}
+
+void Volume::SubmitFdatasync() {
   stats_.fsyncs.Add();
   Task* t = new Task;
   t->kind = Task::kSync;
@@ -503,6 +480,50 @@ void Volume::StartSync() {
   t->io.opcode = IoOpcode::kFdatasync;
   t->io.fd = data_fd_;
   SubmitTask(t);
+}
+
+uint64_t Volume::SetBits(uint64_t first, uint64_t count) {
+  uint64_t newly = 0;
+  for (uint64_t s = first; s < first + count;) {
+    const uint64_t n = bitmap_.RunLength(s, first + count - s);
+    if (!bitmap_.Test(s)) newly += n;
+    s += n;
+  }
+  bitmap_.SetRange(first, count);
+  stats_.allocated_sectors.Add(newly);
+  return newly;
+}
+
+Volume::BlockWrite* Volume::NewBlockWrite(uint64_t block, cow::Bitmap& source) {
+  const cow::Geometry& g = file_->geometry();
+  const cow::BitmapWrite w =
+      cow::BitmapWriteFor(g.bitmap_offset, g.bitmap_bytes, g.bitmap_block_size, block);
+  auto* bw = new BlockWrite;
+  bw->block = block;
+  bw->bitmap_byte = w.bitmap_byte;
+  bw->length = w.length;
+  bw->task.kind = Task::kBlock;
+  bw->task.volume = this;
+  bw->task.block = bw;
+  bw->task.io.opcode = IoOpcode::kWrite;
+  bw->task.io.fd = data_fd_;
+  bw->task.io.offset = w.file_offset;
+  bw->task.io.buf = source.data() + w.bitmap_byte;
+  // O_DIRECT writes whole sectors (the padding after the bitmap is free).
+  bw->task.io.len = options_.cache == CacheMode::kNone
+                        ? (w.length + kSectorSize - 1) / kSectorSize * kSectorSize
+                        : w.length;
+  return bw;
+}
+
+void Volume::IssueBlockWrite(BlockWrite* bw) {
+  stats_.bitmap_writes.Add();
+  stats_.bitmap_writes_pending.Add();
+  if (options_.hold_bitmap_write) {
+    options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
+  } else {
+    SubmitTask(&bw->task);
+  }
 }
 
 void Volume::OnSyncDone(int32_t result) {
@@ -561,14 +582,7 @@ void Volume::DeferredDataDone(Op* op) {
   const uint64_t first = op->req->offset / kSectorSize;
   const uint64_t count = op->req->length / kSectorSize;
   if (!bitmap_.AllSet(first, count)) {
-    uint64_t newly = 0;
-    for (uint64_t s = first; s < first + count;) {
-      const uint64_t n = bitmap_.RunLength(s, first + count - s);
-      if (!bitmap_.Test(s)) newly += n;
-      s += n;
-    }
-    bitmap_.SetRange(first, count);
-    stats_.allocated_sectors.Add(newly);
+    SetBits(first, count);
     dirty_.push_back({first, count});
     ++dirty_seq_;
     stats_.updates_uncommitted.Set(dirty_.size() + captured_.size());
@@ -640,13 +654,7 @@ void Volume::StartCommitRound() {
   sync_covers_ = written_seq_;
   in_sync_.swap(flush_waiters_);
   commit_state_ = CommitState::kSyncing;
-  stats_.fsyncs.Add();
-  Task* t = new Task;
-  t->kind = Task::kSync;
-  t->volume = this;
-  t->io.opcode = IoOpcode::kFdatasync;
-  t->io.fd = data_fd_;
-  SubmitTask(t);
+  SubmitFdatasync();
 }
 
 void Volume::OnCommitSyncDone(int32_t result) {
@@ -686,29 +694,7 @@ void Volume::OnCommitSyncDone(int32_t result) {
     commit_state_ = CommitState::kWritingBlocks;
     blocks_outstanding_ = static_cast<int>(blocks.size());
     round_error_ = absl::OkStatus();
-    for (uint64_t b : blocks) {
-      const cow::BitmapWrite w =
-          cow::BitmapWriteFor(g.bitmap_offset, g.bitmap_bytes, g.bitmap_block_size, b);
-      auto* bw = new BlockWrite;
-      bw->block = b;
-      bw->task.kind = Task::kBlock;
-      bw->task.volume = this;
-      bw->task.block = bw;
-      bw->task.io.opcode = IoOpcode::kWrite;
-      bw->task.io.fd = data_fd_;
-      bw->task.io.offset = w.file_offset;
-      bw->task.io.buf = shadow_->data() + w.bitmap_byte;
-      bw->task.io.len = options_.cache == CacheMode::kNone
-                            ? (w.length + kSectorSize - 1) / kSectorSize * kSectorSize
-                            : w.length;
-      stats_.bitmap_writes.Add();
-      stats_.bitmap_writes_pending.Add();
-      if (options_.hold_bitmap_write) {
-        options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
-      } else {
-        SubmitTask(&bw->task);
-      }
-    }
+    for (uint64_t b : blocks) IssueBlockWrite(NewBlockWrite(b, *shadow_));
   }
   for (Op* op : done) Complete(op, absl::OkStatus());
   CommitPump();

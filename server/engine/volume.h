@@ -132,6 +132,12 @@ class Volume {
   // Group commit: `fn` runs after an fdatasync issued after this call.
   void RequestSync(Op* op);
   void StartSync();
+  void SubmitFdatasync();
+  // Sets the bits in memory; returns how many were clear.
+  uint64_t SetBits(uint64_t first, uint64_t count);
+  // A write of bitmap block `block` from `source` (memory or the shadow).
+  BlockWrite* NewBlockWrite(uint64_t block, cow::Bitmap& source);
+  void IssueBlockWrite(BlockWrite* bw);
   void OnSyncDone(int32_t result);
 
   // Deferred durability (see docs/design.md, "Deferred durability").

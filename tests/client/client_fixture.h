@@ -4,6 +4,7 @@
 #ifndef COWBLK_TESTS_CLIENT_CLIENT_FIXTURE_H_
 #define COWBLK_TESTS_CLIENT_CLIENT_FIXTURE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,7 @@ class ClientFixture : public ::testing::Test {
 
   // Starts the server (on a fixed port when `fixed_port_`) and connects.
   void StartServer(const ServerConfig& config = {}) {
+    server_config_ = config;
     ASSERT_TRUE(fixed_port_ ? server_.StartOnFixedPort(dir_.path(), config)
                             : server_.Start(dir_.path(), config))
         << server_.log();
@@ -47,8 +49,20 @@ class ClientFixture : public ::testing::Test {
     return volume.ok() ? *std::move(volume) : nullptr;
   }
 
+  // Stops the server with `sig` and starts it again on the same port with
+  // the same flags (fixed_port_ makes sure the port is still free);
+  // `between` runs while it is down.
+  void Restart(int sig, const std::function<void()>& between = nullptr) {
+    ServerConfig config = server_config_;
+    config.port = server_.port();
+    server_.Stop(sig);
+    if (between) between();
+    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+  }
+
   TempDir dir_;
   CowblkdServer server_;
+  ServerConfig server_config_;  // of the last StartServer
   bool fixed_port_ = false;
   ClientOptions client_options_;
   std::unique_ptr<Client> client_;

@@ -25,22 +25,9 @@ class EpochTest : public ClientFixture {
   void SetUp() override { fixed_port_ = true; }
 
   void Start(const std::vector<std::string>& args) {
-    args_ = args;
     ServerConfig config;
     config.args = args;
     StartServer(config);
-  }
-
-  // Stops the server with `sig` and starts it again, same port and flags;
-  // `between` runs while it is down.
-  void Restart(int sig, const std::function<void()>& between = nullptr) {
-    const int port = server_.port();
-    server_.Stop(sig);
-    if (between) between();
-    ServerConfig config;
-    config.port = port;
-    config.args = args_;
-    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
   }
 
   std::string StatePath(const std::string& volume) const {
@@ -52,8 +39,6 @@ class EpochTest : public ClientFixture {
     s << in.rdbuf();
     return s.str();
   }
-
-  std::vector<std::string> args_;
 };
 
 // Bits wait for a commit that a 60 s interval never starts on its own.

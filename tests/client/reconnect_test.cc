@@ -26,15 +26,6 @@ class ReconnectTest : public ClientFixture {
     fixed_port_ = true;
     ClientFixture::SetUp();
   }
-
-  // Stops the server with `sig` and starts it again on the same port.
-  void Restart(int sig) {
-    const int port = server_.port();
-    server_.Stop(sig);
-    ServerConfig config;
-    config.port = port;
-    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
-  }
 };
 
 TEST_F(ReconnectTest, SyncCallsWorkAfterACleanRestartOnTheSamePort) {
