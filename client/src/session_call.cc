@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "client/src/volume_core.h"
 
 namespace cowblk::internal {
@@ -64,8 +65,21 @@ bool SessionCall::Send(grpc::Slice request) {
     BuildMessageLocked();
   }
   volume_->CountMessageSent();
+  CountWriteStarted();
   StartWrite(&message_);
   return true;
+}
+
+std::string SessionCall::DebugState() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return absl::StrCat("writing=", writing_, " ended=", ended_, " queued=", out_.size(),
+                      " writes=", writes_started_, "/", writes_done_, " reads=", reads_done_,
+                      " batch_max=", batch_max_, " hold_released=", hold_released_);
+}
+
+void SessionCall::CountWriteStarted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++writes_started_;
 }
 
 void SessionCall::Uncork() {
@@ -77,6 +91,7 @@ void SessionCall::Uncork() {
     BuildMessageLocked();
   }
   volume_->CountMessageSent();
+  CountWriteStarted();
   StartWrite(&message_);
 }
 
@@ -104,6 +119,7 @@ void SessionCall::OnWriteDone(bool ok) {
   bool release = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ++writes_done_;
     message_.Clear();
     if (!ok) ended_ = true;
     if (ended_) {
@@ -125,6 +141,7 @@ void SessionCall::OnWriteDone(bool ok) {
     // first message of a stream (which carries the initial metadata) hung
     // that way after reconnects: requests sat unsent until their deadline.
     volume_->CountMessageSent();
+    CountWriteStarted();
     StartWrite(&message_);
   }
   if (release) RemoveHold();
@@ -150,6 +167,10 @@ void SessionCall::OnReadDone(bool ok) {
     return;
   }
   volume_->CountMessageReceived();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++reads_done_;
+  }
   if (!epoch_told_) {
     // Before the first answers: the volume must know which server epoch
     // acknowledged them (initial metadata arrives before any message).

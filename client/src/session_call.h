@@ -48,6 +48,8 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void Cancel() { ctx_->TryCancel(); }
 
   int lane() const { return lane_; }
+  // A line for error messages: what the stream is doing.
+  std::string DebugState();
   // The server's epoch of the volume (`cowblk-epoch`), empty until the
   // first answer arrived. Set before that answer is handed on.
   const std::string& epoch() const { return epoch_; }
@@ -72,6 +74,7 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void EndWrites();
   // Sends what queued while this thread was corked (see OnReadDone).
   void Uncork();
+  void CountWriteStarted();
   // Moves the front of out_ (with what queued behind it, as its batch) into
   // message_. REQUIRES: mu_ held, out_ not empty.
   void BuildMessageLocked();
@@ -100,7 +103,8 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   bool hold_released_ = false;
   bool epoch_told_ = false;
   std::string epoch_;
-  bool corked_ = false;  // on a corked thread's list (mu_)  // OnReadDone only (one read at a time)
+  bool corked_ = false;  // on a corked thread's list (mu_)
+  uint64_t writes_started_ = 0, writes_done_ = 0, reads_done_ = 0;  // mu_  // OnReadDone only (one read at a time)
 };
 
 }  // namespace cowblk::internal

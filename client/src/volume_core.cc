@@ -377,6 +377,7 @@ void VolumeCore::FinishLocked(Chunk* c, const absl::Status& status, Actions* act
 void VolumeCore::ExpireLocked(IoCall* call, Actions* actions) {
   for (auto& owned : call->chunks) {
     Chunk* c = owned.get();
+    std::string stuck;  // why a sent chunk never came back
     switch (c->state) {
       case Chunk::State::kQueued:
         queue_.erase(std::find(queue_.begin(), queue_.end(), c));
@@ -386,6 +387,9 @@ void VolumeCore::ExpireLocked(IoCall* call, Actions* actions) {
         break;
       case Chunk::State::kSent: {
         Lane& lane = lanes_[static_cast<size_t>(c->lane)];
+        stuck = absl::StrCat("sent on a stream that neither answered nor ended (",
+                             lane.stream.get() == c->stream ? "the lane's" : "a replaced",
+                             " stream: ", c->stream->DebugState(), ")");
         if (lane.stream.get() == c->stream) actions->cancels.push_back(lane.stream);
         UnsendLocked(c);
         break;
@@ -399,6 +403,7 @@ void VolumeCore::ExpireLocked(IoCall* call, Actions* actions) {
       absl::StrAppend(&msg, " after ", c->attempts,
                       " attempts; last error: ", c->last_error.ToString());
     }
+    if (!stuck.empty()) absl::StrAppend(&msg, "; ", stuck);
     FinishLocked(c, absl::DeadlineExceededError(msg), actions);
     if (call->remaining == 0) return;  // `call` is gone
   }

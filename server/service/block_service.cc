@@ -140,6 +140,19 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void OnCancel() override {
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
+    if (in_flight_ != 0 || !reading_) {
+      // The client gave up on a stream with requests in it (a deadline):
+      // say where they were, for whoever debugs a stuck request.
+      Log(LogLevel::kInfo, "session_cancelled",
+          {{"volume", volume_ ? volume_->name() : ""},
+           {"in_flight", std::to_string(in_flight_)},
+           {"queued_answers", std::to_string(queue_.size())},
+           {"reading", reading_ ? "1" : "0"},
+           {"reads_done", reads_done_ ? "1" : "0"},
+           {"handling", handling_ ? "1" : "0"},
+           {"writing", writing_ ? "1" : "0"},
+           {"finished", finished_ ? "1" : "0"}});
+    }
     MaybeFinishLocked();
   }
 

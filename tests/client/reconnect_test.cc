@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <iostream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -137,6 +138,7 @@ TEST_F(ReconnectTest, InFlightWritesAndReadsSurviveAKillAndRestartWithNoWrongDat
   writer.join();
   ASSERT_TRUE(server_.running());
   EXPECT_EQ(failed.load(), 0);
+  if (failed.load() != 0) std::cerr << "cowblkd log (since the last restart):\n" << server_.log();
 
   std::string all(kBlocks * kBlock, '\0');
   ASSERT_TRUE(volume->Read(0, all.data(), all.size()).ok());
@@ -146,6 +148,7 @@ TEST_F(ReconnectTest, InFlightWritesAndReadsSurviveAKillAndRestartWithNoWrongDat
   const VolumeStats stats = volume->stats();
   EXPECT_GE(stats.streams, 4u);
   RecordProperty("retries", std::to_string(stats.retries));
+
 }
 
 // Unary calls do not wait for a server that is down: they fail at once.
