@@ -315,9 +315,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     StartWriteLocked();
   }
 
-  // The engine's batch of completions ended: write what queued meanwhile.
-  // The reactor is alive: its queued answers count in in_flight_, and it
-  // finishes only once that is zero.
+  // The engine's batch of completions ended: write what queued meanwhile
+  // (another thread's write may have taken it already). The reactor is
+  // alive: it does not finish while a FlushAnswers is pending.
   void FlushAnswers() {
     std::lock_guard<std::mutex> lock(mu_);
     flush_pending_ = false;
@@ -327,12 +327,12 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
         queue_.pop_front();
         --in_flight_;
       }
-      MaybeFinishLocked();
-      return;
+    } else if (!writing_ && !queue_.empty()) {
+      writing_ = true;
+      StartWriteLocked();
     }
-    if (writing_ || queue_.empty()) return;
-    writing_ = true;
-    StartWriteLocked();
+    MaybeReadLocked();
+    MaybeFinishLocked();
   }
 
   // Encodes the answer of `p` as SessionResponse fields 1-4, appended to
@@ -425,7 +425,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   }
 
   void MaybeFinishLocked() {
-    if (finished_ || in_flight_ != 0 || writing_ || handling_) return;
+    if (finished_ || in_flight_ != 0 || writing_ || handling_ || flush_pending_) return;
     // A read may wait only when drained (Finish() ends it, ok = false).
     if (reading_ && !drained_) return;
     if (!(reads_done_ || cancelled_ || broken_)) return;
