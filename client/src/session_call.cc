@@ -65,7 +65,6 @@ bool SessionCall::Send(grpc::Slice request) {
     BuildMessageLocked();
   }
   volume_->CountMessageSent();
-  CountWriteStarted();
   StartWrite(&message_);
   return true;
 }
@@ -73,13 +72,8 @@ bool SessionCall::Send(grpc::Slice request) {
 std::string SessionCall::DebugState() {
   std::lock_guard<std::mutex> lock(mu_);
   return absl::StrCat("writing=", writing_, " ended=", ended_, " queued=", out_.size(),
-                      " writes=", writes_started_, "/", writes_done_, " reads=", reads_done_,
+                      " writes=", writes_started_, "/", writes_done_, " reads=", reads_done_.load(std::memory_order_relaxed),
                       " batch_max=", batch_max_, " hold_released=", hold_released_);
-}
-
-void SessionCall::CountWriteStarted() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++writes_started_;
 }
 
 void SessionCall::Uncork() {
@@ -91,7 +85,6 @@ void SessionCall::Uncork() {
     BuildMessageLocked();
   }
   volume_->CountMessageSent();
-  CountWriteStarted();
   StartWrite(&message_);
 }
 
@@ -99,6 +92,7 @@ void SessionCall::BuildMessageLocked() {
   // Requests that queued during the last write leave together: the first
   // one carries the others in its `batch`, as many as the server said it
   // takes in one message, up to kMaxBatchBytes.
+  ++writes_started_;  // every message built is written at once
   std::vector<grpc::Slice> slices;
   slices.push_back(std::move(out_.front()));
   out_.pop_front();
@@ -141,7 +135,6 @@ void SessionCall::OnWriteDone(bool ok) {
     // first message of a stream (which carries the initial metadata) hung
     // that way after reconnects: requests sat unsent until their deadline.
     volume_->CountMessageSent();
-    CountWriteStarted();
     StartWrite(&message_);
   }
   if (release) RemoveHold();
@@ -167,10 +160,7 @@ void SessionCall::OnReadDone(bool ok) {
     return;
   }
   volume_->CountMessageReceived();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++reads_done_;
-  }
+  reads_done_.fetch_add(1, std::memory_order_relaxed);
   if (!epoch_told_) {
     // Before the first answers: the volume must know which server epoch
     // acknowledged them (initial metadata arrives before any message).

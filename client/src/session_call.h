@@ -16,6 +16,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -74,7 +75,6 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void EndWrites();
   // Sends what queued while this thread was corked (see OnReadDone).
   void Uncork();
-  void CountWriteStarted();
   // Moves the front of out_ (with what queued behind it, as its batch) into
   // message_. REQUIRES: mu_ held, out_ not empty.
   void BuildMessageLocked();
@@ -104,7 +104,8 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   bool epoch_told_ = false;
   std::string epoch_;
   bool corked_ = false;  // on a corked thread's list (mu_)
-  uint64_t writes_started_ = 0, writes_done_ = 0, reads_done_ = 0;  // mu_  // OnReadDone only (one read at a time)
+  uint64_t writes_started_ = 0, writes_done_ = 0;  // mu_ (for DebugState)
+  std::atomic<uint64_t> reads_done_{0};  // OnReadDone only (one read at a time)
 };
 
 }  // namespace cowblk::internal

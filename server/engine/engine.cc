@@ -25,16 +25,18 @@ thread_local Engine* t_engine = nullptr;
 // work deferred to its end.
 thread_local bool t_in_batch = false;
 thread_local std::vector<std::function<void()>>* t_deferred = nullptr;
-// Submitting threads: SubmitBatch nesting depth and the engines to wake.
+thread_local std::vector<std::function<void()>> t_running;  // keeps its capacity
+// Submitting threads: SubmitBatch nesting depth and the engines to wake
+// (reused from message to message: no allocation per batch).
 thread_local int t_submit_depth = 0;
-thread_local std::vector<Engine*>* t_submit_engines = nullptr;
+thread_local std::vector<Engine*> t_submit_engines;
 
 void RunDeferred() {
   if (t_deferred == nullptr || t_deferred->empty()) return;
   t_in_batch = false;  // what they do happens now, not at a later batch end
-  std::vector<std::function<void()>> fns;
-  fns.swap(*t_deferred);
-  for (auto& fn : fns) fn();
+  t_running.swap(*t_deferred);
+  for (auto& fn : t_running) fn();
+  t_running.clear();
   t_in_batch = true;
 }
 }  // namespace
@@ -43,16 +45,12 @@ bool InCompletionBatch() { return t_in_batch; }
 
 void DeferToBatchEnd(std::function<void()> fn) { t_deferred->push_back(std::move(fn)); }
 
-SubmitBatch::SubmitBatch() {
-  if (t_submit_depth++ == 0) t_submit_engines = new std::vector<Engine*>;
-}
+SubmitBatch::SubmitBatch() { ++t_submit_depth; }
 
 SubmitBatch::~SubmitBatch() {
   if (--t_submit_depth != 0) return;
-  std::vector<Engine*>* engines = t_submit_engines;
-  t_submit_engines = nullptr;
-  for (Engine* e : *engines) e->WakeForBatch();
-  delete engines;
+  for (Engine* e : t_submit_engines) e->WakeForBatch();
+  t_submit_engines.clear();
 }
 
 void Engine::WakeForBatch() {
@@ -154,11 +152,11 @@ void Engine::Submit(Volume* volume, Request* req) {
     first = inbox_.empty();
     inbox_.emplace_back(volume, req);
   }
-  if (first && t_submit_engines != nullptr && t_engine != this) {
+  if (first && t_submit_depth > 0 && t_engine != this) {
     // Inside a SubmitBatch: one wake-up when it ends.
-    if (std::find(t_submit_engines->begin(), t_submit_engines->end(), this) ==
-        t_submit_engines->end()) {
-      t_submit_engines->push_back(this);
+    if (std::find(t_submit_engines.begin(), t_submit_engines.end(), this) ==
+        t_submit_engines.end()) {
+      t_submit_engines.push_back(this);
     }
     return;
   }

@@ -25,18 +25,23 @@ namespace fs = std::filesystem;
 
 constexpr size_t kMaxNameLen = 63;
 
+// The first bytes (at most 511) of a small file; empty if it cannot be read.
+std::string ReadSmallFile(const char* path) {
+  std::string s;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return s;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n > 0) s.assign(buf, static_cast<size_t>(n));
+  return s;
+}
+
 // The kernel's boot id: a reboot (or power loss) since a volume was last
 // open means the page cache it wrote into is gone.
 std::string BootId() {
   static const std::string id = [] {
-    std::string s;
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      char buf[64];
-      ssize_t n = read(fd, buf, sizeof buf);
-      if (n > 0) s.assign(buf, static_cast<size_t>(n));
-      close(fd);
-    }
+    std::string s = ReadSmallFile("/proc/sys/kernel/random/boot_id");
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s.empty() ? std::string("unknown") : s;
   }();
@@ -50,13 +55,7 @@ struct EpochState {
 };
 
 bool ReadEpochState(const std::string& path, EpochState* st) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[512];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return false;
-  std::string line(buf, static_cast<size_t>(n));
+  const std::string line = ReadSmallFile(path.c_str());
   for (absl::string_view field : absl::StrSplit(line, absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
     const size_t eq = field.find('=');
     if (eq == absl::string_view::npos) continue;
@@ -289,8 +288,16 @@ std::string Store::StatePath(const std::string& name) const {
   return absl::StrCat(volumes_dir_, "/", name, ".state");
 }
 
+absl::Status Store::SaveEpoch(const std::string& name, const std::string& epoch, bool open) {
+  EpochState st;
+  st.epoch = epoch;
+  st.open = open;
+  st.boot = BootId();
+  st.durability = engine::DurabilityName(options_.volume_options.durability);
+  return WriteEpochState(volumes_dir_, StatePath(name), st);
+}
+
 std::string Store::OpenEpoch(const std::string& name) {
-  const std::string durability = engine::DurabilityName(options_.volume_options.durability);
   EpochState st;
   std::string reason;
   if (!ReadEpochState(StatePath(name), &st)) {
@@ -310,10 +317,7 @@ std::string Store::OpenEpoch(const std::string& name) {
                       "clients that had such writes fail their next flush DATA_LOSS"}});
     }
   }
-  st.open = true;
-  st.boot = BootId();
-  st.durability = durability;
-  if (absl::Status s = WriteEpochState(volumes_dir_, StatePath(name), st); !s.ok()) {
+  if (absl::Status s = SaveEpoch(name, st.epoch, /*open=*/true); !s.ok()) {
     // Without the record a crash cannot be told from a clean stop: serve
     // with an epoch of this process alone, so that any restart counts as a
     // possible loss (a flush may fail needlessly, never succeed wrongly).
@@ -325,13 +329,7 @@ std::string Store::OpenEpoch(const std::string& name) {
 }
 
 void Store::CloseEpoch(const std::string& name, const std::string& epoch) {
-  EpochState st;
-  st.epoch = epoch;
-  st.open = false;
-  st.boot = BootId();
-  st.durability = engine::DurabilityName(options_.volume_options.durability);
-  absl::Status s = WriteEpochState(volumes_dir_, StatePath(name), st);
-  if (!s.ok()) {
+  if (absl::Status s = SaveEpoch(name, epoch, /*open=*/false); !s.ok()) {
     // The record still says open: the next start renews the epoch, and a
     // client's next flush may fail needlessly. Never wrongly succeed.
     Log(LogLevel::kWarning, "volume_epoch_unsaved",

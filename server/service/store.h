@@ -165,6 +165,8 @@ class Store {
   std::string OpenEpoch(const std::string& name);
   // Records a clean close: the epoch stays for the next start.
   void CloseEpoch(const std::string& name, const std::string& epoch);
+  // Writes the volume's epoch record (with this boot and durability).
+  absl::Status SaveEpoch(const std::string& name, const std::string& epoch, bool open);
   std::string ImageNameOf(const std::string& backing) const;
   VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
   absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);
