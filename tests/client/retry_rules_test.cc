@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cowblk/client.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_server.h"
 
@@ -121,6 +122,10 @@ TEST_F(RetryRulesTest, AStuckStreamIsReplacedAfterADeadline) {
   absl::Status s =
       volume_->Read(0, buf_.data(), 4096, {.deadline = std::chrono::milliseconds(300)});
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  // The message says where the request was stuck: written, never answered.
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::HasSubstr("sent on a stream that neither answered nor ended"));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("writes=1/1"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_TRUE(volume_->Read(0, buf_.data(), 4096).ok());
   EXPECT_EQ(fake_.streams(), 2);
