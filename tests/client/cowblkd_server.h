@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/spawn.h"
+
 namespace cowblk::testing {
 
 struct ServerConfig {
@@ -63,17 +65,13 @@ class CowblkdServer {
       serving_ = eof_ = false;
       port_ = 0;
     }
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDERR_FILENO);
-      // Parallel tests must not fight over a fixed metrics port (an
-      // environment variable: harmless to a cowblkd without metrics).
-      setenv("COWBLK_METRICS_LISTEN", "127.0.0.1:0", 1);
-      std::vector<char*> cargv;
-      for (std::string& a : argv) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      execv(cargv[0], cargv.data());
-      _exit(127);
+    // Parallel tests must not fight over a fixed metrics port (an
+    // environment variable: harmless to a cowblkd without metrics).
+    pid_ = testing::Spawn(argv, {{"COWBLK_METRICS_LISTEN", "127.0.0.1:0"}}, -1, fds[1]);
+    if (pid_ < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return false;
     }
     close(fds[1]);
     reader_ = std::thread([this, fd = fds[0]] { Drain(fd); });

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/spawn.h"
+
 namespace cowblk::testing {
 
 class CowblkdProcess {
@@ -50,14 +52,11 @@ class CowblkdProcess {
       serving_ = eof_ = false;
       port_ = 0;
     }
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDERR_FILENO);
-      std::vector<char*> cargv;
-      for (std::string& a : argv) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      execv(cargv[0], cargv.data());
-      _exit(127);
+    pid_ = testing::Spawn(argv, {}, -1, fds[1]);
+    if (pid_ < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return false;
     }
     close(fds[1]);
     reader_ = std::thread([this, fd = fds[0]] { Drain(fd); });

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/metrics_http.h"
+#include "tests/unit/spawn.h"
 #include "tests/integration/server_fixture.h"
 
 namespace cowblk::testing {
@@ -62,17 +63,10 @@ class PrometheusProcess {
   bool Start(const std::vector<std::string>& args, const std::string& log_path) {
     std::vector<std::string> argv = {PROMETHEUS_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = fork();
-    if (pid_ == 0) {
-      const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      std::vector<char*> cargv;
-      for (std::string& a : argv) cargv.push_back(a.data());
-      cargv.push_back(nullptr);
-      execv(cargv[0], cargv.data());
-      _exit(127);
-    }
+    const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    pid_ = testing::Spawn(argv, {}, fd, fd);
+    close(fd);
     return pid_ > 0;
   }
   bool Exited() {
