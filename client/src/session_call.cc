@@ -73,7 +73,8 @@ std::string SessionCall::DebugState() {
   std::lock_guard<std::mutex> lock(mu_);
   return absl::StrCat("writing=", writing_, " ended=", ended_, " queued=", out_.size(),
                       " writes=", writes_started_, "/", writes_done_, " reads=", reads_done_.load(std::memory_order_relaxed),
-                      " batch_max=", batch_max_, " hold_released=", hold_released_);
+                      " batch_max=", batch_max_, " hold_released=", hold_released_,
+                      " peer=", ctx_->peer());
 }
 
 void SessionCall::Uncork() {

@@ -60,13 +60,17 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
                              public CallTracker::DrainListener {
  public:
   SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
-      : service_(service), ctx_(ctx), max_in_flight_(service->options().max_in_flight) {
+      : service_(service),
+        ctx_(ctx),
+        max_in_flight_(service->options().max_in_flight),
+        peer_(ctx->peer()) {
     const auto& md = ctx->client_metadata();
     auto it = md.find("cowblk-batch");
     batch_answers_ = it != md.end() && it->second == "1";
     // Tells the client how many requests one message may carry (sent with
     // the first answer).
     ctx->AddInitialMetadata("cowblk-batch-max", std::to_string(max_in_flight_));
+    Log(LogLevel::kDebug, "session_started", {{"peer", peer_}});
     reading_ = true;
     StartRead(&in_raw_);
     service->calls()->Watch(this);
@@ -89,12 +93,20 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
         // The client is done, or the stream ended (drained) while this read
         // waited: a request read now goes unanswered, and the client sends
         // it again after the UNAVAILABLE status.
+        Log(LogLevel::kDebug, "session_reads_ended",
+            {{"volume", volume_ ? volume_->name() : ""},
+             {"peer", peer_},
+             {"ok", ok ? "1" : "0"},
+             {"in_flight", std::to_string(in_flight_)},
+             {"cancelled", cancelled_ ? "1" : "0"},
+             {"finished", finished_ ? "1" : "0"}});
         reading_ = false;
         reads_done_ = true;
         MaybeFinishLocked();
         return;
       }
       handling_ = true;
+      ++messages_read_;
     }
     in_.Clear();
     grpc::Status parsed =
@@ -145,6 +157,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       // say where they were, for whoever debugs a stuck request.
       Log(LogLevel::kInfo, "session_cancelled",
           {{"volume", volume_ ? volume_->name() : ""},
+           {"peer", peer_},
+           {"messages_read", std::to_string(messages_read_)},
+           {"messages_written", std::to_string(messages_written_)},
            {"in_flight", std::to_string(in_flight_)},
            {"queued_answers", std::to_string(queue_.size())},
            {"reading", reading_ ? "1" : "0"},
@@ -408,6 +423,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       ++answers_written_;
     }
     out_raw_ = grpc::ByteBuffer(slices.data(), slices.size());
+    ++messages_written_;
     StartWrite(&out_raw_);
   }
 
@@ -430,6 +446,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     if (reading_ && !drained_) return;
     if (!(reads_done_ || cancelled_ || broken_)) return;
     finished_ = true;
+    Log(LogLevel::kDebug, "session_finish",
+        {{"volume", volume_ ? volume_->name() : ""},
+         {"peer", peer_},
+         {"cancelled", cancelled_ ? "1" : "0"},
+         {"broken", broken_ ? "1" : "0"},
+         {"drained", drained_ ? "1" : "0"},
+         {"malformed", malformed_ ? "1" : "0"}});
     Finish(cancelled_   ? grpc::Status::CANCELLED
            : malformed_ ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                        "a Session message is not a cowblk.v1.SessionRequest")
@@ -440,6 +463,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   BlockServiceImpl* const service_;
   grpc::CallbackServerContext* const ctx_;
   const uint32_t max_in_flight_;
+  const std::string peer_;   // for the logs (gRPC forgets it once cancelled)
   grpc::ByteBuffer in_raw_;  // the read buffer; touched only between StartRead and OnReadDone
   SessionRequest in_;        // in_raw_ parsed, until the next StartRead
   grpc::ByteBuffer out_raw_;  // the message being written
@@ -461,6 +485,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool handling_ = false;  // OnReadDone is handling a message
   bool finished_ = false;
   bool flush_pending_ = false;  // a FlushAnswers() waits for the engine's batch end
+  uint64_t messages_read_ = 0, messages_written_ = 0;  // for session_cancelled
 };
 
 // ---- Read ----------------------------------------------------------------
