@@ -18,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tests/unit/spawn.h"
@@ -33,9 +34,11 @@ class CowblkdProcess {
     if (pid_ > 0) Stop(SIGKILL);
   }
 
-  // Starts `cowblkd --data-dir DIR --listen 127.0.0.1:0 ARGS...`. Returns
-  // false (see log()) if it exits before serving.
-  bool Start(const std::string& data_dir, const std::vector<std::string>& args = {}) {
+  // Starts `cowblkd --data-dir DIR --listen 127.0.0.1:0 ARGS...` with
+  // `env` set on top of this process's environment. Returns false (see
+  // log()) if it exits before serving.
+  bool Start(const std::string& data_dir, const std::vector<std::string>& args = {},
+             const std::vector<std::pair<std::string, std::string>>& env = {}) {
     // Defaults unless `args` sets them (cowblkd refuses a flag given twice).
     std::vector<std::string> argv = {COWBLKD_BIN, "--data-dir", data_dir};
     auto given = [&](const char* flag) {
@@ -52,7 +55,7 @@ class CowblkdProcess {
       serving_ = eof_ = false;
       port_ = 0;
     }
-    pid_ = testing::Spawn(argv, {}, -1, fds[1]);
+    pid_ = testing::Spawn(argv, env, -1, fds[1]);
     if (pid_ < 0) {
       close(fds[0]);
       close(fds[1]);
@@ -92,6 +95,7 @@ class CowblkdProcess {
     });
   }
 
+  bool running() const { return pid_ > 0; }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::shared_ptr<grpc::Channel> Channel() const {
