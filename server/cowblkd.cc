@@ -22,6 +22,7 @@
 #include "server/service/block_service.h"
 #include "server/service/call_tracker.h"
 #include "server/service/health_service.h"
+#include "server/service/nbd_server.h"
 #include "server/service/reflection_service.h"
 #include "server/service/store.h"
 #include "server/service/volume_service.h"
@@ -44,6 +45,7 @@ struct Flags {
   std::string token_file;
   std::string log_level = "info";
   std::string metrics_listen = "127.0.0.1:9780";
+  std::string nbd_listen;
   std::string debug_hold_bitmap_writes;
 };
 
@@ -132,6 +134,10 @@ int Main(int argc, char** argv) {
                  "Prometheus metrics address, GET /metrics (host:port; port 0 picks one); "
                  "empty: off")
       ->envname("COWBLK_METRICS_LISTEN")->capture_default_str();
+  app.add_option("--nbd-listen", f.nbd_listen,
+                 "Also serve the volumes over NBD at this address (host:port; port 0 picks "
+                 "one); no authentication, so not with --token-file or TLS; empty: off")
+      ->envname("COWBLK_NBD_LISTEN");
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -152,6 +158,12 @@ int Main(int argc, char** argv) {
   std::string cred_error;
   auto creds = Credentials(f, &cred_error);
   if (!cred_error.empty()) return Fatal("bad_flags", cred_error);
+  if (!f.nbd_listen.empty() && (!f.token_file.empty() || !f.tls_cert.empty())) {
+    // The export would let anyone who reaches it past the tokens and TLS.
+    return Fatal("bad_flags",
+                 "--nbd-listen: NBD has no authentication here; it cannot be combined with "
+                 "--token-file or TLS");
+  }
   std::unique_ptr<service::Authorizer> auth = std::make_unique<service::Authorizer>();
   if (!f.token_file.empty()) {
     auto loaded = service::Authorizer::FromFile(f.token_file);
@@ -216,6 +228,15 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);
+  std::unique_ptr<service::NbdServer> nbd;
+  if (!f.nbd_listen.empty()) {
+    service::NbdServerOptions nbd_options;
+    nbd_options.listen = f.nbd_listen;
+    nbd_options.max_in_flight = f.max_in_flight;
+    auto started = service::NbdServer::Start(nbd_options, store->get());
+    if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
+    nbd = *std::move(started);
+  }
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
   health.SetServing(true);
   Log(LogLevel::kInfo, "serving",
@@ -227,7 +248,8 @@ int Main(int argc, char** argv) {
        {"durability", f.durability},
        {"commit_interval_ms", std::to_string(f.commit_interval_ms)},
        {"cache", f.cache},
-       {"metrics", metrics_server ? metrics_server->address() : "off"}});
+       {"metrics", metrics_server ? metrics_server->address() : "off"},
+       {"nbd", nbd ? nbd->address() : "off"}});
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -238,8 +260,12 @@ int Main(int argc, char** argv) {
   calls.StartDraining();
   Log(LogLevel::kInfo, "draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   health.Shutdown();
-  const bool idle = calls.WaitIdle(std::chrono::steady_clock::now() +
-                                   std::chrono::seconds(f.drain_seconds));
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(f.drain_seconds);
+  // NBD connections read no more requests and end once their replies are
+  // sent (a client that takes none is cut at the deadline).
+  if (nbd) nbd->Shutdown(drain_deadline);
+  const bool idle = calls.WaitIdle(drain_deadline);
   if (!idle) Log(LogLevel::kWarning, "drain_timeout", {{"action", "cancelling calls"}});
   server->Shutdown(std::chrono::system_clock::now());
   server->Wait();

@@ -1,0 +1,787 @@
+#include "server/service/nbd_server.h"
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "server/engine/engine.h"
+#include "server/engine/io.h"
+#include "server/engine/request.h"
+
+namespace cowblk::service {
+namespace {
+
+// The protocol's numbers (NetworkBlockDevice/nbd, doc/proto.md).
+constexpr uint64_t kNbdMagic = 0x4e42444d41474943;  // "NBDMAGIC"
+constexpr uint64_t kOptMagic = 0x49484156454f5054;  // "IHAVEOPT"
+constexpr uint64_t kRepMagic = 0x0003e889045565a9;
+constexpr uint32_t kRequestMagic = 0x25609513;
+constexpr uint32_t kSimpleReplyMagic = 0x67446698;
+
+constexpr uint16_t kFlagFixedNewstyle = 1 << 0;
+constexpr uint16_t kFlagNoZeroes = 1 << 1;
+
+constexpr uint32_t kOptExportName = 1, kOptAbort = 2, kOptList = 3, kOptInfo = 6, kOptGo = 7;
+constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3;
+constexpr uint32_t kRepErrUnsup = (1u << 31) + 1;
+constexpr uint32_t kRepErrInvalid = (1u << 31) + 3;
+constexpr uint32_t kRepErrUnknown = (1u << 31) + 6;
+constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
+
+constexpr uint16_t kTxHasFlags = 1 << 0, kTxSendFlush = 1 << 2, kTxSendFua = 1 << 3,
+                   kTxSendTrim = 1 << 5, kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8;
+// Every connection sees every completed write (one engine per volume), and
+// a flush covers all of them: multi-conn is safe.
+constexpr uint16_t kTransmissionFlags = kTxHasFlags | kTxSendFlush | kTxSendFua | kTxSendTrim |
+                                        kTxSendWriteZeroes | kTxCanMultiConn;
+
+constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
+                   kCmdWriteZeroes = 6;
+constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1;
+
+constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;
+constexpr uint32_t kMaxBlock = static_cast<uint32_t>(engine::kMaxIoBytes);
+constexpr uint32_t kMaxOptionBytes = 64 << 10;  // a longer option ends the handshake
+constexpr int kHandshakeSeconds = 30;           // a client silent longer is dropped
+constexpr size_t kMaxRepliesPerSend = 256;
+constexpr size_t kRecvBufferBytes = 256 << 10;
+
+void Put16(std::string* out, uint16_t v) {
+  v = htobe16(v);
+  out->append(reinterpret_cast<const char*>(&v), 2);
+}
+void Put32(std::string* out, uint32_t v) {
+  v = htobe32(v);
+  out->append(reinterpret_cast<const char*>(&v), 4);
+}
+void Put64(std::string* out, uint64_t v) {
+  v = htobe64(v);
+  out->append(reinterpret_cast<const char*>(&v), 8);
+}
+uint16_t Get16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return be16toh(v);
+}
+uint32_t Get32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return be32toh(v);
+}
+uint64_t Get64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return be64toh(v);
+}
+
+bool SendAll(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// Sends every byte of `iov` (modified as it goes).
+bool SendAllV(int fd, std::vector<iovec>* iov) {
+  size_t at = 0;
+  while (at < iov->size()) {
+    msghdr msg{};
+    msg.msg_iov = iov->data() + at;
+    msg.msg_iovlen = std::min<size_t>(iov->size() - at, IOV_MAX);
+    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    while (w > 0 && at < iov->size()) {
+      iovec& v = (*iov)[at];
+      const size_t here = std::min(static_cast<size_t>(w), v.iov_len);
+      v.iov_base = static_cast<char*>(v.iov_base) + here;
+      v.iov_len -= here;
+      w -= static_cast<ssize_t>(here);
+      if (v.iov_len == 0) ++at;
+    }
+  }
+  return true;
+}
+
+// The errno an NBD client gets for a failed request.
+uint32_t ToErrno(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return EINVAL;
+    case absl::StatusCode::kResourceExhausted:
+      return ENOSPC;
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kFailedPrecondition:
+      return EPERM;
+    case absl::StatusCode::kUnavailable:
+      return ESHUTDOWN;
+    default:
+      return EIO;
+  }
+}
+
+// Sets why a connection ends; returns false (for `return Fail(...)`).
+bool Fail(std::string* why, std::string reason) {
+  *why = std::move(reason);
+  return false;
+}
+
+const char* CommandName(uint16_t type) {
+  switch (type) {
+    case kCmdRead: return "read";
+    case kCmdWrite: return "write";
+    case kCmdFlush: return "flush";
+    case kCmdTrim: return "trim";
+    case kCmdWriteZeroes: return "write_zeroes";
+    default: return "unknown";
+  }
+}
+
+std::string PeerName(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (addr.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+// One request from receipt to its reply on the wire.
+struct NbdReply {
+  ~NbdReply() { std::free(buf); }
+  uint8_t header[16];   // the simple reply, filled in by the writer
+  uint64_t cookie = 0;
+  uint32_t error = 0;   // 0 or an errno
+  char* buf = nullptr;  // a write's payload, or a read's data (page-aligned)
+  size_t read_len = 0;  // bytes of data that follow the header (reads)
+  engine::Request request;
+};
+
+class NbdConnection {
+ public:
+  NbdConnection(int fd, Store* store, uint32_t max_in_flight, std::string peer)
+      : fd_(fd), store_(store), max_in_flight_(max_in_flight), peer_(std::move(peer)) {}
+  ~NbdConnection() { close(fd_); }
+  NbdConnection(const NbdConnection&) = delete;
+  NbdConnection& operator=(const NbdConnection&) = delete;
+
+  void Start() {
+    reader_ = std::thread([this] { ReaderMain(); });
+    writer_ = std::thread([this] { WriterMain(); });
+  }
+  // No more requests: the reader sees the end of the stream.
+  void StopReading() { shutdown(fd_, SHUT_RD); }
+  // Ends the connection at once (replies not yet sent are dropped).
+  void Cut() { shutdown(fd_, SHUT_RDWR); }
+  bool WaitFinished(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_until(lock, deadline, [this] { return threads_done_ == 2; });
+  }
+  void WaitFinished() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return threads_done_ == 2; });
+  }
+  bool finished() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return threads_done_ == 2;
+  }
+  void Join() {
+    reader_.join();
+    writer_.join();
+  }
+
+ private:
+  void ReaderMain() {
+    std::string why;
+    if (Handshake(&why)) Transmission(&why);
+    Log(LogLevel::kInfo, "nbd_closed",
+        {{"peer", peer_},
+         {"volume", volume_ ? volume_->name() : ""},
+         {"requests", std::to_string(requests_)},
+         {"reason", why}});
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_done_ = true;
+    ++threads_done_;
+    cv_.notify_all();
+  }
+
+  // ---- receiving ----
+
+  // Blocking reads through a buffer, so that the requests a client sends
+  // together are parsed (and submitted to the engine) together.
+  bool Fill() {
+    if (rpos_ == rend_) rpos_ = rend_ = 0;
+    if (rend_ == rbuf_.size()) {  // compact
+      std::memmove(rbuf_.data(), rbuf_.data() + rpos_, rend_ - rpos_);
+      rend_ -= rpos_;
+      rpos_ = 0;
+    }
+    while (true) {
+      const ssize_t n = recv(fd_, rbuf_.data() + rend_, rbuf_.size() - rend_, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      rend_ += static_cast<size_t>(n);
+      return true;
+    }
+  }
+  size_t Buffered() const { return rend_ - rpos_; }
+  // Copies `n` bytes into `dest`: what is buffered, then straight from the
+  // socket. False at the end of the stream.
+  bool Take(void* dest, size_t n) {
+    char* d = static_cast<char*>(dest);
+    const size_t from_buffer = std::min(n, Buffered());
+    std::memcpy(d, rbuf_.data() + rpos_, from_buffer);
+    rpos_ += from_buffer;
+    d += from_buffer;
+    n -= from_buffer;
+    while (n > 0) {
+      const ssize_t r = recv(fd_, d, n, MSG_WAITALL);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      d += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  }
+  bool TakeString(std::string* out, size_t n) {
+    out->resize(n);
+    return Take(out->data(), n);
+  }
+
+  // ---- handshake (fixed newstyle) ----
+
+  bool SendOptionReply(uint32_t option, uint32_t type, const std::string& data) {
+    std::string m;
+    Put64(&m, kRepMagic);
+    Put32(&m, option);
+    Put32(&m, type);
+    Put32(&m, static_cast<uint32_t>(data.size()));
+    m += data;
+    return SendAll(fd_, m.data(), m.size());
+  }
+
+  // Opens export `name` for NBD_OPT_GO/INFO/EXPORT_NAME; on failure sets
+  // `error` (for the client) and returns null.
+  std::shared_ptr<VolumeHandle> OpenExport(const std::string& name, std::string* error) {
+    auto handle = store_->FindVolume(name);
+    if (!handle.ok()) {
+      *error = std::string(handle.status().message());
+      return nullptr;
+    }
+    return *handle;
+  }
+
+  bool Handshake(std::string* why) {
+    timeval tv{kHandshakeSeconds, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string hello;
+    Put64(&hello, kNbdMagic);
+    Put64(&hello, kOptMagic);
+    Put16(&hello, kFlagFixedNewstyle | kFlagNoZeroes);
+    if (!SendAll(fd_, hello.data(), hello.size())) return Fail(why, "handshake: send failed");
+    uint8_t b[16];
+    if (!Take(b, 4)) return Fail(why, "handshake: no client flags");
+    const uint32_t client_flags = Get32(b);
+    if ((client_flags & ~uint32_t{kFlagFixedNewstyle | kFlagNoZeroes}) != 0) {
+      return Fail(why, absl::StrCat("handshake: unknown client flags ", client_flags));
+    }
+    const bool no_zeroes = (client_flags & kFlagNoZeroes) != 0;
+    while (true) {
+      if (!Take(b, 16)) return Fail(why, "handshake: ended during option haggling");
+      if (Get64(b) != kOptMagic) return Fail(why, "handshake: bad option magic");
+      const uint32_t option = Get32(b + 8);
+      const uint32_t length = Get32(b + 12);
+      if (length > kMaxOptionBytes) {
+        return Fail(why, absl::StrCat("handshake: option ", option, " of ", length, " bytes"));
+      }
+      std::string data;
+      if (!TakeString(&data, length)) return Fail(why, "handshake: ended in an option");
+      switch (option) {
+        case kOptExportName: {
+          std::string error;
+          volume_ = OpenExport(data, &error);
+          // This option has no error reply: the connection just ends.
+          if (!volume_) return Fail(why, absl::StrCat("export_name: ", error));
+          std::string m;
+          Put64(&m, volume_->size());
+          Put16(&m, kTransmissionFlags);
+          if (!no_zeroes) m.append(124, '\0');
+          if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
+          return Exported();
+        }
+        case kOptAbort:
+          SendOptionReply(option, kRepAck, "");
+          return Fail(why, "the client aborted the handshake");
+        case kOptList: {
+          if (length != 0) {
+            if (!SendOptionReply(option, kRepErrInvalid, "NBD_OPT_LIST takes no data")) return false;
+            break;
+          }
+          bool ok = true;
+          for (const VolumeInfo& v : store_->ListVolumes("", 1 << 20)) {
+            if (!v.ready) continue;
+            std::string m;
+            Put32(&m, static_cast<uint32_t>(v.name.size()));
+            m += v.name;
+            ok = ok && SendOptionReply(option, kRepServer, m);
+          }
+          if (!ok || !SendOptionReply(option, kRepAck, "")) return Fail(why, "send failed");
+          break;
+        }
+        case kOptInfo:
+        case kOptGo: {
+          // u32 name length, name, u16 count, count x u16 information types.
+          const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+          const uint32_t name_len = data.size() >= 4 ? Get32(p) : 0;
+          if (data.size() < 6 || name_len > data.size() - 6 ||
+              data.size() != 6 + name_len + 2 * size_t{Get16(p + 4 + name_len)}) {
+            if (!SendOptionReply(option, kRepErrInvalid, "malformed NBD_OPT_GO/NBD_OPT_INFO")) {
+              return Fail(why, "send failed");
+            }
+            break;
+          }
+          std::string error;
+          auto volume = OpenExport(data.substr(4, name_len), &error);
+          if (!volume) {
+            if (!SendOptionReply(option, kRepErrUnknown, error)) return Fail(why, "send failed");
+            break;
+          }
+          std::string info;
+          Put16(&info, kInfoExport);
+          Put64(&info, volume->size());
+          Put16(&info, kTransmissionFlags);
+          std::string sizes;
+          Put16(&sizes, kInfoBlockSize);
+          Put32(&sizes, kMinBlock);
+          Put32(&sizes, kPreferredBlock);
+          Put32(&sizes, kMaxBlock);
+          if (!SendOptionReply(option, kRepInfo, info) ||
+              !SendOptionReply(option, kRepInfo, sizes) || !SendOptionReply(option, kRepAck, "")) {
+            return Fail(why, "send failed");
+          }
+          if (option == kOptGo) {
+            volume_ = std::move(volume);
+            return Exported();
+          }
+          break;
+        }
+        default:
+          if (!SendOptionReply(option, kRepErrUnsup,
+                               absl::StrCat("option ", option, " is not supported"))) {
+            return Fail(why, "send failed");
+          }
+      }
+    }
+  }
+
+  bool Exported() {
+    timeval tv{0, 0};  // an idle connection is normal from here on
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    Log(LogLevel::kInfo, "nbd_export", {{"peer", peer_}, {"volume", volume_->name()}});
+    return true;
+  }
+
+  // ---- transmission ----
+
+  void Transmission(std::string* why) {
+    std::optional<engine::SubmitBatch> batch;  // one engine wake per burst of requests
+    while (true) {
+      if (Buffered() < 28) {
+        batch.reset();  // do not hold submitted requests while waiting
+        if (!Fill()) {
+          *why = "the client closed the connection";
+          return;
+        }
+        continue;
+      }
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (in_flight_ >= max_in_flight_ || broken_) {
+          batch.reset();
+          cv_.wait(lock, [this] { return in_flight_ < max_in_flight_ || broken_; });
+        }
+        if (broken_) {
+          *why = "a reply could not be sent";
+          return;
+        }
+      }
+      uint8_t h[28];
+      Take(h, sizeof h);  // buffered: cannot fail
+      const uint32_t magic = Get32(h);
+      const uint16_t flags = Get16(h + 4);
+      const uint16_t type = Get16(h + 6);
+      const uint64_t cookie = Get64(h + 8);
+      const uint64_t offset = Get64(h + 16);
+      const uint32_t length = Get32(h + 24);
+      if (magic != kRequestMagic) {
+        *why = "malformed request (bad magic)";
+        Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", *why}});
+        return;
+      }
+      if (type == kCmdDisc) {
+        *why = "the client disconnected";
+        return;
+      }
+      ++requests_;
+      auto* r = new NbdReply;
+      r->cookie = cookie;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++in_flight_;
+      }
+      if (type == kCmdWrite) {
+        if (length > kMaxBlock) {
+          // Its payload cannot be taken in: answer, then end the connection
+          // (the stream is out of step from here).
+          r->error = EINVAL;
+          Answer(r);
+          *why = absl::StrCat("a write of ", length, " bytes (the limit is ", kMaxBlock, ")");
+          Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", *why}});
+          return;
+        }
+        if (length > 0) {
+          r->buf = static_cast<char*>(std::aligned_alloc(4096, (length + 4095) & ~size_t{4095}));
+        }
+        if (length > 0 && r->buf == nullptr) {
+          r->error = ENOMEM;
+          Answer(r);
+          *why = "out of memory for a write's payload";
+          return;
+        }
+        if (length > Buffered()) batch.reset();
+        if (!Take(r->buf, length)) {
+          r->error = EIO;  // not written (the reply will hardly reach anyone)
+          Answer(r);
+          *why = "the client closed the connection in a write";
+          return;
+        }
+      }
+      if (const uint32_t err = Check(type, flags, offset, length); err != 0) {
+        r->error = err;
+        Log(LogLevel::kWarning, "request_failed",
+            {{"volume", volume_->name()},
+             {"transport", "nbd"},
+             {"op", CommandName(type)},
+             {"offset", std::to_string(offset)},
+             {"length", std::to_string(length)},
+             {"error", std::strerror(static_cast<int>(err))}});
+        Answer(r);
+        continue;
+      }
+      if (!batch) batch.emplace();
+      Submit(r, type, flags, offset, length);
+    }
+  }
+
+  // The errno for a request that must not reach the engine, or 0.
+  uint32_t Check(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length) const {
+    if (type != kCmdRead && type != kCmdWrite && type != kCmdFlush && type != kCmdTrim &&
+        type != kCmdWriteZeroes) {
+      return EINVAL;
+    }
+    const uint16_t allowed = type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole) : kCmdFlagFua;
+    if ((flags & ~allowed) != 0) return EINVAL;
+    if (type == kCmdFlush) return 0;
+    if (length == 0 || offset % kMinBlock != 0 || length % kMinBlock != 0) return EINVAL;
+    if (type == kCmdRead && length > kMaxBlock) return EINVAL;
+    const uint64_t size = volume_->size();
+    if (length > size || offset > size - length) return type == kCmdRead ? EINVAL : ENOSPC;
+    return 0;
+  }
+
+  void Submit(NbdReply* r, uint16_t type, uint16_t flags, uint64_t offset, uint32_t length) {
+    engine::Request& q = r->request;
+    q.offset = offset;
+    q.length = length;
+    q.fua = (flags & kCmdFlagFua) != 0 && type != kCmdRead && type != kCmdFlush;
+    switch (type) {
+      case kCmdRead:
+        q.op = engine::OpType::kRead;
+        // Page-aligned and not zeroed: the engine fills every byte.
+        r->buf = static_cast<char*>(std::aligned_alloc(4096, (length + 4095) & ~size_t{4095}));
+        if (r->buf == nullptr) {
+          r->error = ENOMEM;
+          Answer(r);
+          return;
+        }
+        r->read_len = length;
+        break;
+      case kCmdWrite:
+        q.op = engine::OpType::kWrite;
+        break;
+      case kCmdFlush:
+        q.op = engine::OpType::kFlush;
+        q.offset = q.length = 0;
+        break;
+      case kCmdTrim:
+        q.op = engine::OpType::kTrim;
+        break;
+      case kCmdWriteZeroes:
+        q.op = engine::OpType::kWriteZeroes;
+        break;
+    }
+    q.data = r->buf;
+    q.done = [this, r, type](absl::Status s) {
+      if (!s.ok()) {
+        r->error = ToErrno(s);
+        r->read_len = 0;
+        Log(LogLevel::kWarning, "request_failed",
+            {{"volume", volume_->name()},
+             {"transport", "nbd"},
+             {"op", CommandName(type)},
+             {"offset", std::to_string(r->request.offset)},
+             {"length", std::to_string(r->request.length)},
+             {"code", absl::StatusCodeToString(s.code())},
+             {"error", std::string(s.message())}});
+      }
+      Answer(r);
+    };
+    if (!volume_->Submit(&q)) {
+      r->error = ESHUTDOWN;
+      r->read_len = 0;
+      Answer(r);
+    }
+  }
+
+  // Queues `r` for the writer; any thread.
+  void Answer(NbdReply* r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    replies_.push_back(r);
+    cv_.notify_all();
+  }
+
+  // ---- replying ----
+
+  void WriterMain() {
+    std::vector<NbdReply*> batch;
+    std::vector<iovec> iov;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return !replies_.empty() || (reader_done_ && in_flight_ == 0); });
+        if (replies_.empty()) break;
+        while (!replies_.empty() && batch.size() < kMaxRepliesPerSend) {
+          batch.push_back(replies_.front());
+          replies_.pop_front();
+        }
+      }
+      if (!send_failed_) {
+        iov.clear();
+        for (NbdReply* r : batch) {
+          const uint32_t magic = htobe32(kSimpleReplyMagic);
+          const uint32_t error = htobe32(r->error);
+          const uint64_t cookie = htobe64(r->cookie);
+          std::memcpy(r->header, &magic, 4);
+          std::memcpy(r->header + 4, &error, 4);
+          std::memcpy(r->header + 8, &cookie, 8);
+          iov.push_back({r->header, sizeof r->header});
+          if (r->error == 0 && r->read_len > 0) iov.push_back({r->buf, r->read_len});
+        }
+        if (!SendAllV(fd_, &iov)) {
+          send_failed_ = true;
+          Cut();  // wakes a reader blocked in recv
+        }
+      }
+      const size_t n = batch.size();
+      for (NbdReply* r : batch) delete r;
+      batch.clear();
+      std::lock_guard<std::mutex> lock(mu_);
+      in_flight_ -= static_cast<uint32_t>(n);
+      if (send_failed_) broken_ = true;
+      cv_.notify_all();
+    }
+    // Everything answered and nothing more to read: let the client see the
+    // end now (the socket itself closes when the server reaps this).
+    shutdown(fd_, SHUT_RDWR);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++threads_done_;
+    cv_.notify_all();
+  }
+
+  const int fd_;
+  Store* const store_;
+  const uint32_t max_in_flight_;
+  const std::string peer_;
+  std::thread reader_, writer_;
+
+  // Reader thread only.
+  std::shared_ptr<VolumeHandle> volume_;  // set once exported
+  std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
+  size_t rpos_ = 0, rend_ = 0;
+  uint64_t requests_ = 0;
+  // Writer thread only.
+  bool send_failed_ = false;
+
+  std::mutex mu_;  // guards below
+  std::condition_variable cv_;
+  std::deque<NbdReply*> replies_;  // answered, not yet sent
+  uint32_t in_flight_ = 0;         // received, reply not yet sent
+  bool reader_done_ = false;
+  bool broken_ = false;  // a reply could not be sent: read no more
+  int threads_done_ = 0;
+};
+
+absl::StatusOr<std::unique_ptr<NbdServer>> NbdServer::Start(const NbdServerOptions& options,
+                                                            Store* store) {
+  const size_t colon = options.listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nbd-listen: ", options.listen, " is not HOST:PORT"));
+  }
+  std::string host = options.listen.substr(0, colon);
+  const std::string port = options.listen.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nbd-listen: ", options.listen, ": ", gai_strerror(rc)));
+  }
+  int fd = -1;
+  std::string error;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+      error = std::strerror(errno);
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(found);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("nbd-listen: cannot listen on ", options.listen,
+                                               error.empty() ? "" : ": ", error));
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  const int wake = eventfd(0, EFD_CLOEXEC);
+  if (wake < 0) {
+    close(fd);
+    return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+  }
+  std::unique_ptr<NbdServer> server(new NbdServer(options, store, fd, wake, PeerName(bound)));
+  server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  return server;
+}
+
+NbdServer::NbdServer(const NbdServerOptions& options, Store* store, int listen_fd, int wake_fd,
+                     std::string address)
+    : options_(options),
+      store_(store),
+      listen_fd_(listen_fd),
+      wake_fd_(wake_fd),
+      address_(std::move(address)) {}
+
+NbdServer::~NbdServer() {
+  Shutdown(std::chrono::steady_clock::now());
+  close(listen_fd_);
+  close(wake_fd_);
+}
+
+void NbdServer::AcceptLoop() {
+  while (true) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      Log(LogLevel::kError, "nbd_accept_failed", {{"error", std::strerror(errno)}});
+      return;
+    }
+    if (fds[1].revents != 0) return;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (fd < 0) continue;  // the client went away, or out of descriptors for now
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    const std::string name = PeerName(peer);
+    Log(LogLevel::kInfo, "nbd_connected", {{"peer", name}});
+    auto conn = std::make_shared<NbdConnection>(fd, store_, options_.max_in_flight, name);
+    std::lock_guard<std::mutex> lock(mu_);
+    ReapLocked();
+    conn->Start();
+    connections_.push_back(std::move(conn));
+  }
+}
+
+void NbdServer::ReapLocked() {
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    if ((*it)->finished()) {
+      (*it)->Join();
+      it = connections_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void NbdServer::Shutdown(std::chrono::steady_clock::time_point deadline) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  const uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof one) != sizeof one) {
+    // An eventfd write fails only on overflow: the loop is already woken.
+  }
+  acceptor_.join();
+  std::list<std::shared_ptr<NbdConnection>> connections;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    connections.swap(connections_);
+  }
+  for (auto& c : connections) c->StopReading();
+  for (auto& c : connections) {
+    if (!c->WaitFinished(deadline)) {
+      c->Cut();  // a client that does not take its replies
+      c->WaitFinished();
+    }
+    c->Join();
+  }
+}
+
+}  // namespace cowblk::service

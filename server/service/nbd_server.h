@@ -1,0 +1,79 @@
+// cowblkd's NBD export (`--nbd-listen`): the volumes of the store, served
+// with the Network Block Device protocol (fixed newstyle handshake, simple
+// replies) through the same engine as the gRPC Session, so every engine
+// invariant holds for both. qemu, the kernel's nbd-client, nbdcopy and any
+// libnbd program can then use a volume directly, and large sequential I/O
+// costs what it costs with other NBD servers (docs/design.md, "The NBD
+// export").
+//
+// NBD has no authentication here: cowblkd refuses `--nbd-listen` together
+// with tokens or TLS (the export would bypass them).
+//
+// Threads: one accepts; each connection has a reader (handshake, then
+// requests, submitted to the engine) and a writer (replies, in completion
+// order, several per sendmsg when they complete together).
+
+#ifndef COWBLK_SERVER_SERVICE_NBD_SERVER_H_
+#define COWBLK_SERVER_SERVICE_NBD_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "server/service/store.h"
+
+namespace cowblk::service {
+
+struct NbdServerOptions {
+  std::string listen;  // HOST:PORT (port 0: any)
+  // Requests of one connection submitted but not yet answered before the
+  // server stops reading that connection.
+  uint32_t max_in_flight = 256;
+};
+
+class NbdConnection;
+
+class NbdServer {
+ public:
+  // Listens and starts accepting. `store` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<NbdServer>> Start(const NbdServerOptions& options,
+                                                          Store* store);
+  // Shutdown(now) if not done yet.
+  ~NbdServer();
+  NbdServer(const NbdServer&) = delete;
+  NbdServer& operator=(const NbdServer&) = delete;
+
+  // The address it listens on, with the port it got.
+  const std::string& address() const { return address_; }
+  // Stops accepting; every connection reads no more requests, answers the
+  // ones in flight and closes. Connections still busy at `deadline` (a
+  // client that does not read its replies) are cut. Returns once every
+  // connection thread has ended. Call before the store closes its volumes.
+  void Shutdown(std::chrono::steady_clock::time_point deadline);
+
+ private:
+  NbdServer(const NbdServerOptions& options, Store* store, int listen_fd, int wake_fd,
+            std::string address);
+  void AcceptLoop();
+  // Joins and drops connections that have ended. REQUIRES: mu_ held.
+  void ReapLocked();
+
+  const NbdServerOptions options_;
+  Store* const store_;
+  const int listen_fd_;
+  const int wake_fd_;  // eventfd: stops AcceptLoop
+  const std::string address_;
+  std::thread acceptor_;
+  std::mutex mu_;  // guards below
+  std::list<std::shared_ptr<NbdConnection>> connections_;
+  bool shut_down_ = false;
+};
+
+}  // namespace cowblk::service
+
+#endif  // COWBLK_SERVER_SERVICE_NBD_SERVER_H_

@@ -1,0 +1,352 @@
+// cowblkd's NBD export (`--nbd-listen`) against a real cowblkd: libnbd (a
+// third-party client) for the protocol as clients speak it, qemu-img for
+// interoperability, and a raw socket for what well-behaved clients never
+// send. Data written over NBD must read back over gRPC and the other way.
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <libnbd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/integration/server_fixture.h"
+#include "tests/unit/test_util.h"
+
+namespace cowblk::testing {
+namespace {
+
+constexpr uint64_t kSize = 8 << 20;
+
+class NbdTest : public ServerFixture {
+ protected:
+  void SetUp() override {
+    StartServer({"--nbd-listen", "127.0.0.1:0"});
+    nbd_address_ = LogField("nbd");
+    ASSERT_NE(nbd_address_, "");
+    ASSERT_NE(nbd_address_, "off");
+    ASSERT_TRUE(Create("disk0", kSize).ok());
+  }
+  void TearDown() override {
+    for (nbd_handle* h : handles_) nbd_close(h);
+  }
+
+  // A field of the `event=serving` log line.
+  std::string LogField(const std::string& name) const {
+    const std::string log = server_.log();
+    const size_t line = log.find("event=serving ");
+    if (line == std::string::npos) return "";
+    const size_t at = log.find(" " + name + "=", line);
+    if (at == std::string::npos) return "";
+    const size_t start = at + name.size() + 2;
+    return log.substr(start, log.find_first_of(" \n", start) - start);
+  }
+  std::string Uri(const std::string& volume) const {
+    return "nbd://" + nbd_address_ + "/" + volume;
+  }
+  // A libnbd handle connected to `volume` (null, with the error in `error`,
+  // if the connection failed). Closed by TearDown.
+  nbd_handle* Connect(const std::string& volume, std::string* error = nullptr) {
+    nbd_handle* h = nbd_create();
+    handles_.push_back(h);
+    if (nbd_connect_uri(h, Uri(volume).c_str()) != 0) {
+      if (error != nullptr) *error = nbd_get_error();
+      return nullptr;
+    }
+    return h;
+  }
+
+  // A raw TCP connection to the export, handshake done with
+  // NBD_OPT_EXPORT_NAME for `volume`. Returns the socket, -1 on failure.
+  int RawConnect(const std::string& volume) {
+    const int fd = RawSocket();
+    if (fd < 0) return -1;
+    char greeting[18];
+    if (!RecvAll(fd, greeting, sizeof greeting)) return close(fd), -1;
+    uint32_t flags = htobe32(3);  // fixed newstyle, no zeroes
+    std::string m(reinterpret_cast<char*>(&flags), 4);
+    AppendOption(&m, 1, volume);
+    if (!SendAll(fd, m)) return close(fd), -1;
+    char export_info[10];  // size, transmission flags
+    if (!RecvAll(fd, export_info, sizeof export_info)) return close(fd), -1;
+    return fd;
+  }
+  int RawSocket() {
+    const size_t colon = nbd_address_.rfind(':');
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(std::stoi(nbd_address_.substr(colon + 1))));
+    inet_pton(AF_INET, nbd_address_.substr(0, colon).c_str(), &addr.sin_addr);
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  static void AppendOption(std::string* m, uint32_t option, const std::string& data) {
+    uint64_t magic = htobe64(0x49484156454f5054);
+    uint32_t opt = htobe32(option), len = htobe32(static_cast<uint32_t>(data.size()));
+    m->append(reinterpret_cast<char*>(&magic), 8);
+    m->append(reinterpret_cast<char*>(&opt), 4);
+    m->append(reinterpret_cast<char*>(&len), 4);
+    *m += data;
+  }
+  static std::string Request(uint16_t type, uint16_t flags, uint64_t cookie, uint64_t offset,
+                             uint32_t length, uint32_t magic = 0x25609513) {
+    std::string m(28, '\0');
+    magic = htobe32(magic);
+    flags = htobe16(flags);
+    type = htobe16(type);
+    cookie = htobe64(cookie);
+    offset = htobe64(offset);
+    length = htobe32(length);
+    std::memcpy(&m[0], &magic, 4);
+    std::memcpy(&m[4], &flags, 2);
+    std::memcpy(&m[6], &type, 2);
+    std::memcpy(&m[8], &cookie, 8);
+    std::memcpy(&m[16], &offset, 8);
+    std::memcpy(&m[24], &length, 4);
+    return m;
+  }
+  // Reads one simple reply; returns its error (-1: no reply, the server
+  // closed the connection) and checks the cookie.
+  static int ReplyError(int fd, uint64_t cookie) {
+    unsigned char r[16];
+    if (!RecvAll(fd, r, sizeof r)) return -1;
+    uint32_t magic, error;
+    uint64_t got;
+    std::memcpy(&magic, r, 4);
+    std::memcpy(&error, r + 4, 4);
+    std::memcpy(&got, r + 8, 8);
+    EXPECT_EQ(be32toh(magic), 0x67446698u);
+    EXPECT_EQ(be64toh(got), cookie);
+    return static_cast<int>(be32toh(error));
+  }
+  static bool SendAll(int fd, const std::string& m) {
+    return send(fd, m.data(), m.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(m.size());
+  }
+  static bool RecvAll(int fd, void* buf, size_t n) {
+    return recv(fd, buf, n, MSG_WAITALL) == static_cast<ssize_t>(n);
+  }
+  // True once the server closed `fd` (recv sees the end, not data).
+  static bool ClosedByServer(int fd) {
+    char c;
+    return recv(fd, &c, 1, 0) <= 0;
+  }
+
+  std::string nbd_address_;
+  std::vector<nbd_handle*> handles_;
+};
+
+TEST_F(NbdTest, ExportsEveryVolumeWithItsSizeAndWhatItCanDo) {
+  ASSERT_TRUE(Create("disk1", 1 << 20).ok());
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  EXPECT_EQ(nbd_get_size(h), static_cast<int64_t>(kSize));
+  EXPECT_EQ(nbd_is_read_only(h), 0);
+  EXPECT_EQ(nbd_can_flush(h), 1);
+  EXPECT_EQ(nbd_can_fua(h), 1);
+  EXPECT_EQ(nbd_can_trim(h), 1);
+  EXPECT_EQ(nbd_can_zero(h), 1);
+  EXPECT_EQ(nbd_can_multi_conn(h), 1);
+  EXPECT_EQ(nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM), 512);
+  EXPECT_EQ(nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM), 32 << 20);
+
+  // NBD_OPT_LIST names every volume.
+  nbd_handle* l = nbd_create();
+  handles_.push_back(l);
+  ASSERT_EQ(nbd_set_opt_mode(l, true), 0);
+  ASSERT_EQ(nbd_connect_uri(l, Uri("").c_str()), 0) << nbd_get_error();
+  std::vector<std::string> names;
+  nbd_list_callback cb = {
+      [](void* user, const char* name, const char*) {
+        static_cast<std::vector<std::string>*>(user)->push_back(name);
+        return 0;
+      },
+      &names, nullptr};
+  ASSERT_EQ(nbd_opt_list(l, cb), 2) << nbd_get_error();
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"disk0", "disk1"}));
+  nbd_opt_abort(l);
+}
+
+TEST_F(NbdTest, WritesOverNbdReadBackOverGrpcAndTheOtherWay) {
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  const std::string a = RandomBytes(1 << 20, 1);
+  ASSERT_EQ(nbd_pwrite(h, a.data(), a.size(), 4096, 0), 0) << nbd_get_error();
+  const std::string b = RandomBytes(8192, 2);
+  ASSERT_EQ(nbd_pwrite(h, b.data(), b.size(), 6 << 20, LIBNBD_CMD_FLAG_FUA), 0);
+  ASSERT_EQ(nbd_flush(h, 0), 0);
+  std::string got;
+  ASSERT_TRUE(ReadData("disk0", 4096, a.size(), &got).ok());
+  EXPECT_TRUE(got == a);
+  ASSERT_TRUE(ReadData("disk0", 6 << 20, b.size(), &got).ok());
+  EXPECT_TRUE(got == b);
+
+  // gRPC writes, NBD reads.
+  const std::string c = RandomBytes(65536, 3);
+  ASSERT_TRUE(WriteData("disk0", 2 << 20, c).ok());
+  std::string back(c.size(), '\0');
+  ASSERT_EQ(nbd_pread(h, back.data(), back.size(), 2 << 20, 0), 0) << nbd_get_error();
+  EXPECT_TRUE(back == c);
+
+  // Zeroes and trims read back as zeros.
+  ASSERT_EQ(nbd_zero(h, 8192, 4096, 0), 0) << nbd_get_error();
+  ASSERT_EQ(nbd_trim(h, 4096, 4096 + 8192, 0), 0) << nbd_get_error();
+  ASSERT_TRUE(ReadData("disk0", 4096, 3 * 4096, &got).ok());
+  EXPECT_EQ(got, std::string(3 * 4096, '\0'));
+  ASSERT_TRUE(ReadData("disk0", 4 * 4096, 4096, &got).ok());
+  EXPECT_TRUE(got == a.substr(3 * 4096, 4096));
+
+  // qemu-img sees the volume as a file holding exactly those bytes.
+  std::string want(kSize, '\0');
+  want.replace(4096, a.size(), a);
+  want.replace(4096, 3 * 4096, std::string(3 * 4096, '\0'));
+  want.replace(2 << 20, c.size(), c);
+  want.replace(6 << 20, b.size(), b);
+  const std::string file = dir_.path() + "/want.raw";
+  WriteFileBytes(file, want);
+  const std::string cmd = "qemu-img compare -q -f raw -F raw '" + file + "' '" + Uri("disk0") + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+TEST_F(NbdTest, AnUnknownExportIsRefusedAndTheServerGoesOn) {
+  std::string error;
+  EXPECT_EQ(Connect("nope", &error), nullptr);
+  EXPECT_NE(error.find("nope"), std::string::npos) << error;
+  EXPECT_EQ(Connect("Bad/Name", &error), nullptr);
+  EXPECT_NE(Connect("disk0"), nullptr) << nbd_get_error();
+}
+
+TEST_F(NbdTest, BadRequestsFailWithEinvalOrEnospcAndChangeNothing) {
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  ASSERT_EQ(nbd_set_strict_mode(h, 0), 0);  // let the requests reach the server
+  const std::string data = RandomBytes(4096, 4);
+  ASSERT_EQ(nbd_pwrite(h, data.data(), data.size(), 0, 0), 0);
+  ASSERT_EQ(nbd_flush(h, 0), 0);
+  const std::string before = Snapshot();
+  char buf[8192];
+  auto fails = [&](int rc) { return rc == -1 ? nbd_get_errno() : 0; };
+  EXPECT_EQ(fails(nbd_pread(h, buf, 4096, 1, 0)), EINVAL);           // unaligned offset
+  EXPECT_EQ(fails(nbd_pread(h, buf, 100, 0, 0)), EINVAL);            // unaligned length
+  EXPECT_EQ(fails(nbd_pread(h, buf, 4096, kSize, 0)), EINVAL);       // past the end
+  EXPECT_EQ(fails(nbd_pread(h, buf, 8192, kSize - 4096, 0)), EINVAL);  // across the end
+  EXPECT_EQ(fails(nbd_pwrite(h, data.data(), 4096, kSize, 0)), ENOSPC);
+  EXPECT_EQ(fails(nbd_pwrite(h, data.data(), 4095, 0, 0)), EINVAL);
+  EXPECT_EQ(fails(nbd_zero(h, 4096, kSize, 0)), ENOSPC);
+  EXPECT_EQ(fails(nbd_trim(h, 512, 100, 0)), EINVAL);
+  EXPECT_EQ(fails(nbd_pread(h, buf, 0, 0, 0)), EINVAL);  // nothing to read
+  EXPECT_EQ(Snapshot(), before);
+  // The server refused them (libnbd's own checks are off), and says so.
+  size_t refused = 0;
+  const std::string log = server_.log();
+  for (size_t at = log.find("transport=nbd"); at != std::string::npos;
+       at = log.find("transport=nbd", at + 1)) {
+    ++refused;
+  }
+  EXPECT_EQ(refused, 9u) << log;
+  // The connection goes on.
+  ASSERT_EQ(nbd_pread(h, buf, 4096, 0, 0), 0) << nbd_get_error();
+  EXPECT_EQ(std::string(buf, 4096), data);
+
+  // Unknown commands and flags, sent raw.
+  const int fd = RawConnect("disk0");
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(SendAll(fd, Request(9, 0, 11, 0, 4096)));
+  EXPECT_EQ(ReplyError(fd, 11), EINVAL);
+  ASSERT_TRUE(SendAll(fd, Request(0, 1 << 7, 12, 0, 4096)));  // an unknown flag on a read
+  EXPECT_EQ(ReplyError(fd, 12), EINVAL);
+  ASSERT_TRUE(SendAll(fd, Request(0, 0, 13, 0, 4096)));
+  EXPECT_EQ(ReplyError(fd, 13), 0);
+  std::string read(4096, '\0');
+  ASSERT_TRUE(RecvAll(fd, read.data(), read.size()));
+  EXPECT_EQ(read, data);
+  close(fd);
+  EXPECT_EQ(Snapshot(), before);
+}
+
+TEST_F(NbdTest, AMalformedStreamEndsItsConnectionOnly) {
+  const std::string before = Snapshot();
+  {  // Bad request magic.
+    const int fd = RawConnect("disk0");
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, Request(0, 0, 1, 0, 4096, 0xdeadbeef)));
+    EXPECT_TRUE(ClosedByServer(fd));
+    close(fd);
+  }
+  {  // A write longer than the largest request: answered EINVAL, then cut.
+    const int fd = RawConnect("disk0");
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, Request(1, 0, 2, 0, 64 << 20)));
+    EXPECT_EQ(ReplyError(fd, 2), EINVAL);
+    EXPECT_TRUE(ClosedByServer(fd));
+    close(fd);
+  }
+  {  // Bad option magic during the handshake.
+    const int fd = RawSocket();
+    ASSERT_GE(fd, 0);
+    char greeting[18];
+    ASSERT_TRUE(RecvAll(fd, greeting, sizeof greeting));
+    ASSERT_TRUE(SendAll(fd, std::string("\0\0\0\3", 4) + std::string(16, 'x')));
+    EXPECT_TRUE(ClosedByServer(fd));
+    close(fd);
+  }
+  {  // NBD_OPT_EXPORT_NAME of a volume that does not exist: closed.
+    const int fd = RawSocket();
+    ASSERT_GE(fd, 0);
+    char greeting[18];
+    ASSERT_TRUE(RecvAll(fd, greeting, sizeof greeting));
+    std::string m("\0\0\0\3", 4);
+    AppendOption(&m, 1, "nope");
+    ASSERT_TRUE(SendAll(fd, m));
+    EXPECT_TRUE(ClosedByServer(fd));
+    close(fd);
+  }
+  EXPECT_EQ(Snapshot(), before);
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  char buf[4096];
+  EXPECT_EQ(nbd_pread(h, buf, sizeof buf, 0, 0), 0) << nbd_get_error();
+}
+
+TEST_F(NbdTest, SigtermWithAnIdleConnectionStopsCleanlyAndKeepsFlushedWrites) {
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  const std::string a = RandomBytes(65536, 5);
+  ASSERT_EQ(nbd_pwrite(h, a.data(), a.size(), 0, 0), 0);
+  ASSERT_EQ(nbd_flush(h, 0), 0);
+  EXPECT_EQ(StopServer(SIGTERM), 0) << server_.log();
+  EXPECT_NE(server_.log().find("event=stopped flush=ok"), std::string::npos) << server_.log();
+  char buf[4096];
+  EXPECT_EQ(nbd_pread(h, buf, sizeof buf, 0, 0), -1);  // the server is gone
+  StartServer({"--nbd-listen", "127.0.0.1:0"});
+  nbd_address_ = LogField("nbd");
+  nbd_handle* again = Connect("disk0");
+  ASSERT_NE(again, nullptr) << nbd_get_error();
+  std::string back(a.size(), '\0');
+  ASSERT_EQ(nbd_pread(again, back.data(), back.size(), 0, 0), 0);
+  EXPECT_TRUE(back == a);
+}
+
+TEST(NbdFlags, RefusedWithTokensOrTlsBecauseNbdWouldBypassThem) {
+  TempDir dir;
+  WriteFileBytes(dir.path() + "/tokens", "secret admin\n");
+  CowblkdProcess server;
+  EXPECT_FALSE(server.Start(dir.path(), {"--nbd-listen", "127.0.0.1:0", "--token-file",
+                                         dir.path() + "/tokens"}));
+  EXPECT_NE(server.log().find("--nbd-listen"), std::string::npos) << server.log();
+  EXPECT_NE(server.log().find("event=bad_flags"), std::string::npos) << server.log();
+}
+
+}  // namespace
+}  // namespace cowblk::testing
