@@ -10,8 +10,11 @@
 // with tokens or TLS (the export would bypass them).
 //
 // Threads: one accepts; each connection has a reader (handshake, then
-// requests, submitted to the engine) and a writer (replies, in completion
-// order, several per sendmsg when they complete together).
+// requests, parsed from what one recv brought and submitted to the engine
+// together). A reply is sent by the thread that completed it (the engine's,
+// mostly) when the socket takes it without waiting and nobody else is
+// sending; otherwise the connection's writer thread sends it, with the
+// others that queued meanwhile, in one sendmsg.
 
 #ifndef COWBLK_SERVER_SERVICE_NBD_SERVER_H_
 #define COWBLK_SERVER_SERVICE_NBD_SERVER_H_
