@@ -11,6 +11,9 @@
 #             durable; qcow2 too defers its metadata until then), no
 #             garbage after a power loss, a crash of cowblkd reported to
 #             clients (docs/cowblkd.md, "Epochs")
+#   cowblk-nbd  the first cowblkd's NBD export (`--nbd-listen`, same
+#             volumes, same engine, ordered durability), cowblk-bench over
+#             libnbd: the same client library as the NBD peers
 #   nbdkit    `nbdkit --filter=cow file IMAGE` on TCP loopback, cowblk-bench
 #             over libnbd
 #   qemu-nbd  `qemu-nbd` on a qcow2 overlay of the image (its defaults:
@@ -106,7 +109,8 @@ start_cowblkd() {
   while IFS= read -r line <&3; do
     printf '%s\n' "$line" >>"$out/$name.log"
     case $line in *" event=serving "*)
-      server=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p'); break ;;
+      server=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p')
+      nbd_addr=$(printf '%s\n' "$line" | sed -n 's/.* nbd=\([^ ]*\).*/\1/p'); break ;;
     esac
   done
   cat <&3 >>"$out/$name.log" &
@@ -117,7 +121,8 @@ start_cowblkd() {
 }
 start_cowblkd cowblkd-deferred --durability deferred
 server_deferred=$server
-start_cowblkd cowblkd
+start_cowblkd cowblkd --nbd-listen 127.0.0.1:0
+server_nbd=$nbd_addr
 vol_seq=0
 
 # bench_json TARGET RW BS DEPTH JSON: a measured cowblk-bench run.
@@ -157,14 +162,16 @@ run() {
         --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
         { cat "$json.log" >&2; echo "compare.sh: fio failed" >&2; exit 1; }
       ;;
-    cowblk | cowblk-deferred)
+    cowblk | cowblk-deferred | cowblk-nbd)
       local srv=$server
-      [ "$target" = cowblk ] || srv=$server_deferred
+      [ "$target" = cowblk-deferred ] && srv=$server_deferred
       vol_seq=$((vol_seq + 1))
-      local vol=cmp$vol_seq
+      local vol=cmp$vol_seq uri
+      uri=cowblk://$srv/$vol
+      [ "$target" = cowblk-nbd ] && uri=nbd://$server_nbd/$vol
       COWBLK_SERVER=$srv "$bin/cowblk" volume create "$vol" --image base >/dev/null
-      [ "$alloc" = allocated ] && prefill "cowblk://$srv/$vol" "$json"
-      bench_json "cowblk://$srv/$vol" "$rw" "$bs" "$depth" "$json"
+      [ "$alloc" = allocated ] && prefill "$uri" "$json"
+      bench_json "$uri" "$rw" "$bs" "$depth" "$json"
       COWBLK_SERVER=$srv "$bin/cowblk" volume rm "$vol" >/dev/null
       ;;
     nbdkit)
@@ -204,13 +211,13 @@ read-1m-qd8-unallocated read 1m 8 unallocated
 write-1m-qd8-allocated write 1m 8 allocated
 write-1m-qd8-unallocated write 1m 8 unallocated"
 
-targets=(fio cowblk cowblk-deferred nbdkit qemu-nbd)
+targets=(fio cowblk cowblk-deferred cowblk-nbd nbdkit qemu-nbd)
 i=0
 while read -r name rw bs depth alloc; do
   if [ -n "$only" ] && ! printf ',%s,' "$only" | grep -q ",$name,"; then continue; fi
   for r in $(seq 1 "$repeats"); do
-    for k in 0 1 2 3 4; do
-      t=${targets[$(( (i + r + k) % 5 ))]}
+    for k in $(seq 0 $((${#targets[@]} - 1))); do
+      t=${targets[$(( (i + r + k) % ${#targets[@]} ))]}
       echo "$name: $t ($r/$repeats)" >&2
       run "$t" "$alloc" "$rw" "$bs" "$depth" "$out/$name.$t.$r.json"
     done
@@ -229,8 +236,9 @@ status=0
 $py - "$out" "$repeats" "$(uptime)" <<'EOF2' || status=$?
 import glob, json, os, sys
 out, repeats, load = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-targets = ["fio", "cowblk", "cowblk-deferred", "nbdkit", "qemu-nbd"]
-ours = ["cowblk", "cowblk-deferred"]
+targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "nbdkit", "qemu-nbd"]
+ours = ["cowblk", "cowblk-deferred", "cowblk-nbd"]
+label = {"cowblk": "ordered", "cowblk-deferred": "deferred", "cowblk-nbd": "nbd"}
 names = []
 for f in sorted(glob.glob(f"{out}/*.cowblk.1.json")):
     names.append(os.path.basename(f)[: -len(".cowblk.1.json")])
@@ -266,10 +274,12 @@ def floors(name):
     return []
 
 lines = []
-lines.append("| workload | fio IOPS | cowblk IOPS (ordered) | cowblk-deferred IOPS | nbdkit IOPS | qemu-nbd IOPS | "
-             "ordered / nbdkit | ordered / qemu-nbd | deferred / nbdkit | deferred / qemu-nbd | "
-             "floors: ordered | floors: deferred | p99 µs fio / ordered / deferred / nbdkit / qemu-nbd |")
-lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+lines.append("| workload | fio IOPS | cowblk IOPS (ordered) | cowblk-deferred IOPS | cowblk-nbd IOPS | "
+             "nbdkit IOPS | qemu-nbd IOPS | "
+             + " | ".join(f"{label[o]} / {p}" for o in ours for p in ("nbdkit", "qemu-nbd"))
+             + " | " + " | ".join(f"floors: {label[o]}" for o in ours)
+             + " | p99 µs fio / ordered / deferred / nbd / nbdkit / qemu-nbd |")
+lines.append("|---|" + "---:|" * 12 + "---|" * 4)
 missed = {t: 0 for t in ours}
 chart = []
 for name in names:
@@ -286,16 +296,15 @@ for name in names:
     unit = "MiB/s" if "1m" in name else ""
     cell = lambda t: f"{m[t][0]:.0f}" + (f" ({m[t][1]:.0f} MiB/s)" if unit else "")
     lines.append(f"| {name} | {' | '.join(cell(t) for t in targets)} | "
-                 f"{ratio[('cowblk', 'nbdkit')]:.2f} | {ratio[('cowblk', 'qemu-nbd')]:.2f} | "
-                 f"{ratio[('cowblk-deferred', 'nbdkit')]:.2f} | {ratio[('cowblk-deferred', 'qemu-nbd')]:.2f} | "
-                 f"{verdict['cowblk']} | {verdict['cowblk-deferred']} | "
-                 f"{' / '.join(f'{m[t][2]:.0f}' for t in targets)} |")
+                 + " | ".join(f"{ratio[(o, p)]:.2f}" for o in ours for p in ("nbdkit", "qemu-nbd"))
+                 + " | " + " | ".join(verdict[o] for o in ours) + " | "
+                 + f"{' / '.join(f'{m[t][2]:.0f}' for t in targets)} |")
     chart.append((name, [m[t][0] / m["fio"][0] if m["fio"][0] else 0 for t in targets]))
 lines.append("")
 lines.append(f"Load at the end: `{load.strip()}`; {repeats} measurement(s) per cell.")
 lines.append("")
 lines.append(f"Floors missed: {missed['cowblk']} with ordered durability (the default), "
-             f"{missed['cowblk-deferred']} with deferred")
+             f"{missed['cowblk-deferred']} with deferred, {missed['cowblk-nbd']} over the NBD export")
 table = "\n".join(lines)
 open(f"{out}/table.md", "w").write(table + "\n")
 print(table)
@@ -325,7 +334,8 @@ plot "$out/chart.dat" using 2:xtic(1) title columnheader(2), \
      "" using 3 title columnheader(3), \
      "" using 4 title columnheader(4), \
      "" using 5 title columnheader(5), \
-     "" using 6 title columnheader(6)
+     "" using 6 title columnheader(6), \
+     "" using 7 title columnheader(7)
 EOF2
 echo "compare.sh: $out/table.md, $out/compare.png" >&2
 exit $status
