@@ -63,6 +63,10 @@ constexpr uint32_t kMaxOptionBytes = 64 << 10;  // a longer option ends the hand
 constexpr int kHandshakeSeconds = 30;           // a client silent longer is dropped
 constexpr size_t kMaxRepliesPerSend = 256;
 constexpr size_t kRecvBufferBytes = 256 << 10;
+// Buffer bytes of a connection's requests in flight before it stops
+// reading (with --max-in-flight requests of up to 32 MiB each, memory
+// would otherwise follow the client's whims).
+constexpr uint64_t kMaxInFlightBytes = 64 << 20;
 
 void Put16(std::string* out, uint16_t v) {
   v = htobe16(v);
@@ -188,6 +192,7 @@ struct NbdReply {
   uint32_t error = 0;   // 0 or an errno
   char* buf = nullptr;  // a write's payload, or a read's data (page-aligned)
   size_t read_len = 0;  // bytes of data that follow the header (reads)
+  uint64_t bytes = 0;   // buffer bytes it holds, for the connection's budget
   engine::Request request;
 };
 
@@ -430,9 +435,12 @@ class NbdConnection {
       }
       {
         std::unique_lock<std::mutex> lock(mu_);
-        if (in_flight_ >= max_in_flight_ || broken_) {
+        auto room = [this] {
+          return (in_flight_ < max_in_flight_ && in_flight_bytes_ < kMaxInFlightBytes) || broken_;
+        };
+        if (!room()) {
           batch.reset();
-          cv_.wait(lock, [this] { return in_flight_ < max_in_flight_ || broken_; });
+          cv_.wait(lock, room);
         }
         if (broken_) {
           *why = "a reply could not be sent";
@@ -459,9 +467,12 @@ class NbdConnection {
       ++requests_;
       auto* r = new NbdReply;
       r->cookie = cookie;
+      // A read's buffer or a write's payload, while the request lives.
+      r->bytes = type == kCmdRead || type == kCmdWrite ? std::min(length, kMaxBlock) : 0;
       {
         std::lock_guard<std::mutex> lock(mu_);
         ++in_flight_;
+        in_flight_bytes_ += r->bytes;
       }
       if (type == kCmdWrite) {
         if (length > kMaxBlock) {
@@ -634,6 +645,7 @@ class NbdConnection {
     // The replies sent whole are done; the first one not (partly sent, or
     // not at all) and the rest go back to the front, in order.
     size_t done = 0;
+    uint64_t freed = 0;
     auto left = static_cast<size_t>(n);
     while (done < batch.size()) {
       const size_t rest = ReplyBytes(batch[done]) - batch[done]->sent;
@@ -642,6 +654,7 @@ class NbdConnection {
         break;
       }
       left -= rest;
+      freed += batch[done]->bytes;
       delete batch[done];
       ++done;
     }
@@ -650,6 +663,7 @@ class NbdConnection {
     sending_ = false;
     if (failed) broken_ = true;
     in_flight_ -= static_cast<uint32_t>(done);
+    in_flight_bytes_ -= freed;
     for (size_t i = batch.size(); i > done; --i) replies_.push_front(batch[i - 1]);
     cv_.notify_all();
   }
@@ -700,11 +714,16 @@ class NbdConnection {
         }
       }
       const size_t n = batch.size();
-      for (NbdReply* r : batch) delete r;
+      uint64_t freed = 0;
+      for (NbdReply* r : batch) {
+        freed += r->bytes;
+        delete r;
+      }
       batch.clear();
       std::lock_guard<std::mutex> lock(mu_);
       sending_ = false;
       in_flight_ -= static_cast<uint32_t>(n);
+      in_flight_bytes_ -= freed;
       if (broken) broken_ = true;
       cv_.notify_all();
     }
@@ -732,6 +751,7 @@ class NbdConnection {
   std::condition_variable cv_;
   std::deque<NbdReply*> replies_;  // answered, not yet sent
   uint32_t in_flight_ = 0;         // received, reply not yet sent
+  uint64_t in_flight_bytes_ = 0;   // their buffers (NbdReply::bytes)
   bool reader_done_ = false;
   bool broken_ = false;   // a reply could not be sent: read no more
   bool sending_ = false;  // a thread is sending replies (one at a time)
