@@ -269,7 +269,7 @@ class NbdConnection {
   bool Take(void* dest, size_t n) {
     char* d = static_cast<char*>(dest);
     const size_t from_buffer = std::min(n, Buffered());
-    std::memcpy(d, rbuf_.data() + rpos_, from_buffer);
+    if (from_buffer > 0) std::memcpy(d, rbuf_.data() + rpos_, from_buffer);
     rpos_ += from_buffer;
     d += from_buffer;
     n -= from_buffer;
@@ -353,7 +353,9 @@ class NbdConnection {
           return Fail(why, "the client aborted the handshake");
         case kOptList: {
           if (length != 0) {
-            if (!SendOptionReply(option, kRepErrInvalid, "NBD_OPT_LIST takes no data")) return false;
+            if (!SendOptionReply(option, kRepErrInvalid, "NBD_OPT_LIST takes no data")) {
+              return Fail(why, "send failed");
+            }
             break;
           }
           bool ok = true;
