@@ -46,6 +46,7 @@ struct Flags {
   std::string log_level = "info";
   std::string metrics_listen = "127.0.0.1:9780";
   std::string nbd_listen;
+  std::string nbd_sendfile = "on";
   std::string debug_hold_bitmap_writes;
 };
 
@@ -138,6 +139,11 @@ int Main(int argc, char** argv) {
                  "Also serve the volumes over NBD at this address (host:port; port 0 picks "
                  "one); no authentication, so not with --token-file or TLS; empty: off")
       ->envname("COWBLK_NBD_LISTEN");
+  app.add_option("--nbd-sendfile", f.nbd_sendfile,
+                 "NBD reads of 64 KiB and more go from the files to the socket with sendfile "
+                 "(no copy through memory; with --cache writeback)")
+      ->envname("COWBLK_NBD_SENDFILE")->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -233,6 +239,7 @@ int Main(int argc, char** argv) {
     service::NbdServerOptions nbd_options;
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
+    nbd_options.sendfile = f.nbd_sendfile == "on";
     auto started = service::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
@@ -249,7 +256,8 @@ int Main(int argc, char** argv) {
        {"commit_interval_ms", std::to_string(f.commit_interval_ms)},
        {"cache", f.cache},
        {"metrics", metrics_server ? metrics_server->address() : "off"},
-       {"nbd", nbd ? nbd->address() : "off"}});
+       {"nbd", nbd ? nbd->address() : "off"},
+       {"nbd_sendfile", nbd && f.nbd_sendfile == "on" && f.cache == "writeback" ? "on" : "off"}});
 
   int sig = 0;
   sigwait(&signals, &sig);

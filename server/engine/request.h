@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -16,6 +17,15 @@ enum class OpType { kRead = 0, kWrite, kFlush, kTrim, kWriteZeroes };
 inline constexpr int kOpTypeCount = 5;
 const char* OpTypeName(OpType op);  // "read", "write", "flush", "trim", "write_zeroes"
 
+// Where a run of a read's data lies: `length` bytes at `offset` of the COW
+// file or of the backing file. Bytes past the end of the file read as zeros.
+struct ReadExtent {
+  enum class Source : uint8_t { kCow, kBacking };
+  Source source;
+  uint64_t offset;
+  uint64_t length;
+};
+
 struct Request {
   OpType op = OpType::kRead;
   // Byte range; multiples of 512 within the device (ignored for kFlush).
@@ -24,6 +34,14 @@ struct Request {
   // kRead: filled with the data; kWrite: the data to write. Owned by the
   // caller and untouched after `done` runs. Unused by the other ops.
   char* data = nullptr;
+  // kRead with `data` null: instead of copying the data, the engine fills
+  // this with where it lies, in order, once the read may be served (after
+  // any stall), and starts reading those ranges into the page cache. The
+  // caller sends them straight from the files (sendfile), through
+  // descriptors of its own (Volume::cow_fd()/backing_fd() reopened), which
+  // is what a read does after that point: a write concurrent with the read
+  // may or may not show. Only for a volume with CacheMode::kWriteback.
+  std::vector<ReadExtent>* extents = nullptr;
   // kWrite/kTrim/kWriteZeroes: durable before `done` (a flush of its own).
   bool fua = false;
   // Called once with OK or the error that failed the request. Runs on the

@@ -168,7 +168,11 @@ absl::Status Volume::Validate(const Request& req) const {
     return absl::InvalidArgumentError(absl::StrFormat(
         "length %u is above the limit of %u per request", req.length, kMaxIoBytes));
   }
-  if (transfers && req.data == nullptr) {
+  const bool located = req.op == OpType::kRead && req.data == nullptr && req.extents != nullptr;
+  if (located && options_.cache != CacheMode::kWriteback) {
+    return absl::FailedPreconditionError("read extents need --cache writeback");
+  }
+  if (transfers && req.data == nullptr && !located) {
     return absl::InvalidArgumentError("no data buffer");
   }
   uint64_t end = 0;
@@ -256,6 +260,10 @@ void Volume::StartRead(Op* op) {
   }
   const uint64_t offset = op->req->offset;
   auto runs = cow::SplitRuns(bitmap_, offset / kSectorSize, op->req->length / kSectorSize);
+  if (op->req->data == nullptr) {
+    LocateRead(op, runs);
+    return;
+  }
   op->pieces = static_cast<int>(runs.size());
   for (const cow::SectorRun& run : runs) {
     Task* t = new Task;
@@ -271,6 +279,27 @@ void Volume::StartRead(Op* op) {
     t->io.len = run.count * kSectorSize;
     SubmitTask(t);
   }
+}
+
+void Volume::LocateRead(Op* op, const std::vector<cow::SectorRun>& runs) {
+  std::vector<ReadExtent>& out = *op->req->extents;
+  out.clear();
+  out.reserve(runs.size());
+  for (const cow::SectorRun& run : runs) {
+    const uint64_t pos = run.first * kSectorSize;
+    const uint64_t len = run.count * kSectorSize;
+    ReadExtent e;
+    e.source = run.allocated ? ReadExtent::Source::kCow : ReadExtent::Source::kBacking;
+    e.offset = run.allocated ? data_offset_ + pos : pos;
+    e.length = len;
+    // Readahead now, so that sends from a cold page cache do not read one
+    // range after another (it only starts the I/O).
+    posix_fadvise(run.allocated ? data_fd_ : file_->backing_fd(), static_cast<off_t>(e.offset),
+                  static_cast<off_t>(len), POSIX_FADV_WILLNEED);
+    (run.allocated ? stats_.bytes_read_cow : stats_.bytes_read_backing).Add(len);
+    out.push_back(e);
+  }
+  Complete(op, absl::OkStatus());
 }
 
 void Volume::RetryStalledReads() {

@@ -99,6 +99,10 @@ class Volume {
   const cow::CowFile& file() const { return *file_; }
   const VolumeStats& stats() const { return stats_; }
   const VolumeOptions& options() const { return options_; }
+  // The files' descriptors (page cache, never O_DIRECT), for reopening by
+  // a transport that sends ReadExtents; valid until the volume closes.
+  int cow_fd() const { return file_->cow_fd(); }
+  int backing_fd() const { return file_->backing_fd(); }
   // Requests not completed yet, plus one while `deferred` durability still
   // has bits to write (for draining: a closed volume's bits are written).
   size_t requests_in_flight() const {
@@ -121,6 +125,8 @@ class Volume {
   void StartRead(Op* op);
   bool ReadMustStall(const Op* op) const;
   void RetryStalledReads();
+  // A read without a buffer: fills req->extents (Request::extents).
+  void LocateRead(Op* op, const std::vector<cow::SectorRun>& runs);
   // Writes, trims, write-zeroes: data first, then the bitmap update.
   void StartWrite(Op* op);
   void OnDataDone(Op* op);

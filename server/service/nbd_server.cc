@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -109,13 +110,13 @@ bool SendAll(int fd, const void* data, size_t n) {
 }
 
 // Sends every byte of `iov` (modified as it goes).
-bool SendAllV(int fd, std::vector<iovec>* iov) {
+bool SendAllV(int fd, std::vector<iovec>* iov, int flags = 0) {
   size_t at = 0;
   while (at < iov->size()) {
     msghdr msg{};
     msg.msg_iov = iov->data() + at;
     msg.msg_iovlen = std::min<size_t>(iov->size() - at, IOV_MAX);
-    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
     while (w > 0 && at < iov->size()) {
@@ -192,14 +193,21 @@ struct NbdReply {
   uint32_t error = 0;   // 0 or an errno
   char* buf = nullptr;  // a write's payload, or a read's data (page-aligned)
   size_t read_len = 0;  // bytes of data that follow the header (reads)
+  // A read sent from the files (buf is null): where its data lies.
+  std::vector<engine::ReadExtent> extents;
+  bool located = false;
   uint64_t bytes = 0;   // buffer bytes it holds, for the connection's budget
   engine::Request request;
 };
 
 class NbdConnection {
  public:
-  NbdConnection(int fd, Store* store, uint32_t max_in_flight, std::string peer)
-      : fd_(fd), store_(store), max_in_flight_(max_in_flight), peer_(std::move(peer)) {}
+  NbdConnection(int fd, Store* store, const NbdServerOptions& options, std::string peer)
+      : fd_(fd),
+        store_(store),
+        max_in_flight_(options.max_in_flight),
+        sendfile_(options.sendfile),
+        peer_(std::move(peer)) {}
   ~NbdConnection() { close(fd_); }
   NbdConnection(const NbdConnection&) = delete;
   NbdConnection& operator=(const NbdConnection&) = delete;
@@ -418,7 +426,21 @@ class NbdConnection {
   bool Exported() {
     timeval tv{0, 0};  // an idle connection is normal from here on
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    Log(LogLevel::kInfo, "nbd_export", {{"peer", peer_}, {"volume", volume_->name()}});
+    std::string sendfile = "off";
+    if (sendfile_) {
+      auto files = volume_->OpenReadFiles();
+      if (files.ok()) {
+        files_ = *std::move(files);
+        sendfile = "on";
+      } else if (files.status().code() != absl::StatusCode::kFailedPrecondition) {
+        // Copies still work: serve, and say why sendfile does not.
+        Log(LogLevel::kWarning, "nbd_sendfile_unavailable",
+            {{"peer", peer_}, {"volume", volume_->name()},
+             {"error", std::string(files.status().message())}});
+      }
+    }
+    Log(LogLevel::kInfo, "nbd_export",
+        {{"peer", peer_}, {"volume", volume_->name()}, {"sendfile", sendfile}});
     return true;
   }
 
@@ -544,6 +566,12 @@ class NbdConnection {
     switch (type) {
       case kCmdRead:
         q.op = engine::OpType::kRead;
+        r->read_len = length;
+        if (files_ && length >= kNbdSendfileMinBytes) {
+          r->located = true;
+          q.extents = &r->extents;
+          break;
+        }
         // Page-aligned and not zeroed: the engine fills every byte.
         r->buf = static_cast<char*>(std::aligned_alloc(4096, (length + 4095) & ~size_t{4095}));
         if (r->buf == nullptr) {
@@ -551,7 +579,6 @@ class NbdConnection {
           Answer(r);
           return;
         }
-        r->read_len = length;
         break;
       case kCmdWrite:
         q.op = engine::OpType::kWrite;
@@ -630,8 +657,14 @@ class NbdConnection {
         cv_.notify_all();
         return;
       }
+      // Replies sent from the files block: they are the writer's.
+      if (SentFromFiles(replies_.front())) {
+        cv_.notify_all();
+        return;
+      }
       sending_ = true;
-      while (!replies_.empty() && batch.size() < kMaxRepliesPerSend) {
+      while (!replies_.empty() && batch.size() < kMaxRepliesPerSend &&
+             !SentFromFiles(replies_.front())) {
         batch.push_back(replies_.front());
         replies_.pop_front();
       }
@@ -670,6 +703,7 @@ class NbdConnection {
     cv_.notify_all();
   }
 
+  static bool SentFromFiles(const NbdReply* r) { return r->located && r->error == 0; }
   static size_t ReplyBytes(const NbdReply* r) {
     return sizeof r->header + (r->error == 0 ? r->read_len : 0);
   }
@@ -682,10 +716,48 @@ class NbdConnection {
     } else {
       skip -= sizeof r->header;
     }
-    if (r->error == 0 && r->read_len > skip) iov->push_back({r->buf + skip, r->read_len - skip});
+    if (r->error == 0 && !r->located && r->read_len > skip) {
+      iov->push_back({r->buf + skip, r->read_len - skip});
+    }
   }
 
   // ---- replying ----
+
+  // Sends a located read's data from the volume's files (writer thread).
+  // A file error cannot be reported any more (the header said success): the
+  // connection ends instead, and the client sees no wrong data.
+  bool SendFromFiles(const NbdReply* r) {
+    static const char kZeros[64 << 10] = {};
+    for (const engine::ReadExtent& e : r->extents) {
+      auto offset = static_cast<off_t>(e.offset);
+      uint64_t left = e.length;
+      while (left > 0) {
+        const ssize_t n = sendfile(fd_, files_->fd(e.source), &offset, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          if (errno != EPIPE && errno != ECONNRESET) {
+            Log(LogLevel::kWarning, "nbd_send_failed",
+                {{"peer", peer_},
+                 {"volume", volume_->name()},
+                 {"offset", std::to_string(r->request.offset)},
+                 {"length", std::to_string(r->request.length)},
+                 {"error", std::strerror(errno)}});
+          }
+          return false;
+        }
+        if (n == 0) {  // past the end of the file: zeros
+          while (left > 0) {
+            const size_t z = std::min<uint64_t>(left, sizeof kZeros);
+            if (!SendAll(fd_, kZeros, z)) return false;
+            left -= z;
+          }
+          break;
+        }
+        left -= static_cast<uint64_t>(n);
+      }
+    }
+    return true;
+  }
 
   void WriterMain() {
     std::vector<NbdReply*> batch;
@@ -709,11 +781,18 @@ class NbdConnection {
       }
       if (!broken) {
         iov.clear();
-        for (NbdReply* r : batch) AddReply(r, &iov);
-        if (!SendAllV(fd_, &iov)) {
-          broken = true;
-          Cut();  // wakes a reader blocked in recv
+        for (NbdReply* r : batch) {
+          AddReply(r, &iov);
+          if (!SentFromFiles(r)) continue;
+          // The header (and the replies before it), then the data.
+          if (!SendAllV(fd_, &iov, MSG_MORE) || !SendFromFiles(r)) {
+            broken = true;
+            break;
+          }
+          iov.clear();
         }
+        if (!broken && !SendAllV(fd_, &iov)) broken = true;
+        if (broken) Cut();  // wakes a reader blocked in recv
       }
       const size_t n = batch.size();
       uint64_t freed = 0;
@@ -740,11 +819,14 @@ class NbdConnection {
   const int fd_;
   Store* const store_;
   const uint32_t max_in_flight_;
+  const bool sendfile_;
   const std::string peer_;
   std::thread reader_, writer_;
 
   // Reader thread only.
   std::shared_ptr<VolumeHandle> volume_;  // set once exported
+  // Set once exported, with sendfile on (then read by the writer too).
+  std::unique_ptr<ReadFiles> files_;
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
   uint64_t requests_ = 0;
@@ -846,7 +928,7 @@ void NbdServer::AcceptLoop() {
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     const std::string name = PeerName(peer);
     Log(LogLevel::kInfo, "nbd_connected", {{"peer", name}});
-    auto conn = std::make_shared<NbdConnection>(fd, store_, options_.max_in_flight, name);
+    auto conn = std::make_shared<NbdConnection>(fd, store_, options_, name);
     std::lock_guard<std::mutex> lock(mu_);
     ReapLocked();
     conn->Start();

@@ -173,6 +173,40 @@ absl::Status VolumeHandle::Close() {
   return s;
 }
 
+ReadFiles::~ReadFiles() {
+  close(cow_);
+  close(backing_);
+}
+
+absl::StatusOr<std::unique_ptr<ReadFiles>> VolumeHandle::OpenReadFiles() {
+  // Holding the lock keeps the volume (and so its descriptors) open.
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
+  absl::StatusOr<std::unique_ptr<ReadFiles>> result;
+  RunOnEngine([&](engine::Volume& v) {
+    if (v.options().cache != engine::CacheMode::kWriteback) {
+      result = absl::FailedPreconditionError("read extents need --cache writeback");
+      return;
+    }
+    // Through /proc: the very files the volume has open, whatever their
+    // paths became.
+    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(), O_RDONLY | O_CLOEXEC);
+    if (cow < 0) {
+      result = ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
+      return;
+    }
+    const int backing =
+        open(absl::StrCat("/proc/self/fd/", v.backing_fd()).c_str(), O_RDONLY | O_CLOEXEC);
+    if (backing < 0) {
+      result = ErrnoStatus(errno, absl::StrCat("reopen the backing file of ", v.file().path()));
+      close(cow);
+      return;
+    }
+    result = std::make_unique<ReadFiles>(cow, backing);
+  });
+  return result;
+}
+
 void VolumeHandle::RunOnEngine(const std::function<void(engine::Volume&)>& fn) {
   std::promise<void> done;
   engine_->Post([&] {

@@ -32,6 +32,24 @@ bool IsValidName(absl::string_view name);
 // InvalidArgument naming `field` unless `name` is valid.
 absl::Status ValidateName(absl::string_view field, absl::string_view name);
 
+// Read-only descriptors of a volume's COW and backing files, of their own
+// (new open file descriptions: no lock rides on them, and they stay valid
+// when the volume closes), for sending engine::ReadExtents.
+class ReadFiles {
+ public:
+  ReadFiles(int cow, int backing) : cow_(cow), backing_(backing) {}
+  ~ReadFiles();
+  ReadFiles(const ReadFiles&) = delete;
+  ReadFiles& operator=(const ReadFiles&) = delete;
+  int fd(engine::ReadExtent::Source source) const {
+    return source == engine::ReadExtent::Source::kCow ? cow_ : backing_;
+  }
+
+ private:
+  const int cow_;
+  const int backing_;
+};
+
 // A volume in service. Sessions hold it by shared_ptr; Submit fails once the
 // volume was closed (deleted or the server is stopping).
 class VolumeHandle {
@@ -63,6 +81,9 @@ class VolumeHandle {
                              char* data);
   // Stops new requests, waits for in-flight ones, flushes, closes the files.
   absl::Status Close();
+  // Opens ReadFiles for the volume. FailedPrecondition unless the volume
+  // uses the page cache (read extents need it); Unavailable once closed.
+  absl::StatusOr<std::unique_ptr<ReadFiles>> OpenReadFiles();
   // Runs `fn` on the engine thread with the volume and waits (bitmap reads).
   void RunOnEngine(const std::function<void(engine::Volume&)>& fn);
 

@@ -28,6 +28,7 @@ class VolumeFixture : public ::testing::Test {
   struct Call {
     Request req;
     std::string buf;
+    std::vector<ReadExtent> extents;  // Locate()
     bool done = false;
     absl::Status status;
     int order = -1;  // completion order
@@ -89,6 +90,22 @@ class VolumeFixture : public ::testing::Test {
     return SubmitRaw(OpType::kWrite, sector * 512, count * 512, fill, fua);
   }
   Call* Read(uint64_t sector, uint64_t count) { return Submit(OpType::kRead, sector, count); }
+  // A read without a buffer: where the data lies (Request::extents).
+  Call* Locate(uint64_t sector, uint64_t count) {
+    calls_.push_back(std::make_unique<Call>());
+    Call* c = calls_.back().get();
+    c->req.op = OpType::kRead;
+    c->req.offset = sector * 512;
+    c->req.length = count * 512;
+    c->req.extents = &c->extents;
+    c->req.done = [this, c](absl::Status s) {
+      c->done = true;
+      c->status = std::move(s);
+      c->order = next_order_++;
+    };
+    vol_->Submit(&c->req);
+    return c;
+  }
   Call* Flush() { return SubmitRaw(OpType::kFlush, 0, 0); }
 
   int DataWrite() const {

@@ -320,6 +320,54 @@ TEST_F(VolumeFixture, ReadPastTheEndOfAnUnalignedBackingFileReadsZeros) {
   EXPECT_EQ(r->buf, Backing(kOneMiB / 512, 1).substr(0, 100) + std::string(412, '\0'));
 }
 
+// Request::extents, the NBD export's sendfile path: the same stall rule as a
+// read (invariant 4), then where each run lies instead of a copy.
+TEST_F(VolumeFixture, LocatedReadStallsLikeAReadThenNamesItsRunsWithoutReading) {
+  Open(kOneMiB + 100, Durability::kOrdered);
+  WriteUntilBitmapPending(0, 8, 'a');
+  Call* stalled = Locate(4, 8);
+  EXPECT_FALSE(stalled->done);
+  EXPECT_EQ(CountReads(), 0);
+  EXPECT_EQ(vol_->stats().reads_stalled.value(), 1u);
+  io_.Release(BitmapWrite());
+  io_.ReleaseAll();
+  ASSERT_TRUE(stalled->done && stalled->status.ok()) << stalled->status;
+  using Source = ReadExtent::Source;
+  ASSERT_EQ(stalled->extents.size(), 2u);
+  EXPECT_EQ(stalled->extents[0].source, Source::kCow);
+  EXPECT_EQ(stalled->extents[0].offset, data_offset_ + 4 * 512);
+  EXPECT_EQ(stalled->extents[0].length, 4 * 512u);
+  EXPECT_EQ(stalled->extents[1].source, Source::kBacking);
+  EXPECT_EQ(stalled->extents[1].offset, 8 * 512u);
+  EXPECT_EQ(stalled->extents[1].length, 4 * 512u);
+
+  // Nothing in flight: at once, and no read reaches the I/O backend. The
+  // backing file's end is the caller's (past it: zeros).
+  const size_t issued = io_.log().size();
+  Call* tail = Locate(kOneMiB / 512 - 1, 2);
+  ASSERT_TRUE(tail->done && tail->status.ok());
+  EXPECT_TRUE(io_.queued().empty());
+  EXPECT_EQ(io_.log().size(), issued);
+  ASSERT_EQ(tail->extents.size(), 1u);
+  EXPECT_EQ(tail->extents[0].source, Source::kBacking);
+  EXPECT_EQ(tail->extents[0].offset, kOneMiB - 512);
+  EXPECT_EQ(tail->extents[0].length, 1024u);
+  EXPECT_EQ(vol_->stats().bytes_read_backing.value(), 4 * 512u + 1024u);
+
+  // Bad ranges fail as for any read.
+  Call* beyond = Locate(kOneMiB / 512 + 1, 1);
+  EXPECT_TRUE(beyond->done);
+  EXPECT_EQ(beyond->status.code(), absl::StatusCode::kOutOfRange);
+}
+
+TEST_F(VolumeFixture, LocatedReadsNeedThePageCache) {
+  Open(kOneMiB, Durability::kOrdered, CacheMode::kNone);
+  Call* c = Locate(0, 8);
+  ASSERT_TRUE(c->done);
+  EXPECT_EQ(c->status.code(), absl::StatusCode::kFailedPrecondition) << c->status;
+  EXPECT_EQ(io_.log().size(), 0u);
+}
+
 TEST_F(VolumeFixture, AFailedReadFailsAloneWithOneStatus) {
   Open(kOneMiB, Durability::kOrdered);
   Call* w = Write(4, 1, 'a');

@@ -30,7 +30,7 @@ constexpr uint64_t kSize = 8 << 20;
 class NbdTest : public ServerFixture {
  protected:
   void SetUp() override {
-    StartServer({"--nbd-listen", "127.0.0.1:0"});
+    StartServer(ServerArgs());
     nbd_address_ = LogField("nbd");
     ASSERT_NE(nbd_address_, "");
     ASSERT_NE(nbd_address_, "off");
@@ -39,6 +39,7 @@ class NbdTest : public ServerFixture {
   void TearDown() override {
     for (nbd_handle* h : handles_) nbd_close(h);
   }
+  virtual std::vector<std::string> ServerArgs() const { return {"--nbd-listen", "127.0.0.1:0"}; }
 
   // A field of the `event=serving` log line.
   std::string LogField(const std::string& name) const {
@@ -425,6 +426,99 @@ TEST_F(NbdTest, ManyRequestsInFlightOnManyConnectionsGetTheirOwnReplies) {
   EXPECT_TRUE(got.substr(0, kHalf) == before);
   EXPECT_TRUE(got.substr(kHalf) == after);
 }
+
+// Reads of 64 KiB and more go from the files to the socket (sendfile), the
+// rest through memory; both must give the same bytes: COW data, backing
+// data, and zeros past the end of an image whose size is not a multiple of
+// 512.
+class NbdSendfileTest : public NbdTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::vector<std::string> ServerArgs() const override {
+    return {"--nbd-listen", "127.0.0.1:0", "--nbd-sendfile", GetParam() ? "on" : "off"};
+  }
+};
+
+TEST_P(NbdSendfileTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
+  const std::string image = RandomBytes((3 << 20) + 100, 21);
+  ASSERT_TRUE(Upload("base", image).ok());
+  v1::Volume v;
+  ASSERT_TRUE(Create("img0", 0, "base", &v).ok());
+  const uint64_t size = v.size_bytes();
+  ASSERT_EQ(size, (3u << 20) + 512);
+  std::string want = image + std::string(size - image.size(), '\0');
+  // COW runs: inside one large read, at its edges, and one 4 KiB.
+  const std::vector<std::pair<uint64_t, size_t>> writes = {
+      {7 * 512, 300 << 10}, {1 << 20, 512}, {(2 << 20) - 4096, 8192}, {size - 2048, 1024}};
+  int seed = 30;
+  for (const auto& [offset, length] : writes) {
+    const std::string data = RandomBytes(length, ++seed);
+    ASSERT_TRUE(WriteData("img0", offset, data).ok());
+    want.replace(offset, length, data);
+  }
+  nbd_handle* h = Connect("img0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  // (offset, length): the whole volume, ranges across the image's end and
+  // across COW runs, one just at the sendfile threshold, small ones.
+  const std::vector<std::pair<uint64_t, size_t>> reads = {
+      {0, size}, {size - (128 << 10), 128 << 10}, {size - 512, 512},
+      {(1 << 20) - (32 << 10), 64 << 10}, {4096, 4096}, {(2 << 20) - 8192, 16384},
+      {512, 1 << 20}};
+  for (const auto& [offset, length] : reads) {
+    std::string got(length, '\x55');
+    ASSERT_EQ(nbd_pread(h, got.data(), length, offset, 0), 0) << nbd_get_error();
+    EXPECT_TRUE(got == want.substr(offset, length)) << "offset " << offset << " length " << length;
+  }
+  // Several at once on one connection: replies sent from the files and
+  // from memory interleave in the order they complete.
+  std::vector<std::string> bufs;
+  for (int i = 0; i < 24; ++i) bufs.emplace_back(i % 3 == 0 ? 4096 : (256 << 10) + 512 * i, '\0');
+  std::vector<int64_t> cookies;
+  for (int i = 0; i < 24; ++i) {
+    const uint64_t offset = (uint64_t{131} * 512 * i) % (size - bufs[i].size());
+    cookies.push_back(nbd_aio_pread(h, bufs[i].data(), bufs[i].size(), offset,
+                                    NBD_NULL_COMPLETION, 0));
+    ASSERT_GE(cookies.back(), 0) << nbd_get_error();
+  }
+  for (int i = 0; i < 24; ++i) {
+    while (nbd_aio_command_completed(h, cookies[i]) == 0) ASSERT_GE(nbd_poll(h, -1), 0);
+    const uint64_t offset = (uint64_t{131} * 512 * i) % (size - bufs[i].size());
+    EXPECT_TRUE(bufs[i] == want.substr(offset, bufs[i].size())) << "request " << i;
+  }
+  server_.WaitForLog(std::string("volume=img0 sendfile=") + (GetParam() ? "on" : "off"));
+  EXPECT_NE(server_.log().find(std::string("volume=img0 sendfile=") + (GetParam() ? "on" : "off")),
+            std::string::npos)
+      << server_.log();
+}
+
+TEST_P(NbdSendfileTest, AVolumeDeletedUnderAConnectionIsNoLongerServedAndItsFilesAreFree) {
+  const std::string data = RandomBytes(1 << 20, 40);
+  ASSERT_TRUE(WriteData("disk0", 0, data, /*flush=*/true).ok());
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  std::string got(data.size(), '\0');
+  ASSERT_EQ(nbd_pread(h, got.data(), got.size(), 0, 0), 0) << nbd_get_error();
+  ASSERT_TRUE(got == data);
+  {
+    grpc::ClientContext ctx;
+    v1::DeleteVolumeRequest req;
+    req.set_name("disk0");
+    v1::DeleteVolumeResponse resp;
+    ASSERT_TRUE(volumes_->DeleteVolume(&ctx, req, &resp).ok());
+  }
+  EXPECT_EQ(nbd_pread(h, got.data(), got.size(), 0, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), ESHUTDOWN) << nbd_get_error();
+  // A new volume of the same name is a new disk: zeros, not the old data.
+  ASSERT_TRUE(Create("disk0", kSize).ok());
+  nbd_handle* h2 = Connect("disk0");
+  ASSERT_NE(h2, nullptr) << nbd_get_error();
+  ASSERT_EQ(nbd_pread(h2, got.data(), got.size(), 0, 0), 0) << nbd_get_error();
+  EXPECT_TRUE(got == std::string(got.size(), '\0'));
+}
+
+INSTANTIATE_TEST_SUITE_P(Sendfile, NbdSendfileTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "On" : "Off";
+                         });
 
 TEST(NbdFlags, RefusedWithTokensOrTlsBecauseNbdWouldBypassThem) {
   TempDir dir;
