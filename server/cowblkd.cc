@@ -46,7 +46,7 @@ struct Flags {
   std::string log_level = "info";
   std::string metrics_listen = "127.0.0.1:9780";
   std::string nbd_listen;
-  std::string nbd_sendfile = "on";
+  std::string nbd_zero_copy = "on";
   std::string debug_hold_bitmap_writes;
 };
 
@@ -139,10 +139,10 @@ int Main(int argc, char** argv) {
                  "Also serve the volumes over NBD at this address (host:port; port 0 picks "
                  "one); no authentication, so not with --token-file or TLS; empty: off")
       ->envname("COWBLK_NBD_LISTEN");
-  app.add_option("--nbd-sendfile", f.nbd_sendfile,
+  app.add_option("--nbd-zero-copy", f.nbd_zero_copy,
                  "NBD reads of 64 KiB and more go from the files to the socket with sendfile "
                  "(no copy through memory; with --cache writeback)")
-      ->envname("COWBLK_NBD_SENDFILE")->check(CLI::IsMember({"on", "off"}))
+      ->envname("COWBLK_NBD_ZERO_COPY")->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
@@ -239,7 +239,7 @@ int Main(int argc, char** argv) {
     service::NbdServerOptions nbd_options;
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
-    nbd_options.sendfile = f.nbd_sendfile == "on";
+    nbd_options.zero_copy = f.nbd_zero_copy == "on";
     auto started = service::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
@@ -257,7 +257,7 @@ int Main(int argc, char** argv) {
        {"cache", f.cache},
        {"metrics", metrics_server ? metrics_server->address() : "off"},
        {"nbd", nbd ? nbd->address() : "off"},
-       {"nbd_sendfile", nbd && f.nbd_sendfile == "on" && f.cache == "writeback" ? "on" : "off"}});
+       {"nbd_zero_copy", nbd && f.nbd_zero_copy == "on" && f.cache == "writeback" ? "on" : "off"}});
 
   int sig = 0;
   sigwait(&signals, &sig);

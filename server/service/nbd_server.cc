@@ -206,7 +206,7 @@ class NbdConnection {
       : fd_(fd),
         store_(store),
         max_in_flight_(options.max_in_flight),
-        sendfile_(options.sendfile),
+        zero_copy_(options.zero_copy),
         peer_(std::move(peer)) {}
   ~NbdConnection() { close(fd_); }
   NbdConnection(const NbdConnection&) = delete;
@@ -245,6 +245,7 @@ class NbdConnection {
         {{"peer", peer_},
          {"volume", volume_ ? volume_->name() : ""},
          {"requests", std::to_string(requests_)},
+         {"zero_copy_reads", std::to_string(zero_copy_reads_)},
          {"reason", why}});
     std::lock_guard<std::mutex> lock(mu_);
     reader_done_ = true;
@@ -426,21 +427,21 @@ class NbdConnection {
   bool Exported() {
     timeval tv{0, 0};  // an idle connection is normal from here on
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string sendfile = "off";
-    if (sendfile_) {
+    std::string zero_copy = "off";
+    if (zero_copy_) {
       auto files = volume_->OpenReadFiles();
       if (files.ok()) {
         files_ = *std::move(files);
-        sendfile = "on";
+        zero_copy = "on";
       } else if (files.status().code() != absl::StatusCode::kFailedPrecondition) {
-        // Copies still work: serve, and say why sendfile does not.
-        Log(LogLevel::kWarning, "nbd_sendfile_unavailable",
+        // Copies still work: serve, and say why zero-copy does not.
+        Log(LogLevel::kWarning, "nbd_zero_copy_unavailable",
             {{"peer", peer_}, {"volume", volume_->name()},
              {"error", std::string(files.status().message())}});
       }
     }
     Log(LogLevel::kInfo, "nbd_export",
-        {{"peer", peer_}, {"volume", volume_->name()}, {"sendfile", sendfile}});
+        {{"peer", peer_}, {"volume", volume_->name()}, {"zero_copy", zero_copy}});
     return true;
   }
 
@@ -567,8 +568,9 @@ class NbdConnection {
       case kCmdRead:
         q.op = engine::OpType::kRead;
         r->read_len = length;
-        if (files_ && length >= kNbdSendfileMinBytes) {
+        if (files_ && length >= kNbdZeroCopyMinBytes) {
           r->located = true;
+          ++zero_copy_reads_;
           q.extents = &r->extents;
           break;
         }
@@ -819,17 +821,18 @@ class NbdConnection {
   const int fd_;
   Store* const store_;
   const uint32_t max_in_flight_;
-  const bool sendfile_;
+  const bool zero_copy_;
   const std::string peer_;
   std::thread reader_, writer_;
 
   // Reader thread only.
   std::shared_ptr<VolumeHandle> volume_;  // set once exported
-  // Set once exported, with sendfile on (then read by the writer too).
+  // Set once exported, with zero-copy on (then read by the writer too).
   std::unique_ptr<ReadFiles> files_;
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
   uint64_t requests_ = 0;
+  uint64_t zero_copy_reads_ = 0;   // reads sent from the files
 
   std::mutex mu_;  // guards below
   std::condition_variable cv_;

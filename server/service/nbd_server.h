@@ -32,18 +32,19 @@
 
 namespace cowblk::service {
 
-// Reads at least this long are sent with sendfile (NbdServerOptions).
-inline constexpr uint32_t kNbdSendfileMinBytes = 64 << 10;
+// Reads at least this long skip the copy through memory
+// (NbdServerOptions::zero_copy).
+inline constexpr uint32_t kNbdZeroCopyMinBytes = 64 << 10;
 
 struct NbdServerOptions {
   std::string listen;  // HOST:PORT (port 0: any)
   // Requests of one connection submitted but not yet answered before the
   // server stops reading that connection.
   uint32_t max_in_flight = 256;
-  // Reads of kNbdSendfileMinBytes and more are sent from the volume's files
-  // with sendfile(2) (engine::Request::extents), for volumes that use the
-  // page cache: the server copies none of their data.
-  bool sendfile = true;
+  // For volumes that use the page cache, reads of kNbdZeroCopyMinBytes and
+  // more are sent from the volume's files with sendfile(2)
+  // (engine::Request::extents): the server copies none of their data.
+  bool zero_copy = true;
 };
 
 class NbdConnection;

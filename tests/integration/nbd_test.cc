@@ -7,6 +7,7 @@
 #include <endian.h>
 #include <libnbd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -431,14 +432,14 @@ TEST_F(NbdTest, ManyRequestsInFlightOnManyConnectionsGetTheirOwnReplies) {
 // rest through memory; both must give the same bytes: COW data, backing
 // data, and zeros past the end of an image whose size is not a multiple of
 // 512.
-class NbdSendfileTest : public NbdTest, public ::testing::WithParamInterface<bool> {
+class NbdZeroCopyTest : public NbdTest, public ::testing::WithParamInterface<bool> {
  protected:
   std::vector<std::string> ServerArgs() const override {
-    return {"--nbd-listen", "127.0.0.1:0", "--nbd-sendfile", GetParam() ? "on" : "off"};
+    return {"--nbd-listen", "127.0.0.1:0", "--nbd-zero-copy", GetParam() ? "on" : "off"};
   }
 };
 
-TEST_P(NbdSendfileTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
+TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
   const std::string image = RandomBytes((3 << 20) + 100, 21);
   ASSERT_TRUE(Upload("base", image).ok());
   v1::Volume v;
@@ -458,7 +459,7 @@ TEST_P(NbdSendfileTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
   nbd_handle* h = Connect("img0");
   ASSERT_NE(h, nullptr) << nbd_get_error();
   // (offset, length): the whole volume, ranges across the image's end and
-  // across COW runs, one just at the sendfile threshold, small ones.
+  // across COW runs, one just at the zero-copy threshold, small ones.
   const std::vector<std::pair<uint64_t, size_t>> reads = {
       {0, size}, {size - (128 << 10), 128 << 10}, {size - 512, 512},
       {(1 << 20) - (32 << 10), 64 << 10}, {4096, 4096}, {(2 << 20) - 8192, 16384},
@@ -484,13 +485,73 @@ TEST_P(NbdSendfileTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
     const uint64_t offset = (uint64_t{131} * 512 * i) % (size - bufs[i].size());
     EXPECT_TRUE(bufs[i] == want.substr(offset, bufs[i].size())) << "request " << i;
   }
-  server_.WaitForLog(std::string("volume=img0 sendfile=") + (GetParam() ? "on" : "off"));
-  EXPECT_NE(server_.log().find(std::string("volume=img0 sendfile=") + (GetParam() ? "on" : "off")),
+  server_.WaitForLog(std::string("volume=img0 zero_copy=") + (GetParam() ? "on" : "off"));
+  EXPECT_NE(server_.log().find(std::string("volume=img0 zero_copy=") + (GetParam() ? "on" : "off")),
             std::string::npos)
       << server_.log();
 }
 
-TEST_P(NbdSendfileTest, AVolumeDeletedUnderAConnectionIsNoLongerServedAndItsFilesAreFree) {
+TEST_F(NbdTest, WritesOfEverySizeLandWhole) {
+  nbd_handle* h = Connect("disk0");
+  ASSERT_NE(h, nullptr) << nbd_get_error();
+  std::string want(kSize, '\0');
+  // From 4 KiB to 3 MiB, one by one and then many in flight at once.
+  const std::vector<size_t> sizes = {4096, 64 << 10, (256 << 10) + 512, 1 << 20,
+                                     (1 << 20) + 4096, 3 << 20};
+  uint64_t offset = 512;
+  int seed = 50;
+  for (size_t len : sizes) {
+    const std::string data = RandomBytes(len, ++seed);
+    ASSERT_EQ(nbd_pwrite(h, data.data(), len, offset, 0), 0) << nbd_get_error();
+    want.replace(offset, len, data);
+    offset += len + 512;
+  }
+  std::vector<std::string> bufs;
+  std::vector<int64_t> cookies;
+  for (int i = 0; i < 16; ++i) {
+    bufs.push_back(RandomBytes(i % 4 == 0 ? 8192 : (64 << 10) * (i % 8 + 1), ++seed));
+    const uint64_t at = uint64_t{512 << 10} * i;
+    cookies.push_back(nbd_aio_pwrite(h, bufs[i].data(), bufs[i].size(), at,
+                                     NBD_NULL_COMPLETION, 0));
+    ASSERT_GE(cookies.back(), 0) << nbd_get_error();
+  }
+  for (int i = 0; i < 16; ++i) {
+    int done;
+    while ((done = nbd_aio_command_completed(h, cookies[i])) == 0) ASSERT_GE(nbd_poll(h, -1), 0);
+    ASSERT_EQ(done, 1) << nbd_get_error();
+  }
+  for (int i = 0; i < 16; ++i) want.replace(uint64_t{512 << 10} * i, bufs[i].size(), bufs[i]);
+  std::string got;
+  ASSERT_TRUE(ReadData("disk0", 0, kSize, &got).ok());
+  EXPECT_TRUE(got == want);
+}
+
+// A client that sends a write's payload in small pieces, or stops halfway.
+TEST_F(NbdTest, APayloadInSmallPiecesOrCutShort) {
+  const int fd = RawConnect("disk0");
+  ASSERT_GE(fd, 0);
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const std::string data = RandomBytes(1 << 20, 60);
+  ASSERT_TRUE(SendAll(fd, Request(1, 0, 21, 1 << 20, data.size())));
+  for (size_t at = 0; at < data.size(); at += 512) ASSERT_TRUE(SendAll(fd, data.substr(at, 512)));
+  EXPECT_EQ(ReplyError(fd, 21), 0);
+  std::string got;
+  ASSERT_TRUE(ReadData("disk0", 1 << 20, data.size(), &got).ok());
+  EXPECT_TRUE(got == data);
+  ASSERT_TRUE(Flush("disk0").ok());
+
+  const std::string before = Snapshot();
+  ASSERT_TRUE(SendAll(fd, Request(1, 0, 22, 4 << 20, data.size())));
+  ASSERT_TRUE(SendAll(fd, data.substr(0, data.size() / 2)));
+  close(fd);
+  server_.WaitForLog("reason=\"the client closed the connection in a write\"");
+  EXPECT_EQ(Snapshot(), before);
+  ASSERT_TRUE(ReadData("disk0", 4 << 20, 4096, &got).ok());
+  EXPECT_EQ(got, std::string(4096, '\0'));
+}
+
+TEST_P(NbdZeroCopyTest, AVolumeDeletedUnderAConnectionIsNoLongerServedAndItsFilesAreFree) {
   const std::string data = RandomBytes(1 << 20, 40);
   ASSERT_TRUE(WriteData("disk0", 0, data, /*flush=*/true).ok());
   nbd_handle* h = Connect("disk0");
@@ -515,7 +576,7 @@ TEST_P(NbdSendfileTest, AVolumeDeletedUnderAConnectionIsNoLongerServedAndItsFile
   EXPECT_TRUE(got == std::string(got.size(), '\0'));
 }
 
-INSTANTIATE_TEST_SUITE_P(Sendfile, NbdSendfileTest, ::testing::Bool(),
+INSTANTIATE_TEST_SUITE_P(ZeroCopy, NbdZeroCopyTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "On" : "Off";
                          });
