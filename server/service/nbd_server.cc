@@ -825,10 +825,11 @@ class NbdConnection {
   const std::string peer_;
   std::thread reader_, writer_;
 
+  // Set by the reader once exported; then read by the writer too, for the
+  // replies it sends from the files.
+  std::shared_ptr<VolumeHandle> volume_;
+  std::unique_ptr<ReadFiles> files_;  // with zero-copy on
   // Reader thread only.
-  std::shared_ptr<VolumeHandle> volume_;  // set once exported
-  // Set once exported, with zero-copy on (then read by the writer too).
-  std::unique_ptr<ReadFiles> files_;
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
   uint64_t requests_ = 0;
