@@ -264,8 +264,13 @@ class NbdConnection {
       rend_ -= rpos_;
       rpos_ = 0;
     }
+    // After a large write, the next request is likely one too: take its
+    // header alone, so that its payload goes straight to its own buffer
+    // instead of through this one (a copy more).
+    const size_t room = rbuf_.size() - rend_;
+    const size_t ask = exact_fill_ && Buffered() < 28 ? std::min(room, 28 - Buffered()) : room;
     while (true) {
-      const ssize_t n = recv(fd_, rbuf_.data() + rend_, rbuf_.size() - rend_, 0);
+      const ssize_t n = recv(fd_, rbuf_.data() + rend_, ask, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return false;
       rend_ += static_cast<size_t>(n);
@@ -485,6 +490,7 @@ class NbdConnection {
         Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", *why}});
         return;
       }
+      exact_fill_ = type == kCmdWrite && length >= kNbdZeroCopyMinBytes;
       if (type == kCmdDisc) {
         *why = "the client disconnected";
         return;
@@ -832,6 +838,7 @@ class NbdConnection {
   // Reader thread only.
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
+  bool exact_fill_ = false;  // the last request was a large write
   uint64_t requests_ = 0;
   uint64_t zero_copy_reads_ = 0;   // reads sent from the files
 
