@@ -142,17 +142,38 @@ void SessionCall::OnWriteDone(bool ok) {
 }
 
 void SessionCall::OnReadInitialMetadataDone(bool ok) {
-  if (!ok) return;
+  if (ok) LearnInitialMetadata();
+}
+
+void SessionCall::LearnInitialMetadata() {
+  // Both reactions may run at once on different threads, and the context
+  // fills its metadata map on first use without a lock of its own: two
+  // fillers at once corrupt it (keys go missing, nodes leak).
+  std::lock_guard<std::mutex> learning(metadata_mu_);
+  if (metadata_learned_) return;
+  metadata_learned_ = true;
   const auto& md = ctx_->GetServerInitialMetadata();
-  auto it = md.find("cowblk-batch-max");
-  if (it == md.end()) return;  // a server that does not take batches
-  size_t max = 0;
-  for (char c : it->second) {
-    if (c < '0' || c > '9') return;  // not a number: no batches
-    max = std::min<size_t>(max * 10 + static_cast<size_t>(c - '0'), max_batch_);
+  if (auto it = md.find("cowblk-batch-max"); it != md.end()) {
+    size_t max = 0;
+    bool number = !it->second.empty();
+    for (char c : it->second) {
+      if (c < '0' || c > '9') {
+        number = false;  // not a number: no batches
+        break;
+      }
+      max = std::min<size_t>(max * 10 + static_cast<size_t>(c - '0'), max_batch_);
+    }
+    if (number) {
+      std::lock_guard<std::mutex> lock(mu_);
+      batch_max_ = std::max<size_t>(1, max);
+    }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  batch_max_ = std::max<size_t>(1, max);
+  if (auto it = md.find("cowblk-epoch"); it != md.end()) {
+    epoch_.assign(it->second.data(), it->second.size());
+    // Still under metadata_mu_: an answer waits for the volume to know the
+    // epoch that acknowledged it.
+    volume_->OnStreamEpoch(epoch_);
+  }
 }
 
 void SessionCall::OnReadDone(bool ok) {
@@ -162,17 +183,9 @@ void SessionCall::OnReadDone(bool ok) {
   }
   volume_->CountMessageReceived();
   reads_done_.fetch_add(1, std::memory_order_relaxed);
-  if (!epoch_told_) {
-    // Before the first answers: the volume must know which server epoch
-    // acknowledged them (initial metadata arrives before any message).
-    epoch_told_ = true;
-    const auto& md = ctx_->GetServerInitialMetadata();
-    auto it = md.find("cowblk-epoch");
-    if (it != md.end()) {
-      epoch_.assign(it->second.data(), it->second.size());
-      volume_->OnStreamEpoch(epoch_);
-    }
-  }
+  // Before the first answers: the volume must know which server epoch
+  // acknowledged them (initial metadata arrives before any message).
+  LearnInitialMetadata();
   // The message's slices (references, no copy) outlive the answers' data.
   std::vector<grpc::Slice> slices;
   const bool dumped = in_.Dump(&slices).ok();

@@ -70,6 +70,9 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
 
+  // Reads the server's initial metadata (batch limit, epoch) the first time
+  // either reaction asks; tells the volume the epoch before returning.
+  void LearnInitialMetadata();
   // The stream ended: no more writes; lets OnDone() come once the write in
   // progress (if any) completed.
   void EndWrites();
@@ -92,6 +95,13 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   grpc::ByteBuffer in_;                // touched only between StartRead and OnReadDone
   std::shared_ptr<SessionCall> self_;  // set by Create(), dropped in OnDone()
 
+  // Guards the context's initial metadata (filled lazily, unlocked, by
+  // gRPC) and the two fields below. Taken before mu_ or the volume's lock,
+  // never while holding them.
+  std::mutex metadata_mu_;
+  bool metadata_learned_ = false;
+  std::string epoch_;  // written once under metadata_mu_, before any answer is handed on
+
   std::mutex mu_;                                        // guards everything below
   std::deque<grpc::Slice> out_;  // encoded requests waiting for the next message
   grpc::ByteBuffer message_;     // the message being written (while writing_)
@@ -101,8 +111,6 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   // metadata says it takes batches, then the smaller of that and max_batch_.
   size_t batch_max_ = 1;
   bool hold_released_ = false;
-  bool epoch_told_ = false;
-  std::string epoch_;
   bool corked_ = false;  // on a corked thread's list (mu_)
   uint64_t writes_started_ = 0, writes_done_ = 0;  // mu_ (for DebugState)
   std::atomic<uint64_t> reads_done_{0};  // OnReadDone only (one read at a time)
