@@ -14,6 +14,8 @@
 #   cowblk-nbd  the first cowblkd's NBD export (`--nbd-listen`, same
 #             volumes, same engine, ordered durability), cowblk-bench over
 #             libnbd: the same client library as the NBD peers
+#   cowblk-nbd-deferred  the deferred cowblkd's NBD export: the NBD path
+#             with the peers' flush contract
 #   nbdkit    `nbdkit --filter=cow file IMAGE` on TCP loopback, cowblk-bench
 #             over libnbd
 #   qemu-nbd  `qemu-nbd` on a qcow2 overlay of the image (its defaults:
@@ -28,8 +30,9 @@
 # them alike. One stream (connection) per target; the depth is the number
 # of requests in flight on it.
 #
-# Writes a markdown table (IOPS, MiB/s, p99, ratios of cowblk to each
-# peer, the issue's floors) and a PNG chart (gnuplot) into OUTDIR.
+# Writes markdown tables (IOPS and MiB/s, p99, ratios of each cowblk target
+# to each peer with the issue's floors marked) and a PNG chart (gnuplot)
+# into OUTDIR.
 #
 # Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
 #                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS]
@@ -41,8 +44,8 @@
 #   -o  where the table, chart and raw JSON go (default bench/results/compare)
 #   -w  comma-separated row names to run (default: all; see -h output below)
 # Needs fio, nbdkit, qemu-nbd, qemu-img, gnuplot and /usr/bin/python3
-# (`make deps` installs them). Exit status 1 if cowblk-deferred misses a floor (the table
-# shows the floors of both modes).
+# (`make deps` installs them). Exit status 1 if cowblk-deferred misses a
+# floor (the tables show the floors of every cowblk target).
 set -euo pipefail
 
 dir=/var/tmp/cowblk-compare
@@ -119,8 +122,9 @@ start_cowblkd() {
   echo "$name: $server" >&2
   COWBLK_SERVER=$server "$bin/cowblk" image upload "$img" base >/dev/null
 }
-start_cowblkd cowblkd-deferred --durability deferred
+start_cowblkd cowblkd-deferred --durability deferred --nbd-listen 127.0.0.1:0
 server_deferred=$server
+server_nbd_deferred=$nbd_addr
 start_cowblkd cowblkd --nbd-listen 127.0.0.1:0
 server_nbd=$nbd_addr
 vol_seq=0
@@ -162,13 +166,14 @@ run() {
         --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
         { cat "$json.log" >&2; echo "compare.sh: fio failed" >&2; exit 1; }
       ;;
-    cowblk | cowblk-deferred | cowblk-nbd)
+    cowblk | cowblk-deferred | cowblk-nbd | cowblk-nbd-deferred)
       local srv=$server
-      [ "$target" = cowblk-deferred ] && srv=$server_deferred
+      case $target in *deferred) srv=$server_deferred ;; esac
       vol_seq=$((vol_seq + 1))
       local vol=cmp$vol_seq uri
       uri=cowblk://$srv/$vol
       [ "$target" = cowblk-nbd ] && uri=nbd://$server_nbd/$vol
+      [ "$target" = cowblk-nbd-deferred ] && uri=nbd://$server_nbd_deferred/$vol
       COWBLK_SERVER=$srv "$bin/cowblk" volume create "$vol" --image base >/dev/null
       [ "$alloc" = allocated ] && prefill "$uri" "$json"
       bench_json "$uri" "$rw" "$bs" "$depth" "$json"
@@ -211,7 +216,7 @@ read-1m-qd8-unallocated read 1m 8 unallocated
 write-1m-qd8-allocated write 1m 8 allocated
 write-1m-qd8-unallocated write 1m 8 unallocated"
 
-targets=(fio cowblk cowblk-deferred cowblk-nbd nbdkit qemu-nbd)
+targets=(fio cowblk cowblk-deferred cowblk-nbd cowblk-nbd-deferred nbdkit qemu-nbd)
 i=0
 while read -r name rw bs depth alloc; do
   if [ -n "$only" ] && ! printf ',%s,' "$only" | grep -q ",$name,"; then continue; fi
@@ -236,9 +241,12 @@ status=0
 $py - "$out" "$repeats" "$(uptime)" <<'EOF2' || status=$?
 import glob, json, os, sys
 out, repeats, load = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "nbdkit", "qemu-nbd"]
-ours = ["cowblk", "cowblk-deferred", "cowblk-nbd"]
-label = {"cowblk": "ordered", "cowblk-deferred": "deferred", "cowblk-nbd": "nbd"}
+targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred", "nbdkit",
+           "qemu-nbd"]
+ours = ["cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred"]
+peers = ["nbdkit", "qemu-nbd"]
+label = {"fio": "fio", "cowblk": "ordered", "cowblk-deferred": "deferred", "cowblk-nbd": "nbd",
+         "cowblk-nbd-deferred": "nbd-deferred", "nbdkit": "nbdkit", "qemu-nbd": "qemu-nbd"}
 names = []
 for f in sorted(glob.glob(f"{out}/*.cowblk.1.json")):
     names.append(os.path.basename(f)[: -len(".cowblk.1.json")])
@@ -266,45 +274,50 @@ def measure(name, target):
 
 # Floors of issue #5: cowblk >= 1.0x nbdkit+cow and >= 1.5x qemu-nbd on
 # 4 KiB random read and write at depth 32; 1 MiB sequential >= 1.0x nbdkit.
-def floors(name):
+def floor(name, peer):
     if "qd32" in name:
-        return [("nbdkit", 1.0), ("qemu-nbd", 1.5)]
-    if "1m" in name:
-        return [("nbdkit", 1.0)]
-    return []
+        return {"nbdkit": 1.0, "qemu-nbd": 1.5}[peer]
+    if "1m" in name and peer == "nbdkit":
+        return 1.0
+    return None
 
-lines = []
-lines.append("| workload | fio IOPS | cowblk IOPS (ordered) | cowblk-deferred IOPS | cowblk-nbd IOPS | "
-             "nbdkit IOPS | qemu-nbd IOPS | "
-             + " | ".join(f"{label[o]} / {p}" for o in ours for p in ("nbdkit", "qemu-nbd"))
-             + " | " + " | ".join(f"floors: {label[o]}" for o in ours)
-             + " | p99 µs fio / ordered / deferred / nbd / nbdkit / qemu-nbd |")
-lines.append("|---|" + "---:|" * 12 + "---|" * 4)
+m = {name: {t: measure(name, t) for t in targets} for name in names}
+header = lambda what: ("| workload | " + " | ".join(f"{label[t]} {what}" for t in targets) + " |\n"
+                       + "|---|" + "---:|" * len(targets))
+lines = ["IOPS (MiB/s for 1 MiB):", "", header("IOPS")]
+for name in names:
+    cell = lambda t: f"{m[name][t][0]:.0f}" + (f" ({m[name][t][1]:.0f})" if "1m" in name else "")
+    lines.append(f"| {name} | " + " | ".join(cell(t) for t in targets) + " |")
+lines += ["", "p99 latency (µs):", "", header("p99")]
+for name in names:
+    lines.append(f"| {name} | " + " | ".join(f"{m[name][t][2]:.0f}" for t in targets) + " |")
+lines += ["", "Ratios of each cowblk target to each peer; a floor of the issue is shown "
+          "next to its ratio, **bold** where missed:", "",
+          "| workload | " + " | ".join(f"{label[o]} / {p}" for o in ours for p in peers) + " |",
+          "|---|" + "---:|" * (len(ours) * len(peers))]
 missed = {t: 0 for t in ours}
 chart = []
 for name in names:
-    m = {t: measure(name, t) for t in targets}
-    ratio = {(o, t): m[o][0] / m[t][0] if m[t][0] else float("inf") for o in ours for t in targets}
-    verdict = {}
+    cells = []
     for o in ours:
-        v = []
-        for peer, floor in floors(name):
-            ok = ratio[(o, peer)] >= floor
-            missed[o] += not ok
-            v.append(f"{peer} ≥{floor:.1f}x: {'met' if ok else '**missed**'}")
-        verdict[o] = "; ".join(v)
-    unit = "MiB/s" if "1m" in name else ""
-    cell = lambda t: f"{m[t][0]:.0f}" + (f" ({m[t][1]:.0f} MiB/s)" if unit else "")
-    lines.append(f"| {name} | {' | '.join(cell(t) for t in targets)} | "
-                 + " | ".join(f"{ratio[(o, p)]:.2f}" for o in ours for p in ("nbdkit", "qemu-nbd"))
-                 + " | " + " | ".join(verdict[o] for o in ours) + " | "
-                 + f"{' / '.join(f'{m[t][2]:.0f}' for t in targets)} |")
-    chart.append((name, [m[t][0] / m["fio"][0] if m["fio"][0] else 0 for t in targets]))
+        for p in peers:
+            r = m[name][o][0] / m[name][p][0] if m[name][p][0] else float("inf")
+            f = floor(name, p)
+            if f is None:
+                cells.append(f"{r:.2f}")
+            elif r >= f:
+                cells.append(f"{r:.2f} (≥{f:.1f}: met)")
+            else:
+                missed[o] += 1
+                cells.append(f"**{r:.2f}** (≥{f:.1f}: missed)")
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    fio = m[name]["fio"][0]
+    chart.append((name, [m[name][t][0] / fio if fio else 0 for t in targets]))
 lines.append("")
 lines.append(f"Load at the end: `{load.strip()}`; {repeats} measurement(s) per cell.")
 lines.append("")
-lines.append(f"Floors missed: {missed['cowblk']} with ordered durability (the default), "
-             f"{missed['cowblk-deferred']} with deferred, {missed['cowblk-nbd']} over the NBD export")
+lines.append("Floors missed: " + ", ".join(f"{missed[o]} by {label[o]}" for o in ours)
+             + " (ordered: cowblkd's defaults; deferred: the peers' flush contract)")
 table = "\n".join(lines)
 open(f"{out}/table.md", "w").write(table + "\n")
 print(table)
@@ -335,7 +348,8 @@ plot "$out/chart.dat" using 2:xtic(1) title columnheader(2), \
      "" using 4 title columnheader(4), \
      "" using 5 title columnheader(5), \
      "" using 6 title columnheader(6), \
-     "" using 7 title columnheader(7)
+     "" using 7 title columnheader(7), \
+     "" using 8 title columnheader(8)
 EOF2
 echo "compare.sh: $out/table.md, $out/compare.png" >&2
 exit $status
