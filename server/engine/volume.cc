@@ -117,6 +117,10 @@ absl::StatusOr<std::unique_ptr<Volume>> Volume::Create(
     return absl::FailedPreconditionError(
         absl::StrCat(file->path(), ": the engine needs the backing file"));
   }
+  if (options.write_split_bytes % 4096 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "write split of ", options.write_split_bytes, " bytes: not a multiple of 4096"));
+  }
   std::unique_ptr<Volume> v(new Volume(std::move(file), io, options));
   if (options.cache == CacheMode::kNone) {
     const cow::Geometry& g = v->file_->geometry();
@@ -321,21 +325,37 @@ void Volume::RetryStalledReads() {
 // ---- Writes ------------------------------------------------------------
 
 void Volume::StartWrite(Op* op) {
-  Task* t = new Task;
-  t->kind = Task::kData;
-  t->volume = this;
-  t->op = op;
-  t->io.fd = data_fd_;
-  t->io.offset = data_offset_ + op->req->offset;
-  t->io.len = op->req->length;
-  if (op->req->op == OpType::kWrite) {
-    t->io.opcode = IoOpcode::kWrite;
-    t->io.buf = op->buf;
-  } else {
-    t->io.opcode = IoOpcode::kPunchHole;  // reads as zeros once the bits are set
+  const uint64_t start = data_offset_ + op->req->offset;
+  const uint64_t end = start + op->req->length;
+  // Pieces end at multiples of the split in the file, so the folios they
+  // create are aligned; all are submitted before the first can complete
+  // (completions come from Poll), and the data is done when all are.
+  const uint64_t split = op->req->op == OpType::kWrite && options_.cache == CacheMode::kWriteback
+                             ? options_.write_split_bytes
+                             : 0;
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;  // file offset, length
+  for (uint64_t at = start; at < end;) {
+    const uint64_t stop = split == 0 ? end : std::min(end, (at / split + 1) * split);
+    pieces.emplace_back(at, stop - at);
+    at = stop;
   }
-  op->pieces = 1;
-  SubmitTask(t);
+  op->pieces = static_cast<int>(pieces.size());
+  for (const auto& [at, len] : pieces) {
+    Task* t = new Task;
+    t->kind = Task::kData;
+    t->volume = this;
+    t->op = op;
+    t->io.fd = data_fd_;
+    t->io.offset = at;
+    t->io.len = len;
+    if (op->req->op == OpType::kWrite) {
+      t->io.opcode = IoOpcode::kWrite;
+      t->io.buf = op->buf + (at - start);
+    } else {
+      t->io.opcode = IoOpcode::kPunchHole;  // reads as zeros once the bits are set
+    }
+    SubmitTask(t);
+  }
 }
 
 void Volume::OnDataDone(Op* op) {

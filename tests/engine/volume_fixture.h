@@ -56,6 +56,7 @@ class VolumeFixture : public ::testing::Test {
     initial_cow_ = cowblk::testing::ReadFileBytes(CowPath());
     VolumeOptions options{durability, cache};
     options.commit_interval_ms = commit_interval_ms;
+    options.write_split_bytes = write_split_bytes_;
     auto v = Volume::Create(*std::move(file), &io_, options);
     ASSERT_TRUE(v.ok()) << v.status();
     vol_ = *std::move(v);
@@ -182,6 +183,7 @@ class VolumeFixture : public ::testing::Test {
   std::string initial_cow_;
   uint64_t data_offset_ = 0;
   uint64_t bitmap_offset_ = 0;
+  uint64_t write_split_bytes_ = 0;  // VolumeOptions::write_split_bytes for Open()
   int next_order_ = 0;
   uint64_t event_ = 0;
 };

@@ -6,7 +6,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -383,6 +387,101 @@ TEST_F(VolumeFixture, AFailedReadFailsAloneWithOneStatus) {
   EXPECT_FALSE(r->status.ok());
   EXPECT_TRUE(other->status.ok());
   EXPECT_EQ(vol_->stats().ops_failed[static_cast<int>(OpType::kRead)].value(), 1u);
+}
+
+// ---- Split writes (VolumeOptions::write_split_bytes) ---------------------
+
+// The data writes queued, in file order: {offset, length}.
+std::vector<std::pair<uint64_t, uint64_t>> DataPieces(const ManualIo& io, uint64_t data_offset) {
+  std::vector<std::pair<uint64_t, uint64_t>> pieces;
+  for (const IoOp& o : io.queued()) {
+    if (o.opcode == IoOpcode::kWrite && o.offset >= data_offset) pieces.emplace_back(o.offset, o.len);
+  }
+  std::sort(pieces.begin(), pieces.end());
+  return pieces;
+}
+
+TEST_F(VolumeFixture, ASplitWriteGoesInAlignedPiecesAndItsBitsWaitForAll) {
+  write_split_bytes_ = 8192;
+  Open(kOneMiB, Durability::kOrdered);
+  Call* w = Write(3, 40, 'a');  // 20 KiB from sector 3
+  const auto pieces = DataPieces(io_, data_offset_);
+  ASSERT_GE(pieces.size(), 3u);
+  uint64_t at = data_offset_ + 3 * 512;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    EXPECT_EQ(pieces[i].first, at) << i;
+    EXPECT_LE(pieces[i].second, 8192u) << i;
+    at += pieces[i].second;
+    if (i + 1 < pieces.size()) {
+      EXPECT_EQ(at % 8192, 0u) << i;  // ends on the split
+    }
+  }
+  EXPECT_EQ(at, data_offset_ + 43 * 512);
+  // Every piece but one done: no barrier, no bitmap write, no answer.
+  for (size_t i = 0; i + 1 < pieces.size(); ++i) io_.Release(DataWrite());
+  EXPECT_EQ(Sync(), -1);
+  EXPECT_EQ(BitmapWrite(), -1);
+  EXPECT_FALSE(w->done);
+  EXPECT_FALSE(MemBit(3));
+  io_.Release(DataWrite());
+  EXPECT_GE(Sync(), 0);  // the barrier comes once all the data is written
+  io_.ReleaseAll();
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok()) << w->status;
+  Call* r = Read(0, 48);
+  io_.ReleaseAll();
+  EXPECT_EQ(r->buf, Backing(0, 3) + std::string(40 * 512, 'a') + Backing(43, 5));
+  std::set<uint64_t> bits;
+  for (uint64_t s = 3; s < 43; ++s) bits.insert(s);
+  ExpectReopensClean(bits);
+}
+
+TEST_F(VolumeFixture, AFailedPieceFailsTheSplitWriteAndSetsNoBit) {
+  write_split_bytes_ = 4096;
+  Open(kOneMiB, Durability::kOrdered);
+  Call* w = Write(0, 24, 'a');  // 12 KiB: three pieces or more
+  ASSERT_GE(DataPieces(io_, data_offset_).size(), 3u);
+  io_.Release(DataWrite());
+  io_.Release(DataWrite(), -EIO);
+  EXPECT_FALSE(w->done);  // one answer, once every piece is back
+  io_.ReleaseAll();
+  ASSERT_TRUE(w->done);
+  EXPECT_THAT(w->status.message(), HasSubstr("Input/output error"));
+  EXPECT_EQ(vol_->stats().ops_failed[static_cast<int>(OpType::kWrite)].value(), 1u);
+  EXPECT_FALSE(MemBit(0));
+  ExpectReopensClean({});
+}
+
+TEST_F(VolumeFixture, WritesWithinOneSplitAndDirectWritesStayWhole) {
+  write_split_bytes_ = 64 << 10;
+  Open(kOneMiB, Durability::kOrdered);
+  // Inside one 64 KiB span of the file: one write.
+  const uint64_t first = ((data_offset_ + (64 << 10) - 1) / (64 << 10) * (64 << 10) - data_offset_) / 512;
+  Write(first, 8, 'a');
+  EXPECT_EQ(DataPieces(io_, data_offset_).size(), 1u);
+  io_.ReleaseAll();
+  vol_.reset();
+  ASSERT_EQ(unlink(CowPath().c_str()), 0);
+  // O_DIRECT has no folios to keep small.
+  Open(kOneMiB, Durability::kOrdered, CacheMode::kNone);
+  Write(0, 512, 'b');  // 256 KiB
+  EXPECT_EQ(DataPieces(io_, data_offset_).size(), 1u);
+  io_.ReleaseAll();
+}
+
+TEST_F(VolumeFixture, AWriteSplitThatIsNotWholePagesIsRefused) {
+  Open(kOneMiB, Durability::kOrdered);
+  vol_.reset();
+  cow::OpenOptions rw;
+  rw.writable = true;
+  auto file = cow::CowFile::Open(CowPath(), rw);
+  ASSERT_TRUE(file.ok()) << file.status();
+  VolumeOptions options;
+  options.write_split_bytes = 6000;
+  auto v = Volume::Create(*std::move(file), &io_, options);
+  ASSERT_FALSE(v.ok());
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(v.status().message(), HasSubstr("multiple of 4096"));
 }
 
 }  // namespace

@@ -496,7 +496,22 @@ TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
       << server_.log();
 }
 
-TEST_F(NbdTest, WritesOfEverySizeLandWhole) {
+// Whole writes, and writes handed to the kernel in 16 KiB pieces
+// (--write-split-kib): the same bytes land.
+class NbdWriteSplitTest : public NbdTest, public ::testing::WithParamInterface<int> {
+ protected:
+  std::vector<std::string> ServerArgs() const override {
+    return {"--nbd-listen", "127.0.0.1:0", "--write-split-kib", std::to_string(GetParam())};
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Split, NbdWriteSplitTest, ::testing::Values(0, 16),
+                         [](const ::testing::TestParamInfo<int>& p) {
+                           return p.param == 0 ? std::string("Whole") : "Pieces" + std::to_string(p.param) + "KiB";
+                         });
+
+TEST_P(NbdWriteSplitTest, WritesOfEverySizeLandWhole) {
+  EXPECT_EQ(LogField("write_split_kib"), std::to_string(GetParam()));
   nbd_handle* h = Connect("disk0");
   ASSERT_NE(h, nullptr) << nbd_get_error();
   std::string want(kSize, '\0');
