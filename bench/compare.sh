@@ -35,7 +35,7 @@
 # into OUTDIR.
 #
 # Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
-#                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS]
+#                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS] [-x FLAGS]
 #   -d  scratch directory on a real file system (default /var/tmp/cowblk-compare)
 #   -s  image and working-set size (default 512M)
 #   -t  seconds per measurement (default 5), after a 1 s ramp
@@ -43,6 +43,7 @@
 #   -b  directory with cowblkd, cowblk and cowblk-bench (default build/bin)
 #   -o  where the table, chart and raw JSON go (default bench/results/compare)
 #   -w  comma-separated row names to run (default: all; see -h output below)
+#   -x  extra cowblkd flags for both servers, e.g. "--write-split-kib 64"
 # Needs fio, nbdkit, qemu-nbd, qemu-img, gnuplot and /usr/bin/python3
 # (`make deps` installs them). Exit status 1 if cowblk-deferred misses a
 # floor (the tables show the floors of every cowblk target).
@@ -55,7 +56,8 @@ repeats=1
 bin=build/bin
 out=bench/results/compare
 only=
-while getopts d:s:t:r:b:o:w:h opt; do
+extra=
+while getopts d:s:t:r:b:o:w:x:h opt; do
   case $opt in
     d) dir=$OPTARG ;;
     s) size=$OPTARG ;;
@@ -64,6 +66,7 @@ while getopts d:s:t:r:b:o:w:h opt; do
     b) bin=$OPTARG ;;
     o) out=$OPTARG ;;
     w) only=$OPTARG ;;
+    x) extra=$OPTARG ;;
     h) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
     *) echo "compare.sh: see -h" >&2; exit 2 ;;
   esac
@@ -102,7 +105,8 @@ start_cowblkd() {
   shift
   mkdir -p "$data"
   mkfifo "$dir/$name.fifo"
-  "$bin/cowblkd" --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen "" "$@" \
+  # shellcheck disable=SC2086 # $extra is a list of flags
+  "$bin/cowblkd" --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen "" $extra "$@" \
     2>"$dir/$name.fifo" &
   pids="$pids $!"
   # Wait for the `event=serving` line with a blocking read of cowblkd's
@@ -238,9 +242,9 @@ pids=
 
 # The table, the chart's data, and the floors.
 status=0
-$py - "$out" "$repeats" "$(uptime)" <<'EOF2' || status=$?
+$py - "$out" "$repeats" "$(uptime)" "$extra" <<'EOF2' || status=$?
 import glob, json, os, sys
-out, repeats, load = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, repeats, load, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred", "nbdkit",
            "qemu-nbd"]
 ours = ["cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred"]
@@ -315,6 +319,9 @@ for name in names:
     chart.append((name, [m[name][t][0] / fio if fio else 0 for t in targets]))
 lines.append("")
 lines.append(f"Load at the end: `{load.strip()}`; {repeats} measurement(s) per cell.")
+if extra:
+    lines.append("")
+    lines.append(f"Extra cowblkd flags (both servers): `{extra}`.")
 lines.append("")
 lines.append("Floors missed: " + ", ".join(f"{missed[o]} by {label[o]}" for o in ours)
              + " (ordered: cowblkd's defaults; deferred: the peers' flush contract)")

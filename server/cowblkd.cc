@@ -109,8 +109,8 @@ int Main(int argc, char** argv) {
                  "when no flush asks (0: continuously)")
       ->envname("COWBLK_COMMIT_INTERVAL_MS")->check(CLI::Range(0, 60000))->capture_default_str();
   app.add_option("--write-split-kib", f.write_split_kib,
-                 "page cache: hand writes longer than this to the kernel in aligned pieces "
-                 "of it (0: whole). Keeps folios small where ext4 uses large ones: faster "
+                 "page cache: hand writes to the kernel in pieces that end at multiples of "
+                 "this in the COW file (0: whole). Keeps folios small where ext4 uses large ones: faster "
                  "small rewrites after large writes, slower large writes (docs/cowblkd.md)")
       ->envname("COWBLK_WRITE_SPLIT_KIB")
       ->check(CLI::Range(0, 65536) &

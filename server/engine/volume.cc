@@ -333,14 +333,13 @@ void Volume::StartWrite(Op* op) {
   const uint64_t split = op->req->op == OpType::kWrite && options_.cache == CacheMode::kWriteback
                              ? options_.write_split_bytes
                              : 0;
-  std::vector<std::pair<uint64_t, uint64_t>> pieces;  // file offset, length
-  for (uint64_t at = start; at < end;) {
-    const uint64_t stop = split == 0 ? end : std::min(end, (at / split + 1) * split);
-    pieces.emplace_back(at, stop - at);
-    at = stop;
-  }
-  op->pieces = static_cast<int>(pieces.size());
-  for (const auto& [at, len] : pieces) {
+  auto piece_end = [&](uint64_t at) {
+    return split == 0 ? end : std::min(end, (at / split + 1) * split);
+  };
+  op->pieces = 0;
+  for (uint64_t at = start; at < end; at = piece_end(at)) ++op->pieces;
+  for (uint64_t at = start; at < end; at = piece_end(at)) {
+    const uint64_t len = piece_end(at) - at;
     Task* t = new Task;
     t->kind = Task::kData;
     t->volume = this;

@@ -65,9 +65,9 @@ struct VolumeOptions {
   // round after another). Longer intervals batch more bits per fdatasync;
   // a process crash may lose acknowledged, unflushed writes of that long.
   uint32_t commit_interval_ms = 0;
-  // Page cache only: writes longer than this many bytes (a multiple of
-  // 4096; 0: never) go to the kernel as pieces that end at multiples of it
-  // in the COW file. The page cache sizes a folio by the write that creates
+  // Page cache only: writes go to the kernel as pieces that end at
+  // multiples of this many bytes in the COW file (a multiple of 4096; 0:
+  // whole). The page cache sizes a folio by the write that creates
   // it, and on kernels whose ext4 uses large folios every later small write
   // into one walks all of its buffer heads: 4 KiB rewrites after 1 MiB
   // writes cost 1.4x more server CPU. Each piece costs a kernel write of
