@@ -324,7 +324,7 @@ if extra:
     lines.append(f"Extra cowblkd flags (both servers): `{extra}`.")
 lines.append("")
 lines.append("Floors missed: " + ", ".join(f"{missed[o]} by {label[o]}" for o in ours)
-             + " (ordered: cowblkd's defaults; deferred: the peers' flush contract)")
+             + " (ordered: cowblkd's default durability; deferred: the peers' flush contract)")
 table = "\n".join(lines)
 open(f"{out}/table.md", "w").write(table + "\n")
 print(table)
