@@ -110,8 +110,9 @@ int Main(int argc, char** argv) {
       ->envname("COWBLK_COMMIT_INTERVAL_MS")->check(CLI::Range(0, 60000))->capture_default_str();
   app.add_option("--write-split-kib", f.write_split_kib,
                  "page cache: hand writes to the kernel in pieces that end at multiples of "
-                 "this in the COW file (0: whole). Keeps folios small where ext4 uses large ones: faster "
-                 "small rewrites after large writes, slower large writes (docs/cowblkd.md)")
+                 "this in the COW file (0: whole). Keeps folios small where ext4 uses large "
+                 "ones: faster small rewrites after large writes, slower large writes "
+                 "(docs/cowblkd.md)")
       ->envname("COWBLK_WRITE_SPLIT_KIB")
       ->check(CLI::Range(0, 65536) &
               CLI::Validator(

@@ -395,7 +395,9 @@ TEST_F(VolumeFixture, AFailedReadFailsAloneWithOneStatus) {
 std::vector<std::pair<uint64_t, uint64_t>> DataPieces(const ManualIo& io, uint64_t data_offset) {
   std::vector<std::pair<uint64_t, uint64_t>> pieces;
   for (const IoOp& o : io.queued()) {
-    if (o.opcode == IoOpcode::kWrite && o.offset >= data_offset) pieces.emplace_back(o.offset, o.len);
+    if (o.opcode == IoOpcode::kWrite && o.offset >= data_offset) {
+      pieces.emplace_back(o.offset, o.len);
+    }
   }
   std::sort(pieces.begin(), pieces.end());
   return pieces;
@@ -456,7 +458,8 @@ TEST_F(VolumeFixture, WritesWithinOneSplitAndDirectWritesStayWhole) {
   write_split_bytes_ = 64 << 10;
   Open(kOneMiB, Durability::kOrdered);
   // Inside one 64 KiB span of the file: one write.
-  const uint64_t first = ((data_offset_ + (64 << 10) - 1) / (64 << 10) * (64 << 10) - data_offset_) / 512;
+  const uint64_t span = 64 << 10;
+  const uint64_t first = ((data_offset_ + span - 1) / span * span - data_offset_) / 512;
   Write(first, 8, 'a');
   EXPECT_EQ(DataPieces(io_, data_offset_).size(), 1u);
   io_.ReleaseAll();

@@ -507,7 +507,8 @@ class NbdWriteSplitTest : public NbdTest, public ::testing::WithParamInterface<i
 
 INSTANTIATE_TEST_SUITE_P(Split, NbdWriteSplitTest, ::testing::Values(0, 16),
                          [](const ::testing::TestParamInfo<int>& p) {
-                           return p.param == 0 ? std::string("Whole") : "Pieces" + std::to_string(p.param) + "KiB";
+                           return p.param == 0 ? std::string("Whole")
+                                               : "Pieces" + std::to_string(p.param) + "KiB";
                          });
 
 TEST_P(NbdWriteSplitTest, WritesOfEverySizeLandWhole) {
