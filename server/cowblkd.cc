@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -117,12 +118,10 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 65536) &
               CLI::Validator(
                   [](std::string& v) -> std::string {
-                    uint64_t n = 0;
-                    for (char c : v) {
-                      if (c < '0' || c > '9' || n > 65536) return "must be a multiple of 4";
-                      n = n * 10 + static_cast<uint64_t>(c - '0');
-                    }
-                    return !v.empty() && n % 4 == 0 ? "" : "must be a multiple of 4";
+                    char* end = nullptr;
+                    const unsigned long n = std::strtoul(v.c_str(), &end, 10);  // NOLINT
+                    return !v.empty() && *end == '\0' && n % 4 == 0 ? ""
+                                                                   : "must be a multiple of 4";
                   },
                   "multiple of 4"))
       ->capture_default_str();

@@ -149,9 +149,10 @@ void SessionCall::LearnInitialMetadata() {
   // Both reactions may run at once on different threads, and the context
   // fills its metadata map on first use without a lock of its own: two
   // fillers at once corrupt it (keys go missing, nodes leak).
+  // Every answer message asks; after the first, one load answers.
+  if (metadata_learned_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> learning(metadata_mu_);
-  if (metadata_learned_) return;
-  metadata_learned_ = true;
+  if (metadata_learned_.load(std::memory_order_relaxed)) return;
   const auto& md = ctx_->GetServerInitialMetadata();
   if (auto it = md.find("cowblk-batch-max"); it != md.end()) {
     size_t max = 0;
@@ -174,6 +175,7 @@ void SessionCall::LearnInitialMetadata() {
     // epoch that acknowledged it.
     volume_->OnStreamEpoch(epoch_);
   }
+  metadata_learned_.store(true, std::memory_order_release);
 }
 
 void SessionCall::OnReadDone(bool ok) {

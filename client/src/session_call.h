@@ -96,10 +96,11 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   std::shared_ptr<SessionCall> self_;  // set by Create(), dropped in OnDone()
 
   // Guards the context's initial metadata (filled lazily, unlocked, by
-  // gRPC) and the two fields below. Taken before mu_ or the volume's lock,
-  // never while holding them.
+  // gRPC) and epoch_. Taken before mu_ or the volume's lock, never while
+  // holding them.
   std::mutex metadata_mu_;
-  bool metadata_learned_ = false;
+  // Set (release) once epoch_ is written and the volume told.
+  std::atomic<bool> metadata_learned_{false};
   std::string epoch_;  // written once under metadata_mu_, before any answer is handed on
 
   std::mutex mu_;                                        // guards everything below

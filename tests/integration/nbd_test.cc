@@ -675,6 +675,19 @@ INSTANTIATE_TEST_SUITE_P(ZeroCopy, NbdZeroCopyTest, ::testing::Bool(),
                            return p.param ? "On" : "Off";
                          });
 
+TEST(WriteSplitFlag, ValuesThatAreNotWholePagesOrTooLargeAreRefused) {
+  for (const char* bad : {"6", "12x", "0x10", "65540", "-4", "abc"}) {
+    TempDir dir;
+    CowblkdProcess server;
+    EXPECT_FALSE(server.Start(dir.path(), {"--write-split-kib", bad})) << bad;
+    EXPECT_NE(server.log().find("--write-split-kib"), std::string::npos) << bad << server.log();
+  }
+  TempDir dir;
+  CowblkdProcess server;
+  ASSERT_TRUE(server.Start(dir.path(), {"--write-split-kib", "12"})) << server.log();
+  EXPECT_NE(server.log().find(" write_split_kib=12 "), std::string::npos) << server.log();
+}
+
 TEST(NbdFlags, RefusedWithTokensOrTlsBecauseNbdWouldBypassThem) {
   TempDir dir;
   WriteFileBytes(dir.path() + "/tokens", "secret admin\n");
