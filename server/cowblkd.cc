@@ -49,6 +49,7 @@ struct Flags {
   std::string metrics_listen = "127.0.0.1:9780";
   std::string nbd_listen;
   std::string nbd_zero_copy = "on";
+  std::string nbd_inline_writes = "on";
   std::string debug_hold_bitmap_writes;
 };
 
@@ -162,6 +163,11 @@ int Main(int argc, char** argv) {
                  "(no copy through memory; with --cache writeback)")
       ->envname("COWBLK_NBD_ZERO_COPY")->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  app.add_option("--nbd-inline-writes", f.nbd_inline_writes,
+                 "The NBD connection writes a write's data into the COW file itself; the "
+                 "engine then only sets the bits (with --cache writeback)")
+      ->envname("COWBLK_NBD_INLINE_WRITES")->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -259,6 +265,7 @@ int Main(int argc, char** argv) {
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
     nbd_options.zero_copy = f.nbd_zero_copy == "on";
+    nbd_options.inline_writes = f.nbd_inline_writes == "on";
     auto started = service::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
@@ -277,7 +284,9 @@ int Main(int argc, char** argv) {
        {"write_split_kib", std::to_string(f.write_split_kib)},
        {"metrics", metrics_server ? metrics_server->address() : "off"},
        {"nbd", nbd ? nbd->address() : "off"},
-       {"nbd_zero_copy", nbd && f.nbd_zero_copy == "on" && f.cache == "writeback" ? "on" : "off"}});
+       {"nbd_zero_copy", nbd && f.nbd_zero_copy == "on" && f.cache == "writeback" ? "on" : "off"},
+       {"nbd_inline_writes",
+        nbd && f.nbd_inline_writes == "on" && f.cache == "writeback" ? "on" : "off"}});
 
   int sig = 0;
   sigwait(&signals, &sig);

@@ -42,6 +42,15 @@ struct Request {
   // is what a read does after that point: a write concurrent with the read
   // may or may not show. Only for a volume with CacheMode::kWriteback.
   std::vector<ReadExtent>* extents = nullptr;
+  // kWrite: the caller has already written the data into the COW file (at
+  // the volume's data offset + `offset`, through a descriptor of its own,
+  // before Submit), so the engine does the rest of the write: barrier, bits,
+  // stalls, answer. `data` is not used. Only for a volume with
+  // CacheMode::kWriteback (VolumeHandle::WriteAndSubmit).
+  bool data_written = false;
+  // With data_written: the errno of the caller's failed write, or 0. The
+  // request then fails with it (counted as an I/O error) and sets no bit.
+  int data_errno = 0;
   // kWrite/kTrim/kWriteZeroes: durable before `done` (a flush of its own).
   bool fua = false;
   // Called once with OK or the error that failed the request. Runs on the

@@ -176,7 +176,10 @@ absl::Status Volume::Validate(const Request& req) const {
   if (located && options_.cache != CacheMode::kWriteback) {
     return absl::FailedPreconditionError("read extents need --cache writeback");
   }
-  if (transfers && req.data == nullptr && !located) {
+  if (req.data_written && (req.op != OpType::kWrite || options_.cache != CacheMode::kWriteback)) {
+    return absl::FailedPreconditionError("written data needs a write and --cache writeback");
+  }
+  if (transfers && req.data == nullptr && !located && !req.data_written) {
     return absl::InvalidArgumentError("no data buffer");
   }
   uint64_t end = 0;
@@ -325,6 +328,18 @@ void Volume::RetryStalledReads() {
 // ---- Writes ------------------------------------------------------------
 
 void Volume::StartWrite(Op* op) {
+  if (op->req->data_written) {  // by the caller
+    op->pieces = 0;
+    if (op->req->data_errno != 0) {
+      stats_.io_errors.Add();
+      Complete(op, ErrnoStatus(op->req->data_errno,
+                               absl::StrFormat("write %s at %u", file_->path(),
+                                               data_offset_ + op->req->offset)));
+      return;
+    }
+    OnDataDone(op);
+    return;
+  }
   const uint64_t start = data_offset_ + op->req->offset;
   const uint64_t end = start + op->req->length;
   // Pieces end at multiples of the split in the file, so the folios they

@@ -207,6 +207,7 @@ class NbdConnection {
         store_(store),
         max_in_flight_(options.max_in_flight),
         zero_copy_(options.zero_copy),
+        inline_writes_(options.inline_writes),
         peer_(std::move(peer)) {}
   ~NbdConnection() { close(fd_); }
   NbdConnection(const NbdConnection&) = delete;
@@ -246,6 +247,7 @@ class NbdConnection {
          {"volume", volume_ ? volume_->name() : ""},
          {"requests", std::to_string(requests_)},
          {"zero_copy_reads", std::to_string(zero_copy_reads_)},
+         {"inline_writes", std::to_string(inline_writes_done_)},
          {"reason", why}});
     std::lock_guard<std::mutex> lock(mu_);
     reader_done_ = true;
@@ -432,21 +434,24 @@ class NbdConnection {
   bool Exported() {
     timeval tv{0, 0};  // an idle connection is normal from here on
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string zero_copy = "off";
-    if (zero_copy_) {
-      auto files = volume_->OpenReadFiles();
+    if (zero_copy_ || inline_writes_) {
+      auto files = volume_->OpenFiles();
       if (files.ok()) {
         files_ = *std::move(files);
-        zero_copy = "on";
+        send_from_files_ = zero_copy_;
+        write_to_files_ = inline_writes_;
       } else if (files.status().code() != absl::StatusCode::kFailedPrecondition) {
-        // Copies still work: serve, and say why zero-copy does not.
-        Log(LogLevel::kWarning, "nbd_zero_copy_unavailable",
+        // Copies through the engine still work: serve, and say why.
+        Log(LogLevel::kWarning, "nbd_files_unavailable",
             {{"peer", peer_}, {"volume", volume_->name()},
              {"error", std::string(files.status().message())}});
       }
     }
     Log(LogLevel::kInfo, "nbd_export",
-        {{"peer", peer_}, {"volume", volume_->name()}, {"zero_copy", zero_copy}});
+        {{"peer", peer_},
+         {"volume", volume_->name()},
+         {"zero_copy", send_from_files_ ? "on" : "off"},
+         {"inline_writes", write_to_files_ ? "on" : "off"}});
     return true;
   }
 
@@ -544,6 +549,8 @@ class NbdConnection {
         Answer(r);
         continue;
       }
+      // Requests parsed before a large write are not held while it writes.
+      if (type == kCmdWrite && write_to_files_ && length >= kNbdZeroCopyMinBytes) batch.reset();
       if (!batch) batch.emplace();
       Submit(r, type, flags, offset, length);
     }
@@ -574,7 +581,7 @@ class NbdConnection {
       case kCmdRead:
         q.op = engine::OpType::kRead;
         r->read_len = length;
-        if (files_ && length >= kNbdZeroCopyMinBytes) {
+        if (send_from_files_ && length >= kNbdZeroCopyMinBytes) {
           r->located = true;
           ++zero_copy_reads_;
           q.extents = &r->extents;
@@ -618,7 +625,14 @@ class NbdConnection {
       }
       Answer(r);
     };
-    if (!volume_->Submit(&q)) {
+    bool submitted;
+    if (type == kCmdWrite && write_to_files_) {
+      ++inline_writes_done_;
+      submitted = volume_->WriteAndSubmit(*files_, r->buf, &q);
+    } else {
+      submitted = volume_->Submit(&q);
+    }
+    if (!submitted) {
       r->error = ESHUTDOWN;
       r->read_len = 0;
       Answer(r);
@@ -828,19 +842,23 @@ class NbdConnection {
   Store* const store_;
   const uint32_t max_in_flight_;
   const bool zero_copy_;
+  const bool inline_writes_;
   const std::string peer_;
   std::thread reader_, writer_;
 
   // Set by the reader once exported; then read by the writer too, for the
   // replies it sends from the files.
   std::shared_ptr<VolumeHandle> volume_;
-  std::unique_ptr<ReadFiles> files_;  // with zero-copy on
+  std::unique_ptr<VolumeFiles> files_;  // with zero-copy or inline writes on
+  bool send_from_files_ = false;   // zero-copy reads
+  bool write_to_files_ = false;    // inline writes
   // Reader thread only.
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
   bool exact_fill_ = false;  // the last request was a large write
   uint64_t requests_ = 0;
   uint64_t zero_copy_reads_ = 0;   // reads sent from the files
+  uint64_t inline_writes_done_ = 0;  // writes written by the reader
 
   std::mutex mu_;  // guards below
   std::condition_variable cv_;

@@ -45,6 +45,11 @@ struct NbdServerOptions {
   // more are sent from the volume's files with sendfile(2)
   // (engine::Request::extents): the server copies none of their data.
   bool zero_copy = true;
+  // For volumes that use the page cache, the connection's reader writes a
+  // write's payload into the COW file itself, and the engine only sets the
+  // bits (VolumeHandle::WriteAndSubmit): no hand-off of the data to a
+  // kernel worker on another core.
+  bool inline_writes = true;
 };
 
 class NbdConnection;

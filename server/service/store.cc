@@ -158,11 +158,11 @@ absl::Status VolumeHandle::SubmitAndWait(engine::OpType op, uint64_t offset, uin
 }
 
 absl::Status VolumeHandle::Close() {
-  {
-    std::unique_lock<std::shared_mutex> lock(mu_);
-    if (closed_) return absl::OkStatus();
-    closed_ = true;
-  }
+  // Set before the lock is taken: a writer waiting for it would starve
+  // while inline writes from several connections keep the shared lock held;
+  // callers that see closed_ let go at once.
+  if (closed_.exchange(true)) return absl::OkStatus();
+  { std::unique_lock<std::shared_mutex> lock(mu_); }  // submissions in progress end
   std::promise<absl::Status> flushed;
   engine::Request flush;
   flush.op = engine::OpType::kFlush;
@@ -173,24 +173,57 @@ absl::Status VolumeHandle::Close() {
   return s;
 }
 
-ReadFiles::~ReadFiles() {
+bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return false;
+  req->data = data;
+  uint64_t end = 0;
+  const bool valid = req->op == engine::OpType::kWrite && req->length != 0 &&
+                     req->length <= engine::kMaxIoBytes && IsSectorAligned(req->offset) &&
+                     IsSectorAligned(req->length) && CheckedAdd(req->offset, req->length, &end) &&
+                     end <= size_;
+  // An invalid request goes as a plain write, unwritten: the engine
+  // refuses it.
+  if (valid) {
+    req->data_written = true;
+    // Pieces end where the engine's would (VolumeOptions::write_split_bytes).
+    const uint64_t start = data_offset_ + req->offset;
+    const uint64_t stop = data_offset_ + end;
+    for (uint64_t at = start; at < stop;) {
+      const uint64_t piece_end =
+          write_split_ == 0 ? stop : std::min(stop, (at / write_split_ + 1) * write_split_);
+      const ssize_t n = pwrite(files.cow_fd(), data + (at - start), piece_end - at,
+                               static_cast<off_t>(at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {  // no progress: cannot continue
+        req->data_errno = n < 0 ? errno : ENOSPC;
+        break;
+      }
+      at += static_cast<uint64_t>(n);
+    }
+  }
+  engine_->Submit(volume_, req);
+  return true;
+}
+
+VolumeFiles::~VolumeFiles() {
   close(cow_);
   close(backing_);
 }
 
-absl::StatusOr<std::unique_ptr<ReadFiles>> VolumeHandle::OpenReadFiles() {
+absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles() {
   // Holding the lock keeps the volume (and so its descriptors) open.
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
-  absl::StatusOr<std::unique_ptr<ReadFiles>> result;
+  absl::StatusOr<std::unique_ptr<VolumeFiles>> result;
   RunOnEngine([&](engine::Volume& v) {
     if (v.options().cache != engine::CacheMode::kWriteback) {
-      result = absl::FailedPreconditionError("read extents need --cache writeback");
+      result = absl::FailedPreconditionError("the volume's files need --cache writeback");
       return;
     }
     // Through /proc: the very files the volume has open, whatever their
     // paths became.
-    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(), O_RDONLY | O_CLOEXEC);
+    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(), O_RDWR | O_CLOEXEC);
     if (cow < 0) {
       result = ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
       return;
@@ -202,7 +235,7 @@ absl::StatusOr<std::unique_ptr<ReadFiles>> VolumeHandle::OpenReadFiles() {
       close(cow);
       return;
     }
-    result = std::make_unique<ReadFiles>(cow, backing);
+    result = std::make_unique<VolumeFiles>(cow, backing);
   });
   return result;
 }

@@ -12,6 +12,7 @@
 #ifndef COWBLK_SERVER_SERVICE_STORE_H_
 #define COWBLK_SERVER_SERVICE_STORE_H_
 
+#include <atomic>
 #include <map>
 #include <set>
 #include <memory>
@@ -32,18 +33,20 @@ bool IsValidName(absl::string_view name);
 // InvalidArgument naming `field` unless `name` is valid.
 absl::Status ValidateName(absl::string_view field, absl::string_view name);
 
-// Read-only descriptors of a volume's COW and backing files, of their own
-// (new open file descriptions: no lock rides on them, and they stay valid
-// when the volume closes), for sending engine::ReadExtents.
-class ReadFiles {
+// Descriptors of a volume's COW file (read-write) and backing file
+// (read-only) of a transport's own (new open file descriptions: no lock
+// rides on them, and they stay valid when the volume closes), for sending
+// engine::ReadExtents and for VolumeHandle::WriteAndSubmit.
+class VolumeFiles {
  public:
-  ReadFiles(int cow, int backing) : cow_(cow), backing_(backing) {}
-  ~ReadFiles();
-  ReadFiles(const ReadFiles&) = delete;
-  ReadFiles& operator=(const ReadFiles&) = delete;
+  VolumeFiles(int cow, int backing) : cow_(cow), backing_(backing) {}
+  ~VolumeFiles();
+  VolumeFiles(const VolumeFiles&) = delete;
+  VolumeFiles& operator=(const VolumeFiles&) = delete;
   int fd(engine::ReadExtent::Source source) const {
     return source == engine::ReadExtent::Source::kCow ? cow_ : backing_;
   }
+  int cow_fd() const { return cow_; }
 
  private:
   const int cow_;
@@ -60,6 +63,8 @@ class VolumeHandle {
         engine_(engine),
         volume_(volume),
         size_(volume->size()),
+        data_offset_(volume->file().geometry().data_offset),
+        write_split_(volume->options().write_split_bytes),
         epoch_(std::move(epoch)) {}
 
   const std::string& name() const { return name_; }
@@ -81,9 +86,20 @@ class VolumeHandle {
                              char* data);
   // Stops new requests, waits for in-flight ones, flushes, closes the files.
   absl::Status Close();
-  // Opens ReadFiles for the volume. FailedPrecondition unless the volume
-  // uses the page cache (read extents need it); Unavailable once closed.
-  absl::StatusOr<std::unique_ptr<ReadFiles>> OpenReadFiles();
+  // An inline write: writes `data` (req->length bytes, for the kWrite
+  // `req`) into the COW file through `files` on the calling thread, then
+  // submits `req` with Request::data_written, so that the engine only does
+  // the rest (barrier, bits): no hand-off of the data write to a kernel
+  // worker. A failed write is submitted with its errno (it fails, counted,
+  // setting no bit; allocated sectors in its range may hold part of the
+  // data, as after any failed write); a request the engine would refuse is
+  // submitted unwritten. Under the handle's shared lock, so nothing is
+  // written once Close began: returns false then, without touching `req`.
+  bool WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req);
+  // Opens VolumeFiles for the volume. FailedPrecondition unless the volume
+  // uses the page cache (read extents and written data need it);
+  // Unavailable once closed.
+  absl::StatusOr<std::unique_ptr<VolumeFiles>> OpenFiles();
   // Runs `fn` on the engine thread with the volume and waits (bitmap reads).
   void RunOnEngine(const std::function<void(engine::Volume&)>& fn);
 
@@ -92,9 +108,11 @@ class VolumeHandle {
   engine::Engine* const engine_;
   engine::Volume* const volume_;
   const uint64_t size_;
+  const uint64_t data_offset_;  // of the COW file's data area
+  const uint64_t write_split_;  // VolumeOptions::write_split_bytes
   const std::string epoch_;
-  std::shared_mutex mu_;  // shared: submitting; exclusive: closing
-  bool closed_ = false;
+  std::shared_mutex mu_;  // shared: submitting (and inline writes); exclusive: closing
+  std::atomic<bool> closed_{false};
 };
 
 struct VolumeInfo {

@@ -108,6 +108,34 @@ class VolumeFixture : public ::testing::Test {
     return c;
   }
   Call* Flush() { return SubmitRaw(OpType::kFlush, 0, 0); }
+  // A write whose data the caller wrote into the COW file itself, as the
+  // NBD export's inline writes do (Request::data_written).
+  // `data_errno`: its write failed so (nothing is written then).
+  Call* Written(uint64_t sector, uint64_t count, char fill, OpType op = OpType::kWrite,
+                int data_errno = 0) {
+    if (data_errno == 0) {
+      const std::string data(count * 512, fill);
+      const int fd = open(CowPath().c_str(), O_WRONLY | O_CLOEXEC);
+      EXPECT_EQ(pwrite(fd, data.data(), data.size(), static_cast<off_t>(data_offset_ + sector * 512)),
+                static_cast<ssize_t>(data.size()));
+      close(fd);
+    }
+    calls_.push_back(std::make_unique<Call>());
+    Call* c = calls_.back().get();
+    c->req.op = op;
+    c->req.offset = sector * 512;
+    c->req.length = count * 512;
+    c->req.data_written = true;
+    c->req.data_errno = data_errno;
+    c->req.done = [this, c](absl::Status s) {
+      c->done = true;
+      c->status = std::move(s);
+      c->order = next_order_++;
+    };
+    c->issue_log = io_.log().size();
+    vol_->Submit(&c->req);
+    return c;
+  }
 
   int DataWrite() const {
     return io_.Find([this](const IoOp& o) {

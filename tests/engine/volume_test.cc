@@ -372,6 +372,83 @@ TEST_F(VolumeFixture, LocatedReadsNeedThePageCache) {
   EXPECT_EQ(io_.log().size(), 0u);
 }
 
+// Request::data_written, the NBD export's inline writes: the caller wrote
+// the data; the engine does the rest of a write (barrier, bits, stalls).
+TEST_F(VolumeFixture, WrittenDataGetsItsBarrierAndBitsButNoDataWrite) {
+  Open(kOneMiB, Durability::kOrdered);
+  Call* w = Written(8, 16, 'w');
+  EXPECT_EQ(DataWrite(), -1);
+  ASSERT_GE(Sync(), 0);  // invariant 2: the data is durable before its bits
+  EXPECT_EQ(BitmapWrite(), -1);
+  EXPECT_FALSE(MemBit(8));
+  io_.Release(Sync());
+  ASSERT_GE(BitmapWrite(), 0);
+  EXPECT_TRUE(MemBit(8));
+  EXPECT_FALSE(w->done);
+  Call* stalled = Read(0, 12);  // invariant 4: overlaps the update in flight
+  EXPECT_EQ(CountReads(), 0);
+  io_.Release(BitmapWrite());
+  io_.ReleaseAll();
+  ASSERT_TRUE(w->done);
+  EXPECT_TRUE(w->status.ok()) << w->status;
+  ASSERT_TRUE(stalled->done);
+  EXPECT_EQ(stalled->buf, Backing(0, 8) + std::string(4 * 512, 'w'));
+  EXPECT_EQ(vol_->stats().bytes[static_cast<int>(OpType::kWrite)].value(), 16 * 512u);
+  // A rewrite of written data: no barrier, no bitmap write.
+  Call* again = Written(8, 4, 'x');
+  EXPECT_TRUE(io_.queued().empty());
+  ASSERT_TRUE(again->done && again->status.ok()) << again->status;
+  Call* r = Read(8, 16);
+  io_.ReleaseAll();
+  EXPECT_EQ(r->buf, std::string(4 * 512, 'x') + std::string(12 * 512, 'w'));
+  std::set<uint64_t> bits;
+  for (uint64_t s = 8; s < 24; ++s) bits.insert(s);
+  ExpectReopensClean(bits);
+}
+
+TEST_F(VolumeFixture, DeferredWrittenDataIsAcknowledgedAtOnceAndItsBitsCommittedAfterASync) {
+  Open(kOneMiB, Durability::kDeferred);
+  Call* w = Written(0, 8, 'd');
+  ASSERT_TRUE(w->done && w->status.ok()) << w->status;
+  EXPECT_TRUE(MemBit(0));
+  EXPECT_FALSE(DiskBit(0));
+  ASSERT_EQ(io_.queued().size(), 1u);
+  EXPECT_EQ(io_.queued()[0].opcode, IoOpcode::kFdatasync);  // no data write, no bitmap yet
+  Call* f = Flush();
+  io_.Release(Sync());
+  ASSERT_GE(BitmapWrite(), 0);
+  EXPECT_FALSE(f->done);
+  io_.ReleaseAll();
+  ASSERT_TRUE(f->done && f->status.ok()) << f->status;
+  EXPECT_TRUE(DiskBit(0));
+  ExpectReopensClean({0, 1, 2, 3, 4, 5, 6, 7});
+}
+
+TEST_F(VolumeFixture, WrittenDataFailsWithTheCallersErrorAndNeedsAWriteAndThePageCache) {
+  Open(kOneMiB, Durability::kOrdered);
+  Call* trim = Written(0, 8, '\0', OpType::kTrim);
+  ASSERT_TRUE(trim->done);
+  EXPECT_EQ(trim->status.code(), absl::StatusCode::kFailedPrecondition) << trim->status;
+  Call* failed = Written(16, 8, 'f', OpType::kWrite, ENOSPC);  // the caller's write failed
+  ASSERT_TRUE(failed->done);
+  EXPECT_EQ(failed->status.code(), absl::StatusCode::kResourceExhausted) << failed->status;
+  EXPECT_EQ(vol_->stats().io_errors.value(), 1u);
+  EXPECT_EQ(vol_->stats().ops_failed[static_cast<int>(OpType::kWrite)].value(), 1u);
+  Call* beyond = Written(kOneMiB / 512, 8, 'b');
+  ASSERT_TRUE(beyond->done);
+  EXPECT_EQ(beyond->status.code(), absl::StatusCode::kOutOfRange) << beyond->status;
+  EXPECT_EQ(io_.log().size(), 0u);
+  EXPECT_FALSE(MemBit(0) || MemBit(16));
+  vol_.reset();
+  ASSERT_EQ(unlink(CowPath().c_str()), 0);
+  Open(kOneMiB, Durability::kOrdered, CacheMode::kNone);
+  Call* direct = Written(0, 8, 'c');
+  ASSERT_TRUE(direct->done);
+  EXPECT_EQ(direct->status.code(), absl::StatusCode::kFailedPrecondition) << direct->status;
+  EXPECT_EQ(io_.log().size(), 0u);
+  ExpectReopensClean({});
+}
+
 TEST_F(VolumeFixture, AFailedReadFailsAloneWithOneStatus) {
   Open(kOneMiB, Durability::kOrdered);
   Call* w = Write(4, 1, 'a');

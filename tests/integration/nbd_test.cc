@@ -440,7 +440,8 @@ TEST_F(NbdTest, ManyRequestsInFlightOnManyConnectionsGetTheirOwnReplies) {
 class NbdZeroCopyTest : public NbdTest, public ::testing::WithParamInterface<bool> {
  protected:
   std::vector<std::string> ServerArgs() const override {
-    return {"--nbd-listen", "127.0.0.1:0", "--nbd-zero-copy", GetParam() ? "on" : "off"};
+    const char* on = GetParam() ? "on" : "off";
+    return {"--nbd-listen", "127.0.0.1:0", "--nbd-zero-copy", on, "--nbd-inline-writes", on};
   }
 };
 
@@ -496,23 +497,42 @@ TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
       << server_.log();
 }
 
-// Whole writes, and writes handed to the kernel in 16 KiB pieces
-// (--write-split-kib): the same bytes land.
-class NbdWriteSplitTest : public NbdTest, public ::testing::WithParamInterface<int> {
+// How a write's data reaches the COW file: written by the connection itself
+// (--nbd-inline-writes, the default) or by the engine; whole or in 16 KiB
+// pieces (--write-split-kib); through the page cache or with --cache none
+// (no inline writes there). The same bytes land every way.
+struct WritePath {
+  const char* name;
+  int split_kib;
+  bool inline_writes;
+  bool page_cache;
+};
+void PrintTo(const WritePath& p, std::ostream* os) { *os << p.name; }
+
+class NbdWriteSplitTest : public NbdTest, public ::testing::WithParamInterface<WritePath> {
  protected:
   std::vector<std::string> ServerArgs() const override {
-    return {"--nbd-listen", "127.0.0.1:0", "--write-split-kib", std::to_string(GetParam())};
+    return {"--nbd-listen", "127.0.0.1:0",
+            "--write-split-kib", std::to_string(GetParam().split_kib),
+            "--nbd-inline-writes", GetParam().inline_writes ? "on" : "off",
+            "--cache", GetParam().page_cache ? "writeback" : "none"};
   }
+  bool Inline() const { return GetParam().inline_writes && GetParam().page_cache; }
 };
 
-INSTANTIATE_TEST_SUITE_P(Split, NbdWriteSplitTest, ::testing::Values(0, 16),
-                         [](const ::testing::TestParamInfo<int>& p) {
-                           return p.param == 0 ? std::string("Whole")
-                                               : "Pieces" + std::to_string(p.param) + "KiB";
+INSTANTIATE_TEST_SUITE_P(Split, NbdWriteSplitTest,
+                         ::testing::Values(WritePath{"Whole", 0, true, true},
+                                           WritePath{"Pieces16KiB", 16, true, true},
+                                           WritePath{"WholeByTheEngine", 0, false, true},
+                                           WritePath{"Pieces16KiBByTheEngine", 16, false, true},
+                                           WritePath{"CacheNone", 0, true, false}),
+                         [](const ::testing::TestParamInfo<WritePath>& p) {
+                           return std::string(p.param.name);
                          });
 
 TEST_P(NbdWriteSplitTest, WritesOfEverySizeLandWhole) {
-  EXPECT_EQ(LogField("write_split_kib"), std::to_string(GetParam()));
+  EXPECT_EQ(LogField("write_split_kib"), std::to_string(GetParam().split_kib));
+  EXPECT_EQ(LogField("nbd_inline_writes"), Inline() ? "on" : "off");
   nbd_handle* h = Connect("disk0");
   ASSERT_NE(h, nullptr) << nbd_get_error();
   std::string want(kSize, '\0');
@@ -543,6 +563,22 @@ TEST_P(NbdWriteSplitTest, WritesOfEverySizeLandWhole) {
   }
   for (int i = 0; i < 16; ++i) want.replace(uint64_t{512 << 10} * i, bufs[i].size(), bufs[i]);
   std::string got;
+  ASSERT_TRUE(ReadData("disk0", 0, kSize, &got).ok());
+  EXPECT_TRUE(got == want);
+  // The connection says which way its 22 writes went.
+  ASSERT_EQ(nbd_shutdown(h, 0), 0) << nbd_get_error();
+  server_.WaitForLog("event=nbd_closed");
+  const std::string log = server_.log();
+  EXPECT_NE(log.find(std::string("volume=disk0 zero_copy=") + (GetParam().page_cache ? "on" : "off") +
+                     " inline_writes=" + (Inline() ? "on" : "off")),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find(std::string(" inline_writes=") + (Inline() ? "22" : "0") + " "),
+            std::string::npos)
+      << log;
+  // And after a restart the volume holds them.
+  ASSERT_EQ(StopServer(), 0);
+  StartServer(ServerArgs());
   ASSERT_TRUE(ReadData("disk0", 0, kSize, &got).ok());
   EXPECT_TRUE(got == want);
 }
@@ -588,6 +624,8 @@ TEST_P(NbdZeroCopyTest, AVolumeDeletedUnderAConnectionIsNoLongerServedAndItsFile
     ASSERT_TRUE(volumes_->DeleteVolume(&ctx, req, &resp).ok());
   }
   EXPECT_EQ(nbd_pread(h, got.data(), got.size(), 0, 0), -1);
+  EXPECT_EQ(nbd_get_errno(), ESHUTDOWN) << nbd_get_error();
+  EXPECT_EQ(nbd_pwrite(h, data.data(), 4096, 0, 0), -1);  // not written (inline or not)
   EXPECT_EQ(nbd_get_errno(), ESHUTDOWN) << nbd_get_error();
   // A new volume of the same name is a new disk: zeros, not the old data.
   ASSERT_TRUE(Create("disk0", kSize).ok());
