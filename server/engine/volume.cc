@@ -798,6 +798,7 @@ void Volume::OnCommitBlockDone(BlockWrite* bw, int32_t result) {
 
 void Volume::Poison(const absl::Status& status) {
   poisoned_ = status;
+  refuses_writes_.store(true, std::memory_order_release);
   commit_state_ = CommitState::kIdle;
   std::vector<Op*> failed;
   for (const FlushWaiter& w : in_sync_) failed.push_back(w.op);

@@ -25,6 +25,7 @@
 #ifndef COWBLK_SERVER_ENGINE_VOLUME_H_
 #define COWBLK_SERVER_ENGINE_VOLUME_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -111,6 +112,10 @@ class Volume {
   // a transport that sends ReadExtents; valid until the volume closes.
   int cow_fd() const { return file_->cow_fd(); }
   int backing_fd() const { return file_->backing_fd(); }
+  // True once an fdatasync failed in `deferred` durability: every write is
+  // refused from then on. Any thread (for inline writes, which must not
+  // write into such a volume before the engine refuses them).
+  bool refuses_writes() const { return refuses_writes_.load(std::memory_order_acquire); }
   // Requests not completed yet, plus one while `deferred` durability still
   // has bits to write (for draining: a closed volume's bits are written).
   size_t requests_in_flight() const {
@@ -218,6 +223,7 @@ class Volume {
   bool closing_ = false;
   absl::Status round_error_;   // a block write of this round failed
   absl::Status poisoned_;      // an fdatasync failed: no more writes
+  std::atomic<bool> refuses_writes_{false};  // !poisoned_.ok(), for other threads
 };
 
 // Routes completions to the volume that submitted the operation.

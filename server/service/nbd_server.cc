@@ -435,7 +435,7 @@ class NbdConnection {
     timeval tv{0, 0};  // an idle connection is normal from here on
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (zero_copy_ || inline_writes_) {
-      auto files = volume_->OpenFiles();
+      auto files = volume_->OpenFiles(/*writable=*/inline_writes_);
       if (files.ok()) {
         files_ = *std::move(files);
         send_from_files_ = zero_copy_;
@@ -627,8 +627,8 @@ class NbdConnection {
     };
     bool submitted;
     if (type == kCmdWrite && write_to_files_) {
-      ++inline_writes_done_;
       submitted = volume_->WriteAndSubmit(*files_, r->buf, &q);
+      if (submitted) ++inline_writes_done_;
     } else {
       submitted = volume_->Submit(&q);
     }

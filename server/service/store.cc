@@ -183,8 +183,9 @@ bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, char* data, engine::
                      IsSectorAligned(req->length) && CheckedAdd(req->offset, req->length, &end) &&
                      end <= size_;
   // An invalid request goes as a plain write, unwritten: the engine
-  // refuses it.
-  if (valid) {
+  // refuses it; so does a write to a volume whose fdatasync failed
+  // (deferred durability), whose sectors must not change any more.
+  if (valid && !volume_->refuses_writes()) {
     req->data_written = true;
     // Pieces end where the engine's would (VolumeOptions::write_split_bytes).
     const uint64_t start = data_offset_ + req->offset;
@@ -211,7 +212,7 @@ VolumeFiles::~VolumeFiles() {
   close(backing_);
 }
 
-absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles() {
+absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles(bool writable) {
   // Holding the lock keeps the volume (and so its descriptors) open.
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
@@ -223,7 +224,8 @@ absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles() {
     }
     // Through /proc: the very files the volume has open, whatever their
     // paths became.
-    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(), O_RDWR | O_CLOEXEC);
+    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(),
+                         (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (cow < 0) {
       result = ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
       return;

@@ -33,8 +33,8 @@ bool IsValidName(absl::string_view name);
 // InvalidArgument naming `field` unless `name` is valid.
 absl::Status ValidateName(absl::string_view field, absl::string_view name);
 
-// Descriptors of a volume's COW file (read-write) and backing file
-// (read-only) of a transport's own (new open file descriptions: no lock
+// Descriptors of a volume's COW file (read-write or read-only) and backing
+// file (read-only) of a transport's own (new open file descriptions: no lock
 // rides on them, and they stay valid when the volume closes), for sending
 // engine::ReadExtents and for VolumeHandle::WriteAndSubmit.
 class VolumeFiles {
@@ -92,14 +92,16 @@ class VolumeHandle {
   // the rest (barrier, bits): no hand-off of the data write to a kernel
   // worker. A failed write is submitted with its errno (it fails, counted,
   // setting no bit; allocated sectors in its range may hold part of the
-  // data, as after any failed write); a request the engine would refuse is
-  // submitted unwritten. Under the handle's shared lock, so nothing is
+  // data, as after any failed write); a request the engine would refuse
+  // (invalid, or to a volume whose writes stopped after an fdatasync
+  // error) is submitted unwritten. Under the handle's shared lock, so nothing is
   // written once Close began: returns false then, without touching `req`.
   bool WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req);
-  // Opens VolumeFiles for the volume. FailedPrecondition unless the volume
-  // uses the page cache (read extents and written data need it);
+  // Opens VolumeFiles for the volume, its COW file read-write when
+  // `writable` (for WriteAndSubmit). FailedPrecondition unless the volume
+  // uses the page cache (read extents and inline writes need it);
   // Unavailable once closed.
-  absl::StatusOr<std::unique_ptr<VolumeFiles>> OpenFiles();
+  absl::StatusOr<std::unique_ptr<VolumeFiles>> OpenFiles(bool writable);
   // Runs `fn` on the engine thread with the volume and waits (bitmap reads).
   void RunOnEngine(const std::function<void(engine::Volume&)>& fn);
 

@@ -31,6 +31,7 @@ for mode in "on ordered" "on deferred" "off ordered"; do
   if [ "$1" = on ]; then
     grep -q " inline_writes=[1-9]" "$TMP/server.log" || fail "no connection wrote inline"
   else
+    grep -q " event=nbd_closed " "$TMP/server.log" || fail "no nbd_closed line"
     grep " event=nbd_closed " "$TMP/server.log" | grep -qv " inline_writes=0 " &&
       fail "inline writes with --nbd-inline-writes off"
   fi

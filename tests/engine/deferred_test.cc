@@ -213,11 +213,13 @@ TEST_F(DeferredTest, ClosingCommitsAtOnceAndCancelsTheTimer) {
 TEST_F(DeferredTest, FdatasyncErrorFailsTheFlushAndStopsWritesWithNoBitOnDisk) {
   Open(kOneMiB, Durability::kDeferred);
   AckedWrite(0, 1, 'a');
+  EXPECT_FALSE(vol_->refuses_writes());
   Call* flush = Flush();
   io_.Release(Sync(), -EIO);
   EXPECT_TRUE(flush->done);
   EXPECT_THAT(flush->status.message(), HasSubstr("fdatasync"));
   EXPECT_EQ(BitmapWrite(), -1);  // a's data may be lost: no bit may expose it
+  EXPECT_TRUE(vol_->refuses_writes());  // inline writes check it before writing
   Call* w = Write(8, 1, 'b');
   EXPECT_TRUE(w->done);  // refused at once, nothing queued
   EXPECT_THAT(w->status.message(), HasSubstr("no more writes"));
