@@ -348,9 +348,7 @@ void Volume::StartWrite(Op* op) {
   const uint64_t split = op->req->op == OpType::kWrite && options_.cache == CacheMode::kWriteback
                              ? options_.write_split_bytes
                              : 0;
-  auto piece_end = [&](uint64_t at) {
-    return split == 0 ? end : std::min(end, (at / split + 1) * split);
-  };
+  auto piece_end = [&](uint64_t at) { return WritePieceEnd(at, end, split); };
   op->pieces = 0;
   for (uint64_t at = start; at < end; at = piece_end(at)) ++op->pieces;
   for (uint64_t at = start; at < end; at = piece_end(at)) {

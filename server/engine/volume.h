@@ -25,6 +25,7 @@
 #ifndef COWBLK_SERVER_ENGINE_VOLUME_H_
 #define COWBLK_SERVER_ENGINE_VOLUME_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -83,6 +84,14 @@ struct VolumeOptions {
   std::function<void(std::function<void()> submit)> hold_bitmap_write = nullptr;
 };
 
+// Where a piece of a page-cache write that starts at file offset `at` ends,
+// for a write that ends at `end` and is handed to the kernel in pieces
+// ending at multiples of `split` (VolumeOptions::write_split_bytes; 0:
+// whole).
+inline uint64_t WritePieceEnd(uint64_t at, uint64_t end, uint64_t split) {
+  return split == 0 ? end : std::min(end, (at / split + 1) * split);
+}
+
 class Volume {
  public:
   // Takes over an open, writable CowFile. Fails when the options do not fit
@@ -92,6 +101,11 @@ class Volume {
       const VolumeOptions& options);
   ~Volume();
 
+  // Why Submit would refuse `req` at once (unaligned, empty, too long, out
+  // of range, a transfer the cache mode does not allow), or OK. Reads only
+  // what never changes after Create, so any thread may call it (inline
+  // writes check a request before writing its data).
+  absl::Status Validate(const Request& req) const;
   // Starts `req`. Bad requests (unaligned, empty, too long, out of range)
   // complete at once with InvalidArgument/OutOfRange and touch nothing.
   // REQUIRES: `req` stays valid until req->done runs.
@@ -132,7 +146,6 @@ class Volume {
 
   Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
          const VolumeOptions& options);
-  absl::Status Validate(const Request& req) const;
 
   // Reads.
   void StartRead(Op* op);

@@ -177,22 +177,17 @@ bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, char* data, engine::
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return false;
   req->data = data;
-  uint64_t end = 0;
-  const bool valid = req->op == engine::OpType::kWrite && req->length != 0 &&
-                     req->length <= engine::kMaxIoBytes && IsSectorAligned(req->offset) &&
-                     IsSectorAligned(req->length) && CheckedAdd(req->offset, req->length, &end) &&
-                     end <= size_;
-  // An invalid request goes as a plain write, unwritten: the engine
-  // refuses it; so does a write to a volume whose fdatasync failed
-  // (deferred durability), whose sectors must not change any more.
-  if (valid && !volume_->refuses_writes()) {
+  // A request the engine refuses goes as a plain write, unwritten; so does
+  // a write to a volume whose fdatasync failed (deferred durability),
+  // whose sectors must not change any more.
+  if (req->op == engine::OpType::kWrite && volume_->Validate(*req).ok() &&
+      !volume_->refuses_writes()) {
     req->data_written = true;
-    // Pieces end where the engine's would (VolumeOptions::write_split_bytes).
+    // Pieces end where the engine's would.
     const uint64_t start = data_offset_ + req->offset;
-    const uint64_t stop = data_offset_ + end;
+    const uint64_t stop = start + req->length;
     for (uint64_t at = start; at < stop;) {
-      const uint64_t piece_end =
-          write_split_ == 0 ? stop : std::min(stop, (at / write_split_ + 1) * write_split_);
+      const uint64_t piece_end = engine::WritePieceEnd(at, stop, write_split_);
       const ssize_t n = pwrite(files.cow_fd(), data + (at - start), piece_end - at,
                                static_cast<off_t>(at));
       if (n < 0 && errno == EINTR) continue;
