@@ -94,8 +94,9 @@ class VolumeHandle {
   // setting no bit; allocated sectors in its range may hold part of the
   // data, as after any failed write); a request the engine would refuse
   // (invalid, or to a volume whose writes stopped after an fdatasync
-  // error) is submitted unwritten. Under the handle's shared lock, so nothing is
-  // written once Close began: returns false then, without touching `req`.
+  // error) is submitted unwritten. Under the handle's shared lock, so
+  // nothing is written once Close began: returns false then, without
+  // touching `req`.
   bool WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req);
   // Opens VolumeFiles for the volume, its COW file read-write when
   // `writable` (for WriteAndSubmit). FailedPrecondition unless the volume
