@@ -184,6 +184,12 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A peer that goes away mid-reply must cost its connection, not the
+  // server: writes to a closed socket fail with EPIPE instead. (The NBD
+  // export sends large reads with sendfile(2) or splice(2), which have no
+  // MSG_NOSIGNAL; the metrics server's library ignores SIGPIPE too, so this
+  // bit only with metrics off.)
+  signal(SIGPIPE, SIG_IGN);
 
   std::string cred_error;
   auto creds = Credentials(f, &cred_error);

@@ -242,14 +242,8 @@ class NbdConnection {
   void ReaderMain() {
     std::string why;
     if (Handshake(&why)) Transmission(&why);
-    Log(LogLevel::kInfo, "nbd_closed",
-        {{"peer", peer_},
-         {"volume", volume_ ? volume_->name() : ""},
-         {"requests", std::to_string(requests_)},
-         {"zero_copy_reads", std::to_string(zero_copy_reads_)},
-         {"inline_writes", std::to_string(inline_writes_done_)},
-         {"reason", why}});
     std::lock_guard<std::mutex> lock(mu_);
+    close_reason_ = std::move(why);
     reader_done_ = true;
     ++threads_done_;
     cv_.notify_all();
@@ -833,6 +827,20 @@ class NbdConnection {
     // Everything answered and nothing more to read: let the client see the
     // end now (the socket itself closes when the server reaps this).
     shutdown(fd_, SHUT_RDWR);
+    // The reader ended before this (see the wait above), so its counters
+    // are final, and the connection's last send is behind it.
+    std::string why;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      why = close_reason_;
+    }
+    Log(LogLevel::kInfo, "nbd_closed",
+        {{"peer", peer_},
+         {"volume", volume_ ? volume_->name() : ""},
+         {"requests", std::to_string(requests_)},
+         {"zero_copy_reads", std::to_string(zero_copy_reads_)},
+         {"inline_writes", std::to_string(inline_writes_done_)},
+         {"reason", why}});
     std::lock_guard<std::mutex> lock(mu_);
     ++threads_done_;
     cv_.notify_all();
@@ -866,6 +874,7 @@ class NbdConnection {
   uint32_t in_flight_ = 0;         // received, reply not yet sent
   uint64_t in_flight_bytes_ = 0;   // their buffers (NbdReply::bytes)
   bool reader_done_ = false;
+  std::string close_reason_;  // the reader's, when it ended
   bool broken_ = false;   // a reply could not be sent: read no more
   bool sending_ = false;  // a thread is sending replies (one at a time)
   bool flush_pending_ = false;  // a SendQueued() waits for the engine's batch end

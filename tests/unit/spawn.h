@@ -10,6 +10,7 @@
 #ifndef COWBLK_TESTS_UNIT_SPAWN_H_
 #define COWBLK_TESTS_UNIT_SPAWN_H_
 
+#include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
 
@@ -24,7 +25,10 @@ namespace cowblk::testing {
 
 // Runs argv[0] with `argv`, this process's environment with `env` set on
 // top of it, and `out_fd` as its stdout and `err_fd` as its stderr (-1:
-// inherited). Returns the child's pid, or -1 if it could not be started.
+// inherited). SIGPIPE is set back to its default action, as a shell or a
+// service manager would start the program (this process may ignore it,
+// and an ignored signal stays ignored across exec). Returns the child's
+// pid, or -1 if it could not be started.
 inline pid_t Spawn(const std::vector<std::string>& argv,
                    const std::vector<std::pair<std::string, std::string>>& env = {},
                    int out_fd = -1, int err_fd = -1) {
@@ -48,8 +52,16 @@ inline pid_t Spawn(const std::vector<std::string>& argv,
   posix_spawn_file_actions_init(&actions);
   if (out_fd >= 0) posix_spawn_file_actions_adddup2(&actions, out_fd, STDOUT_FILENO);
   if (err_fd >= 0) posix_spawn_file_actions_adddup2(&actions, err_fd, STDERR_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), cenv.data());
+  const int rc = posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), cenv.data());
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   return rc == 0 ? pid : -1;
 }
