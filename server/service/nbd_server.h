@@ -33,8 +33,13 @@
 namespace cowblk::service {
 
 // Reads at least this long skip the copy through memory
-// (NbdServerOptions::zero_copy).
-inline constexpr uint32_t kNbdZeroCopyMinBytes = 64 << 10;
+// (NbdServerOptions::zero_copy). Up to 128 KiB a copy costs as little as the
+// hand-off to the connection's writer thread (docs/design.md, "The NBD
+// export").
+inline constexpr uint32_t kNbdZeroCopyMinBytes = 256 << 10;
+// Writes at least this long are received into their own buffer, and the
+// requests parsed before one are submitted before its data is written.
+inline constexpr uint32_t kNbdLargeWriteBytes = 64 << 10;
 
 struct NbdServerOptions {
   std::string listen;  // HOST:PORT (port 0: any)
@@ -42,8 +47,9 @@ struct NbdServerOptions {
   // server stops reading that connection.
   uint32_t max_in_flight = 256;
   // For volumes that use the page cache, reads of kNbdZeroCopyMinBytes and
-  // more are sent from the volume's files with sendfile(2)
-  // (engine::Request::extents): the server copies none of their data.
+  // more are sent from the volume's files (engine::Request::extents): each
+  // run is spliced from the file through a pipe into the socket, so the
+  // server copies none of their data.
   bool zero_copy = true;
   // For volumes that use the page cache, the connection's reader writes a
   // write's payload into the COW file itself, and the engine only sets the

@@ -1,8 +1,9 @@
 # cowblk-bench --verify through cowblkd's NBD export, writes written by the
 # connection itself (--nbd-inline-writes on, the default) and by the engine
 # (off), in ordered and deferred durability: random reads and writes from 4
-# connections at once check every sector they read; a write pass then reads
-# back intact over gRPC, and over NBD after a restart.
+# connections at once check every sector they read (reads of 256 KiB and
+# more are sent from the files: zero-copy); a write pass then reads back
+# intact over gRPC, and over NBD after a restart.
 . "$COWBLK_TESTS/client/cli/testlib"
 BENCH="$COWBLK_BIN/cowblk-bench"
 nbd_address() { sed -n 's/.* event=serving .* nbd=\([^ ]*\).*/\1/p' "$TMP/server.log"; }
@@ -24,10 +25,12 @@ for mode in "on ordered" "on deferred" "off ordered"; do
 
   bench --target "$nbd" --rw randrw --verify --bs 4k --size 4M --io-size 16M --iodepth 16 --streams 4
   bench --target "$nbd" --rw randrw --verify --bs 64k --size 8M --io-size 32M --iodepth 8 --streams 4
+  bench --target "$nbd" --rw randrw --verify --bs 256k --size 8M --io-size 32M --iodepth 4 --streams 4
   bench --target "$nbd" --rw write --verify --bs 128k --io-size 8M --iodepth 8 --streams 2
   bench --target "cowblk://$COWBLK_SERVER/$vol" --rw read --verify-only --bs 128k --io-size 8M \
     --iodepth 8 --streams 2
   stop_server
+  grep -q " zero_copy_reads=[1-9]" "$TMP/server.log" || fail "no read was sent from the files"
   if [ "$1" = on ]; then
     grep -q " inline_writes=[1-9]" "$TMP/server.log" || fail "no connection wrote inline"
   else
@@ -38,7 +41,7 @@ for mode in "on ordered" "on deferred" "off ordered"; do
   : >"$TMP/server.log"
   # shellcheck disable=SC2086
   start_server $flags
-  bench --target "nbd://$(nbd_address)/$vol" --rw read --verify-only --bs 128k --io-size 8M \
+  bench --target "nbd://$(nbd_address)/$vol" --rw read --verify-only --bs 256k --io-size 8M \
     --iodepth 8 --streams 2
   stop_server
   : >"$TMP/server.log"

@@ -433,10 +433,10 @@ TEST_F(NbdTest, ManyRequestsInFlightOnManyConnectionsGetTheirOwnReplies) {
   EXPECT_TRUE(got.substr(kHalf) == after);
 }
 
-// Reads of 64 KiB and more go from the files to the socket (sendfile), the
-// rest through memory; both must give the same bytes: COW data, backing
-// data, and zeros past the end of an image whose size is not a multiple of
-// 512.
+// Reads of 256 KiB and more go from the files to the socket (spliced through
+// a pipe), the rest through memory; both must give the same bytes: COW
+// data, backing data, and zeros past the end of an image whose size is not
+// a multiple of 512.
 class NbdZeroCopyTest : public NbdTest, public ::testing::WithParamInterface<bool> {
  protected:
   std::vector<std::string> ServerArgs() const override {
@@ -469,7 +469,7 @@ TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
   const std::vector<std::pair<uint64_t, size_t>> reads = {
       {0, size}, {size - (128 << 10), 128 << 10}, {size - 512, 512},
       {(1 << 20) - (32 << 10), 64 << 10}, {4096, 4096}, {(2 << 20) - 8192, 16384},
-      {512, 1 << 20}};
+      {512, 1 << 20}, {(1 << 20) - (128 << 10), 256 << 10}};
   for (const auto& [offset, length] : reads) {
     std::string got(length, '\x55');
     ASSERT_EQ(nbd_pread(h, got.data(), length, offset, 0), 0) << nbd_get_error();
@@ -493,6 +493,13 @@ TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
   }
   server_.WaitForLog(std::string("volume=img0 zero_copy=") + (GetParam() ? "on" : "off"));
   EXPECT_NE(server_.log().find(std::string("volume=img0 zero_copy=") + (GetParam() ? "on" : "off")),
+            std::string::npos)
+      << server_.log();
+  // The three large reads above and the 16 of 256 KiB and more went from
+  // the files; none below the threshold.
+  ASSERT_EQ(nbd_shutdown(h, 0), 0) << nbd_get_error();
+  server_.WaitForLog("event=nbd_closed");
+  EXPECT_NE(server_.log().find(std::string(" zero_copy_reads=") + (GetParam() ? "19" : "0") + " "),
             std::string::npos)
       << server_.log();
 }
