@@ -159,7 +159,7 @@ int Main(int argc, char** argv) {
                  "one); no authentication, so not with --token-file or TLS; empty: off")
       ->envname("COWBLK_NBD_LISTEN");
   app.add_option("--nbd-zero-copy", f.nbd_zero_copy,
-                 "NBD reads of 64 KiB and more go from the files to the socket with sendfile "
+                 "NBD reads of 256 KiB and more are spliced from the files into the socket "
                  "(no copy through memory; with --cache writeback)")
       ->envname("COWBLK_NBD_ZERO_COPY")->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
@@ -186,7 +186,7 @@ int Main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A peer that goes away mid-reply must cost its connection, not the
   // server: writes to a closed socket fail with EPIPE instead. (The NBD
-  // export sends large reads with sendfile(2) or splice(2), which have no
+  // export splices large reads into the socket, and splice(2) has no
   // MSG_NOSIGNAL; the metrics server's library ignores SIGPIPE too, so this
   // bit only with metrics off.)
   signal(SIGPIPE, SIG_IGN);

@@ -37,7 +37,7 @@ struct Request {
   // kRead with `data` null: instead of copying the data, the engine fills
   // this with where it lies, in order, once the read may be served (after
   // any stall), and starts reading those ranges into the page cache. The
-  // caller sends them straight from the files (sendfile), through
+  // caller sends them straight from the files (spliced), through
   // descriptors of its own (Volume::cow_fd()/backing_fd() reopened), which
   // is what a read does after that point: a write concurrent with the read
   // may or may not show. Only for a volume with CacheMode::kWriteback.

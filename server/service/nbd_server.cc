@@ -455,7 +455,8 @@ class NbdConnection {
         {{"peer", peer_},
          {"volume", volume_->name()},
          {"zero_copy", send_from_files_ ? "on" : "off"},
-         {"inline_writes", write_to_files_ ? "on" : "off"}});
+         {"inline_writes", write_to_files_ ? "on" : "off"},
+         {"pipe_kib", std::to_string(pipe_bytes_ / 1024)}});
     return true;
   }
 
@@ -470,8 +471,10 @@ class NbdConnection {
       return false;
     }
     // Smaller if the system says no (an unprivileged user past
-    // /proc/sys/fs/pipe-user-pages-soft): it still works, in more rounds.
-    fcntl(pipe_[0], F_SETPIPE_SZ, kSplicePipeBytes);
+    // /proc/sys/fs/pipe-user-pages-soft): it still works, in more rounds;
+    // nbd_export says what it got.
+    const int sized = fcntl(pipe_[0], F_SETPIPE_SZ, kSplicePipeBytes);
+    pipe_bytes_ = sized > 0 ? sized : std::max(fcntl(pipe_[0], F_GETPIPE_SZ), 0);
     return true;
   }
 
@@ -905,9 +908,11 @@ class NbdConnection {
   std::shared_ptr<VolumeHandle> volume_;
   std::unique_ptr<VolumeFiles> files_;  // with zero-copy or inline writes on
   int pipe_[2] = {-1, -1};  // with zero-copy on: the writer's, for SendFromFiles
+  int pipe_bytes_ = 0;      // its capacity
   bool send_from_files_ = false;   // zero-copy reads
   bool write_to_files_ = false;    // inline writes
-  // Reader thread only.
+  // Reader thread only (the writer reads the counters once the reader ended,
+  // for nbd_closed).
   std::vector<char> rbuf_ = std::vector<char>(kRecvBufferBytes);
   size_t rpos_ = 0, rend_ = 0;
   bool exact_fill_ = false;  // the last request was a large write

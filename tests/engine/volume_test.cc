@@ -324,7 +324,7 @@ TEST_F(VolumeFixture, ReadPastTheEndOfAnUnalignedBackingFileReadsZeros) {
   EXPECT_EQ(r->buf, Backing(kOneMiB / 512, 1).substr(0, 100) + std::string(412, '\0'));
 }
 
-// Request::extents, the NBD export's sendfile path: the same stall rule as a
+// Request::extents, the NBD export's zero-copy path: the same stall rule as a
 // read (invariant 4), then where each run lies instead of a copy.
 TEST_F(VolumeFixture, LocatedReadStallsLikeAReadThenNamesItsRunsWithoutReading) {
   Open(kOneMiB + 100, Durability::kOrdered);
