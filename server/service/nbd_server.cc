@@ -64,10 +64,12 @@ constexpr uint32_t kMaxOptionBytes = 64 << 10;  // a longer option ends the hand
 constexpr int kHandshakeSeconds = 30;           // a client silent longer is dropped
 constexpr size_t kMaxRepliesPerSend = 256;
 constexpr size_t kRecvBufferBytes = 256 << 10;
-// What a connection's splice pipe is asked to hold (the default limit of an
-// unprivileged process, /proc/sys/fs/pipe-max-size): a 1 MiB run of a read
-// crosses in one round.
-constexpr int kSplicePipeBytes = 1 << 20;
+// What a connection's splice pipe is asked to hold: as fast as 1 MiB in an
+// A/B (a run crosses in pieces, each but the last sent with MSG_MORE), and
+// an unprivileged user's pipes reach /proc/sys/fs/pipe-user-pages-soft
+// (64 MiB by default) only at 256 connections, past which new pipes are
+// small (bench/RESULTS.md, "NBD reads: splice").
+constexpr int kSplicePipeBytes = 256 << 10;
 // Buffer bytes of a connection's requests in flight before it stops
 // reading (with --max-in-flight requests of up to 32 MiB each, memory
 // would otherwise follow the client's whims).

@@ -496,7 +496,7 @@ TEST_P(NbdZeroCopyTest, ReadsGiveCowDataBackingDataAndZerosPastTheImage) {
   EXPECT_NE(server_.log().find(std::string("volume=img0 zero_copy=") + (GetParam() ? "on" : "off")),
             std::string::npos)
       << server_.log();
-  EXPECT_NE(server_.log().find(GetParam() ? " pipe_kib=1024\n" : " pipe_kib=0\n"), std::string::npos)
+  EXPECT_NE(server_.log().find(GetParam() ? " pipe_kib=256\n" : " pipe_kib=0\n"), std::string::npos)
       << server_.log();
   // The three large reads above and the 16 of 256 KiB and more went from
   // the files; none below the threshold.
