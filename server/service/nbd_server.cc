@@ -469,8 +469,7 @@ class NbdConnection {
       Log(LogLevel::kWarning, "nbd_files_unavailable",
           {{"peer", peer_}, {"volume", volume_->name()},
            {"error", absl::StrCat("pipe: ", std::strerror(errno))}});
-      pipe_[0] = pipe_[1] = -1;
-      return false;
+      return false;  // pipe_ stays {-1, -1}
     }
     // Smaller if the system says no (an unprivileged user past
     // /proc/sys/fs/pipe-user-pages-soft): it still works, in more rounds;
