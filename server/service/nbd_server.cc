@@ -235,11 +235,11 @@ class NbdConnection {
   void Cut() { shutdown(fd_, SHUT_RDWR); }
   bool WaitFinished(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_until(lock, deadline, [this] { return threads_done_ == 2; });
+    return done_cv_.wait_until(lock, deadline, [this] { return threads_done_ == 2; });
   }
   void WaitFinished() {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return threads_done_ == 2; });
+    done_cv_.wait(lock, [this] { return threads_done_ == 2; });
   }
   bool finished() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -258,7 +258,8 @@ class NbdConnection {
     close_reason_ = std::move(why);
     reader_done_ = true;
     ++threads_done_;
-    cv_.notify_all();
+    done_cv_.notify_all();
+    WakeLocked();
   }
 
   // ---- receiving ----
@@ -494,12 +495,9 @@ class NbdConnection {
       }
       {
         std::unique_lock<std::mutex> lock(mu_);
-        auto room = [this] {
-          return (in_flight_ < max_in_flight_ && in_flight_bytes_ < kMaxInFlightBytes) || broken_;
-        };
-        if (!room()) {
+        if (!RoomLocked()) {
           batch.reset();
-          cv_.wait(lock, room);
+          room_cv_.wait(lock, [this] { return RoomLocked(); });
         }
         if (broken_) {
           *why = "a reply could not be sent";
@@ -700,12 +698,12 @@ class NbdConnection {
       std::lock_guard<std::mutex> lock(mu_);
       if (deferred) flush_pending_ = false;
       if (sending_ || broken_ || replies_.empty()) {
-        cv_.notify_all();
+        WakeLocked();
         return;
       }
       // Replies sent from the files block: they are the writer's.
       if (SentFromFiles(replies_.front())) {
-        cv_.notify_all();
+        WakeLocked();
         return;
       }
       sending_ = true;
@@ -746,7 +744,26 @@ class NbdConnection {
     in_flight_ -= static_cast<uint32_t>(done);
     in_flight_bytes_ -= freed;
     for (size_t i = batch.size(); i > done; --i) replies_.push_front(batch[i - 1]);
-    cv_.notify_all();
+    WakeLocked();
+  }
+
+  // Under mu_: the reader may take another request (or must stop).
+  bool RoomLocked() const {
+    return (in_flight_ < max_in_flight_ && in_flight_bytes_ < kMaxInFlightBytes) || broken_;
+  }
+  // Under mu_: the writer has replies to send, or everything is over.
+  bool WriterCanGoLocked() const {
+    if (sending_) return false;
+    if (!replies_.empty()) return true;
+    return !flush_pending_ && reader_done_ && in_flight_ == 0;
+  }
+  // Under mu_, after a change: wakes the reader or the writer only if its
+  // wait can end. At depth 1 a reply sent by the engine thread itself used
+  // to wake the writer for nothing (one futex wake and one context switch
+  // per request, bench/RESULTS.md "NBD depth 1").
+  void WakeLocked() {
+    if (WriterCanGoLocked()) writer_cv_.notify_one();
+    if (RoomLocked()) room_cv_.notify_one();
   }
 
   static bool SentFromFiles(const NbdReply* r) { return r->located && r->error == 0; }
@@ -832,11 +849,7 @@ class NbdConnection {
       bool broken;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] {
-          return (!replies_.empty() && !sending_) ||
-                 (replies_.empty() && !sending_ && !flush_pending_ && reader_done_ &&
-                  in_flight_ == 0);
-        });
+        writer_cv_.wait(lock, [this] { return WriterCanGoLocked(); });
         if (replies_.empty()) break;
         while (!replies_.empty() && batch.size() < kMaxRepliesPerSend) {
           batch.push_back(replies_.front());
@@ -872,7 +885,7 @@ class NbdConnection {
       in_flight_ -= static_cast<uint32_t>(n);
       in_flight_bytes_ -= freed;
       if (broken) broken_ = true;
-      cv_.notify_all();
+      WakeLocked();
     }
     // Everything answered and nothing more to read: let the client see the
     // end now (the socket itself closes when the server reaps this).
@@ -893,7 +906,7 @@ class NbdConnection {
          {"reason", why}});
     std::lock_guard<std::mutex> lock(mu_);
     ++threads_done_;
-    cv_.notify_all();
+    done_cv_.notify_all();
   }
 
   const int fd_;
@@ -922,7 +935,9 @@ class NbdConnection {
   uint64_t inline_writes_done_ = 0;  // writes written by the reader
 
   std::mutex mu_;  // guards below
-  std::condition_variable cv_;
+  std::condition_variable room_cv_;    // the reader waits for room in the budget
+  std::condition_variable writer_cv_;  // the writer waits for replies (or the end)
+  std::condition_variable done_cv_;    // WaitFinished waits for both threads
   std::deque<NbdReply*> replies_;  // answered, not yet sent
   uint32_t in_flight_ = 0;         // received, reply not yet sent
   uint64_t in_flight_bytes_ = 0;   // their buffers (NbdReply::bytes)
