@@ -69,15 +69,15 @@ Engine::Engine(const Workload& w, Target* target, GenerationTable* gens, std::st
 
 Engine::~Engine() { std::free(buffers_); }
 
-bool Engine::Next(Slot& s) {
+Engine::Step Engine::Next(Slot& s) {
   if (stop_.load(std::memory_order_relaxed) ||
       (interrupted_ && interrupted_->load(std::memory_order_relaxed)))
-    return false;
+    return Step::kRetire;
   Stream& st = *s.st;
   std::lock_guard<std::mutex> lock(st.mu);
-  if (st.budget != UINT64_MAX && st.issued >= st.budget) return false;
-  if (st.count == 0 && !w_.random) return false;
-  if (t_end_ && NowNs() >= t_end_) return false;
+  if (st.budget != UINT64_MAX && st.issued >= st.budget) return Step::kRetire;
+  if (st.count == 0 && !w_.random) return Step::kRetire;
+  if (t_end_ && NowNs() >= t_end_) return Step::kRetire;
   bool write;
   if (w_.read_pct >= 100) {
     write = false;
@@ -97,12 +97,17 @@ bool Engine::Next(Slot& s) {
     }
   } else {
     b = st.first + st.cursor;
-    st.cursor = (st.cursor + 1) % st.count;
-    // Skip the slice's busy blocks (the slice has more blocks than slots).
-    while (w_.verify && (g = gens_->TryClaim(b)) < 0) {
-      b = st.first + st.cursor;
-      st.cursor = (st.cursor + 1) % st.count;
+    // A busy block is this stream's own request of the previous lap, still
+    // in flight (a slow answer while the other slots went round the slice).
+    // Wait for it: skipping it would leave it a write short in this lap and
+    // give the budget to an extra block, so `--io-size` = n x the slice
+    // would no longer write every block n times. Its completion wakes us
+    // (Wake; both under st.mu, so the wake-up cannot be missed).
+    if (w_.verify && (g = gens_->TryClaim(b)) < 0) {
+      st.waiting.push_back(&s);
+      return Step::kWait;
     }
+    st.cursor = (st.cursor + 1) % st.count;
   }
   if (st.budget != UINT64_MAX) st.issued += w_.bs;
   s.write = write;
@@ -112,7 +117,30 @@ bool Engine::Next(Slot& s) {
     const uint32_t have = static_cast<uint32_t>(g);
     s.gen = !write ? have : have == GenerationTable::kUnknown ? 1 : have + 1;
   }
-  return true;
+  return Step::kSubmit;
+}
+
+void Engine::Advance(Slot& s) {
+  switch (Next(s)) {
+    case Step::kSubmit:
+      Submit(s);
+      break;
+    case Step::kRetire:
+      Retire(s);
+      break;
+    case Step::kWait:  // still active; Wake() retries it
+      break;
+  }
+}
+
+void Engine::Wake(Stream& st) {
+  std::vector<Slot*> waiting;
+  {
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (st.waiting.empty()) return;
+    waiting.swap(st.waiting);
+  }
+  for (Slot* s : waiting) Advance(*s);
 }
 
 void Engine::Submit(Slot& s) {
@@ -187,21 +215,14 @@ void Engine::Complete(Slot& s, int err, const char* message, int64_t t_done) {
     }
     stop_.store(true);  // like fio without continue_on_error
   }
-  if (Next(s)) {
-    Submit(s);
-  } else {
-    Retire(s);
-  }
+  // After the Release above: a slot may be waiting for s.block. Before s
+  // goes on: while s is active the run cannot end (and the engine go away).
+  if (w_.verify && !w_.random) Wake(*s.st);
+  Advance(s);
 }
 
 void Engine::RunPolled(Stream& st) {
-  for (Slot& s : st.slots) {
-    if (Next(s)) {
-      Submit(s);
-    } else {
-      Retire(s);
-    }
-  }
+  for (Slot& s : st.slots) Advance(s);
   while (st.active.load() > 0) {
     absl::Status status = target_->Poll(st.id, 1000);
     if (!status.ok()) {
@@ -228,13 +249,7 @@ Results Engine::Run(const std::atomic<bool>* interrupted) {
     for (std::thread& t : threads) t.join();
   } else {
     for (auto& st : streams_) {
-      for (Slot& s : st->slots) {
-        if (Next(s)) {
-          Submit(s);
-        } else {
-          Retire(s);
-        }
-      }
+      for (Slot& s : st->slots) Advance(s);
     }
     std::unique_lock<std::mutex> lock(done_mu_);
     done_cv_.wait(lock, [this] { return active_.load() == 0; });

@@ -5,9 +5,10 @@
 // over the working set, aligned to the block size.
 //
 // With verify, every block of the working set has a generation in a table;
-// a block is claimed by one request at a time (busy blocks are redrawn), a
-// write carries generation+1 (verify.h), a read checks every sector against
-// the table.
+// a block is claimed by one request at a time (random: busy blocks are
+// redrawn; sequential: the slot waits for its block, so that every lap
+// covers the whole slice), a write carries generation+1 (verify.h), a read
+// checks every sector against the table.
 
 #ifndef COWBLK_BENCH_LOADGEN_ENGINE_H_
 #define COWBLK_BENCH_LOADGEN_ENGINE_H_
@@ -117,9 +118,15 @@ class Engine {
     int64_t last_done = 0;
     std::atomic<int> active{0};  // slots still running
     std::vector<Slot> slots;
+    // Sequential with verify: slots whose next block is still in flight
+    // from the previous lap; Wake() retries them after every completion.
+    std::vector<Slot*> waiting;
   };
 
-  bool Next(Slot& s);
+  enum class Step { kSubmit, kWait, kRetire };
+  Step Next(Slot& s);
+  void Advance(Slot& s);  // Next, then Submit or Retire (or wait)
+  void Wake(Stream& st);
   void Submit(Slot& s);
   void Retire(Slot& s);
   void Complete(Slot& s, int err, const char* message, int64_t t_done);
