@@ -87,15 +87,19 @@ class NbdTarget : public Target {
 
   absl::Status Poll(int stream, int timeout_ms) override {
     if (nbd_poll(handles_[stream], timeout_ms) == -1) return NbdError("nbd_poll");
-    // Done() may submit, and a submission may complete at once: take the
-    // list first.
+    // Done() may submit, and a submission may complete at once, or let
+    // libnbd take in answers that arrived meanwhile: take the list first,
+    // and again until it stays empty (an answer left for the next nbd_poll
+    // would wait for another one, up to the timeout at the end of a run).
     std::vector<Answer> answers;
-    answers.swap(t_answers);
-    for (const Answer& a : answers) {
-      a.c->Done(a.err, a.err ? std::strerror(a.err) : nullptr, a.t);
+    while (!t_answers.empty()) {
+      answers.swap(t_answers);
+      for (const Answer& a : answers) {
+        a.c->Done(a.err, a.err ? std::strerror(a.err) : nullptr, a.t);
+      }
+      answers.clear();
     }
-    answers.clear();
-    if (t_answers.empty()) t_answers.swap(answers);  // keep the capacity
+    t_answers.swap(answers);  // keep the capacity
     return absl::OkStatus();
   }
 
