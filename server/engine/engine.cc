@@ -63,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& optio
   if (!io.ok()) return io.status();
   e->io_ = *std::move(io);
   e->thread_ = std::thread([raw = e.get()] { raw->Run(); });
+  // Names show in top -H, perf and /proc/PID/task/*/comm (15 bytes at most).
+  pthread_setname_np(e->thread_.native_handle(), "cowblk-engine");
   if (!options.hold_bitmap_writes_fifo.empty()) {
     if (absl::Status s = e->StartHolding(options.hold_bitmap_writes_fifo); !s.ok()) return s;
   }

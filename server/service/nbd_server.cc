@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -228,6 +229,8 @@ class NbdConnection {
   void Start() {
     reader_ = std::thread([this] { ReaderMain(); });
     writer_ = std::thread([this] { WriterMain(); });
+    pthread_setname_np(reader_.native_handle(), "nbd-recv");
+    pthread_setname_np(writer_.native_handle(), "nbd-send");
   }
   // No more requests: the reader sees the end of the stream.
   void StopReading() { shutdown(fd_, SHUT_RD); }
@@ -999,6 +1002,7 @@ absl::StatusOr<std::unique_ptr<NbdServer>> NbdServer::Start(const NbdServerOptio
   }
   std::unique_ptr<NbdServer> server(new NbdServer(options, store, fd, wake, PeerName(bound)));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  pthread_setname_np(server->acceptor_.native_handle(), "nbd-accept");
   return server;
 }
 
