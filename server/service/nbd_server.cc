@@ -763,7 +763,7 @@ class NbdConnection {
   // Under mu_, after a change: wakes the reader or the writer only if its
   // wait can end. At depth 1 a reply sent by the engine thread itself used
   // to wake the writer for nothing (one futex wake and one context switch
-  // per request, bench/RESULTS.md "NBD depth 1").
+  // per request; bench/RESULTS.md, "NBD connection wake-ups").
   void WakeLocked() {
     if (WriterCanGoLocked()) writer_cv_.notify_one();
     if (RoomLocked()) room_cv_.notify_one();
