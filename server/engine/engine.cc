@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,12 @@ thread_local std::vector<std::function<void()>> t_running;  // keeps its capacit
 thread_local int t_submit_depth = 0;
 thread_local std::vector<Engine*> t_submit_engines;
 
+int64_t NowNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
 void RunDeferred() {
   if (t_deferred == nullptr || t_deferred->empty()) return;
   t_in_batch = false;  // what they do happens now, not at a later batch end
@@ -54,7 +61,35 @@ SubmitBatch::~SubmitBatch() {
 }
 
 void Engine::WakeForBatch() {
-  if (t_engine != this) io_->Wake();
+  if (t_engine != this) WakeUnlessPolling();
+}
+
+void Engine::WakeUnlessPolling() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_hint_.store(true, std::memory_order_release);
+    if (polling_) return;  // it looks at the inbox before it sleeps
+  }
+  io_->Wake();
+}
+
+bool Engine::PollBriefly() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    polling_ = true;
+  }
+  io_->SubmitQueued();  // what this thread queued goes out now
+  const int64_t end = NowNs() + poll_ns_;
+  for (int i = 0;; ++i) {
+    if (work_hint_.load(std::memory_order_acquire) || io_->CompletionsReady()) break;
+    __builtin_ia32_pause();
+    if (i % 16 == 15 && NowNs() >= end) break;
+  }
+  // From here on submitters wake the engine again; what they queued before
+  // is in the inbox now (both under mu_).
+  std::lock_guard<std::mutex> lock(mu_);
+  polling_ = false;
+  return !inbox_.empty() || !posted_.empty();
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
@@ -62,6 +97,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& optio
   auto io = UringIo::Create(options.ring_entries, &e->sink_);
   if (!io.ok()) return io.status();
   e->io_ = *std::move(io);
+  e->poll_ns_ = static_cast<int64_t>(options.poll_us) * 1000;
   e->thread_ = std::thread([raw = e.get()] { raw->Run(); });
   // Names show in top -H, perf and /proc/PID/task/*/comm (15 bytes at most).
   pthread_setname_np(e->thread_.native_handle(), "cowblk-engine");
@@ -105,8 +141,10 @@ void Engine::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       requests.swap(inbox_);
       posted.swap(posted_);
+      work_hint_.store(false, std::memory_order_relaxed);
       stop = stop_;
     }
+    const bool worked = !requests.empty() || !posted.empty() || io_->delivered() > 0;
     for (auto& fn : posted) fn();
     posted.clear();
     for (auto& [volume, req] : requests) volume->Submit(req);
@@ -133,7 +171,21 @@ void Engine::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       if (!inbox_.empty() || !posted_.empty()) continue;
     }
-    if (!io_->Poll()) abort();  // the ring itself failed: nothing can continue
+    if (poll_ns_ == 0) {
+      if (!io_->Poll()) abort();  // the ring itself failed: nothing can continue
+      RunDeferred();
+      io_->TakeWake();
+      continue;
+    }
+    // Poll first only while idle spells have been shorter than the window
+    // (a moving average): at depth 1 the next request comes within it; a
+    // spell longer than the window (large requests, a client thinking, an
+    // idle volume) would be a busy core for nothing.
+    const int64_t idle_from = NowNs();
+    const bool found = worked && !stop && idle_ewma_ns_ < poll_ns_ && PollBriefly();
+    if (!found && !io_->Poll()) abort();
+    idle_ewma_ns_ += (NowNs() - idle_from - idle_ewma_ns_) / 8;
+    if (found) continue;
     RunDeferred();
     io_->TakeWake();
   }
@@ -144,17 +196,23 @@ void Engine::Post(std::function<void()> fn) {
     std::lock_guard<std::mutex> lock(mu_);
     posted_.push_back(std::move(fn));
   }
-  io_->Wake();
+  WakeUnlessPolling();
 }
 
 void Engine::Submit(Volume* volume, Request* req) {
   bool first;
+  bool polling;
+  const bool batched = t_submit_depth > 0 && t_engine != this;
   {
     std::lock_guard<std::mutex> lock(mu_);
     first = inbox_.empty();
     inbox_.emplace_back(volume, req);
+    polling = polling_;
+    // A batch's requests are announced at its end (WakeForBatch).
+    if (!batched) work_hint_.store(true, std::memory_order_release);
   }
-  if (first && t_submit_depth > 0 && t_engine != this) {
+  if (polling && !batched) return;  // it looks at the inbox before it sleeps
+  if (first && batched) {
     // Inside a SubmitBatch: one wake-up when it ends.
     if (std::find(t_submit_engines.begin(), t_submit_engines.end(), this) ==
         t_submit_engines.end()) {

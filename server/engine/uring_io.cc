@@ -123,12 +123,18 @@ bool UringIo::Poll() {
   }
   io_uring_cq_advance(&ring_, seen);
   in_flight_ -= n;
+  delivered_ = n;
   for (unsigned i = 0; i < n; ++i) sink_->OnIoComplete(batch[i].user_data, batch[i].res);
   // Freed slots go to the operations that waited for them, in order.
   size_t moved = 0;
   while (moved < overflow_.size() && Push(overflow_[moved])) ++moved;
   overflow_.erase(overflow_.begin(), overflow_.begin() + static_cast<std::ptrdiff_t>(moved));
   return true;
+}
+
+void UringIo::SubmitQueued() {
+  if (!wake_armed_) ArmWakeRead();
+  io_uring_submit(&ring_);
 }
 
 void UringIo::Wake() {

@@ -33,6 +33,12 @@ class UringIo : public IoBackend {
   // Wake(), then delivers every completion ready. Returns false when the
   // ring failed (fatal for the engine).
   bool Poll();
+  // Submits what is queued without waiting (the engine's polling).
+  void SubmitQueued();
+  // Completions the last Poll() delivered.
+  unsigned delivered() const { return delivered_; }
+  // Completions are waiting to be reaped (owning thread).
+  bool CompletionsReady() { return io_uring_cq_ready(&ring_) > 0; }
   // Makes a concurrent or the next Poll return. Any thread.
   void Wake();
   // Consumes a pending wake-up (engine thread, after Poll returned).
@@ -57,6 +63,7 @@ class UringIo : public IoBackend {
   uint64_t event_buf_ = 0;
   bool wake_armed_ = false;
   bool woken_ = false;
+  unsigned delivered_ = 0;
 };
 
 }  // namespace cowblk::engine
