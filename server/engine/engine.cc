@@ -32,6 +32,15 @@ thread_local std::vector<std::function<void()>> t_running;  // keeps its capacit
 thread_local int t_submit_depth = 0;
 thread_local std::vector<Engine*> t_submit_engines;
 
+// A spin-wait hint to the CPU (another hyperthread gets the core's time).
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 int64_t NowNs() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -82,7 +91,7 @@ bool Engine::PollBriefly() {
   const int64_t end = NowNs() + poll_ns_;
   for (int i = 0;; ++i) {
     if (work_hint_.load(std::memory_order_acquire) || io_->CompletionsReady()) break;
-    __builtin_ia32_pause();
+    CpuRelax();
     if (i % 16 == 15 && NowNs() >= end) break;
   }
   // From here on submitters wake the engine again; what they queued before
