@@ -100,7 +100,7 @@ int Main(int argc, char** argv) {
   app.add_option("--engine-threads", f.engine_threads, "io_uring engine threads")
       ->envname("COWBLK_ENGINE_THREADS")->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--engine-poll-us", f.engine_poll_us,
-                 "After handling work, an engine thread polls for more this long (microseconds, "
+                 "After NBD requests, an engine thread polls for more this long (microseconds, "
                  "0-1000) before it sleeps: lower latency at low queue depth, a busy core while "
                  "requests keep coming; 0: off")
       ->envname("COWBLK_ENGINE_POLL_US")->check(CLI::Range(0, 1000))->capture_default_str();

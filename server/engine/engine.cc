@@ -154,6 +154,10 @@ void Engine::Run() {
       stop = stop_;
     }
     const bool worked = !requests.empty() || !posted.empty() || io_->delivered() > 0;
+    if (!requests.empty()) {
+      poll_after_ = false;
+      for (const auto& [volume, req] : requests) poll_after_ = poll_after_ || req->poll_after;
+    }
     for (auto& fn : posted) fn();
     posted.clear();
     for (auto& [volume, req] : requests) volume->Submit(req);
@@ -186,12 +190,14 @@ void Engine::Run() {
       io_->TakeWake();
       continue;
     }
-    // Poll first only while idle spells have been shorter than the window
+    // Poll first after requests that asked for it (Request::poll_after),
+    // and only while idle spells have been shorter than the window
     // (a moving average): at depth 1 the next request comes within it; a
     // spell longer than the window (large requests, a client thinking, an
     // idle volume) would be a busy core for nothing.
     const int64_t idle_from = NowNs();
-    const bool found = worked && !stop && idle_ewma_ns_ < poll_ns_ && PollBriefly();
+    const bool found =
+        worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ && PollBriefly();
     if (!found && !io_->Poll()) abort();
     idle_ewma_ns_ += (NowNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;

@@ -34,10 +34,11 @@ struct EngineOptions {
   // until a byte read from the FIFO releases it, oldest first; bytes that
   // arrive while nothing is parked release the next writes at once.
   std::string hold_bitmap_writes_fifo;
-  // cowblkd --engine-poll-us: after handling work, the engine thread polls
-  // its inbox and its ring this long (microseconds) before it sleeps;
-  // requests that come meanwhile need no wake-up (a thread woken on another
-  // CPU costs ~20 us on a VM). 0: sleep at once.
+  // cowblkd --engine-poll-us: after handling requests with
+  // Request::poll_after, the engine thread polls its inbox and its ring
+  // this long (microseconds) before it sleeps; requests that come meanwhile
+  // need no wake-up (a thread woken on another CPU costs ~20 us on a VM).
+  // 0: sleep at once.
   unsigned poll_us = 0;
 };
 
@@ -105,6 +106,7 @@ class Engine {
 
   int64_t poll_ns_ = 0;
   int64_t idle_ewma_ns_ = 0;  // engine thread: moving average of idle spells
+  bool poll_after_ = false;   // engine thread: the last requests asked for polling
   std::mutex mu_;  // guards the inbox only
   std::vector<std::pair<Volume*, Request*>> inbox_;
   std::vector<std::function<void()>> posted_;

@@ -53,6 +53,10 @@ struct Request {
   int data_errno = 0;
   // kWrite/kTrim/kWriteZeroes: durable before `done` (a flush of its own).
   bool fua = false;
+  // The submitter gains from a short latency more than from a free core
+  // (the NBD export's connection threads): with EngineOptions::poll_us the
+  // engine polls for more work after such requests, and only after them.
+  bool poll_after = false;
   // Called once with OK or the error that failed the request. Runs on the
   // engine thread: hand heavy work elsewhere. May free the Request.
   std::function<void(absl::Status)> done;

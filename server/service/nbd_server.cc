@@ -602,6 +602,10 @@ class NbdConnection {
     q.offset = offset;
     q.length = length;
     q.fua = (flags & kCmdFlagFua) != 0 && type != kCmdRead && type != kCmdFlush;
+    // --engine-poll-us polls after NBD requests only: through gRPC it cost
+    // more than it gained (gRPC's threads need the core the engine spins on;
+    // bench/RESULTS.md, "Engine polling").
+    q.poll_after = true;
     switch (type) {
       case kCmdRead:
         q.op = engine::OpType::kRead;

@@ -186,6 +186,7 @@ class EngineStressTest : public ::testing::TestWithParam<Mode> {
     call->req.offset = first * 512;
     call->req.length = count * 512;
     call->req.data = call->data;
+    call->req.poll_after = GetParam().poll_us > 0;  // the polling modes poll after every request
     sent_[static_cast<int>(op)].fetch_add(1);
     engine_->Submit(volume_, &call->req);
   }
@@ -385,9 +386,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Mode{"DeferredTimedWriteback", Durability::kDeferred,
                            CacheMode::kWriteback, 4096, 2},
                       Mode{"OrderedWritebackPolling", Durability::kOrdered,
-                           CacheMode::kWriteback, 512, 0, 20},
+                           CacheMode::kWriteback, 512, 0, 200},
                       Mode{"DeferredTimedPolling", Durability::kDeferred, CacheMode::kWriteback,
-                           4096, 2, 20}),
+                           4096, 2, 200}),
     [](const ::testing::TestParamInfo<Mode>& info) { return info.param.name; });
 
 }  // namespace
