@@ -74,6 +74,10 @@ void Engine::WakeForBatch() {
 }
 
 void Engine::WakeUnlessPolling() {
+  if (poll_ns_ == 0) {  // never polls: no flag to look at
+    io_->Wake();
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     work_hint_.store(true, std::memory_order_release);
@@ -154,7 +158,7 @@ void Engine::Run() {
       stop = stop_;
     }
     const bool worked = !requests.empty() || !posted.empty() || io_->delivered() > 0;
-    if (!requests.empty()) {
+    if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
       for (const auto& [volume, req] : requests) poll_after_ = poll_after_ || req->poll_after;
     }
@@ -184,22 +188,18 @@ void Engine::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       if (!inbox_.empty() || !posted_.empty()) continue;
     }
-    if (poll_ns_ == 0) {
-      if (!io_->Poll()) abort();  // the ring itself failed: nothing can continue
-      RunDeferred();
-      io_->TakeWake();
-      continue;
-    }
-    // Poll first after requests that asked for it (Request::poll_after),
-    // and only while idle spells have been shorter than the window
-    // (a moving average): at depth 1 the next request comes within it; a
-    // spell longer than the window (large requests, a client thinking, an
-    // idle volume) would be a busy core for nothing.
-    const int64_t idle_from = NowNs();
-    const bool found =
-        worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ && PollBriefly();
+    // With --engine-poll-us: poll first after requests that asked for it
+    // (Request::poll_after), and only while idle spells have been shorter
+    // than the window (a moving average): at depth 1 the next request comes
+    // within it; a spell longer than the window (large requests, a client
+    // thinking, an idle volume) would be a busy core for nothing.
+    const bool polls = poll_ns_ > 0;
+    const int64_t idle_from = polls ? NowNs() : 0;
+    const bool found = polls && worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ &&
+                       PollBriefly();
+    // The ring itself failed: nothing can continue.
     if (!found && !io_->Poll()) abort();
-    idle_ewma_ns_ += (NowNs() - idle_from - idle_ewma_ns_) / 8;
+    if (polls) idle_ewma_ns_ += (NowNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
     RunDeferred();
     io_->TakeWake();
@@ -224,7 +224,7 @@ void Engine::Submit(Volume* volume, Request* req) {
     inbox_.emplace_back(volume, req);
     polling = polling_;
     // A batch's requests are announced at its end (WakeForBatch).
-    if (!batched) work_hint_.store(true, std::memory_order_release);
+    if (!batched && poll_ns_ > 0) work_hint_.store(true, std::memory_order_release);
   }
   if (polling && !batched) return;  // it looks at the inbox before it sleeps
   if (first && batched) {

@@ -435,6 +435,16 @@ TEST_F(NbdTest, ManyRequestsInFlightOnManyConnectionsGetTheirOwnReplies) {
   EXPECT_TRUE(got.substr(kHalf) == after);
 }
 
+// The value of `key` (e.g. "SigIgn:") in a /proc status file, or "".
+std::string StatusField(const std::filesystem::path& status_file, const std::string& key) {
+  std::ifstream status(status_file);
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(key, 0) == 0) return line.substr(key.size());
+  }
+  return "";
+}
+
 // The voluntary context switches of the server's thread named `name` (the
 // first found), or -1.
 long ThreadSwitches(pid_t pid, const std::string& name) {
@@ -443,11 +453,8 @@ long ThreadSwitches(pid_t pid, const std::string& name) {
     std::ifstream comm(entry.path() / "comm");
     std::string got;
     if (!std::getline(comm, got) || got != name) continue;
-    std::ifstream status(entry.path() / "status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
-    }
+    const std::string n = StatusField(entry.path() / "status", "voluntary_ctxt_switches:");
+    return n.empty() ? -1 : std::stol(n);
   }
   return -1;
 }
@@ -816,12 +823,10 @@ TEST_P(NbdNoMetricsTest, AClientGoneMidReplyCostsOnlyItsConnection) {
   // Which thread meets the reset first decides whether a send gets EPIPE
   // (and SIGPIPE) or ECONNRESET (no signal), so the rounds above catch a
   // server without the fix often, not always; this catches it always.
-  std::ifstream status("/proc/" + std::to_string(server_.pid()) + "/status");
-  std::string line;
-  uint64_t ignored = 0;
-  while (std::getline(status, line)) {
-    if (line.rfind("SigIgn:", 0) == 0) ignored = std::stoull(line.substr(7), nullptr, 16);
-  }
+  const std::string sig_ign =
+      StatusField("/proc/" + std::to_string(server_.pid()) + "/status", "SigIgn:");
+  ASSERT_NE(sig_ign, "");
+  const uint64_t ignored = std::stoull(sig_ign, nullptr, 16);
   EXPECT_NE(ignored & (uint64_t{1} << (SIGPIPE - 1)), 0u) << "SigIgn " << std::hex << ignored;
 }
 
