@@ -241,8 +241,25 @@ int Main(int argc, char** argv) {
   auto store = service::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
+  // The export starts first: Session clients learn its port (libcowblk
+  // sends large reads and writes over it).
+  std::unique_ptr<service::NbdServer> nbd;
+  if (!f.nbd_listen.empty()) {
+    service::NbdServerOptions nbd_options;
+    nbd_options.listen = f.nbd_listen;
+    nbd_options.max_in_flight = f.max_in_flight;
+    nbd_options.zero_copy = f.nbd_zero_copy == "on";
+    nbd_options.inline_writes = f.nbd_inline_writes == "on";
+    auto started = service::NbdServer::Start(nbd_options, store->get());
+    if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
+    nbd = *std::move(started);
+  }
   service::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
+  if (nbd) {
+    block_options.nbd_port =
+        static_cast<uint16_t>(std::stoi(nbd->address().substr(nbd->address().rfind(':') + 1)));
+  }
   service::CallTracker calls;
   service::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
   service::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);
@@ -272,17 +289,6 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);
-  std::unique_ptr<service::NbdServer> nbd;
-  if (!f.nbd_listen.empty()) {
-    service::NbdServerOptions nbd_options;
-    nbd_options.listen = f.nbd_listen;
-    nbd_options.max_in_flight = f.max_in_flight;
-    nbd_options.zero_copy = f.nbd_zero_copy == "on";
-    nbd_options.inline_writes = f.nbd_inline_writes == "on";
-    auto started = service::NbdServer::Start(nbd_options, store->get());
-    if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
-    nbd = *std::move(started);
-  }
   const std::string host = f.listen.substr(0, f.listen.rfind(':'));
   health.SetServing(true);
   Log(LogLevel::kInfo, "serving",

@@ -69,6 +69,7 @@ absl::StatusOr<std::unique_ptr<Target>> OpenCowblk(const TargetOptions& o) {
   const int chunks = static_cast<int>((o.block_size + vo.chunk_size - 1) / vo.chunk_size);
   vo.max_in_flight = std::max(1, o.streams * o.iodepth * chunks);
   vo.lanes = o.streams;
+  vo.nbd = o.cowblk_nbd;
   auto volume = client->OpenVolume(volume_name, vo);
   if (!volume.ok()) return volume.status();
   return std::unique_ptr<Target>(new CowblkTarget(*std::move(volume)));

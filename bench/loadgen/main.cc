@@ -159,6 +159,12 @@ int Main(int argc, char** argv) {
       ->envname("COWBLK_CHANNELS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  std::string nbd_path = "on";
+  app.add_option("--nbd-path", nbd_path,
+                 "cowblk: reads and writes of 256 KiB and more over the server's NBD export "
+                 "when it has one (cowblkd --nbd-listen)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--timeout", t.cowblk.timeout_seconds, "cowblk: seconds each request may take")
       ->envname("COWBLK_TIMEOUT")
       ->check(CLI::Range(1, 86400))
@@ -175,6 +181,7 @@ int Main(int argc, char** argv) {
     std::cerr << "cowblk-bench: " << e.what() << " (run with --help for usage)\n";
     return kExitUsage;
   }
+  t.cowblk_nbd = nbd_path == "on";
   auto usage = [](const std::string& msg) {
     std::cerr << "cowblk-bench: " << msg << "\n";
     return kExitUsage;

@@ -46,6 +46,9 @@ struct TargetOptions {
   // cowblk:// only: the cowblk CLI's connection flags (`server` is for
   // cowblk:///VOLUME).
   cli::ConnectionFlags cowblk;
+  // cowblk:// only: VolumeOptions::nbd (large I/O over the server's NBD
+  // export when it offers one).
+  bool cowblk_nbd = true;
 };
 
 class Target {

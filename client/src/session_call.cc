@@ -171,10 +171,14 @@ void SessionCall::LearnInitialMetadata() {
   }
   if (auto it = md.find("cowblk-epoch"); it != md.end()) {
     epoch_.assign(it->second.data(), it->second.size());
-    // Still under metadata_mu_: an answer waits for the volume to know the
-    // epoch that acknowledged it.
-    volume_->OnStreamEpoch(epoch_);
   }
+  std::string nbd_port;
+  if (auto it = md.find("cowblk-nbd-port"); it != md.end()) {
+    nbd_port.assign(it->second.data(), it->second.size());
+  }
+  // Still under metadata_mu_: an answer waits for the volume to know the
+  // epoch that acknowledged it.
+  volume_->OnStreamMetadata(epoch_, nbd_port);
   metadata_learned_.store(true, std::memory_order_release);
 }
 

@@ -56,7 +56,7 @@ Volume::Volume(std::shared_ptr<internal::ClientCore> client, VolumeInfo info,
   if (resolved.deadline <= std::chrono::milliseconds(0))
     resolved.deadline = client_->options().deadline;
   options_ = resolved;
-  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, resolved);
+  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, info_.size_bytes, resolved);
 }
 
 Volume::~Volume() { Close(); }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "client/src/nbd_call.h"
 #include "client/src/session_call.h"
 
 namespace cowblk::internal {
@@ -46,15 +47,26 @@ bool Retryable(grpc::StatusCode code) {
 
 bool BySeq(const Chunk* a, const Chunk* b) { return a->seq < b->seq; }
 
+// Where the NBD export of a volume opened with `options` is dialled.
+std::string NbdHost(const ClientOptions& client, const VolumeOptions& options) {
+  // NBD carries neither TLS nor a token (cowblkd offers it to neither).
+  const bool tls = client.tls || !client.tls_ca_file.empty() || !client.tls_cert_file.empty();
+  if (!options.nbd || tls || !client.token.empty()) return "";
+  return NbdHostOf(client.target);
+}
+
 }  // namespace
 
-VolumeCore::VolumeCore(std::shared_ptr<ClientCore> client, std::string name,
+VolumeCore::VolumeCore(std::shared_ptr<ClientCore> client, std::string name, uint64_t size,
                        const VolumeOptions& options)
     : client_(std::move(client)),
       name_(std::move(name)),
       max_in_flight_(static_cast<size_t>(options.max_in_flight)),
       max_batch_(static_cast<size_t>(options.max_batch)),
-      max_backoff_(std::max(kFirstBackoff, client_->options().max_backoff)) {
+      max_backoff_(std::max(kFirstBackoff, client_->options().max_backoff)),
+      size_(size),
+      nbd_host_(NbdHost(client_->options(), options)),
+      nbd_min_bytes_(options.nbd_min_bytes) {
   const int lanes = options.lanes > 0 ? options.lanes : client_->channel_count();
   const size_t first = client_->Next();
   lanes_.resize(static_cast<size_t>(lanes));
@@ -83,6 +95,9 @@ void VolumeCore::Submit(std::unique_ptr<IoCall> call) {
         c->call = raw;
         c->seq = next_seq_++;
         queue_.push_back(c.get());
+        // A volume that never moves large chunks never dials the export.
+        nbd_wanted_ = nbd_wanted_ || ((c->kind == OpKind::kRead || c->kind == OpKind::kWrite) &&
+                                      c->length >= nbd_min_bytes_);
       }
       DispatchLocked(Clock::now(), &actions);
     }
@@ -95,6 +110,7 @@ void VolumeCore::Submit(std::unique_ptr<IoCall> call) {
 
 void VolumeCore::Close() {
   std::vector<std::shared_ptr<SessionCall>> streams;
+  std::shared_ptr<NbdCall> nbd;
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) return;
@@ -103,14 +119,17 @@ void VolumeCore::Close() {
     for (Lane& lane : lanes_) {
       if (lane.stream) streams.push_back(lane.stream);
     }
+    nbd = nbd_;
   }
   // Nothing is in flight: ending the streams loses nothing, and cancelling
   // (rather than half-closing) cannot hang on a server that is down.
   for (auto& s : streams) s->Cancel();
   streams.clear();
+  if (nbd) nbd->Cancel();
+  nbd.reset();
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return live_streams_ == 0; });
+    cv_.wait(lock, [this] { return live_streams_ == 0 && live_nbd_ == 0; });
     closed_ = true;
   }
   client_->ticker()->Remove(tick_id_);
@@ -216,10 +235,10 @@ void VolumeCore::OnStreamDone(SessionCall* stream, const grpc::Status& status) {
   Run(&actions);
 }
 
-void VolumeCore::OnStreamEpoch(const std::string& epoch) {
-  if (epoch.empty()) return;
+void VolumeCore::OnStreamMetadata(const std::string& epoch, const std::string& nbd_port) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (epoch_ == epoch) return;
+  nbd_port_ = nbd_port;
+  if (epoch.empty() || epoch_ == epoch) return;
   if (!epoch_.empty() && writes_acked_ > writes_flushed_ && lost_.ok()) {
     lost_ = absl::DataLossError(absl::StrCat(
         "volume ", name_, ": the server restarted without keeping ",
@@ -260,9 +279,15 @@ void VolumeCore::Run(Actions* actions) {
   // the chunk (it is in sent_ with that stream).
   for (auto& [stream, request] : actions->sends) stream->Send(std::move(request));
   for (auto& s : actions->cancels) s->Cancel();
+  for (auto& n : actions->nbd_starts) n->Start();
+  for (auto& [nbd, c] : actions->nbd_sends) nbd->Send(c);
+  for (auto& n : actions->nbd_cancels) n->Cancel();
   actions->starts.clear();
   actions->sends.clear();
   actions->cancels.clear();
+  actions->nbd_starts.clear();
+  actions->nbd_sends.clear();
+  actions->nbd_cancels.clear();
   if (actions->completed.empty()) return;
   for (auto& call : actions->completed) {
     if (call->done) call->done(call->status);
@@ -275,7 +300,20 @@ void VolumeCore::Run(Actions* actions) {
 }
 
 void VolumeCore::DispatchLocked(Clock::time_point now, Actions* actions) {
+  MaybeDialNbdLocked(now, actions);
   while (in_flight_ < max_in_flight_ && !queue_.empty()) {
+    if (ForNbdLocked(*queue_.front())) {
+      Chunk* c = queue_.front();
+      queue_.pop_front();
+      c->state = Chunk::State::kClaimed;
+      c->nbd = nbd_.get();
+      ++c->attempts;
+      ++in_flight_;
+      ++stats_.requests;
+      ++stats_.nbd_requests;
+      actions->nbd_sends.emplace_back(nbd_, c);
+      continue;
+    }
     Lane* lane = PickLaneLocked(now);
     if (lane == nullptr) return;  // every lane waits out a backoff: Tick() retries
     if (!lane->stream) {
@@ -301,6 +339,103 @@ void VolumeCore::DispatchLocked(Clock::time_point now, Actions* actions) {
     ++stats_.requests;
     actions->sends.emplace_back(lane->stream, BuildRequestLocked(*c, id));
   }
+}
+
+void VolumeCore::MaybeDialNbdLocked(Clock::time_point now, Actions* actions) {
+  if (nbd_ || !nbd_wanted_ || nbd_host_.empty() || nbd_port_.empty() || closing_ ||
+      now < nbd_retry_at_) {
+    return;
+  }
+  nbd_ = std::make_shared<NbdCall>(this, nbd_host_, nbd_port_, name_, size_);
+  nbd_ready_ = false;
+  ++live_nbd_;
+  actions->nbd_starts.push_back(nbd_);
+}
+
+bool VolumeCore::ForNbdLocked(const Chunk& c) const {
+  if (!nbd_ready_ || c.nbd_refused || c.length < nbd_min_bytes_) return false;
+  return c.kind == OpKind::kRead || (c.kind == OpKind::kWrite && (!c.fua || nbd_fua_));
+}
+
+void VolumeCore::OnNbdReady(NbdCall* nbd, bool fua) {
+  Actions actions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (nbd_.get() != nbd) return;
+    nbd_ready_ = true;
+    nbd_fua_ = fua;
+    nbd_backoff_ = std::chrono::milliseconds(0);
+    ++stats_.nbd_connections;
+    DispatchLocked(Clock::now(), &actions);
+  }
+  Run(&actions);
+}
+
+void VolumeCore::OnNbdAnswer(NbdCall* nbd, Chunk* c, const absl::Status& answer) {
+  Actions actions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c->nbd = nullptr;
+    --in_flight_;
+    if (answer.ok()) {
+      if (c->kind == OpKind::kWrite && !c->fua) ++writes_acked_;
+      FinishLocked(c, absl::OkStatus(), &actions);
+    } else if (closing_) {
+      FinishLocked(c, answer, &actions);
+    } else {
+      // Over a stream the server says what went wrong in its own words.
+      c->nbd_refused = true;
+      RequeueLocked({c}, answer);
+      if (answer.code() == absl::StatusCode::kUnavailable && nbd_.get() == nbd) {
+        actions.nbd_cancels.push_back(nbd_);
+      }
+    }
+    DispatchLocked(Clock::now(), &actions);
+  }
+  Run(&actions);
+}
+
+void VolumeCore::OnNbdGone(NbdCall* nbd, std::vector<Chunk*> leftovers, const absl::Status& why) {
+  Actions actions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Clock::time_point now = Clock::now();
+    if (nbd_.get() == nbd) {
+      // Dialled again at once after a connection that served (the server
+      // restarted, say); after one that never did, later and later.
+      if (nbd_ready_) {
+        nbd_backoff_ = std::chrono::milliseconds(0);
+      } else {
+        nbd_backoff_ = std::min(max_backoff_, std::max(kFirstBackoff, nbd_backoff_ * 2));
+      }
+      nbd_retry_at_ = now + nbd_backoff_;
+      nbd_.reset();
+      nbd_ready_ = false;
+    }
+    std::vector<Chunk*> retry;
+    for (Chunk* c : leftovers) {
+      c->nbd = nullptr;
+      --in_flight_;
+      if (c->call->deadline <= now) {
+        FinishLocked(c,
+                     absl::DeadlineExceededError(absl::StrCat(
+                         "deadline exceeded; sent over the NBD export, which did not answer (",
+                         why.message(), ")")),
+                     &actions);
+      } else if (closing_) {
+        FinishLocked(c, why, &actions);
+      } else {
+        retry.push_back(c);
+      }
+    }
+    if (!retry.empty()) RequeueLocked(std::move(retry), why);
+    DispatchLocked(now, &actions);
+  }
+  Run(&actions);
+  // Last: Close() may destroy this once the count drops.
+  std::lock_guard<std::mutex> lock(mu_);
+  --live_nbd_;
+  cv_.notify_all();
 }
 
 VolumeCore::Lane* VolumeCore::PickLaneLocked(Clock::time_point now) {
@@ -394,7 +529,12 @@ void VolumeCore::ExpireLocked(IoCall* call, Actions* actions) {
         UnsendLocked(c);
         break;
       }
-      case Chunk::State::kClaimed:  // its answer is being copied: it finishes itself
+      case Chunk::State::kClaimed:
+        // An NBD connection owns it: only ending the connection frees it
+        // (OnNbdGone fails it then). Otherwise its answer is being copied:
+        // it finishes itself.
+        if (c->nbd != nullptr && c->nbd == nbd_.get()) actions->nbd_cancels.push_back(nbd_);
+        continue;
       case Chunk::State::kDone:
         continue;
     }

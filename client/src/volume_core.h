@@ -25,6 +25,26 @@
 //   When it changes while writes acknowledged since the last good flush
 //   exist, those may be lost: the next flush fails DATA_LOSS, once.
 //
+// The NBD path (VolumeOptions::nbd): a stream also learns the port of the
+// server's NBD export (`cowblk-nbd-port`). Once a chunk large enough for it
+// was submitted, the volume keeps one NbdCall to that port; once its
+// handshake is done, reads and writes of at least nbd_min_bytes go there
+// instead of to a lane. Such a chunk is kClaimed, owned by the connection
+// until handed back (nbd_call.h):
+// - answered OK: done, as over a stream (a write counts for epochs);
+// - answered with an error: sent again over a stream (never over NBD
+//   again), so the caller sees the server's own status and message; an
+//   UNAVAILABLE answer also ends the connection;
+// - still unanswered when the connection ends: retried like a broken
+//   stream's chunks, or failed DEADLINE_EXCEEDED if past its deadline. A
+//   deadline cuts the connection (nothing else can free a chunk whose
+//   buffer it may be using), and the connection's other chunks are
+//   retried, as a stuck stream's are.
+// A connection that ends is dialled again at once if it had served, else
+// after a backoff (50 ms doubling to ClientOptions::max_backoff), at the
+// port a stream last told. Epochs stay with the streams: a restart ends the
+// connection, and writes acknowledged over it count like any other.
+//
 // Locking: one mutex guards all state. gRPC operations (start, write,
 // cancel) and user callbacks run with it released, collected as Actions.
 //
@@ -60,6 +80,7 @@
 namespace cowblk::internal {
 
 class SessionCall;
+class NbdCall;
 using Clock = std::chrono::steady_clock;
 
 enum class OpKind { kRead, kWrite, kFlush, kTrim, kWriteZeroes };
@@ -76,12 +97,14 @@ struct Chunk {
   char* dest = nullptr;       // kRead: where the answer goes
   const char* src = nullptr;  // kWrite: the caller's bytes
   bool fua = false;
+  bool nbd_refused = false;  // answered with an error over NBD: streams only
 
   State state = State::kQueued;
   uint64_t seq = 0;               // submission order
   uint64_t covers = 0;            // kFlush: writes_acked_ when last sent
   uint64_t id = 0;                // wire id while kSent (new for every send)
   SessionCall* stream = nullptr;  // while kSent
+  NbdCall* nbd = nullptr;         // while kClaimed by an NBD connection
   int lane = -1;                  // while kSent
   int attempts = 0;               // sends so far
   bool retried = false;           // a non-flush chunk counted in retried_
@@ -99,8 +122,10 @@ struct IoCall {
 
 class VolumeCore {
  public:
-  // REQUIRES: options are valid (Volume checked them).
-  VolumeCore(std::shared_ptr<ClientCore> client, std::string name, const VolumeOptions& options);
+  // REQUIRES: options are valid (Volume checked them). `size`: the
+  // volume's, which its NBD export must have.
+  VolumeCore(std::shared_ptr<ClientCore> client, std::string name, uint64_t size,
+             const VolumeOptions& options);
   // Close()s.
   ~VolumeCore();
   VolumeCore(const VolumeCore&) = delete;
@@ -122,8 +147,12 @@ class VolumeCore {
   // From ~SessionCall (no lock held).
   void OnStreamGone();
   // From SessionCall, before the first answers of a stream: the server's
-  // epoch of this volume.
-  void OnStreamEpoch(const std::string& epoch);
+  // epoch of this volume, and its NBD export's port ("" if none).
+  void OnStreamMetadata(const std::string& epoch, const std::string& nbd_port);
+  // From NbdCall's thread (no lock held; see nbd_call.h).
+  void OnNbdReady(NbdCall* nbd, bool fua);
+  void OnNbdAnswer(NbdCall* nbd, Chunk* c, const absl::Status& answer);
+  void OnNbdGone(NbdCall* nbd, std::vector<Chunk*> leftovers, const absl::Status& why);
   // From SessionCall: a message was sent, or received.
   void CountMessageSent() { messages_sent_.fetch_add(1, std::memory_order_relaxed); }
   void CountMessageReceived() { messages_received_.fetch_add(1, std::memory_order_relaxed); }
@@ -143,6 +172,9 @@ class VolumeCore {
     std::vector<std::pair<std::shared_ptr<SessionCall>, grpc::Slice>> sends;  // encoded requests
     std::vector<std::shared_ptr<SessionCall>> cancels;
     std::vector<std::unique_ptr<IoCall>> completed;
+    std::vector<std::shared_ptr<NbdCall>> nbd_starts;
+    std::vector<std::pair<std::shared_ptr<NbdCall>, Chunk*>> nbd_sends;
+    std::vector<std::shared_ptr<NbdCall>> nbd_cancels;
   };
 
   // The ticker's work: deadlines, and lanes whose backoff has passed.
@@ -152,6 +184,9 @@ class VolumeCore {
   // All REQUIRE mu_ held.
   void DispatchLocked(Clock::time_point now, Actions* actions);
   Lane* PickLaneLocked(Clock::time_point now);
+  // Dials the NBD export if it is known, wanted and not in backoff.
+  void MaybeDialNbdLocked(Clock::time_point now, Actions* actions);
+  bool ForNbdLocked(const Chunk& c) const;
   // Chunk `c` as an encoded SessionRequest with wire id `id` (a write's data
   // copied in, while the chunk is surely alive).
   grpc::Slice BuildRequestLocked(const Chunk& c, uint64_t id) const;
@@ -170,6 +205,11 @@ class VolumeCore {
   std::atomic<uint64_t> messages_sent_{0};
   std::atomic<uint64_t> messages_received_{0};
   const std::chrono::milliseconds max_backoff_;
+  const uint64_t size_;
+  // Where the NBD export is dialled; empty: never (VolumeOptions::nbd off,
+  // TLS, a token, or a target without a TCP host).
+  const std::string nbd_host_;
+  const uint64_t nbd_min_bytes_;
   uint64_t tick_id_ = 0;
 
   mutable std::mutex mu_;       // guards everything below
@@ -194,6 +234,15 @@ class VolumeCore {
   uint64_t writes_flushed_ = 0; // ... of which a good flush covered the first ones
   absl::Status lost_;           // for the next flush answered OK in epoch_
   uint64_t lost_upto_ = 0;      // writes_acked_ when lost_ was set
+  // The NBD path (see the top of this file).
+  std::string nbd_port_;              // as a stream last told; empty: no export
+  bool nbd_wanted_ = false;           // a chunk large enough for it was submitted
+  std::shared_ptr<NbdCall> nbd_;      // the connection, from dial to OnNbdGone
+  bool nbd_ready_ = false;            // nbd_ finished its handshake
+  bool nbd_fua_ = false;              // ... and takes FUA writes
+  Clock::time_point nbd_retry_at_;    // no dial before this
+  std::chrono::milliseconds nbd_backoff_{0};
+  int live_nbd_ = 0;                  // NbdCalls started whose OnNbdGone has not returned
 };
 
 }  // namespace cowblk::internal

@@ -290,6 +290,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     // Bound by the first request, before any answer (which carries the
     // initial metadata) was written.
     if (!volume_->epoch().empty()) ctx_->AddInitialMetadata("cowblk-epoch", volume_->epoch());
+    if (service_->options().nbd_port != 0) {
+      ctx_->AddInitialMetadata("cowblk-nbd-port", std::to_string(service_->options().nbd_port));
+    }
     return absl::OkStatus();
   }
 

@@ -20,6 +20,10 @@ struct BlockServiceOptions {
   uint32_t max_in_flight = 256;
   // Chunk size of the Read RPC.
   uint32_t read_chunk = 1 << 20;
+  // The port of the NBD export (--nbd-listen), told to Session clients in
+  // the `cowblk-nbd-port` initial metadata so that libcowblk can move large
+  // reads and writes over it; 0: no export.
+  uint16_t nbd_port = 0;
 };
 
 // Session is a raw method (ByteBuffer in and out, see block_service.cc); the

@@ -24,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/nbd_wire.h"
 #include "server/engine/engine.h"
 #include "server/engine/io.h"
 #include "server/engine/request.h"
@@ -31,33 +32,12 @@
 namespace cowblk::service {
 namespace {
 
-// The protocol's numbers (NetworkBlockDevice/nbd, doc/proto.md).
-constexpr uint64_t kNbdMagic = 0x4e42444d41474943;  // "NBDMAGIC"
-constexpr uint64_t kOptMagic = 0x49484156454f5054;  // "IHAVEOPT"
-constexpr uint64_t kRepMagic = 0x0003e889045565a9;
-constexpr uint32_t kRequestMagic = 0x25609513;
-constexpr uint32_t kSimpleReplyMagic = 0x67446698;
+using namespace cowblk::nbd;  // NOLINT: the protocol's names read best bare
 
-constexpr uint16_t kFlagFixedNewstyle = 1 << 0;
-constexpr uint16_t kFlagNoZeroes = 1 << 1;
-
-constexpr uint32_t kOptExportName = 1, kOptAbort = 2, kOptList = 3, kOptInfo = 6, kOptGo = 7;
-constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3;
-constexpr uint32_t kRepErrUnsup = (1u << 31) + 1;
-constexpr uint32_t kRepErrInvalid = (1u << 31) + 3;
-constexpr uint32_t kRepErrUnknown = (1u << 31) + 6;
-constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
-
-constexpr uint16_t kTxHasFlags = 1 << 0, kTxSendFlush = 1 << 2, kTxSendFua = 1 << 3,
-                   kTxSendTrim = 1 << 5, kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8;
 // Every connection sees every completed write (one engine per volume), and
 // a flush covers all of them: multi-conn is safe.
 constexpr uint16_t kTransmissionFlags = kTxHasFlags | kTxSendFlush | kTxSendFua | kTxSendTrim |
                                         kTxSendWriteZeroes | kTxCanMultiConn;
-
-constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
-                   kCmdWriteZeroes = 6;
-constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1;
 
 constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;
 constexpr uint32_t kMaxBlock = static_cast<uint32_t>(engine::kMaxIoBytes);
@@ -75,68 +55,6 @@ constexpr int kSplicePipeBytes = 256 << 10;
 // reading (with --max-in-flight requests of up to 32 MiB each, memory
 // would otherwise follow the client's whims).
 constexpr uint64_t kMaxInFlightBytes = 64 << 20;
-
-void Put16(std::string* out, uint16_t v) {
-  v = htobe16(v);
-  out->append(reinterpret_cast<const char*>(&v), 2);
-}
-void Put32(std::string* out, uint32_t v) {
-  v = htobe32(v);
-  out->append(reinterpret_cast<const char*>(&v), 4);
-}
-void Put64(std::string* out, uint64_t v) {
-  v = htobe64(v);
-  out->append(reinterpret_cast<const char*>(&v), 8);
-}
-uint16_t Get16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return be16toh(v);
-}
-uint32_t Get32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return be32toh(v);
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return be64toh(v);
-}
-
-bool SendAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-// Sends every byte of `iov` (modified as it goes).
-bool SendAllV(int fd, std::vector<iovec>* iov, int flags = 0) {
-  size_t at = 0;
-  while (at < iov->size()) {
-    msghdr msg{};
-    msg.msg_iov = iov->data() + at;
-    msg.msg_iovlen = std::min<size_t>(iov->size() - at, IOV_MAX);
-    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    while (w > 0 && at < iov->size()) {
-      iovec& v = (*iov)[at];
-      const size_t here = std::min(static_cast<size_t>(w), v.iov_len);
-      v.iov_base = static_cast<char*>(v.iov_base) + here;
-      v.iov_len -= here;
-      w -= static_cast<ssize_t>(here);
-      if (v.iov_len == 0) ++at;
-    }
-  }
-  return true;
-}
 
 // The errno an NBD client gets for a failed request.
 uint32_t ToErrno(const absl::Status& s) {
@@ -299,14 +217,7 @@ class NbdConnection {
     rpos_ += from_buffer;
     d += from_buffer;
     n -= from_buffer;
-    while (n > 0) {
-      const ssize_t r = recv(fd_, d, n, MSG_WAITALL);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return false;
-      d += r;
-      n -= static_cast<size_t>(r);
-    }
-    return true;
+    return RecvAll(fd_, d, n);
   }
   bool TakeString(std::string* out, size_t n) {
     out->resize(n);

@@ -74,6 +74,8 @@ struct VolumeStats {
   uint64_t messages_received = 0;  // gRPC messages the answers came in
   uint64_t retries = 0;    // wire requests sent again after a stream broke
   uint64_t streams = 0;    // Session streams started (1 per lane, plus reconnects)
+  uint64_t nbd_requests = 0;     // of `requests`, those sent over the NBD export
+  uint64_t nbd_connections = 0;  // NBD connections that completed the handshake
   // Server restarts that may have lost writes acknowledged since the last
   // flush (the volume's epoch changed); each fails the next flush answered
   // by the new server DATA_LOSS.

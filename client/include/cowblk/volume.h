@@ -83,6 +83,16 @@ struct VolumeOptions {
   int max_batch = 64;
   // The default deadline of this volume's calls; 0: the client's.
   std::chrono::milliseconds deadline{0};
+  // Reads and writes of at least `nbd_min_bytes` (per chunk) travel over the
+  // server's NBD export when it has one (cowblkd --nbd-listen; its Session
+  // streams say so) and the client uses neither TLS nor a token: NBD frames
+  // cost less than HTTP/2's and a read lands in the caller's buffer with no
+  // copy. The export is dialled at the host of ClientOptions::target; if it
+  // cannot be reached, everything stays on the Session streams. Deadlines,
+  // retries and flushes behave as on the streams (see above); a flush
+  // covers writes acknowledged over either path.
+  bool nbd = true;
+  uint32_t nbd_min_bytes = 256 << 10;
 };
 
 // Called once when an asynchronous call completes.

@@ -1,0 +1,297 @@
+#include "client/src/nbd_call.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/src/volume_core.h"
+#include "common/nbd_wire.h"
+
+namespace cowblk::internal {
+namespace {
+
+using namespace cowblk::nbd;  // NOLINT: the protocol's names read best bare
+
+// Connecting and each handshake step may take this long (the export may sit
+// behind a firewall that drops packets: Close() waits at most this).
+constexpr int kConnectSeconds = 3;
+
+absl::Status Lost(const std::string& what) {
+  return absl::UnavailableError(absl::StrCat("NBD connection: ", what));
+}
+
+// The status of an NBD reply's errno. Only its code matters: a chunk
+// answered with an error is sent again over the Session streams, whose
+// answer (with the server's message) is what the caller sees.
+absl::Status FromNbdErrno(uint32_t error) {
+  const std::string what = absl::StrCat("NBD error ", error, " (", std::strerror(static_cast<int>(error)), ")");
+  switch (error) {
+    case ESHUTDOWN:
+      return absl::UnavailableError(what);
+    case EINVAL:
+      return absl::InvalidArgumentError(what);
+    case ENOSPC:
+      return absl::ResourceExhaustedError(what);
+    case EPERM:
+      return absl::PermissionDeniedError(what);
+    default:
+      return absl::InternalError(what);
+  }
+}
+
+}  // namespace
+
+std::string NbdHostOf(const std::string& target) {
+  std::string t = target;
+  for (const char* scheme : {"dns:///", "dns:", "ipv4:", "ipv6:"}) {
+    if (t.rfind(scheme, 0) == 0) {
+      t = t.substr(std::strlen(scheme));
+      break;
+    }
+  }
+  if (t.empty() || t.find(',') != std::string::npos || t.find('/') != std::string::npos ||
+      t.rfind("unix", 0) == 0) {
+    return "";
+  }
+  if (t[0] == '[') {
+    const size_t close = t.find(']');
+    return close == std::string::npos ? "" : t.substr(1, close - 1);
+  }
+  const size_t colon = t.rfind(':');
+  return colon == std::string::npos ? t : t.substr(0, colon);
+}
+
+NbdCall::~NbdCall() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void NbdCall::Start() {
+  std::thread([self = shared_from_this()] { self->Main(); }).detach();
+}
+
+void NbdCall::Send(Chunk* c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!gone_) {
+      queue_.push_back(c);
+      cv_.notify_one();
+      return;
+    }
+  }
+  volume_->OnNbdAnswer(this, c, Lost("ended before the request was sent"));
+}
+
+void NbdCall::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  dead_ = true;
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  cv_.notify_all();
+}
+
+void NbdCall::Main() {
+  absl::Status why = Connect();
+  if (why.ok()) why = Handshake();
+  if (why.ok()) {
+    volume_->OnNbdReady(this, fua_);
+    sender_ = std::thread([this] { SendLoop(); });
+    why = ReceiveLoop();
+  }
+  Cancel();  // the sender stops, blocked or not
+  if (sender_.joinable()) sender_.join();
+  std::vector<Chunk*> leftovers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    gone_ = true;
+    for (auto& [cookie, e] : in_flight_) leftovers.push_back(e.chunk);
+    leftovers.insert(leftovers.end(), queue_.begin(), queue_.end());
+    in_flight_.clear();
+    queue_.clear();
+  }
+  volume_->OnNbdGone(this, std::move(leftovers), why);
+}
+
+absl::Status NbdCall::Connect() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host_.c_str(), port_.c_str(), &hints, &found); rc != 0) {
+    return Lost(absl::StrCat("cannot resolve ", host_, ": ", gai_strerror(rc)));
+  }
+  std::string last = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (dead_) {
+        close(fd);
+        freeaddrinfo(found);
+        return Lost("cancelled while connecting");
+      }
+      if (fd_ >= 0) close(fd_);
+      fd_ = fd;
+    }
+    timeval tv{kConnectSeconds, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);  // bounds connect() too
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      freeaddrinfo(found);
+      const int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      return absl::OkStatus();
+    }
+    last = std::strerror(errno);
+  }
+  freeaddrinfo(found);
+  return Lost(absl::StrCat("cannot connect to ", host_, ":", port_, ": ", last));
+}
+
+absl::Status NbdCall::Handshake() {
+  uint8_t b[20];
+  if (!RecvAll(fd_, b, 18)) return Lost("handshake: no greeting");
+  if (Get64(b) != kNbdMagic || Get64(b + 8) != kOptMagic) {
+    return Lost("handshake: not a newstyle NBD server");
+  }
+  const uint16_t server_flags = Get16(b + 16);
+  if ((server_flags & kFlagFixedNewstyle) == 0) return Lost("handshake: not fixed newstyle");
+  const uint32_t client_flags = kFlagFixedNewstyle | (server_flags & kFlagNoZeroes);
+  std::string m;
+  Put32(&m, client_flags);
+  // NBD_OPT_GO: the export's name, no information requests.
+  Put64(&m, kOptMagic);
+  Put32(&m, kOptGo);
+  Put32(&m, static_cast<uint32_t>(4 + export_name_.size() + 2));
+  Put32(&m, static_cast<uint32_t>(export_name_.size()));
+  m += export_name_;
+  Put16(&m, 0);
+  if (!SendAll(fd_, m.data(), m.size())) return Lost("handshake: send failed");
+  bool sized = false;
+  while (true) {
+    if (!RecvAll(fd_, b, 20)) return Lost("handshake: no option reply");
+    const uint32_t type = Get32(b + 12);
+    const uint32_t length = Get32(b + 16);
+    if (Get64(b) != kRepMagic || Get32(b + 8) != kOptGo || length > (64 << 10)) {
+      return Lost("handshake: malformed option reply");
+    }
+    std::string data(length, '\0');
+    if (!RecvAll(fd_, data.data(), length)) return Lost("handshake: option reply cut short");
+    if ((type & kRepFlagError) != 0) {
+      return Lost(absl::StrCat("export ", export_name_, " refused: ", data));
+    }
+    if (type == kRepAck) break;
+    const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+    if (type == kRepInfo && length >= 12 && Get16(p) == kInfoExport) {
+      const uint64_t size = Get64(p + 2);
+      const uint16_t flags = Get16(p + 10);
+      if (size != size_) {
+        return Lost(absl::StrCat("export ", export_name_, " has ", size, " bytes, the volume ",
+                                 size_));
+      }
+      if ((flags & kTxReadOnly) != 0) return Lost("the export is read-only");
+      fua_ = (flags & kTxSendFua) != 0;
+      sized = true;
+    }
+  }
+  if (!sized) return Lost("handshake: the server did not say the export's size");
+  timeval none{0, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  return absl::OkStatus();
+}
+
+void NbdCall::SendLoop() {
+  while (true) {
+    Chunk* c = nullptr;
+    uint64_t cookie = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return dead_ || !queue_.empty(); });
+      if (dead_) return;
+      c = queue_.front();
+      queue_.pop_front();
+      cookie = next_cookie_++;
+      Entry& e = in_flight_[cookie];
+      e.chunk = c;
+      e.sending = true;
+    }
+    const bool write = c->kind == OpKind::kWrite;
+    std::string h;
+    Put32(&h, kRequestMagic);
+    Put16(&h, write && c->fua ? kCmdFlagFua : 0);
+    Put16(&h, write ? kCmdWrite : kCmdRead);
+    Put64(&h, cookie);
+    Put64(&h, c->offset);
+    Put32(&h, static_cast<uint32_t>(c->length));
+    std::vector<iovec> iov{{h.data(), h.size()}};
+    if (write) iov.push_back({const_cast<char*>(c->src), c->length});
+    const bool sent = SendAllV(fd_, &iov);
+    bool hand_back = false;
+    absl::Status answer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = in_flight_.find(cookie);
+      it->second.sending = false;
+      if (it->second.answered) {
+        hand_back = true;
+        answer = it->second.answer;
+        in_flight_.erase(it);
+      }
+    }
+    if (hand_back) volume_->OnNbdAnswer(this, c, answer);
+    if (!sent) {
+      Cancel();
+      return;
+    }
+  }
+}
+
+absl::Status NbdCall::ReceiveLoop() {
+  while (true) {
+    uint8_t h[kSimpleReplyBytes];
+    errno = 0;
+    if (!RecvAll(fd_, h, sizeof h)) {
+      return Lost(errno != 0 ? std::strerror(errno) : "closed");
+    }
+    if (Get32(h) != kSimpleReplyMagic) return Lost("a reply with a bad magic");
+    const uint32_t error = Get32(h + 4);
+    const uint64_t cookie = Get64(h + 8);
+    Chunk* c = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = in_flight_.find(cookie);
+      if (it == in_flight_.end() || it->second.answered) {
+        return Lost(absl::StrCat("a reply to unknown cookie ", cookie));
+      }
+      c = it->second.chunk;
+    }
+    // The chunk stays in in_flight_ (so it is handed back if the data is
+    // cut short) while its data lands in the caller's buffer.
+    if (error == 0 && c->kind == OpKind::kRead && !RecvAll(fd_, c->dest, c->length)) {
+      return Lost("a read's data was cut short");
+    }
+    const absl::Status answer = error == 0 ? absl::OkStatus() : FromNbdErrno(error);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = in_flight_.find(cookie);
+      if (it->second.sending) {  // the sender hands it back when done with it
+        it->second.answered = true;
+        it->second.answer = answer;
+        continue;
+      }
+      in_flight_.erase(it);
+    }
+    volume_->OnNbdAnswer(this, c, answer);
+  }
+}
+
+}  // namespace cowblk::internal

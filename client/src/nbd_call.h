@@ -1,0 +1,106 @@
+// One NBD connection of a volume to its server's export (VolumeOptions::nbd):
+// the path of large reads and writes, with NBD's framing instead of HTTP/2's
+// and a read's data received straight into the caller's buffer.
+//
+// A chunk handed to Send() belongs to the connection until the connection
+// hands it back (VolumeCore::OnNbdAnswer with its answer, or OnNbdGone with
+// every chunk left when the connection ends): until then the connection's
+// threads may write a read's data into the chunk's buffer or send a write's
+// bytes from it, so nothing else may complete it. A deadline therefore
+// Cancel()s the connection, which ends it and hands every chunk back.
+//
+// Threads: one connects, handshakes (NBD_OPT_GO, fixed newstyle), starts
+// the sender, then reads replies; when the connection fails it shuts the
+// socket down, joins the sender and hands the leftovers back. It is
+// detached; the VolumeCore counts it alive until OnNbdGone returns.
+//
+// Lifetime: shared (the VolumeCore and each thread hold a reference). The
+// VolumeCore outlives every call into it (Close() waits for OnNbdGone).
+
+#ifndef COWBLK_CLIENT_SRC_NBD_CALL_H_
+#define COWBLK_CLIENT_SRC_NBD_CALL_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+
+namespace cowblk::internal {
+
+class VolumeCore;
+struct Chunk;
+
+// The host part of a gRPC target ("host:port", "[v6]:port", "dns:///host:port",
+// "ipv4:1.2.3.4:port"), where the NBD export is dialled; empty when the
+// target names no TCP host (unix sockets, several addresses).
+std::string NbdHostOf(const std::string& target);
+
+class NbdCall : public std::enable_shared_from_this<NbdCall> {
+ public:
+  // A connection of `volume` to export `export_name` (of `size` bytes) at
+  // host:port. Nothing happens until Start().
+  NbdCall(VolumeCore* volume, std::string host, std::string port, std::string export_name,
+          uint64_t size)
+      : volume_(volume),
+        host_(std::move(host)),
+        port_(std::move(port)),
+        export_name_(std::move(export_name)),
+        size_(size) {}
+  ~NbdCall();
+  NbdCall(const NbdCall&) = delete;
+  NbdCall& operator=(const NbdCall&) = delete;
+
+  // Starts the connection's thread. Once the handshake is done it calls
+  // VolumeCore::OnNbdReady(); whatever happens, it ends with OnNbdGone().
+  void Start();
+  // Queues chunk `c` (a read or write, kClaimed) for sending. The chunk is
+  // the connection's until handed back; if the connection has already
+  // ended, it is handed back at once (UNAVAILABLE).
+  void Send(Chunk* c);
+  // Ends the connection (the socket is shut down), if it has not ended.
+  void Cancel();
+
+ private:
+  struct Entry {
+    Chunk* chunk = nullptr;
+    bool sending = false;   // the sender still reads the chunk's bytes
+    bool answered = false;  // the reply came while sending (answer below)
+    absl::Status answer;
+  };
+
+  // The connection's thread.
+  void Main();
+  absl::Status Connect();
+  // Fixed newstyle handshake with NBD_OPT_GO; sets fua_.
+  absl::Status Handshake();
+  // Replies until the connection fails; returns why it did.
+  absl::Status ReceiveLoop();
+  void SendLoop();
+
+  VolumeCore* const volume_;
+  const std::string host_;
+  const std::string port_;
+  const std::string export_name_;
+  const uint64_t size_;
+  bool fua_ = false;  // written before OnNbdReady, read after
+  std::thread sender_;
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  int fd_ = -1;
+  bool dead_ = false;  // Cancel()ed or failed: no more sending
+  bool gone_ = false;  // the leftovers were handed back
+  std::deque<Chunk*> queue_;                       // to send
+  std::unordered_map<uint64_t, Entry> in_flight_;  // sent (or being sent), by cookie
+  uint64_t next_cookie_ = 1;
+};
+
+}  // namespace cowblk::internal
+
+#endif  // COWBLK_CLIENT_SRC_NBD_CALL_H_

@@ -1,0 +1,258 @@
+// libcowblk's NBD path (VolumeOptions::nbd) against a real cowblkd with
+// --nbd-listen: once a stream has told the export's port and the connection
+// is up, large reads and writes travel over it and come back whole; an
+// error over it is reported as the Session streams report it; a restart
+// loses nothing; a deadline cuts a connection that stopped answering.
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "client/src/nbd_call.h"
+#include "tests/client/client_fixture.h"
+
+namespace cowblk::testing {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class NbdPathTest : public ClientFixture {
+ protected:
+  void SetUp() override {
+    fixed_port_ = true;
+    StartServer({.args = {"--nbd-listen", "127.0.0.1:0"}});
+  }
+
+  // Reads 1 MiB at a time until one went over the export (the connection
+  // is dialled after the first answer of a stream, and used once its
+  // handshake is done). Each round is a real read: no sleeping.
+  static void UntilNbdCarriesOne(Volume* volume) {
+    std::string buf(kMiB, '\0');
+    for (int i = 0; i < 20000 && volume->stats().nbd_requests == 0; ++i) {
+      ASSERT_TRUE(volume->Read(0, buf.data(), buf.size()).ok());
+    }
+    ASSERT_GT(volume->stats().nbd_requests, 0u);
+  }
+};
+
+TEST_F(NbdPathTest, LargeReadsAndWritesTravelOverTheExportAndComeBackWhole) {
+  auto volume = NewVolume("disk0", 32 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  const VolumeStats before = volume->stats();
+
+  const std::string a = RandomBytes(8 * kMiB, 1);
+  ASSERT_TRUE(volume->Write(4 * kMiB, a.data(), a.size()).ok());     // 8 chunks
+  const std::string b = RandomBytes(kMiB, 2);
+  ASSERT_TRUE(volume->Write(20 * kMiB, b.data(), b.size(), {.fua = true}).ok());
+  // A small write lands inside the large one, over a stream.
+  const std::string small = RandomBytes(4096, 3);
+  ASSERT_TRUE(volume->Write(5 * kMiB, small.data(), small.size()).ok());
+  ASSERT_TRUE(volume->Flush().ok());
+  const VolumeStats written = volume->stats();
+  EXPECT_EQ(written.nbd_requests - before.nbd_requests, 9u);
+
+  std::string back(8 * kMiB, '\0');
+  ASSERT_TRUE(volume->Read(4 * kMiB, back.data(), back.size()).ok());
+  std::string want = a;
+  want.replace(kMiB, small.size(), small);
+  EXPECT_TRUE(back == want);
+  std::string back_b(kMiB, '\0');
+  ASSERT_TRUE(volume->Read(20 * kMiB, back_b.data(), back_b.size()).ok());
+  EXPECT_TRUE(back_b == b);
+  std::string back_small(4096, '\0');
+  ASSERT_TRUE(volume->Read(5 * kMiB, back_small.data(), back_small.size()).ok());
+  EXPECT_TRUE(back_small == small);
+
+  const VolumeStats after = volume->stats();
+  EXPECT_EQ(after.nbd_requests - written.nbd_requests, 9u);  // the 4 KiB read did not
+  EXPECT_EQ(after.nbd_connections, 1u);
+}
+
+TEST_F(NbdPathTest, ManyLargeAsyncCallsFillTheWindowAndEachGetsItsBytes) {
+  constexpr int kCalls = 48;
+  auto volume = NewVolume("disk0", kCalls * 512 * 1024, {.max_in_flight = 8});
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  std::vector<std::string> data(kCalls);
+  std::vector<std::future<absl::Status>> writes;
+  for (int i = 0; i < kCalls; ++i) {
+    data[i] = RandomBytes(512 * 1024, 10 + i);
+    writes.push_back(volume->WriteAsync(uint64_t(i) * 512 * 1024, data[i].data(), 512 * 1024));
+  }
+  for (auto& w : writes) ASSERT_TRUE(w.get().ok());
+  std::vector<std::string> back(kCalls, std::string(512 * 1024, '\0'));
+  std::vector<std::future<absl::Status>> reads;
+  for (int i = 0; i < kCalls; ++i) {
+    reads.push_back(volume->ReadAsync(uint64_t(i) * 512 * 1024, back[i].data(), 512 * 1024));
+  }
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(reads[i].get().ok());
+    EXPECT_TRUE(back[i] == data[i]) << "call " << i;
+  }
+  EXPECT_GE(volume->stats().nbd_requests, 2u * kCalls);
+}
+
+TEST_F(NbdPathTest, TheOptionOffKeepsEverythingOnTheStreams) {
+  auto volume = NewVolume("disk0", 8 * kMiB, {.nbd = false});
+  ASSERT_NE(volume, nullptr);
+  const std::string a = RandomBytes(4 * kMiB, 4);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
+  std::string back(4 * kMiB, '\0');
+  ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a);
+  EXPECT_EQ(volume->stats().nbd_requests, 0u);
+  EXPECT_EQ(volume->stats().nbd_connections, 0u);
+}
+
+// The export answers a deleted volume's requests ESHUTDOWN: the chunk goes
+// to a stream, whose fresh binding learns NOT_FOUND, as without NBD.
+TEST_F(NbdPathTest, AnErrorOverTheExportIsReportedAsTheStreamsReportIt) {
+  auto volume = NewVolume("disk0", 4 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  ASSERT_TRUE(client_->DeleteVolume("disk0").ok());
+  std::string buf(kMiB, '\0');
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s = volume->Read(0, buf.data(), buf.size(), {.deadline = std::chrono::seconds(10)});
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+}
+
+// A writer keeps 1 MiB writes in flight while the server is killed and
+// started again (its export on a new port, which a stream tells). Every
+// write completes OK through retries and the volume holds the last bytes.
+TEST_F(NbdPathTest, InFlightLargeWritesSurviveAKillAndRestartWithNoWrongData) {
+  constexpr int kBlocks = 24;
+  auto volume = NewVolume("disk0", kBlocks * kMiB, {.max_in_flight = 8});
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  std::vector<std::string> want(kBlocks, std::string(kMiB, '\0'));
+  std::atomic<int> failed{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  int rounds = 0;  // guarded by mu
+  auto wait_rounds = [&](int n) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return rounds >= n; });
+    return rounds;
+  };
+  std::thread writer([&] {
+    for (int round = 0; !stop.load() || round < 3; ++round) {
+      std::vector<std::string> data(kBlocks);
+      std::vector<std::future<absl::Status>> writes;
+      for (int i = 0; i < kBlocks; ++i) {
+        data[i] = RandomBytes(kMiB, 100 + round * kBlocks + i);
+        writes.push_back(volume->WriteAsync(uint64_t(i) * kMiB, data[i].data(), kMiB));
+      }
+      for (auto& w : writes) {
+        absl::Status s = w.get();
+        if (!s.ok()) {
+          ADD_FAILURE() << s;
+          ++failed;
+        }
+      }
+      for (int i = 0; i < kBlocks; ++i) want[i] = data[i];
+      std::lock_guard<std::mutex> lock(mu);
+      ++rounds;
+      cv.notify_all();
+    }
+  });
+  wait_rounds(2);
+  Restart(SIGKILL);
+  wait_rounds(wait_rounds(0) + 2);
+  Restart(SIGTERM);
+  stop = true;
+  writer.join();
+  EXPECT_EQ(failed.load(), 0);
+  std::string all(kBlocks * kMiB, '\0');
+  ASSERT_TRUE(volume->Read(0, all.data(), all.size()).ok());
+  for (int i = 0; i < kBlocks; ++i) {
+    ASSERT_TRUE(all.compare(uint64_t(i) * kMiB, kMiB, want[i]) == 0) << "block " << i;
+  }
+  // The export of each new server was dialled (at its new port) and used.
+  EXPECT_GE(volume->stats().nbd_connections, 2u);
+}
+
+// A stopped server answers nothing: the read fails at its deadline (the
+// connection is cut, so nothing lands in its buffer afterwards; ASan
+// builds would see it), and the volume works again once the server runs.
+TEST_F(NbdPathTest, ADeadlineCutsAnExportThatStoppedAnswering) {
+  auto volume = NewVolume("disk0", 4 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  const uint64_t nbd_before = volume->stats().nbd_requests;
+  ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
+  {
+    auto buf = std::make_unique<std::string>(kMiB, '\0');
+    const auto start = std::chrono::steady_clock::now();
+    auto read =
+        volume->ReadAsync(0, buf->data(), buf->size(), {.deadline = std::chrono::milliseconds(500)});
+    const bool on_time = read.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    if (!on_time) kill(server_.pid(), SIGCONT);  // lets the read end, then fail
+    absl::Status s = read.get();
+    ASSERT_TRUE(on_time) << "a read past its deadline waited for the stopped server";
+    EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+    EXPECT_NE(s.message().find("NBD"), std::string::npos) << s;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  }  // the buffer is freed here
+  EXPECT_EQ(volume->stats().nbd_requests, nbd_before + 1);
+  ASSERT_EQ(kill(server_.pid(), SIGCONT), 0);
+  const std::string a = RandomBytes(kMiB, 7);
+  ASSERT_TRUE(volume->Write(kMiB, a.data(), a.size()).ok());
+  std::string back(kMiB, '\0');
+  ASSERT_TRUE(volume->Read(kMiB, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a);
+}
+
+TEST_F(NbdPathTest, AVolumeOfSmallRequestsNeverDialsTheExport) {
+  auto volume = NewVolume("disk0", 4 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  const std::string a = RandomBytes(128 * 1024, 6);  // below nbd_min_bytes
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
+  std::string back(a.size(), '\0');
+  ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a);
+  volume->Close();  // a dial in progress would be counted by now
+  EXPECT_EQ(volume->stats().nbd_connections, 0u);
+  EXPECT_EQ(volume->stats().nbd_requests, 0u);
+}
+
+class NbdPathWithoutExportTest : public ClientFixture {};
+
+TEST_F(NbdPathWithoutExportTest, AServerWithoutAnExportKeepsEverythingOnTheStreams) {
+  auto volume = NewVolume("disk0", 8 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  const std::string a = RandomBytes(4 * kMiB, 5);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
+  std::string back(4 * kMiB, '\0');
+  ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a);
+  EXPECT_EQ(volume->stats().nbd_connections, 0u);
+}
+
+TEST(NbdHostTest, TheExportIsDialledAtTheTargetsHost) {
+  using internal::NbdHostOf;
+  EXPECT_EQ(NbdHostOf("127.0.0.1:7800"), "127.0.0.1");
+  EXPECT_EQ(NbdHostOf("disks.example:7800"), "disks.example");
+  EXPECT_EQ(NbdHostOf("dns:///disks.example:7800"), "disks.example");
+  EXPECT_EQ(NbdHostOf("ipv4:10.0.0.5:7800"), "10.0.0.5");
+  EXPECT_EQ(NbdHostOf("[::1]:7800"), "::1");
+  EXPECT_EQ(NbdHostOf("ipv6:[fd00::2]:7800"), "fd00::2");
+  // No single TCP host: no NBD.
+  EXPECT_EQ(NbdHostOf("unix:/run/cowblk.sock"), "");
+  EXPECT_EQ(NbdHostOf("ipv4:10.0.0.5:7800,10.0.0.6:7800"), "");
+  EXPECT_EQ(NbdHostOf("dns://8.8.8.8/disks.example:7800"), "");
+  EXPECT_EQ(NbdHostOf(""), "");
+}
+
+}  // namespace
+}  // namespace cowblk::testing
