@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Target>> OpenCowblk(const TargetOptions& o) {
   vo.max_in_flight = std::max(1, o.streams * o.iodepth * chunks);
   vo.lanes = o.streams;
   vo.nbd = o.cowblk_nbd;
+  vo.nbd_min_bytes = o.cowblk_nbd_min;
   auto volume = client->OpenVolume(volume_name, vo);
   if (!volume.ok()) return volume.status();
   return std::unique_ptr<Target>(new CowblkTarget(*std::move(volume)));

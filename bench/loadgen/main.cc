@@ -165,6 +165,9 @@ int Main(int argc, char** argv) {
                  "when it has one (cowblkd --nbd-listen)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  std::string nbd_min = "256k";
+  app.add_option("--nbd-min", nbd_min, "cowblk: the smallest request sent over NBD")
+      ->capture_default_str();
   app.add_option("--timeout", t.cowblk.timeout_seconds, "cowblk: seconds each request may take")
       ->envname("COWBLK_TIMEOUT")
       ->check(CLI::Range(1, 86400))
@@ -193,6 +196,8 @@ int Main(int argc, char** argv) {
   w.bs = static_cast<uint32_t>(v);
   if (!io_size.empty() && (!ParseSize(io_size, &w.io_size) || w.io_size == 0))
     return usage("--io-size " + io_size + ": want a size");
+  if (!ParseSize(nbd_min, &v) || v > (32u << 20)) return usage("--nbd-min: a size up to 32m");
+  t.cowblk_nbd_min = static_cast<uint32_t>(v);
   if (!ParseSize(offset, &w.offset) || w.offset % kSector != 0)
     return usage("--offset " + offset + ": want a multiple of 512");
   uint64_t want_size = 0;

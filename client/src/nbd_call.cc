@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -98,6 +99,7 @@ void NbdCall::Cancel() {
 }
 
 void NbdCall::Main() {
+  pthread_setname_np(pthread_self(), "cowblk-nbd-recv");  // for top -H, perf
   absl::Status why = Connect();
   if (why.ok()) why = Handshake();
   if (why.ok()) {
@@ -210,6 +212,7 @@ absl::Status NbdCall::Handshake() {
 }
 
 void NbdCall::SendLoop() {
+  pthread_setname_np(pthread_self(), "cowblk-nbd-send");
   while (true) {
     Chunk* c = nullptr;
     uint64_t cookie = 0;

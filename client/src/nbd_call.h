@@ -9,10 +9,11 @@
 // bytes from it, so nothing else may complete it. A deadline therefore
 // Cancel()s the connection, which ends it and hands every chunk back.
 //
-// Threads: one connects, handshakes (NBD_OPT_GO, fixed newstyle), starts
-// the sender, then reads replies; when the connection fails it shuts the
-// socket down, joins the sender and hands the leftovers back. It is
-// detached; the VolumeCore counts it alive until OnNbdGone returns.
+// Threads: `cowblk-nbd-recv` connects, handshakes (NBD_OPT_GO, fixed
+// newstyle), starts `cowblk-nbd-send`, then reads replies; when the
+// connection fails it shuts the socket down, joins the sender and hands the
+// leftovers back. It is detached; the VolumeCore counts it alive until
+// OnNbdGone returns.
 //
 // Lifetime: shared (the VolumeCore and each thread hold a reference). The
 // VolumeCore outlives every call into it (Close() waits for OnNbdGone).
