@@ -82,11 +82,12 @@ inline uint64_t Get64(const uint8_t* p) {
   return be64toh(v);
 }
 
-// Sends all `n` bytes; false when the socket failed or closed.
-inline bool SendAll(int fd, const void* data, size_t n) {
+// Sends all `n` bytes (with send(2) `flags` besides MSG_NOSIGNAL); false
+// when the socket failed or closed.
+inline bool SendAll(int fd, const void* data, size_t n, int flags = 0) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL | flags);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
     p += w;

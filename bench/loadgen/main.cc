@@ -161,11 +161,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   std::string nbd_path = "on";
   app.add_option("--nbd-path", nbd_path,
-                 "cowblk: reads and writes of 256 KiB and more over the server's NBD export "
+                 "cowblk: reads and writes of --nbd-min and more over the server's NBD export "
                  "when it has one (cowblkd --nbd-listen)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  std::string nbd_min = "256k";
+  std::string nbd_min = "32k";
   app.add_option("--nbd-min", nbd_min, "cowblk: the smallest request sent over NBD")
       ->capture_default_str();
   app.add_option("--timeout", t.cowblk.timeout_seconds, "cowblk: seconds each request may take")

@@ -216,7 +216,7 @@ TEST_F(NbdPathTest, ADeadlineCutsAnExportThatStoppedAnswering) {
 TEST_F(NbdPathTest, AVolumeOfSmallRequestsNeverDialsTheExport) {
   auto volume = NewVolume("disk0", 4 * kMiB);
   ASSERT_NE(volume, nullptr);
-  const std::string a = RandomBytes(128 * 1024, 6);  // below nbd_min_bytes
+  const std::string a = RandomBytes(16 * 1024, 6);  // below nbd_min_bytes (32 KiB)
   for (int i = 0; i < 50; ++i) ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
   std::string back(a.size(), '\0');
   ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());

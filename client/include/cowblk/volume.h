@@ -92,7 +92,7 @@ struct VolumeOptions {
   // retries and flushes behave as on the streams (see above); a flush
   // covers writes acknowledged over either path.
   bool nbd = true;
-  uint32_t nbd_min_bytes = 256 << 10;
+  uint32_t nbd_min_bytes = 32 << 10;
 };
 
 // Called once when an asynchronous call completes.
