@@ -5,7 +5,9 @@
 #   fio       local `fio --ioengine=io_uring` on plain files (the limit: no
 #             network, no copy-on-write)
 #   cowblk    cowblkd on TCP loopback (its defaults: ordered durability,
-#             page cache), driven by cowblk-bench over libcowblk
+#             page cache, plus --nbd-listen), driven by cowblk-bench over
+#             libcowblk: 4 KiB requests over its Session streams, 1 MiB
+#             ones over the server's NBD export (VolumeOptions::nbd)
 #   cowblk-deferred  the same with --durability deferred: the same flush
 #             contract as the peers (a flush makes every acknowledged write
 #             durable; qcow2 too defers its metadata until then), no
