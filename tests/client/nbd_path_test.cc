@@ -6,13 +6,9 @@
 
 #include <signal.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "client/src/nbd_call.h"
@@ -134,45 +130,14 @@ TEST_F(NbdPathTest, InFlightLargeWritesSurviveAKillAndRestartWithNoWrongData) {
   auto volume = NewVolume("disk0", kBlocks * kMiB, {.max_in_flight = 8});
   ASSERT_NE(volume, nullptr);
   ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
-  std::vector<std::string> want(kBlocks, std::string(kMiB, '\0'));
-  std::atomic<int> failed{0};
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  int rounds = 0;  // guarded by mu
-  auto wait_rounds = [&](int n) {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return rounds >= n; });
-    return rounds;
-  };
-  std::thread writer([&] {
-    for (int round = 0; !stop.load() || round < 3; ++round) {
-      std::vector<std::string> data(kBlocks);
-      std::vector<std::future<absl::Status>> writes;
-      for (int i = 0; i < kBlocks; ++i) {
-        data[i] = RandomBytes(kMiB, 100 + round * kBlocks + i);
-        writes.push_back(volume->WriteAsync(uint64_t(i) * kMiB, data[i].data(), kMiB));
-      }
-      for (auto& w : writes) {
-        absl::Status s = w.get();
-        if (!s.ok()) {
-          ADD_FAILURE() << s;
-          ++failed;
-        }
-      }
-      for (int i = 0; i < kBlocks; ++i) want[i] = data[i];
-      std::lock_guard<std::mutex> lock(mu);
-      ++rounds;
-      cv.notify_all();
-    }
-  });
-  wait_rounds(2);
+  RoundWriter writer(volume.get(), kBlocks, kMiB);
+  writer.WaitRounds(2);
   Restart(SIGKILL);
-  wait_rounds(wait_rounds(0) + 2);
+  writer.WaitRounds(writer.WaitRounds(0) + 2);
   Restart(SIGTERM);
-  stop = true;
-  writer.join();
-  EXPECT_EQ(failed.load(), 0);
+  writer.Finish();
+  EXPECT_EQ(writer.failed(), 0);
+  const std::vector<std::string>& want = writer.want();
   std::string all(kBlocks * kMiB, '\0');
   ASSERT_TRUE(volume->Read(0, all.data(), all.size()).ok());
   for (int i = 0; i < kBlocks; ++i) {

@@ -4,11 +4,7 @@
 
 #include <signal.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <future>
 #include <iostream>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,62 +84,33 @@ TEST_F(ReconnectTest, InFlightWritesAndReadsSurviveAKillAndRestartWithNoWrongDat
   constexpr int kBlocks = 256;
   auto volume = NewVolume("disk0", kBlocks * kBlock, {.max_in_flight = 16});
   ASSERT_NE(volume, nullptr);
-  std::vector<std::string> want(kBlocks, std::string(kBlock, '\0'));
-  std::atomic<int> failed{0};
-  std::atomic<bool> stop{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  int rounds = 0;  // guarded by mu
-  auto wait_rounds = [&](int n) {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return rounds >= n; });
-    return rounds;
-  };
-
-  std::thread writer([&] {
-    // Each round writes every block (new bytes), reads a few back, waits.
-    for (int round = 0; !stop.load() || round < 3; ++round) {
-      std::vector<std::string> data(kBlocks);
-      std::vector<std::future<absl::Status>> writes;
-      for (int i = 0; i < kBlocks; ++i) {
-        data[i] = RandomBytes(kBlock, round * kBlocks + i);
-        writes.push_back(volume->WriteAsync(uint64_t(i) * kBlock, data[i].data(), kBlock));
-      }
-      for (auto& w : writes) {
-        absl::Status s = w.get();
-        if (!s.ok()) {
-          ADD_FAILURE() << s;
-          ++failed;
-        }
-      }
-      if (!volume->Flush().ok()) ++failed;
-      for (int i = 0; i < kBlocks; ++i) want[i] = data[i];
-      std::string back(kBlock, '\0');
-      for (int i = 0; i < kBlocks; i += 37) {
-        if (!volume->Read(uint64_t(i) * kBlock, back.data(), kBlock).ok() || back != want[i]) {
-          ADD_FAILURE() << "block " << i << " round " << round;
-          ++failed;
-        }
-      }
-      std::lock_guard<std::mutex> lock(mu);
-      ++rounds;
-      cv.notify_all();
-    }
-  });
-  wait_rounds(2);
+  // After each round: a flush, and a few blocks read back.
+  RoundWriter writer(volume.get(), kBlocks, kBlock,
+                     [&](int round, const std::vector<std::string>& want) {
+                       int failed = volume->Flush().ok() ? 0 : 1;
+                       std::string back(kBlock, '\0');
+                       for (int i = 0; i < kBlocks; i += 37) {
+                         if (!volume->Read(uint64_t(i) * kBlock, back.data(), kBlock).ok() ||
+                             back != want[i]) {
+                           ADD_FAILURE() << "block " << i << " round " << round;
+                           ++failed;
+                         }
+                       }
+                       return failed;
+                     });
+  writer.WaitRounds(2);
   Restart(SIGKILL);
-  wait_rounds(wait_rounds(0) + 2);
+  writer.WaitRounds(writer.WaitRounds(0) + 2);
   Restart(SIGTERM);
-  stop = true;
-  writer.join();
+  writer.Finish();
   ASSERT_TRUE(server_.running());
-  EXPECT_EQ(failed.load(), 0);
-  if (failed.load() != 0) std::cerr << "cowblkd log (since the last restart):\n" << server_.log();
+  EXPECT_EQ(writer.failed(), 0);
+  if (writer.failed() != 0) std::cerr << "cowblkd log (since the last restart):\n" << server_.log();
 
   std::string all(kBlocks * kBlock, '\0');
   ASSERT_TRUE(volume->Read(0, all.data(), all.size()).ok());
   for (int i = 0; i < kBlocks; ++i) {
-    ASSERT_TRUE(all.compare(uint64_t(i) * kBlock, kBlock, want[i]) == 0) << "block " << i;
+    ASSERT_TRUE(all.compare(uint64_t(i) * kBlock, kBlock, writer.want()[i]) == 0) << "block " << i;
   }
   const VolumeStats stats = volume->stats();
   EXPECT_GE(stats.streams, 4u);
