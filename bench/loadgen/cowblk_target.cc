@@ -70,7 +70,8 @@ absl::StatusOr<std::unique_ptr<Target>> OpenCowblk(const TargetOptions& o) {
   vo.max_in_flight = std::max(1, o.streams * o.iodepth * chunks);
   vo.lanes = o.streams;
   vo.nbd = o.cowblk_nbd;
-  vo.nbd_min_bytes = o.cowblk_nbd_min;
+  vo.nbd_min_read_bytes = o.cowblk_nbd_min_read;
+  vo.nbd_min_write_bytes = o.cowblk_nbd_min_write;
   auto volume = client->OpenVolume(volume_name, vo);
   if (!volume.ok()) return volume.status();
   return std::unique_ptr<Target>(new CowblkTarget(*std::move(volume)));

@@ -161,12 +161,14 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   std::string nbd_path = "on";
   app.add_option("--nbd-path", nbd_path,
-                 "cowblk: reads and writes of --nbd-min and more over the server's NBD export "
-                 "when it has one (cowblkd --nbd-listen)")
+                 "cowblk: reads and writes over the server's NBD export when it has one "
+                 "(cowblkd --nbd-listen)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
-  std::string nbd_min = "32k";
-  app.add_option("--nbd-min", nbd_min, "cowblk: the smallest request sent over NBD")
+  std::string nbd_min_read = "32k", nbd_min_write = "0";
+  app.add_option("--nbd-min-read", nbd_min_read, "cowblk: the smallest read sent over NBD")
+      ->capture_default_str();
+  app.add_option("--nbd-min-write", nbd_min_write, "cowblk: the smallest write sent over NBD")
       ->capture_default_str();
   app.add_option("--timeout", t.cowblk.timeout_seconds, "cowblk: seconds each request may take")
       ->envname("COWBLK_TIMEOUT")
@@ -196,8 +198,12 @@ int Main(int argc, char** argv) {
   w.bs = static_cast<uint32_t>(v);
   if (!io_size.empty() && (!ParseSize(io_size, &w.io_size) || w.io_size == 0))
     return usage("--io-size " + io_size + ": want a size");
-  if (!ParseSize(nbd_min, &v) || v > (32u << 20)) return usage("--nbd-min: a size up to 32m");
-  t.cowblk_nbd_min = static_cast<uint32_t>(v);
+  if (!ParseSize(nbd_min_read, &v) || v > (32u << 20))
+    return usage("--nbd-min-read: a size up to 32m");
+  t.cowblk_nbd_min_read = static_cast<uint32_t>(v);
+  if (!ParseSize(nbd_min_write, &v) || v > (32u << 20))
+    return usage("--nbd-min-write: a size up to 32m");
+  t.cowblk_nbd_min_write = static_cast<uint32_t>(v);
   if (!ParseSize(offset, &w.offset) || w.offset % kSector != 0)
     return usage("--offset " + offset + ": want a multiple of 512");
   uint64_t want_size = 0;

@@ -49,7 +49,8 @@ struct TargetOptions {
   // cowblk:// only: VolumeOptions::nbd (large I/O over the server's NBD
   // export when it offers one).
   bool cowblk_nbd = true;
-  uint32_t cowblk_nbd_min = 32 << 10;  // VolumeOptions::nbd_min_bytes
+  uint32_t cowblk_nbd_min_read = 32 << 10;  // VolumeOptions::nbd_min_read_bytes
+  uint32_t cowblk_nbd_min_write = 0;        // VolumeOptions::nbd_min_write_bytes
 };
 
 class Target {

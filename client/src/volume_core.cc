@@ -66,7 +66,8 @@ VolumeCore::VolumeCore(std::shared_ptr<ClientCore> client, std::string name, uin
       max_backoff_(std::max(kFirstBackoff, client_->options().max_backoff)),
       size_(size),
       nbd_host_(NbdHost(client_->options(), options)),
-      nbd_min_bytes_(options.nbd_min_bytes) {
+      nbd_min_read_bytes_(options.nbd_min_read_bytes),
+      nbd_min_write_bytes_(options.nbd_min_write_bytes) {
   const int lanes = options.lanes > 0 ? options.lanes : client_->channel_count();
   const size_t first = client_->Next();
   lanes_.resize(static_cast<size_t>(lanes));
@@ -95,9 +96,8 @@ void VolumeCore::Submit(std::unique_ptr<IoCall> call) {
         c->call = raw;
         c->seq = next_seq_++;
         queue_.push_back(c.get());
-        // A volume that never moves large chunks never dials the export.
-        nbd_wanted_ = nbd_wanted_ || ((c->kind == OpKind::kRead || c->kind == OpKind::kWrite) &&
-                                      c->length >= nbd_min_bytes_);
+        // A volume that never moves such chunks never dials the export.
+        nbd_wanted_ = nbd_wanted_ || ForNbd(*c);
       }
       DispatchLocked(Clock::now(), &actions);
     }
@@ -352,9 +352,13 @@ void VolumeCore::MaybeDialNbdLocked(Clock::time_point now, Actions* actions) {
   actions->nbd_starts.push_back(nbd_);
 }
 
+bool VolumeCore::ForNbd(const Chunk& c) const {
+  return (c.kind == OpKind::kRead && c.length >= nbd_min_read_bytes_) ||
+         (c.kind == OpKind::kWrite && c.length >= nbd_min_write_bytes_);
+}
+
 bool VolumeCore::ForNbdLocked(const Chunk& c) const {
-  if (!nbd_ready_ || c.nbd_refused || c.length < nbd_min_bytes_) return false;
-  return c.kind == OpKind::kRead || (c.kind == OpKind::kWrite && (!c.fua || nbd_fua_));
+  return nbd_ready_ && !c.nbd_refused && ForNbd(c) && (!c.fua || nbd_fua_);
 }
 
 void VolumeCore::OnNbdReady(NbdCall* nbd, bool fua) {

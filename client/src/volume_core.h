@@ -28,7 +28,8 @@
 // The NBD path (VolumeOptions::nbd): a stream also learns the port of the
 // server's NBD export (`cowblk-nbd-port`). Once a chunk large enough for it
 // was submitted, the volume keeps one NbdCall to that port; once its
-// handshake is done, reads and writes of at least nbd_min_bytes go there
+// handshake is done, reads and writes of at least nbd_min_read_bytes /
+// nbd_min_write_bytes go there
 // instead of to a lane. Such a chunk is kClaimed, owned by the connection
 // until handed back (nbd_call.h):
 // - answered OK: done, as over a stream (a write counts for epochs);
@@ -186,6 +187,9 @@ class VolumeCore {
   Lane* PickLaneLocked(Clock::time_point now);
   // Dials the NBD export if it is known, wanted and not in backoff.
   void MaybeDialNbdLocked(Clock::time_point now, Actions* actions);
+  // Whether `c` is a read or write the options send over NBD; ...Locked:
+  // and it can go now.
+  bool ForNbd(const Chunk& c) const;
   bool ForNbdLocked(const Chunk& c) const;
   // Chunk `c` as an encoded SessionRequest with wire id `id` (a write's data
   // copied in, while the chunk is surely alive).
@@ -209,7 +213,8 @@ class VolumeCore {
   // Where the NBD export is dialled; empty: never (VolumeOptions::nbd off,
   // TLS, a token, or a target without a TCP host).
   const std::string nbd_host_;
-  const uint64_t nbd_min_bytes_;
+  const uint64_t nbd_min_read_bytes_;
+  const uint64_t nbd_min_write_bytes_;
   uint64_t tick_id_ = 0;
 
   mutable std::mutex mu_;       // guards everything below

@@ -38,7 +38,7 @@ class NbdPathTest : public ClientFixture {
   }
 };
 
-TEST_F(NbdPathTest, LargeReadsAndWritesTravelOverTheExportAndComeBackWhole) {
+TEST_F(NbdPathTest, ReadsAndWritesTravelOverTheExportAndComeBackWhole) {
   auto volume = NewVolume("disk0", 32 * kMiB);
   ASSERT_NE(volume, nullptr);
   ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
@@ -48,12 +48,13 @@ TEST_F(NbdPathTest, LargeReadsAndWritesTravelOverTheExportAndComeBackWhole) {
   ASSERT_TRUE(volume->Write(4 * kMiB, a.data(), a.size()).ok());     // 8 chunks
   const std::string b = RandomBytes(kMiB, 2);
   ASSERT_TRUE(volume->Write(20 * kMiB, b.data(), b.size(), {.fua = true}).ok());
-  // A small write lands inside the large one, over a stream.
+  // A small write lands inside the large one (writes of any size go
+  // over NBD by default).
   const std::string small = RandomBytes(4096, 3);
   ASSERT_TRUE(volume->Write(5 * kMiB, small.data(), small.size()).ok());
-  ASSERT_TRUE(volume->Flush().ok());
+  ASSERT_TRUE(volume->Flush().ok());  // over a stream
   const VolumeStats written = volume->stats();
-  EXPECT_EQ(written.nbd_requests - before.nbd_requests, 9u);
+  EXPECT_EQ(written.nbd_requests - before.nbd_requests, 10u);
 
   std::string back(8 * kMiB, '\0');
   ASSERT_TRUE(volume->Read(4 * kMiB, back.data(), back.size()).ok());
@@ -68,7 +69,8 @@ TEST_F(NbdPathTest, LargeReadsAndWritesTravelOverTheExportAndComeBackWhole) {
   EXPECT_TRUE(back_small == small);
 
   const VolumeStats after = volume->stats();
-  EXPECT_EQ(after.nbd_requests - written.nbd_requests, 9u);  // the 4 KiB read did not
+  // The 4 KiB read went over a stream (below nbd_min_read_bytes).
+  EXPECT_EQ(after.nbd_requests - written.nbd_requests, 9u);
   EXPECT_EQ(after.nbd_connections, 1u);
 }
 
@@ -184,17 +186,39 @@ TEST_F(NbdPathTest, ADeadlineCutsAnExportThatStoppedAnswering) {
   EXPECT_TRUE(back == a);
 }
 
-TEST_F(NbdPathTest, AVolumeOfSmallRequestsNeverDialsTheExport) {
+TEST_F(NbdPathTest, AVolumeOfSmallReadsNeverDialsTheExport) {
   auto volume = NewVolume("disk0", 4 * kMiB);
   ASSERT_NE(volume, nullptr);
-  const std::string a = RandomBytes(16 * 1024, 6);  // below nbd_min_bytes (32 KiB)
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());
-  std::string back(a.size(), '\0');
-  ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
-  EXPECT_TRUE(back == a);
+  std::string back(16 * 1024, 'x');  // below nbd_min_read_bytes (32 KiB)
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(volume->Read(0, back.data(), back.size()).ok());
+  EXPECT_EQ(back, std::string(back.size(), '\0'));
+  ASSERT_TRUE(volume->Flush().ok());
+  ASSERT_TRUE(volume->Trim(0, kMiB).ok());
   volume->Close();  // a dial in progress would be counted by now
   EXPECT_EQ(volume->stats().nbd_connections, 0u);
   EXPECT_EQ(volume->stats().nbd_requests, 0u);
+}
+
+// Writes acknowledged over NBD count for epochs like the streams' writes: a
+// deferred server killed before a flush covered one fails the next flush
+// DATA_LOSS, which only a stream can learn (the new server's epoch).
+TEST_F(NbdPathTest, AWriteAcknowledgedOverNbdThenLostInACrashFailsTheNextFlush) {
+  server_.Stop(SIGKILL);
+  // Bits wait for a commit that a 60 s interval never starts on its own.
+  ASSERT_NO_FATAL_FAILURE(StartServer({.args = {"--nbd-listen", "127.0.0.1:0", "--durability",
+                                                "deferred", "--commit-interval-ms", "60000"}}));
+  auto volume = NewVolume("disk0", 4 * kMiB);
+  ASSERT_NE(volume, nullptr);
+  ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
+  const uint64_t nbd_before = volume->stats().nbd_requests;
+  const std::string a = RandomBytes(4096, 8);
+  ASSERT_TRUE(volume->Write(0, a.data(), a.size()).ok());  // acknowledged, not flushed
+  ASSERT_EQ(volume->stats().nbd_requests, nbd_before + 1);
+  ASSERT_NO_FATAL_FAILURE(Restart(SIGKILL));
+  absl::Status flush = volume->Flush();
+  EXPECT_EQ(flush.code(), absl::StatusCode::kDataLoss) << flush;
+  EXPECT_EQ(volume->stats().epoch_losses, 1u);
+  EXPECT_TRUE(volume->Flush().ok());  // reported once
 }
 
 class NbdPathWithoutExportTest : public ClientFixture {};

@@ -83,16 +83,19 @@ struct VolumeOptions {
   int max_batch = 64;
   // The default deadline of this volume's calls; 0: the client's.
   std::chrono::milliseconds deadline{0};
-  // Reads and writes of at least `nbd_min_bytes` (per chunk) travel over the
-  // server's NBD export when it has one (cowblkd --nbd-listen; its Session
-  // streams say so) and the client uses neither TLS nor a token: NBD frames
-  // cost less than HTTP/2's and a read lands in the caller's buffer with no
-  // copy. The export is dialled at the host of ClientOptions::target; if it
+  // Reads of at least `nbd_min_read_bytes` and writes of at least
+  // `nbd_min_write_bytes` (per chunk) travel over the server's NBD export
+  // when it has one (cowblkd --nbd-listen; its Session streams say so) and
+  // the client uses neither TLS nor a token: NBD frames cost less than
+  // HTTP/2's, a read lands in the caller's buffer with no copy, and the
+  // server writes a write's data on the connection's own thread. Small
+  // reads stay on the streams, which batch them better. The export is dialled at the host of ClientOptions::target; if it
   // cannot be reached, everything stays on the Session streams. Deadlines,
   // retries and flushes behave as on the streams (see above); a flush
   // covers writes acknowledged over either path.
   bool nbd = true;
-  uint32_t nbd_min_bytes = 32 << 10;
+  uint32_t nbd_min_read_bytes = 32 << 10;
+  uint32_t nbd_min_write_bytes = 0;
 };
 
 // Called once when an asynchronous call completes.
