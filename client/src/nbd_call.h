@@ -1,5 +1,5 @@
 // One NBD connection of a volume to its server's export (VolumeOptions::nbd):
-// the path of large reads and writes, with NBD's framing instead of HTTP/2's
+// the path of writes and large reads, with NBD's framing instead of HTTP/2's
 // and a read's data received straight into the caller's buffer.
 //
 // A chunk handed to Send() belongs to the connection until the connection

@@ -26,12 +26,11 @@
 //   exist, those may be lost: the next flush fails DATA_LOSS, once.
 //
 // The NBD path (VolumeOptions::nbd): a stream also learns the port of the
-// server's NBD export (`cowblk-nbd-port`). Once a chunk large enough for it
-// was submitted, the volume keeps one NbdCall to that port; once its
-// handshake is done, reads and writes of at least nbd_min_read_bytes /
-// nbd_min_write_bytes go there
-// instead of to a lane. Such a chunk is kClaimed, owned by the connection
-// until handed back (nbd_call.h):
+// server's NBD export (`cowblk-nbd-port`). Once a chunk for it (a write of
+// nbd_min_write_bytes or a read of nbd_min_read_bytes and more) was
+// submitted, the volume keeps one NbdCall to that port; once its handshake
+// is done, such chunks go there instead of to a lane. Such a chunk is
+// kClaimed, owned by the connection until handed back (nbd_call.h):
 // - answered OK: done, as over a stream (a write counts for epochs);
 // - answered with an error: sent again over a stream (never over NBD
 //   again), so the caller sees the server's own status and message; an
