@@ -236,7 +236,7 @@ void NbdCall::SendLoop() {
     Put64(&h, c->offset);
     Put32(&h, static_cast<uint32_t>(c->length));
     // The header alone, flagged MSG_MORE when data follows, then the data,
-    // as libnbd sends them: 1 MiB writes ran 1.2-1.25x faster than with one
+    // as libnbd sends them: 1 MiB writes ran 1.26-1.34x faster than with one
     // sendmsg of both (bench/RESULTS.md, "Large requests over NBD").
     const bool sent = write ? SendAll(fd_, h.data(), h.size(), MSG_MORE) &&
                                   SendAll(fd_, c->src, c->length)
