@@ -256,10 +256,7 @@ int Main(int argc, char** argv) {
   }
   service::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
-  if (nbd) {
-    block_options.nbd_port =
-        static_cast<uint16_t>(std::stoi(nbd->address().substr(nbd->address().rfind(':') + 1)));
-  }
+  if (nbd) block_options.nbd_port = nbd->port();
   service::CallTracker calls;
   service::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
   service::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);

@@ -26,9 +26,7 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const ClientOptions& o) {
-  const bool tls =
-      o.tls || !o.tls_ca_file.empty() || !o.tls_cert_file.empty() || !o.tls_key_file.empty();
-  if (!tls) return grpc::InsecureChannelCredentials();
+  if (!UsesTls(o)) return grpc::InsecureChannelCredentials();
   if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
     return absl::InvalidArgumentError("tls_cert_file and tls_key_file go together");
   }

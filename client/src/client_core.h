@@ -71,6 +71,11 @@ class ClientCore {
   Ticker ticker_;
 };
 
+// Whether `options` ask for TLS (`tls`, or any of the TLS files).
+inline bool UsesTls(const ClientOptions& o) {
+  return o.tls || !o.tls_ca_file.empty() || !o.tls_cert_file.empty() || !o.tls_key_file.empty();
+}
+
 // VolumeService.GetAllocation, shared by Client and Volume.
 absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
                                                            const std::string& name, uint64_t offset,

@@ -50,8 +50,7 @@ bool BySeq(const Chunk* a, const Chunk* b) { return a->seq < b->seq; }
 // Where the NBD export of a volume opened with `options` is dialled.
 std::string NbdHost(const ClientOptions& client, const VolumeOptions& options) {
   // NBD carries neither TLS nor a token (cowblkd offers it to neither).
-  const bool tls = client.tls || !client.tls_ca_file.empty() || !client.tls_cert_file.empty();
-  if (!options.nbd || tls || !client.token.empty()) return "";
+  if (!options.nbd || UsesTls(client) || !client.token.empty()) return "";
   return NbdHostOf(client.target);
 }
 

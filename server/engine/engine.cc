@@ -5,13 +5,13 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/file_io.h"
 #include "common/log.h"
 #include "server/engine/uring_io.h"
@@ -39,12 +39,6 @@ inline void CpuRelax() {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
-}
-
-int64_t NowNs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
 void RunDeferred() {
@@ -92,11 +86,11 @@ bool Engine::PollBriefly() {
     polling_ = true;
   }
   io_->SubmitQueued();  // what this thread queued goes out now
-  const int64_t end = NowNs() + poll_ns_;
+  const int64_t end = MonotonicNs() + poll_ns_;
   for (int i = 0;; ++i) {
     if (work_hint_.load(std::memory_order_acquire) || io_->CompletionsReady()) break;
     CpuRelax();
-    if (i % 16 == 15 && NowNs() >= end) break;
+    if (i % 16 == 15 && MonotonicNs() >= end) break;
   }
   // From here on submitters wake the engine again; what they queued before
   // is in the inbox now (both under mu_).
@@ -194,12 +188,12 @@ void Engine::Run() {
     // within it; a spell longer than the window (large requests, a client
     // thinking, an idle volume) would be a busy core for nothing.
     const bool polls = poll_ns_ > 0;
-    const int64_t idle_from = polls ? NowNs() : 0;
+    const int64_t idle_from = polls ? MonotonicNs() : 0;
     const bool found = polls && worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ &&
                        PollBriefly();
     // The ring itself failed: nothing can continue.
     if (!found && !io_->Poll()) abort();
-    if (polls) idle_ewma_ns_ += (NowNs() - idle_from - idle_ewma_ns_) / 8;
+    if (polls) idle_ewma_ns_ += (MonotonicNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
     RunDeferred();
     io_->TakeWake();

@@ -4,23 +4,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/clock.h"
 #include "common/file_io.h"
 #include "common/sector.h"
 
 namespace cowblk::engine {
 namespace {
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 bool Overlaps(uint64_t a, uint64_t an, uint64_t b, uint64_t bn) {
   return a < b + bn && b < a + an;
@@ -194,7 +188,7 @@ void Volume::Submit(Request* req) {
   Op* op = new Op;
   op->req = req;
   op->buf = req->data;
-  if (options_.latency_histograms) op->start_ns = NowNs();
+  if (options_.latency_histograms) op->start_ns = MonotonicNs();
   ++requests_in_flight_;
   stats_.in_flight[static_cast<int>(req->op)].Add();
   if (absl::Status s = Validate(*req); !s.ok()) {
@@ -258,7 +252,7 @@ bool Volume::ReadMustStall(const Op* op) const {
 void Volume::StartRead(Op* op) {
   if (ReadMustStall(op)) {
     if (op->stall_start_ns == 0) {
-      op->stall_start_ns = NowNs();
+      op->stall_start_ns = MonotonicNs();
       stats_.read_stalls.Add();
       stats_.reads_stalled.Add();
     }
@@ -318,7 +312,7 @@ void Volume::RetryStalledReads() {
     }
     stalled_reads_.erase(stalled_reads_.begin() + static_cast<std::ptrdiff_t>(i));
     stats_.reads_stalled.Sub();
-    const uint64_t stalled_ns = NowNs() - op->stall_start_ns;
+    const uint64_t stalled_ns = MonotonicNs() - op->stall_start_ns;
     stats_.read_stall_ns.Add(stalled_ns);
     stats_.read_stall.Record(stalled_ns);
     StartRead(op);
@@ -900,7 +894,7 @@ void Volume::Complete(Op* op, absl::Status status) {
     free(op->buf);
   }
   stats_.in_flight[type].Sub();
-  if (op->start_ns != 0) stats_.io_duration[type].Record(NowNs() - op->start_ns);
+  if (op->start_ns != 0) stats_.io_duration[type].Record(MonotonicNs() - op->start_ns);
   stats_.ops[type].Add();
   if (status.ok()) {
     stats_.bytes[type].Add(req->length);

@@ -1,7 +1,6 @@
 #include "server/metrics/grpc_metrics.h"
 
-#include <chrono>
-
+#include "common/clock.h"
 #include "server/metrics/families.h"
 
 namespace cowblk::metrics {
@@ -22,12 +21,6 @@ const char* const kCodeNames[kCodes] = {
 // grpc_server_handling_seconds buckets: Go's prometheus.DefBuckets.
 constexpr double kBounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 constexpr size_t kBoundCount = sizeof kBounds / sizeof kBounds[0];
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 void Inc(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
 
@@ -55,11 +48,11 @@ namespace {
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit MetricsInterceptor(GrpcServerMetrics::Method* m) : m_(m), start_ns_(NowNs()) {
+  explicit MetricsInterceptor(GrpcServerMetrics::Method* m) : m_(m), start_ns_(MonotonicNs()) {
     Inc(m_->started);
   }
   ~MetricsInterceptor() override {
-    if (!handled_) m_->Handled(grpc::StatusCode::CANCELLED, NowNs() - start_ns_);
+    if (!handled_) m_->Handled(grpc::StatusCode::CANCELLED, MonotonicNs() - start_ns_);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* b) override {
@@ -71,7 +64,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
     if (b->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) Inc(m_->sent);
     if (b->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) && !handled_) {
       handled_ = true;
-      m_->Handled(b->GetSendStatus().error_code(), NowNs() - start_ns_);
+      m_->Handled(b->GetSendStatus().error_code(), MonotonicNs() - start_ns_);
     }
     b->Proceed();
   }

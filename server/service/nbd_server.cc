@@ -112,7 +112,7 @@ std::string PeerName(const sockaddr_storage& addr) {
 // One request from receipt to its reply on the wire.
 struct NbdReply {
   ~NbdReply() { std::free(buf); }
-  uint8_t header[16];   // the simple reply, filled in by Answer()
+  uint8_t header[kSimpleReplyBytes];  // the simple reply, filled in by Answer()
   size_t sent = 0;      // bytes of header and data already sent
   uint64_t cookie = 0;
   uint32_t error = 0;   // 0 or an errno
@@ -198,7 +198,9 @@ class NbdConnection {
     // header alone, so that its payload goes straight to its own buffer
     // instead of through this one (a copy more).
     const size_t room = rbuf_.size() - rend_;
-    const size_t ask = exact_fill_ && Buffered() < 28 ? std::min(room, 28 - Buffered()) : room;
+    const size_t ask = exact_fill_ && Buffered() < kRequestBytes
+                           ? std::min(room, kRequestBytes - Buffered())
+                           : room;
     while (true) {
       const ssize_t n = recv(fd_, rbuf_.data() + rend_, ask, 0);
       if (n < 0 && errno == EINTR) continue;
@@ -399,7 +401,7 @@ class NbdConnection {
   void Transmission(std::string* why) {
     std::optional<engine::SubmitBatch> batch;  // one engine wake per burst of requests
     while (true) {
-      if (Buffered() < 28) {
+      if (Buffered() < kRequestBytes) {
         batch.reset();  // do not hold submitted requests while waiting
         if (!Fill()) {
           *why = "the client closed the connection";
@@ -418,7 +420,7 @@ class NbdConnection {
           return;
         }
       }
-      uint8_t h[28];
+      uint8_t h[kRequestBytes];
       Take(h, sizeof h);  // buffered: cannot fail
       const uint32_t magic = Get32(h);
       const uint16_t flags = Get16(h + 4);
@@ -915,19 +917,24 @@ absl::StatusOr<std::unique_ptr<NbdServer>> NbdServer::Start(const NbdServerOptio
     close(fd);
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
-  std::unique_ptr<NbdServer> server(new NbdServer(options, store, fd, wake, PeerName(bound)));
+  const uint16_t bound_port = ntohs(bound.ss_family == AF_INET6
+                                        ? reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  std::unique_ptr<NbdServer> server(
+      new NbdServer(options, store, fd, wake, PeerName(bound), bound_port));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   pthread_setname_np(server->acceptor_.native_handle(), "nbd-accept");
   return server;
 }
 
 NbdServer::NbdServer(const NbdServerOptions& options, Store* store, int listen_fd, int wake_fd,
-                     std::string address)
+                     std::string address, uint16_t port)
     : options_(options),
       store_(store),
       listen_fd_(listen_fd),
       wake_fd_(wake_fd),
-      address_(std::move(address)) {}
+      address_(std::move(address)),
+      port_(port) {}
 
 NbdServer::~NbdServer() {
   Shutdown(std::chrono::steady_clock::now());

@@ -72,6 +72,7 @@ class NbdServer {
 
   // The address it listens on, with the port it got.
   const std::string& address() const { return address_; }
+  uint16_t port() const { return port_; }
   // Stops accepting; every connection reads no more requests, answers the
   // ones in flight and closes. Connections still busy at `deadline` (a
   // client that does not read its replies) are cut. Returns once every
@@ -80,7 +81,7 @@ class NbdServer {
 
  private:
   NbdServer(const NbdServerOptions& options, Store* store, int listen_fd, int wake_fd,
-            std::string address);
+            std::string address, uint16_t port);
   void AcceptLoop();
   // Joins and drops connections that have ended. REQUIRES: mu_ held.
   void ReapLocked();
@@ -90,6 +91,7 @@ class NbdServer {
   const int listen_fd_;
   const int wake_fd_;  // eventfd: stops AcceptLoop
   const std::string address_;
+  const uint16_t port_;
   std::thread acceptor_;
   std::mutex mu_;  // guards below
   std::list<std::shared_ptr<NbdConnection>> connections_;
