@@ -118,9 +118,7 @@ Runner::Runner(engine::Engine* engine, engine::Volume* volume, const Workload& w
     // into 16-byte-aligned memory run several times slower on this CPU.
     s.buf = static_cast<char*>(aligned_alloc(4096, w.block_size));
     FillRandom(s.buf, w.block_size, &rng_);
-    s.req.op = w.op;
-    s.req.length = w.block_size;
-    s.req.data = s.buf;
+    s.req = engine::Request::Of(w.op, 0, w.block_size, s.buf);
   }
   lat_ns_.reserve(1 << 20);
 }

@@ -22,15 +22,6 @@ namespace {
 // write plus a ring round trip per request) when a completion callback
 // resubmits.
 thread_local Engine* t_engine = nullptr;
-// Engine threads: inside a batch of completions or submissions, and the
-// work deferred to its end.
-thread_local bool t_in_batch = false;
-thread_local std::vector<std::function<void()>>* t_deferred = nullptr;
-thread_local std::vector<std::function<void()>> t_running;  // keeps its capacity
-// Submitting threads: SubmitBatch nesting depth and the engines to wake
-// (reused from message to message: no allocation per batch).
-thread_local int t_submit_depth = 0;
-thread_local std::vector<Engine*> t_submit_engines;
 
 // A spin-wait hint to the CPU (another hyperthread gets the core's time).
 inline void CpuRelax() {
@@ -41,26 +32,11 @@ inline void CpuRelax() {
 #endif
 }
 
-void RunDeferred() {
-  if (t_deferred == nullptr || t_deferred->empty()) return;
-  t_in_batch = false;  // what they do happens now, not at a later batch end
-  t_running.swap(*t_deferred);
-  for (auto& fn : t_running) fn();
-  t_running.clear();
-  t_in_batch = true;
-}
 }  // namespace
 
-bool InCompletionBatch() { return t_in_batch; }
-
-void DeferToBatchEnd(std::function<void()> fn) { t_deferred->push_back(std::move(fn)); }
-
-SubmitBatch::SubmitBatch() { ++t_submit_depth; }
-
-SubmitBatch::~SubmitBatch() {
-  if (--t_submit_depth != 0) return;
-  for (Engine* e : t_submit_engines) e->WakeForBatch();
-  t_submit_engines.clear();
+void SubmitBatch::Flush() {
+  for (Engine* e : to_wake_) e->WakeForBatch();
+  to_wake_.clear();
 }
 
 void Engine::WakeForBatch() {
@@ -137,11 +113,8 @@ Engine::~Engine() {
 
 void Engine::Run() {
   t_engine = this;
-  std::vector<std::pair<Volume*, Request*>> requests;
+  std::vector<Inbound> requests;
   std::vector<std::function<void()>> posted;
-  std::vector<std::function<void()>> deferred;
-  t_deferred = &deferred;
-  t_in_batch = true;
   for (;;) {
     bool stop;
     {
@@ -154,13 +127,13 @@ void Engine::Run() {
     const bool worked = !requests.empty() || !posted.empty() || io_->delivered() > 0;
     if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
-      for (const auto& [volume, req] : requests) poll_after_ = poll_after_ || req->poll_after;
+      for (const Inbound& in : requests) poll_after_ = poll_after_ || in.poll_after;
     }
     for (auto& fn : posted) fn();
     posted.clear();
-    for (auto& [volume, req] : requests) volume->Submit(req);
+    for (const Inbound& in : requests) in.volume->Submit(in.request);
     requests.clear();
-    RunDeferred();
+    batch_ends_.Run();
     for (size_t i = 0; i < closing_.size();) {
       if (closing_[i].volume->requests_in_flight() != 0) {
         ++i;
@@ -183,7 +156,7 @@ void Engine::Run() {
       if (!inbox_.empty() || !posted_.empty()) continue;
     }
     // With --engine-poll-us: poll first after requests that asked for it
-    // (Request::poll_after), and only while idle spells have been shorter
+    // (SubmitBatch::poll_after), and only while idle spells have been shorter
     // than the window (a moving average): at depth 1 the next request comes
     // within it; a spell longer than the window (large requests, a client
     // thinking, an idle volume) would be a busy core for nothing.
@@ -195,7 +168,7 @@ void Engine::Run() {
     if (!found && !io_->Poll()) abort();
     if (polls) idle_ewma_ns_ += (MonotonicNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
-    RunDeferred();
+    batch_ends_.Run();
     io_->TakeWake();
   }
 }
@@ -208,24 +181,24 @@ void Engine::Post(std::function<void()> fn) {
   WakeUnlessPolling();
 }
 
-void Engine::Submit(Volume* volume, Request* req) {
+void Engine::Submit(Volume* volume, Request* req, SubmitBatch* batch) {
   bool first;
   bool polling;
-  const bool batched = t_submit_depth > 0 && t_engine != this;
+  const bool batched = batch != nullptr && t_engine != this;
   {
     std::lock_guard<std::mutex> lock(mu_);
     first = inbox_.empty();
-    inbox_.emplace_back(volume, req);
+    inbox_.push_back({volume, req, batch != nullptr && batch->poll_after()});
     polling = polling_;
-    // A batch's requests are announced at its end (WakeForBatch).
+    // A batch's requests are announced when it is flushed (WakeForBatch).
     if (!batched && poll_ns_ > 0) work_hint_.store(true, std::memory_order_release);
   }
   if (polling && !batched) return;  // it looks at the inbox before it sleeps
   if (first && batched) {
-    // Inside a SubmitBatch: one wake-up when it ends.
-    if (std::find(t_submit_engines.begin(), t_submit_engines.end(), this) ==
-        t_submit_engines.end()) {
-      t_submit_engines.push_back(this);
+    // One wake-up when the batch is flushed.
+    if (std::find(batch->to_wake_.begin(), batch->to_wake_.end(), this) ==
+        batch->to_wake_.end()) {
+      batch->to_wake_.push_back(this);
     }
     return;
   }
@@ -246,7 +219,7 @@ absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,
     };
   }
   Post([this, raw, opts, &result] {
-    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_.get(), opts);
+    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_.get(), opts, &batch_ends_);
     if (!v.ok()) {
       result.set_value(v.status());
       return;

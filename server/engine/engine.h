@@ -42,23 +42,33 @@ struct EngineOptions {
   unsigned poll_us = 0;
 };
 
-// Batching, so that requests and answers that belong together travel in
-// one gRPC message instead of a few "waves" (docs/design.md, "Waves"):
-// - SubmitBatch: while one lives on a thread, Engine::Submit from that
-//   thread queues without waking the engine; its destructor wakes every
-//   engine submitted to, once. Never hold one around anything that waits
-//   for an engine (SubmitAndWait would deadlock).
-// - DeferToBatchEnd: on an engine thread, runs `fn` once the engine has
-//   handled its current batch of completions (or of submissions);
-//   InCompletionBatch() says whether the calling thread is inside one.
-bool InCompletionBatch();
-void DeferToBatchEnd(std::function<void()> fn);  // REQUIRES: InCompletionBatch()
+class Engine;
+
+// Requests submitted together wake each engine once (docs/design.md,
+// "Waves"): a request submitted with a SubmitBatch reaches its engine's
+// queue at once, in order with everything else submitted to the volume,
+// but the engine is woken only by Flush() (or the destructor), once per
+// engine. Never keep one unflushed around anything that waits for an engine
+// (SubmitAndWait would deadlock). Not thread-safe: one per submitting
+// thread at a time.
 class SubmitBatch {
  public:
-  SubmitBatch();
-  ~SubmitBatch();
+  // `poll_after`: the submitter gains from a short latency more than from a
+  // free core (an NBD connection's thread): with EngineOptions::poll_us the
+  // engine polls for more work after these requests, and only after such.
+  explicit SubmitBatch(bool poll_after = false) : poll_after_(poll_after) {}
+  ~SubmitBatch() { Flush(); }
   SubmitBatch(const SubmitBatch&) = delete;
   SubmitBatch& operator=(const SubmitBatch&) = delete;
+
+  // Wakes the engines this batch submitted to.
+  void Flush();
+  bool poll_after() const { return poll_after_; }
+
+ private:
+  friend class Engine;
+  const bool poll_after_;
+  std::vector<Engine*> to_wake_;
 };
 
 class Engine {
@@ -73,12 +83,11 @@ class Engine {
                                      const VolumeOptions& options);
   // Waits until the volume's requests completed, then closes its files.
   void CloseVolume(Volume* volume);
-  // Queues `req` for `volume` (which must belong to this engine).
-  void Submit(Volume* volume, Request* req);
+  // Queues `req` for `volume` (which must belong to this engine) and wakes
+  // the engine, or leaves the wake-up to `batch` when there is one.
+  void Submit(Volume* volume, Request* req, SubmitBatch* batch = nullptr);
   // Runs `fn` on the engine thread (tests, administrative work).
   void Post(std::function<void()> fn);
-  // SubmitBatch's wake-up, once per engine when the batch ends.
-  void WakeForBatch();
   // io_uring operations in flight (approximate when read from outside).
   size_t io_in_flight() const;
   // Calls `fn` with every open volume, under a lock that only opening and
@@ -88,14 +97,19 @@ class Engine {
   void ForEachVolume(const std::function<void(const Volume&)>& fn) const;
 
  private:
+  friend class SubmitBatch;
   Engine() = default;
   void Run();
   absl::Status StartHolding(const std::string& fifo);
   void HoldBitmapWrite(std::function<void()> submit);  // engine thread
   void ReleaseHeldWrite();                              // engine thread
 
+  // SubmitBatch's wake-up, once per engine when the batch is flushed.
+  void WakeForBatch();
+
   std::unique_ptr<UringIo> io_;
   VolumeIoSink sink_;
+  BatchEnds batch_ends_;  // engine thread only
   std::thread thread_;
 
   // Polls for up to poll_ns_ (EngineOptions::poll_us); true if the inbox
@@ -108,7 +122,12 @@ class Engine {
   int64_t idle_ewma_ns_ = 0;  // engine thread: moving average of idle spells
   bool poll_after_ = false;   // engine thread: the last requests asked for polling
   std::mutex mu_;  // guards the inbox only
-  std::vector<std::pair<Volume*, Request*>> inbox_;
+  struct Inbound {
+    Volume* volume;
+    Request* request;
+    bool poll_after;  // SubmitBatch::poll_after
+  };
+  std::vector<Inbound> inbox_;
   std::vector<std::function<void()>> posted_;
   bool stop_ = false;
   bool polling_ = false;  // the engine polls: submitters need not wake it

@@ -11,10 +11,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/block_range.h"
+
 namespace cowblk::engine {
 
 // Upper bound of one read or write request, so a transfer fits one SQE.
-inline constexpr uint64_t kMaxIoBytes = 32 << 20;
+inline constexpr uint64_t kMaxIoBytes = kMaxTransferBytes;
 
 enum class IoOpcode {
   kRead,       // pread(fd, buf, len, offset)

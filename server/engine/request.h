@@ -1,18 +1,32 @@
-// A block request as the engine sees it. The transport (gRPC service, tests)
-// fills one in and hands it to Engine::Submit; the engine calls `done`
-// exactly once, on the engine thread, with the request's single status.
+// A block request as the engine sees it. A caller (the server's request
+// pipeline, tests, benchmarks) fills one in and hands it to Engine::Submit;
+// the engine calls `done` exactly once, on the engine thread, with the
+// request's single status.
+//
+// What a request asks for is its kind, one of the types of Request::Kind:
+// each kind carries exactly the fields it uses, so there is no mode to
+// describe in prose. Two kinds exist for callers that move data themselves
+// (the pipeline asks for them as capabilities of a transport):
+//  - LocateRead: instead of copying, the engine says where the data lies
+//    (ReadExtents) once the read may be served, and the caller sends it
+//    from the files (zero-copy);
+//  - WrittenWrite: the caller has already written the data into the COW
+//    file, and the engine does the rest of a write (barrier, bits, answer).
 
 #ifndef COWBLK_SERVER_ENGINE_REQUEST_H_
 #define COWBLK_SERVER_ENGINE_REQUEST_H_
 
 #include <cstdint>
 #include <functional>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/engine/batch_end.h"
 
 namespace cowblk::engine {
 
+// What a request does, for statistics, metrics labels and logs.
 enum class OpType { kRead = 0, kWrite, kFlush, kTrim, kWriteZeroes };
 inline constexpr int kOpTypeCount = 5;
 const char* OpTypeName(OpType op);  // "read", "write", "flush", "trim", "write_zeroes"
@@ -26,40 +40,72 @@ struct ReadExtent {
   uint64_t length;
 };
 
+// ---- The kinds of request (Request::kind) ----
+
+// Reads `length` bytes into `into` (owned by the caller, untouched after
+// `done` runs).
+struct Read {
+  char* into = nullptr;
+};
+// A read that copies nothing: once it may be served (after any stall),
+// fills `extents` with where the data lies, in order, and starts reading
+// those ranges into the page cache. The caller sends them straight from
+// the files, through descriptors of its own, which is what a read does
+// after that point: a write concurrent with the read may or may not show.
+// Only for a volume with CacheMode::kWriteback.
+struct LocateRead {
+  std::vector<ReadExtent>* extents = nullptr;
+};
+// Writes `length` bytes from `from` (owned by the caller, untouched after
+// `done` runs).
+struct Write {
+  const char* from = nullptr;
+  bool fua = false;  // durable before `done`
+};
+// The caller has already written the data into the COW file (at the
+// volume's data offset + `offset`, through a descriptor of its own,
+// before Submit), or failed to with `write_errno` (the request then fails
+// with it, counted as an I/O error, and sets no bit). Only for a volume
+// with CacheMode::kWriteback.
+struct WrittenWrite {
+  int write_errno = 0;
+  bool fua = false;
+};
+// Makes every write acknowledged before it durable. `offset` and `length`
+// are ignored.
+struct Flush {};
+// Punch a hole and set the bits: the range reads as zeros afterwards.
+struct Trim {
+  bool fua = false;
+};
+struct WriteZeroes {
+  bool fua = false;
+};
+
 struct Request {
-  OpType op = OpType::kRead;
-  // Byte range; multiples of 512 within the device (ignored for kFlush).
+  using Kind = std::variant<Read, LocateRead, Write, WrittenWrite, Flush, Trim, WriteZeroes>;
+
+  // A plain request of `op` over `data` (reads into it, writes from it;
+  // unused by the other ops). For callers that pick the op at run time.
+  static Request Of(OpType op, uint64_t offset, uint64_t length, char* data, bool fua = false);
+
+  Kind kind;
+  // Byte range; multiples of 512 within the volume (ignored by Flush).
   uint64_t offset = 0;
   uint64_t length = 0;
-  // kRead: filled with the data; kWrite: the data to write. Owned by the
-  // caller and untouched after `done` runs. Unused by the other ops.
-  char* data = nullptr;
-  // kRead with `data` null: instead of copying the data, the engine fills
-  // this with where it lies, in order, once the read may be served (after
-  // any stall), and starts reading those ranges into the page cache. The
-  // caller sends them straight from the files (spliced), through
-  // descriptors of its own (Volume::cow_fd()/backing_fd() reopened), which
-  // is what a read does after that point: a write concurrent with the read
-  // may or may not show. Only for a volume with CacheMode::kWriteback.
-  std::vector<ReadExtent>* extents = nullptr;
-  // kWrite: the caller has already written the data into the COW file (at
-  // the volume's data offset + `offset`, through a descriptor of its own,
-  // before Submit), so the engine does the rest of the write: barrier, bits,
-  // stalls, answer. `data` is not used. Only for a volume with
-  // CacheMode::kWriteback (VolumeHandle::WriteAndSubmit).
-  bool data_written = false;
-  // With data_written: the errno of the caller's failed write, or 0. The
-  // request then fails with it (counted as an I/O error) and sets no bit.
-  int data_errno = 0;
-  // kWrite/kTrim/kWriteZeroes: durable before `done` (a flush of its own).
-  bool fua = false;
-  // The submitter gains from a short latency more than from a free core
-  // (the NBD export's connection threads): with EngineOptions::poll_us the
-  // engine polls for more work after such requests, and only after them.
-  bool poll_after = false;
   // Called once with OK or the error that failed the request. Runs on the
   // engine thread: hand heavy work elsewhere. May free the Request.
   std::function<void(absl::Status)> done;
+  // Optional: told at the end of the batch of completions in which `done`
+  // ran (batch_end.h).
+  BatchEndListener* batch_end = nullptr;
+
+  OpType op() const;
+  // Writes of any kind, trims and write-zeroes that must be durable before
+  // `done`.
+  bool fua() const;
+  // True for the kinds that change data (and so may set bits).
+  bool changes_data() const { return op() != OpType::kRead && op() != OpType::kFlush; }
 };
 
 }  // namespace cowblk::engine

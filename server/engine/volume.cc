@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/block_range.h"
 #include "common/clock.h"
 #include "common/file_io.h"
 #include "common/sector.h"
@@ -44,11 +45,6 @@ bool ParseDurability(std::string_view name, Durability* out) {
   return false;
 }
 
-const char* OpTypeName(OpType op) {
-  static const char* kNames[] = {"read", "write", "flush", "trim", "write_zeroes"};
-  return kNames[static_cast<int>(op)];
-}
-
 // What an op waits for after its data stage.
 enum class Stage { kData, kBarrier, kBitmap, kFinalSync };
 
@@ -57,7 +53,9 @@ struct Volume::Op {
   Stage stage = Stage::kData;
   int pieces = 0;  // data tasks not yet done
   absl::Status status;
-  char* buf = nullptr;     // req->data, or the bounce buffer
+  OpType type = OpType::kRead;  // req->op()
+  bool fua = false;             // req->fua()
+  char* buf = nullptr;  // the data of a Read or Write (or its bounce buffer)
   bool bounced = false;
   uint64_t stall_start_ns = 0;
   uint64_t start_ns = 0;  // for io_duration; 0 when not timed
@@ -102,7 +100,7 @@ void VolumeIoSink::OnIoComplete(uint64_t user_data, int32_t result) {
 
 absl::StatusOr<std::unique_ptr<Volume>> Volume::Create(
     std::unique_ptr<cow::CowFile> file, IoBackend* io,
-    const VolumeOptions& options) {
+    const VolumeOptions& options, BatchEnds* batch_ends) {
   if (!file->writable()) {
     return absl::FailedPreconditionError(
         absl::StrCat(file->path(), ": the engine needs a writable COW file"));
@@ -115,7 +113,7 @@ absl::StatusOr<std::unique_ptr<Volume>> Volume::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "write split of ", options.write_split_bytes, " bytes: not a multiple of 4096"));
   }
-  std::unique_ptr<Volume> v(new Volume(std::move(file), io, options));
+  std::unique_ptr<Volume> v(new Volume(std::move(file), io, options, batch_ends));
   if (options.cache == CacheMode::kNone) {
     const cow::Geometry& g = v->file_->geometry();
     if (g.bitmap_offset % kSectorSize != 0 || g.data_offset % 4096 != 0) {
@@ -132,9 +130,10 @@ absl::StatusOr<std::unique_ptr<Volume>> Volume::Create(
 }
 
 Volume::Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
-               const VolumeOptions& options)
+               const VolumeOptions& options, BatchEnds* batch_ends)
     : file_(std::move(file)),
       io_(io),
+      batch_ends_(batch_ends),
       options_(options),
       data_fd_(file_->cow_fd()),
       data_offset_(file_->geometry().data_offset),
@@ -151,35 +150,35 @@ Volume::~Volume() {
 }
 
 absl::Status Volume::Validate(const Request& req) const {
-  if (req.op == OpType::kFlush) return absl::OkStatus();
-  if (!IsSectorAligned(req.offset)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("offset %u is not a multiple of 512", req.offset));
-  }
-  if (req.length == 0) return absl::InvalidArgumentError("length is 0");
-  if (!IsSectorAligned(req.length)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("length %u is not a multiple of 512", req.length));
-  }
-  const bool transfers = req.op == OpType::kRead || req.op == OpType::kWrite;
-  if (transfers && req.length > kMaxIoBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "length %u is above the limit of %u per request", req.length, kMaxIoBytes));
-  }
-  const bool located = req.op == OpType::kRead && req.data == nullptr && req.extents != nullptr;
-  if (located && options_.cache != CacheMode::kWriteback) {
-    return absl::FailedPreconditionError("read extents need --cache writeback");
-  }
-  if (req.data_written && (req.op != OpType::kWrite || options_.cache != CacheMode::kWriteback)) {
-    return absl::FailedPreconditionError("written data needs a write and --cache writeback");
-  }
-  if (transfers && req.data == nullptr && !located && !req.data_written) {
-    return absl::InvalidArgumentError("no data buffer");
-  }
-  uint64_t end = 0;
-  if (!CheckedAdd(req.offset, req.length, &end) || end > size()) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "range [%u, +%u) is beyond the volume size %u", req.offset, req.length, size()));
+  const bool page_cache = options_.cache == CacheMode::kWriteback;
+  absl::Status missing = std::visit(
+      [&](const auto& k) -> absl::Status {
+        using K = std::decay_t<decltype(k)>;
+        if constexpr (std::is_same_v<K, Read>) {
+          if (k.into == nullptr) return absl::InvalidArgumentError("read: no data buffer");
+        } else if constexpr (std::is_same_v<K, Write>) {
+          if (k.from == nullptr) return absl::InvalidArgumentError("write: no data buffer");
+        } else if constexpr (std::is_same_v<K, LocateRead>) {
+          if (k.extents == nullptr) return absl::InvalidArgumentError("read: no extent list");
+          if (!page_cache) return absl::FailedPreconditionError("read extents need --cache writeback");
+        } else if constexpr (std::is_same_v<K, WrittenWrite>) {
+          if (!page_cache) {
+            return absl::FailedPreconditionError("written data needs --cache writeback");
+          }
+        }
+        return absl::OkStatus();
+      },
+      req.kind);
+  if (!missing.ok()) return missing;
+  switch (req.op()) {
+    case OpType::kFlush:
+      return absl::OkStatus();
+    case OpType::kRead:
+    case OpType::kWrite:
+      return CheckBlockRange(req.offset, req.length, size(), kTransferRules);
+    case OpType::kTrim:
+    case OpType::kWriteZeroes:
+      return CheckBlockRange(req.offset, req.length, size(), kExtentRules);
   }
   return absl::OkStatus();
 }
@@ -187,39 +186,45 @@ absl::Status Volume::Validate(const Request& req) const {
 void Volume::Submit(Request* req) {
   Op* op = new Op;
   op->req = req;
-  op->buf = req->data;
+  op->type = req->op();
+  op->fua = req->fua();
+  if (const auto* read = std::get_if<Read>(&req->kind)) {
+    op->buf = read->into;
+  } else if (const auto* write = std::get_if<Write>(&req->kind)) {
+    // The I/O layer takes one pointer type for both directions; a write
+    // only reads from it.
+    op->buf = const_cast<char*>(write->from);
+  }
   if (options_.latency_histograms) op->start_ns = MonotonicNs();
   ++requests_in_flight_;
-  stats_.in_flight[static_cast<int>(req->op)].Add();
+  stats_.in_flight[static_cast<int>(op->type)].Add();
   if (absl::Status s = Validate(*req); !s.ok()) {
     Complete(op, s);
     return;
   }
-  if (options_.durability == Durability::kDeferred && req->op != OpType::kRead) {
+  if (options_.durability == Durability::kDeferred && op->type != OpType::kRead) {
     if (!poisoned_.ok()) {
       Complete(op, poisoned_);
       return;
     }
-    if (req->op == OpType::kFlush) {
+    if (op->type == OpType::kFlush) {
       AddFlushWaiter(op, dirty_seq_);
       return;
     }
   }
-  if (req->op == OpType::kRead || req->op == OpType::kWrite) {
-    // O_DIRECT needs sector-aligned memory; callers' buffers rarely are.
-    if (options_.cache == CacheMode::kNone &&
-        reinterpret_cast<uintptr_t>(req->data) % kSectorSize != 0) {
-      void* p = nullptr;
-      if (posix_memalign(&p, 4096, req->length) != 0) {
-        Complete(op, absl::ResourceExhaustedError("no memory for a bounce buffer"));
-        return;
-      }
-      op->buf = static_cast<char*>(p);
-      op->bounced = true;
-      if (req->op == OpType::kWrite) memcpy(op->buf, req->data, req->length);
+  // O_DIRECT needs sector-aligned memory; callers' buffers rarely are.
+  if (op->buf != nullptr && options_.cache == CacheMode::kNone &&
+      reinterpret_cast<uintptr_t>(op->buf) % kSectorSize != 0) {
+    void* p = nullptr;
+    if (posix_memalign(&p, 4096, req->length) != 0) {
+      Complete(op, absl::ResourceExhaustedError("no memory for a bounce buffer"));
+      return;
     }
+    if (op->type == OpType::kWrite) memcpy(p, op->buf, req->length);
+    op->buf = static_cast<char*>(p);
+    op->bounced = true;
   }
-  switch (req->op) {
+  switch (op->type) {
     case OpType::kRead:
       StartRead(op);
       break;
@@ -261,8 +266,8 @@ void Volume::StartRead(Op* op) {
   }
   const uint64_t offset = op->req->offset;
   auto runs = cow::SplitRuns(bitmap_, offset / kSectorSize, op->req->length / kSectorSize);
-  if (op->req->data == nullptr) {
-    LocateRead(op, runs);
+  if (std::holds_alternative<LocateRead>(op->req->kind)) {
+    FillExtents(op, runs);
     return;
   }
   op->pieces = static_cast<int>(runs.size());
@@ -282,8 +287,8 @@ void Volume::StartRead(Op* op) {
   }
 }
 
-void Volume::LocateRead(Op* op, const std::vector<cow::SectorRun>& runs) {
-  std::vector<ReadExtent>& out = *op->req->extents;
+void Volume::FillExtents(Op* op, const std::vector<cow::SectorRun>& runs) {
+  std::vector<ReadExtent>& out = *std::get<LocateRead>(op->req->kind).extents;
   out.clear();
   out.reserve(runs.size());
   for (const cow::SectorRun& run : runs) {
@@ -322,11 +327,11 @@ void Volume::RetryStalledReads() {
 // ---- Writes ------------------------------------------------------------
 
 void Volume::StartWrite(Op* op) {
-  if (op->req->data_written) {  // by the caller
+  if (const auto* written = std::get_if<WrittenWrite>(&op->req->kind)) {
     op->pieces = 0;
-    if (op->req->data_errno != 0) {
+    if (written->write_errno != 0) {
       stats_.io_errors.Add();
-      Complete(op, ErrnoStatus(op->req->data_errno,
+      Complete(op, ErrnoStatus(written->write_errno,
                                absl::StrFormat("write %s at %u", file_->path(),
                                                data_offset_ + op->req->offset)));
       return;
@@ -339,7 +344,7 @@ void Volume::StartWrite(Op* op) {
   // Pieces end at multiples of the split in the file, so the folios they
   // create are aligned; all are submitted before the first can complete
   // (completions come from Poll), and the data is done when all are.
-  const uint64_t split = op->req->op == OpType::kWrite && options_.cache == CacheMode::kWriteback
+  const uint64_t split = op->type == OpType::kWrite && options_.cache == CacheMode::kWriteback
                              ? options_.write_split_bytes
                              : 0;
   auto piece_end = [&](uint64_t at) { return WritePieceEnd(at, end, split); };
@@ -354,7 +359,7 @@ void Volume::StartWrite(Op* op) {
     t->io.fd = data_fd_;
     t->io.offset = at;
     t->io.len = len;
-    if (op->req->op == OpType::kWrite) {
+    if (op->type == OpType::kWrite) {
       t->io.opcode = IoOpcode::kWrite;
       t->io.buf = op->buf + (at - start);
     } else {
@@ -503,7 +508,7 @@ void Volume::FinishUpdate(Update* u, absl::Status status) {
   op->update = nullptr;
   delete u;
   RetryStalledReads();
-  if (status.ok() && op->req->fua) {
+  if (status.ok() && op->fua) {
     op->stage = Stage::kFinalSync;
     RequestSync(op);
     return;
@@ -642,7 +647,7 @@ void Volume::DeferredDataDone(Op* op) {
     ++dirty_seq_;
     stats_.updates_uncommitted.Set(dirty_.size() + captured_.size());
   }
-  if (op->req->fua) {
+  if (op->fua) {
     AddFlushWaiter(op, dirty_seq_);
     return;
   }
@@ -879,7 +884,7 @@ void Volume::OnIoComplete(void* task, int32_t result) {
 void Volume::PieceDone(Op* op, absl::Status status) {
   if (!status.ok() && op->status.ok()) op->status = status;
   if (--op->pieces > 0) return;
-  if (op->req->op == OpType::kRead || !op->status.ok()) {
+  if (op->type == OpType::kRead || !op->status.ok()) {
     Complete(op, op->status);
     return;
   }
@@ -888,9 +893,11 @@ void Volume::PieceDone(Op* op, absl::Status status) {
 
 void Volume::Complete(Op* op, absl::Status status) {
   Request* req = op->req;
-  const int type = static_cast<int>(req->op);
+  const int type = static_cast<int>(op->type);
   if (op->bounced) {
-    if (status.ok() && req->op == OpType::kRead) memcpy(req->data, op->buf, req->length);
+    if (status.ok() && op->type == OpType::kRead) {
+      memcpy(std::get<Read>(req->kind).into, op->buf, req->length);
+    }
     free(op->buf);
   }
   stats_.in_flight[type].Sub();
@@ -903,8 +910,16 @@ void Volume::Complete(Op* op, absl::Status status) {
   }
   --requests_in_flight_;
   delete op;
+  // `done` may free the request.
+  BatchEndListener* const batch_end = req->batch_end;
   auto done = std::move(req->done);
   done(std::move(status));
+  if (batch_end == nullptr) return;
+  if (batch_ends_ != nullptr) {
+    batch_ends_->Add(batch_end);
+  } else {
+    batch_end->OnBatchEnd();  // no engine around this volume: no batches
+  }
 }
 
 }  // namespace cowblk::engine

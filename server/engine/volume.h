@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/cow/cow_file.h"
+#include "server/engine/batch_end.h"
 #include "server/engine/io.h"
 #include "server/engine/request.h"
 #include "server/engine/volume_stats.h"
@@ -96,15 +97,19 @@ class Volume {
  public:
   // Takes over an open, writable CowFile. Fails when the options do not fit
   // the file (O_DIRECT on a layout whose bitmap is not block-aligned).
+  // `batch_ends`: where the listeners of completed requests
+  // (Request::batch_end) are queued for the engine to call at the end of
+  // its batch; null (no engine: tests) calls them right after `done`.
   static absl::StatusOr<std::unique_ptr<Volume>> Create(
       std::unique_ptr<cow::CowFile> file, IoBackend* io,
-      const VolumeOptions& options);
+      const VolumeOptions& options, BatchEnds* batch_ends = nullptr);
   ~Volume();
 
-  // Why Submit would refuse `req` at once (unaligned, empty, too long, out
-  // of range, a transfer the cache mode does not allow), or OK. Reads only
-  // what never changes after Create, so any thread may call it (inline
-  // writes check a request before writing its data).
+  // Why Submit would refuse `req` at once (its range fails CheckBlockRange
+  // of common/block_range.h, a buffer is missing, or its kind needs the
+  // page cache), or OK. Reads only what never changes after Create, so any
+  // thread may call it (inline writes check a request before writing its
+  // data).
   absl::Status Validate(const Request& req) const;
   // Starts `req`. Bad requests (unaligned, empty, too long, out of range)
   // complete at once with InvalidArgument/OutOfRange and touch nothing.
@@ -145,14 +150,14 @@ class Volume {
   struct Task;
 
   Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
-         const VolumeOptions& options);
+         const VolumeOptions& options, BatchEnds* batch_ends);
 
   // Reads.
   void StartRead(Op* op);
   bool ReadMustStall(const Op* op) const;
   void RetryStalledReads();
-  // A read without a buffer: fills req->extents (Request::extents).
-  void LocateRead(Op* op, const std::vector<cow::SectorRun>& runs);
+  // A LocateRead: fills its extents.
+  void FillExtents(Op* op, const std::vector<cow::SectorRun>& runs);
   // Writes, trims, write-zeroes: data first, then the bitmap update.
   void StartWrite(Op* op);
   void OnDataDone(Op* op);
@@ -189,6 +194,7 @@ class Volume {
 
   std::unique_ptr<cow::CowFile> file_;
   IoBackend* io_;
+  BatchEnds* const batch_ends_;  // may be null
   VolumeOptions options_;
   int data_fd_;  // COW file descriptor used for I/O (O_DIRECT for kNone)
   int direct_fd_ = -1;

@@ -9,7 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
-#include "server/engine/io.h"
+#include "common/block_range.h"
+#include "server/engine/engine.h"
 #include "server/service/status_util.h"
 
 namespace cowblk::service {
@@ -57,7 +58,8 @@ void FreeReadBuffer(void* p) { std::free(p); }
 // SessionResponse, the read data as a slice that points at the page-aligned
 // buffer the engine read into (no zero-fill, no copy into a message).
 class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-                             public CallTracker::DrainListener {
+                             public CallTracker::DrainListener,
+                             public engine::BatchEndListener {
  public:
   SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
       : service_(service),
@@ -122,7 +124,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     }
     {
       engine::SubmitBatch batch;  // one engine wake-up for the message's requests
-      Handle();
+      Handle(&batch);
     }
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = handling_ = false;
@@ -191,16 +193,16 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   };
 
   // Handles the message in `in_`: one request, a batch, or both.
-  void Handle() {
+  void Handle(engine::SubmitBatch* batch) {
     if (in_.batch_size() == 0) {
-      HandleOne(&in_, in_.volume(), absl::OkStatus());
+      HandleOne(&in_, in_.volume(), absl::OkStatus(), batch);
       return;
     }
     // A batch: the message's own request first (if it holds one), then
     // each request of the batch, as if they had come one per message.
     if (in_.op() != cowblk::v1::OP_UNSPECIFIED || in_.id() != 0 || in_.offset() != 0 ||
         in_.length() != 0 || !in_.data().empty() || in_.fua()) {
-      HandleOne(&in_, in_.volume(), absl::OkStatus());
+      HandleOne(&in_, in_.volume(), absl::OkStatus(), batch);
     }
     uint32_t handled = 0;
     for (SessionRequest& r : *in_.mutable_batch()) {
@@ -212,13 +214,14 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
             "batch: more than the session's window of %u requests in one message",
             max_in_flight_));
       }
-      HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal);
+      HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal, batch);
     }
   }
 
   // Handles one request; `volume` names its volume (empty: the one bound),
   // and a non-OK `refusal` answers it with that status.
-  void HandleOne(SessionRequest* req, const std::string& volume, const absl::Status& refusal) {
+  void HandleOne(SessionRequest* req, const std::string& volume, const absl::Status& refusal,
+                 engine::SubmitBatch* batch) {
     auto* p = new Pending;
     p->reactor = this;
     p->id = req->id();
@@ -238,35 +241,34 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       return;
     }
     engine::Request& r = p->request;
-    r.op = *op;
-    r.offset = req->offset();
-    r.length = req->length();
-    r.fua = req->fua();
-    if (r.op == engine::OpType::kWrite) {
+    if (*op == engine::OpType::kWrite) {
       p->data = std::move(*req->mutable_data());
-      r.length = p->data.size();
-      r.data = p->data.data();
-    } else if (r.op == engine::OpType::kRead) {
-      if (r.length > engine::kMaxIoBytes) {
+      r = engine::Request::Of(*op, req->offset(), p->data.size(), p->data.data(), req->fua());
+    } else if (*op == engine::OpType::kRead) {
+      if (req->length() > kMaxTransferBytes) {
         Answer(p, absl::InvalidArgumentError(absl::StrFormat(
-                      "length: %u is above the limit of %u", r.length, engine::kMaxIoBytes)));
+                      "length: %u is above the limit of %u", req->length(), kMaxTransferBytes)));
         return;
       }
-      if (r.length > 0) {
+      if (req->length() > 0) {
         // Page-aligned: the page cache copies into it much faster than into
         // a heap string. Not zeroed: the engine fills every byte (zeros
         // past the end of a file).
-        p->read_buf = static_cast<char*>(std::aligned_alloc(4096, (r.length + 4095) & ~uint64_t{4095}));
+        p->read_buf = static_cast<char*>(
+            std::aligned_alloc(4096, (req->length() + 4095) & ~uint64_t{4095}));
         if (p->read_buf == nullptr) {
           Answer(p, absl::ResourceExhaustedError("out of memory for the read buffer"));
           return;
         }
-        p->read_len = r.length;
+        p->read_len = req->length();
       }
-      r.data = p->read_buf;
+      r = engine::Request::Of(*op, req->offset(), req->length(), p->read_buf);
+    } else {
+      r = engine::Request::Of(*op, req->offset(), req->length(), nullptr, req->fua());
     }
-    r.done = [p](absl::Status status) { p->reactor->Answer(p, status); };
-    if (!volume_->Submit(&r)) {
+    r.done = [p](absl::Status status) { p->reactor->Answer(p, status, /*from_engine=*/true); };
+    r.batch_end = this;
+    if (!volume_->Submit(&r, batch)) {
       Answer(p, absl::UnavailableError(absl::StrCat("volume ", volume_->name(), " is closed")));
     }
   }
@@ -296,8 +298,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     return absl::OkStatus();
   }
 
-  // Queues the response of `p`; any thread (engine or gRPC).
-  void Answer(Pending* p, const absl::Status& status) {
+  // Queues the response of `p`; any thread (engine or gRPC). From the
+  // engine (`from_engine`), it is written at the end of the engine's batch
+  // of completions (OnBatchEnd), with the answers that completed with it.
+  void Answer(Pending* p, const absl::Status& status, bool from_engine = false) {
     if (!status.ok()) {
       p->code = static_cast<int32_t>(status.code());
       p->message = std::string(status.message());
@@ -312,6 +316,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
     }
     p->data.clear();
     std::lock_guard<std::mutex> lock(mu_);
+    // The engine calls OnBatchEnd once its batch of completions is done:
+    // the reactor must live until then.
+    if (from_engine) flush_pending_ = true;
     if (broken_ || cancelled_) {
       delete p;
       --in_flight_;
@@ -319,24 +326,16 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
       return;
     }
     queue_.push_back(p);
+    if (from_engine) return;
     if (writing_) return;
-    if (engine::InCompletionBatch()) {
-      // On the engine thread: answers that complete together leave together,
-      // once the engine has handled its batch of completions.
-      if (!flush_pending_) {
-        flush_pending_ = true;
-        engine::DeferToBatchEnd([this] { FlushAnswers(); });
-      }
-      return;
-    }
     writing_ = true;
     StartWriteLocked();
   }
 
   // The engine's batch of completions ended: write what queued meanwhile
   // (another thread's write may have taken it already). The reactor is
-  // alive: it does not finish while a FlushAnswers is pending.
-  void FlushAnswers() {
+  // alive: it does not finish while an OnBatchEnd is pending.
+  void OnBatchEnd() override {
     std::lock_guard<std::mutex> lock(mu_);
     flush_pending_ = false;
     if (broken_ || cancelled_) {  // nobody will read them
@@ -487,7 +486,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool malformed_ = false;
   bool handling_ = false;  // OnReadDone is handling a message
   bool finished_ = false;
-  bool flush_pending_ = false;  // a FlushAnswers() waits for the engine's batch end
+  bool flush_pending_ = false;  // an OnBatchEnd() waits for the engine's batch end
   uint64_t messages_read_ = 0, messages_written_ = 0;  // for session_cancelled
 };
 
@@ -523,11 +522,8 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse> {
     const uint64_t len = std::min<uint64_t>(chunk_, end_ - next_);
     response_.set_offset(next_);
     response_.mutable_data()->resize(len);
-    request_ = engine::Request{};
-    request_.op = engine::OpType::kRead;
-    request_.offset = next_;
-    request_.length = len;
-    request_.data = response_.mutable_data()->data();
+    request_ = engine::Request::Of(engine::OpType::kRead, next_, len,
+                                   response_.mutable_data()->data());
     request_.done = [this, len](absl::Status s) {
       if (!s.ok()) {
         Finish(ToGrpc(s));
@@ -600,11 +596,7 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest> {
 
  private:
   void Submit(engine::OpType op, uint64_t offset, uint64_t length) {
-    request_ = engine::Request{};
-    request_.op = op;
-    request_.offset = offset;
-    request_.length = length;
-    request_.data = data_.data();
+    request_ = engine::Request::Of(op, offset, length, data_.data());
     request_.done = [this, op, length](absl::Status s) {
       if (!s.ok()) {
         Finish(ToGrpc(s));
@@ -712,7 +704,7 @@ grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* c
     engine::Request request;
   };
   auto* call = new FlushCall{*handle, {}};
-  call->request.op = engine::OpType::kFlush;
+  call->request.kind = engine::Flush{};
   CallTracker* calls = calls_;
   call->request.done = [reactor, call, calls](absl::Status s) {
     reactor->Finish(ToGrpc(s));

@@ -125,7 +125,7 @@ struct NbdReply {
   engine::Request request;
 };
 
-class NbdConnection {
+class NbdConnection final : public engine::BatchEndListener {
  public:
   NbdConnection(int fd, Store* store, const NbdServerOptions& options, std::string peer)
       : fd_(fd),
@@ -399,7 +399,11 @@ class NbdConnection {
   // ---- transmission ----
 
   void Transmission(std::string* why) {
-    std::optional<engine::SubmitBatch> batch;  // one engine wake per burst of requests
+    // One engine wake-up per burst of requests. --engine-poll-us polls after
+    // NBD requests only: through gRPC it cost more than it gained (gRPC's
+    // threads need the core the engine spins on; bench/RESULTS.md, "Engine
+    // polling").
+    std::optional<engine::SubmitBatch> batch;
     while (true) {
       if (Buffered() < kRequestBytes) {
         batch.reset();  // do not hold submitted requests while waiting
@@ -489,8 +493,8 @@ class NbdConnection {
       }
       // Requests parsed before a large write are not held while it writes.
       if (type == kCmdWrite && write_to_files_ && length >= kNbdLargeWriteBytes) batch.reset();
-      if (!batch) batch.emplace();
-      Submit(r, type, flags, offset, length);
+      if (!batch) batch.emplace(/*poll_after=*/true);
+      Submit(r, type, flags, offset, length, &*batch);
     }
   }
 
@@ -510,23 +514,17 @@ class NbdConnection {
     return 0;
   }
 
-  void Submit(NbdReply* r, uint16_t type, uint16_t flags, uint64_t offset, uint32_t length) {
+  void Submit(NbdReply* r, uint16_t type, uint16_t flags, uint64_t offset, uint32_t length,
+              engine::SubmitBatch* batch) {
     engine::Request& q = r->request;
-    q.offset = offset;
-    q.length = length;
-    q.fua = (flags & kCmdFlagFua) != 0 && type != kCmdRead && type != kCmdFlush;
-    // --engine-poll-us polls after NBD requests only: through gRPC it cost
-    // more than it gained (gRPC's threads need the core the engine spins on;
-    // bench/RESULTS.md, "Engine polling").
-    q.poll_after = true;
+    const bool fua = (flags & kCmdFlagFua) != 0;
     switch (type) {
       case kCmdRead:
-        q.op = engine::OpType::kRead;
         r->read_len = length;
         if (send_from_files_ && length >= kNbdZeroCopyMinBytes) {
           r->located = true;
           ++zero_copy_reads_;
-          q.extents = &r->extents;
+          q.kind = engine::LocateRead{&r->extents};
           break;
         }
         // Page-aligned and not zeroed: the engine fills every byte.
@@ -536,22 +534,24 @@ class NbdConnection {
           Answer(r);
           return;
         }
+        q.kind = engine::Read{r->buf};
         break;
       case kCmdWrite:
-        q.op = engine::OpType::kWrite;
+        q.kind = engine::Write{r->buf, fua};
         break;
       case kCmdFlush:
-        q.op = engine::OpType::kFlush;
-        q.offset = q.length = 0;
+        q.kind = engine::Flush{};
+        offset = length = 0;
         break;
       case kCmdTrim:
-        q.op = engine::OpType::kTrim;
+        q.kind = engine::Trim{fua};
         break;
       case kCmdWriteZeroes:
-        q.op = engine::OpType::kWriteZeroes;
+        q.kind = engine::WriteZeroes{fua};
         break;
     }
-    q.data = r->buf;
+    q.offset = offset;
+    q.length = length;
     q.done = [this, r, type](absl::Status s) {
       if (!s.ok()) {
         r->error = ToErrno(s);
@@ -565,14 +565,15 @@ class NbdConnection {
              {"code", absl::StatusCodeToString(s.code())},
              {"error", std::string(s.message())}});
       }
-      Answer(r);
+      Answer(r, /*from_engine=*/true);
     };
+    q.batch_end = this;
     bool submitted;
     if (type == kCmdWrite && write_to_files_) {
-      submitted = volume_->WriteAndSubmit(*files_, r->buf, &q);
+      submitted = volume_->WriteAndSubmit(*files_, &q, batch);
       if (submitted) ++inline_writes_done_;
     } else {
-      submitted = volume_->Submit(&q);
+      submitted = volume_->Submit(&q, batch);
     }
     if (!submitted) {
       r->error = ESHUTDOWN;
@@ -581,13 +582,13 @@ class NbdConnection {
     }
   }
 
-  // Queues `r` and has it sent: by this thread at once (or, on an engine
-  // thread, once the engine handled its batch of completions, together
-  // with the replies that completed with it) when nobody else is sending
+  // Queues `r` and has it sent: by this thread at once (or, from the engine,
+  // once the engine handled its batch of completions, together with the
+  // replies that completed with it: OnBatchEnd) when nobody else is sending
   // and the socket takes it without waiting; otherwise by the writer
   // thread. Any thread. Sending where reads complete keeps their data in
   // that core's cache for the socket's copy, and saves a thread hop.
-  void Answer(NbdReply* r) {
+  void Answer(NbdReply* r, bool from_engine = false) {
     const uint32_t magic = htobe32(kSimpleReplyMagic);
     const uint32_t error = htobe32(r->error);
     const uint64_t cookie = htobe64(r->cookie);
@@ -597,18 +598,17 @@ class NbdConnection {
     {
       std::lock_guard<std::mutex> lock(mu_);
       replies_.push_back(r);
-      if (engine::InCompletionBatch()) {
-        if (!flush_pending_) {
-          flush_pending_ = true;
-          // The connection outlives this: the writer does not end while a
-          // flush is pending.
-          engine::DeferToBatchEnd([this] { SendQueued(/*deferred=*/true); });
-        }
+      if (from_engine) {
+        // The connection outlives this: the writer does not end while a
+        // flush is pending.
+        flush_pending_ = true;
         return;
       }
     }
     SendQueued(/*deferred=*/false);
   }
+
+  void OnBatchEnd() override { SendQueued(/*deferred=*/true); }
 
   // Sends what is queued without waiting, unless another thread is sending;
   // what the socket does not take is left to the writer.

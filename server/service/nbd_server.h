@@ -47,7 +47,7 @@ struct NbdServerOptions {
   // server stops reading that connection.
   uint32_t max_in_flight = 256;
   // For volumes that use the page cache, reads of kNbdZeroCopyMinBytes and
-  // more are sent from the volume's files (engine::Request::extents): each
+  // more are sent from the volume's files (engine::LocateRead): each
   // run is spliced from the file through a pipe into the socket, so the
   // server copies none of their data.
   bool zero_copy = true;

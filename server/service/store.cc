@@ -137,21 +137,17 @@ absl::Status ValidateName(absl::string_view field, absl::string_view name) {
 
 // ---- VolumeHandle --------------------------------------------------------
 
-bool VolumeHandle::Submit(engine::Request* req) {
+bool VolumeHandle::Submit(engine::Request* req, engine::SubmitBatch* batch) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return false;
-  engine_->Submit(volume_, req);
+  engine_->Submit(volume_, req, batch);
   return true;
 }
 
 absl::Status VolumeHandle::SubmitAndWait(engine::OpType op, uint64_t offset, uint64_t length,
                                          char* data) {
   std::promise<absl::Status> result;
-  engine::Request req;
-  req.op = op;
-  req.offset = offset;
-  req.length = length;
-  req.data = data;
+  engine::Request req = engine::Request::Of(op, offset, length, data);
   req.done = [&result](absl::Status s) { result.set_value(std::move(s)); };
   if (!Submit(&req)) return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
   return result.get_future().get();
@@ -165,7 +161,7 @@ absl::Status VolumeHandle::Close() {
   { std::unique_lock<std::shared_mutex> lock(mu_); }  // submissions in progress end
   std::promise<absl::Status> flushed;
   engine::Request flush;
-  flush.op = engine::OpType::kFlush;
+  flush.kind = engine::Flush{};
   flush.done = [&flushed](absl::Status s) { flushed.set_value(std::move(s)); };
   engine_->Submit(volume_, &flush);
   absl::Status s = flushed.get_future().get();
@@ -173,16 +169,17 @@ absl::Status VolumeHandle::Close() {
   return s;
 }
 
-bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req) {
+bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, engine::Request* req,
+                                  engine::SubmitBatch* batch) {
   std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return false;
-  req->data = data;
   // A request the engine refuses goes as a plain write, unwritten; so does
   // a write to a volume whose fdatasync failed (deferred durability),
   // whose sectors must not change any more.
-  if (req->op == engine::OpType::kWrite && volume_->Validate(*req).ok() &&
-      !volume_->refuses_writes()) {
-    req->data_written = true;
+  const auto* write = std::get_if<engine::Write>(&req->kind);
+  if (write != nullptr && volume_->Validate(*req).ok() && !volume_->refuses_writes()) {
+    const char* data = write->from;
+    int write_errno = 0;
     // Pieces end where the engine's would.
     const uint64_t start = data_offset_ + req->offset;
     const uint64_t stop = start + req->length;
@@ -192,13 +189,14 @@ bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, char* data, engine::
                                static_cast<off_t>(at));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {  // no progress: cannot continue
-        req->data_errno = n < 0 ? errno : ENOSPC;
+        write_errno = n < 0 ? errno : ENOSPC;
         break;
       }
       at += static_cast<uint64_t>(n);
     }
+    req->kind = engine::WrittenWrite{write_errno, write->fua};
   }
-  engine_->Submit(volume_, req);
+  engine_->Submit(volume_, req, batch);
   return true;
 }
 

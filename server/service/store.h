@@ -78,17 +78,18 @@ class VolumeHandle {
   const engine::VolumeStats& stats() const { return volume_->stats(); }
   engine::Engine* engine() const { return engine_; }
 
-  // Queues `req` on the volume's engine; req->done runs on the engine thread.
-  // Returns false, without touching `req`, when the volume is closed.
-  bool Submit(engine::Request* req);
+  // Queues `req` on the volume's engine (waking it through `batch` when
+  // given); req->done runs on the engine thread. Returns false, without
+  // touching `req`, when the volume is closed.
+  bool Submit(engine::Request* req, engine::SubmitBatch* batch = nullptr);
   // Submits and waits (administrative paths, never the gRPC I/O path).
   absl::Status SubmitAndWait(engine::OpType op, uint64_t offset, uint64_t length,
                              char* data);
   // Stops new requests, waits for in-flight ones, flushes, closes the files.
   absl::Status Close();
-  // An inline write: writes `data` (req->length bytes, for the kWrite
-  // `req`) into the COW file through `files` on the calling thread, then
-  // submits `req` with Request::data_written, so that the engine only does
+  // An inline write: writes the data of the Request::Write `req` into the
+  // COW file through `files` on the calling thread, then submits it as a
+  // Request::WrittenWrite, so that the engine only does
   // the rest (barrier, bits): no hand-off of the data write to a kernel
   // worker. A failed write is submitted with its errno (it fails, counted,
   // setting no bit; allocated sectors in its range may hold part of the
@@ -97,7 +98,8 @@ class VolumeHandle {
   // error) is submitted unwritten. Under the handle's shared lock, so
   // nothing is written once Close began: returns false then, without
   // touching `req`.
-  bool WriteAndSubmit(const VolumeFiles& files, char* data, engine::Request* req);
+  bool WriteAndSubmit(const VolumeFiles& files, engine::Request* req,
+                      engine::SubmitBatch* batch = nullptr);
   // Opens VolumeFiles for the volume, its COW file read-write when
   // `writable` (for WriteAndSubmit). FailedPrecondition unless the volume
   // uses the page cache (read extents and inline writes need it);

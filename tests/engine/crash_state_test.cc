@@ -71,7 +71,7 @@ class CrashStateTest : public VolumeFixture {
         uint64_t first = rng() % 8 == 0 ? 128 + rng() % 120 : rng() % 64;
         const uint64_t count = 1 + rng() % 8;
         bool busy = false;
-        for (const auto& c : calls_) busy |= !c->done && c->req.op != OpType::kFlush && Overlaps(c.get(), first, count);
+        for (const auto& c : calls_) busy |= !c->done && c->req.op() != OpType::kFlush && Overlaps(c.get(), first, count);
         if (busy) continue;
         if (kind < 5) {
           Submit(OpType::kTrim, first, count);
@@ -91,7 +91,7 @@ class CrashStateTest : public VolumeFixture {
   bool Allowed(uint64_t sector, const std::string& got) const {
     if (got == Backing(sector, 1)) return true;
     for (const auto& c : calls_) {
-      if (c->req.op == OpType::kFlush || c->req.op == OpType::kRead) continue;
+      if (c->req.op() == OpType::kFlush || c->req.op() == OpType::kRead) continue;
       if (!Overlaps(c.get(), sector, 1)) continue;
       if (got == Content(c.get(), sector)) return true;
     }
@@ -99,7 +99,7 @@ class CrashStateTest : public VolumeFixture {
   }
 
   std::string Content(const Call* c, uint64_t sector) const {
-    if (c->req.op != OpType::kWrite) return std::string(512, '\0');
+    if (c->req.op() != OpType::kWrite) return std::string(512, '\0');
     return c->buf.substr((sector - c->req.offset / 512) * 512, 512);
   }
 
@@ -124,9 +124,9 @@ class CrashStateTest : public VolumeFixture {
       // completed before the crash must be there, or something newer.
       const Call* must = nullptr;
       for (const auto& fl : calls_) {
-        if (fl->req.op != OpType::kFlush || !fl->done || !fl->status.ok() || fl->ack_log > p) continue;
+        if (fl->req.op() != OpType::kFlush || !fl->done || !fl->status.ok() || fl->ack_log > p) continue;
         for (const auto& c : calls_) {
-          if (c->req.op == OpType::kFlush || c->req.op == OpType::kRead || !c->status.ok()) continue;
+          if (c->req.op() == OpType::kFlush || c->req.op() == OpType::kRead || !c->status.ok()) continue;
           if (!Overlaps(c.get(), s, 1) || c->ack_event > fl->issue_event) continue;
           if (must == nullptr || c->issue_event > must->issue_event) must = c.get();
         }
@@ -134,7 +134,7 @@ class CrashStateTest : public VolumeFixture {
       if (must == nullptr) continue;
       bool ok = got == Content(must, s);
       for (const auto& c : calls_) {
-        if (c->req.op == OpType::kFlush || c->req.op == OpType::kRead) continue;
+        if (c->req.op() == OpType::kFlush || c->req.op() == OpType::kRead) continue;
         if (c->issue_event > must->issue_event && Overlaps(c.get(), s, 1)) ok |= got == Content(c.get(), s);
       }
       if (!ok && f.lost++ == 0) {

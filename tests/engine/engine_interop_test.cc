@@ -124,11 +124,8 @@ class EngineInteropTest : public ::testing::TestWithParam<Mode> {
       auto promise = std::make_shared<std::promise<absl::Status>>();
       done.push_back(promise->get_future());
       if (ops[i].type == OpType::kRead) ops[i].data.assign(ops[i].count * 512, '\x55');
-      reqs[i].op = ops[i].type;
-      reqs[i].offset = ops[i].first * 512;
-      reqs[i].length = ops[i].count * 512;
-      reqs[i].data = ops[i].data.data();
-      reqs[i].fua = ops[i].fua;
+      reqs[i] = Request::Of(ops[i].type, ops[i].first * 512, ops[i].count * 512,
+                            ops[i].data.data(), ops[i].fua);
       reqs[i].done = [promise](absl::Status s) { promise->set_value(std::move(s)); };
       engine_->Submit(volume_, &reqs[i]);
     }

@@ -132,6 +132,7 @@ struct Call {
   std::unique_ptr<char, void (*)(void*)> mem;
   char* data;
   Request req;
+  bool fua = false;
   uint64_t first = 0, count = 0;
   std::vector<Bounds> bounds;  // reads: per sector
   absl::Status status;
@@ -182,13 +183,14 @@ class EngineStressTest : public ::testing::TestWithParam<Mode> {
   void Submit(Call* call, OpType op, uint64_t first, uint64_t count) {
     call->first = first;
     call->count = count;
-    call->req.op = op;
-    call->req.offset = first * 512;
-    call->req.length = count * 512;
-    call->req.data = call->data;
-    call->req.poll_after = GetParam().poll_us > 0;  // the polling modes poll after every request
+    Request plain = Request::Of(op, first * 512, count * 512, call->data, call->fua);
+    call->req.kind = plain.kind;
+    call->req.offset = plain.offset;
+    call->req.length = plain.length;
     sent_[static_cast<int>(op)].fetch_add(1);
-    engine_->Submit(volume_, &call->req);
+    // The polling modes poll after every request.
+    SubmitBatch batch(/*poll_after=*/GetParam().poll_us > 0);
+    engine_->Submit(volume_, &call->req, &batch);
   }
 
   void CheckRead(const Call& call) {
@@ -264,7 +266,7 @@ class EngineStressTest : public ::testing::TestWithParam<Mode> {
           if (trim) model_[s].last_trim.store(version);
         }
         c.hot.store(first);
-        write->req.fua = rng() % 16 == 0;
+        write->fua = rng() % 16 == 0;
         write->req.done = [this, &c, first, count, version](absl::Status status) {
           if (!status.ok()) Fail("write/trim failed: " + status.ToString());
           for (uint64_t s = first; s < first + count && status.ok(); ++s) {

@@ -67,11 +67,7 @@ class VolumeFixture : public ::testing::Test {
     calls_.push_back(std::make_unique<Call>());
     Call* c = calls_.back().get();
     c->buf.assign(std::min<uint64_t>(length, 64 * kOneMiB), fill);
-    c->req.op = op;
-    c->req.offset = offset;
-    c->req.length = length;
-    c->req.data = c->buf.data();
-    c->req.fua = fua;
+    c->req = Request::Of(op, offset, length, c->buf.data(), fua);
     c->req.done = [this, c](absl::Status s) {
       c->done = true;
       c->status = std::move(s);
@@ -91,14 +87,13 @@ class VolumeFixture : public ::testing::Test {
     return SubmitRaw(OpType::kWrite, sector * 512, count * 512, fill, fua);
   }
   Call* Read(uint64_t sector, uint64_t count) { return Submit(OpType::kRead, sector, count); }
-  // A read without a buffer: where the data lies (Request::extents).
+  // A read without a buffer: where the data lies (LocateRead).
   Call* Locate(uint64_t sector, uint64_t count) {
     calls_.push_back(std::make_unique<Call>());
     Call* c = calls_.back().get();
-    c->req.op = OpType::kRead;
+    c->req.kind = LocateRead{&c->extents};
     c->req.offset = sector * 512;
     c->req.length = count * 512;
-    c->req.extents = &c->extents;
     c->req.done = [this, c](absl::Status s) {
       c->done = true;
       c->status = std::move(s);
@@ -109,10 +104,9 @@ class VolumeFixture : public ::testing::Test {
   }
   Call* Flush() { return SubmitRaw(OpType::kFlush, 0, 0); }
   // A write whose data the caller wrote into the COW file itself, as the
-  // NBD export's inline writes do (Request::data_written).
+  // NBD export's inline writes do (WrittenWrite).
   // `data_errno`: its write failed so (nothing is written then).
-  Call* Written(uint64_t sector, uint64_t count, char fill, OpType op = OpType::kWrite,
-                int data_errno = 0) {
+  Call* Written(uint64_t sector, uint64_t count, char fill, int data_errno = 0) {
     if (data_errno == 0) {
       const std::string data(count * 512, fill);
       const int fd = open(CowPath().c_str(), O_WRONLY | O_CLOEXEC);
@@ -122,11 +116,9 @@ class VolumeFixture : public ::testing::Test {
     }
     calls_.push_back(std::make_unique<Call>());
     Call* c = calls_.back().get();
-    c->req.op = op;
+    c->req.kind = WrittenWrite{data_errno};
     c->req.offset = sector * 512;
     c->req.length = count * 512;
-    c->req.data_written = true;
-    c->req.data_errno = data_errno;
     c->req.done = [this, c](absl::Status s) {
       c->done = true;
       c->status = std::move(s);

@@ -60,13 +60,11 @@ class InlineWriteTest : public ::testing::Test {
   std::optional<absl::Status> Write(uint64_t offset, const std::string& data,
                                     const VolumeFiles* files = nullptr) {
     std::promise<absl::Status> done;
-    engine::Request req;
-    req.op = engine::OpType::kWrite;
-    req.offset = offset;
-    req.length = data.size();
-    req.done = [&done](absl::Status s) { done.set_value(std::move(s)); };
     std::string copy = data;
-    if (!handle_->WriteAndSubmit(files ? *files : *files_, copy.data(), &req)) return std::nullopt;
+    engine::Request req =
+        engine::Request::Of(engine::OpType::kWrite, offset, copy.size(), copy.data());
+    req.done = [&done](absl::Status s) { done.set_value(std::move(s)); };
+    if (!handle_->WriteAndSubmit(files ? *files : *files_, &req)) return std::nullopt;
     return done.get_future().get();
   }
 
@@ -140,12 +138,10 @@ TEST_F(InlineWriteTest, NothingIsWrittenOnceCloseReturnsWithWritesInProgress) {
     for (int i = 0;; ++i) {
       std::string data(kSize, static_cast<char>('a' + i % 26));
       std::promise<absl::Status> done;
-      engine::Request req;
-      req.op = engine::OpType::kWrite;
-      req.offset = 0;
-      req.length = data.size();
+      engine::Request req =
+          engine::Request::Of(engine::OpType::kWrite, 0, data.size(), data.data());
       req.done = [&done](absl::Status s) { done.set_value(std::move(s)); };
-      if (!handle_->WriteAndSubmit(*files_, data.data(), &req)) return;
+      if (!handle_->WriteAndSubmit(*files_, &req)) return;
       if (!done.get_future().get().ok()) ++failed;
       ++written;
     }
