@@ -58,13 +58,12 @@ bench_rm_at_exit "$dir/data" "$dir/engine"
 bench_out
 rm -f "$out"/*.json "$out"/rows "$out"/*.log "$out"/cpu? "$out"/times  # a reused -o
 
-# CPU clock ticks of cowblkd's engine thread: named like the process, not
-# the main thread (which only waits for signals). With --engine-threads 1
-# there is one.
+# CPU clock ticks of cowblkd's engine threads (named cowblk-engine, see
+# docs/cowblkd.md "Threads"; with --engine-threads 1 there is one).
 engine_ticks() {
   local t sum=0
   for t in /proc/"$1"/task/*; do
-    [ "${t##*/}" != "$1" ] && [ "$(cat "$t/comm")" = cowblkd ] || continue
+    [ "$(cat "$t/comm")" = cowblk-engine ] || continue
     sum=$((sum + $(awk '{print $14 + $15}' "$t/stat")))
   done
   echo $sum
