@@ -19,63 +19,43 @@
 #   -t  seconds per measurement (default 5)
 #   -r  measurements per tool and row, averaged (default 1)
 #   -b  directory holding cowblk-bench (default build/bin)
-#   -o  keep the JSON results and the table here (default: a temporary directory)
+#   -o  keep the JSON results, the table and summary.md here (default: a new
+#       directory under $COWBLK_BENCH_OUT, see bench/README.md)
 # Needs nbdkit, fio (with the nbd engine) and /usr/bin/python3. Exit status 1
 # if a row is outside 0.85-1.15.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 dir=/var/tmp/cowblk-gencheck
 size=1G
 secs=5
-repeats=1
-bin=build/bin
-out=
 while getopts d:s:t:r:b:o:h opt; do
-  case $opt in
-    d) dir=$OPTARG ;;
-    s) size=$OPTARG ;;
-    t) secs=$OPTARG ;;
-    r) repeats=$OPTARG ;;
-    b) bin=$OPTARG ;;
-    o) out=$OPTARG ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
-    *) echo "check-generator.sh: see -h" >&2; exit 2 ;;
-  esac
+  bench_opt "$opt" "${OPTARG-}"
 done
-bench=$(cd "$bin" && pwd)/cowblk-bench
-[ -x "$bench" ] || { echo "check-generator.sh: no $bench (cmake --build build --target cowblk-bench)" >&2; exit 2; }
-for tool in nbdkit fio; do
-  command -v $tool >/dev/null || { echo "check-generator.sh: $tool is not installed" >&2; exit 2; }
-done
-py=/usr/bin/python3
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
-
+need_tools "$bin/cowblk-bench" nbdkit fio
 mkdir -p "$dir"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gencheck-XXXXXX")
-[ -n "$out" ] || out=$tmp
-mkdir -p "$out"
-trap 'rm -rf "$tmp" "$dir"' EXIT INT TERM
+bench_rm_at_exit "$dir"
+bench_out
+rm -f "$out"/*.json "$out"/*.log  # a reused -o
 
 img=$dir/base.img
-bytes=$(size_bytes "$size")
-echo "image: $img, $size of random data" >&2
-head -c "$bytes" /dev/urandom >"$img"
+random_image "$img" "$size"
 
-# run TOOL NAME RW BS DEPTH OUT.json: one measurement on a fresh nbdkit.
+# run TOOL OUT.json RW BS DEPTH: one measurement on a fresh nbdkit.
+# shellcheck disable=SC2317 # called through measure_rows
 run() {
-  local tool=$1 name=$2 rw=$3 bs=$4 depth=$5 json=$6 port cmd
-  port=$(free_port)
+  local tool=$1 json=$2 rw=$3 bs=$4 depth=$5
+  nbdkit_start "$img"
   if [ "$tool" = fio ]; then
-    cmd="fio --name=$name --ioengine=nbd --uri=nbd://127.0.0.1:$port --rw=$rw --bs=$bs \
---iodepth=$depth --numjobs=1 --norandommap --time_based --runtime=$secs --ramp_time=1 --lat_percentiles=1 \
---output-format=json --output=$json"
+    fio --name=x --ioengine=nbd --uri="$nbdkit_uri" --rw="$rw" --bs="$bs" \
+      --iodepth="$depth" --numjobs=1 --norandommap --time_based --runtime="$secs" --ramp_time=1 \
+      --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
+      { cat "$json.log" >&2; die 1 "fio ${json##*/} failed"; }
   else
-    cmd="$bench --target nbd://127.0.0.1:$port --rw $rw --bs $bs --iodepth $depth \
---runtime $secs --ramp 1 --json $json"
+    bench_cell "$nbdkit_uri" "$rw" "$bs" "$depth" "$size" "$json"
   fi
-  nbdkit -i 127.0.0.1 -p "$port" --filter=cow file "$img" --run "$cmd" >"$json.log" 2>&1 ||
-    { cat "$json.log" >&2; echo "check-generator.sh: $tool $name failed" >&2; exit 1; }
+  nbdkit_stop
 }
 
 # name rw bs depth
@@ -84,21 +64,10 @@ randread-4k-qd32 randread 4k 32
 randwrite-4k-qd32 randwrite 4k 32
 read-1m-qd8 read 1m 8"
 
-i=0
-while read -r name rw bs depth; do
-  for r in $(seq 1 "$repeats"); do
-    if [ $(( (i + r) % 2 )) -eq 0 ]; then order="fio bench"; else order="bench fio"; fi
-    for tool in $order; do
-      echo "$name: $tool ($r/$repeats)" >&2
-      run "$tool" "$name" "$rw" "$bs" "$depth" "$out/$name.$tool.$r.json"
-    done
-  done
-  i=$((i + 1))
-done <<EOF2
-$rows
-EOF2
+measure_rows run "$rows" fio bench
 
-$py - "$out" "$repeats" <<'EOF2' | tee "$out/table.md"
+status=0
+/usr/bin/python3 - "$out" "$repeats" <<'EOF2' | tee "$out/table.md" || status=$?
 import json, sys
 out, repeats = sys.argv[1], int(sys.argv[2])
 rows = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32", "read-1m-qd8"]
@@ -122,3 +91,5 @@ for name in rows:
     print(f"| {name} | {avg(fi):.0f} | {avg(bi):.0f} | {ratio:.2f} | {avg(fp):.0f} | {avg(bp):.0f} | {flag} |")
 sys.exit(1 if bad else 0)
 EOF2
+bench_summary "$out/table.md"
+exit $status

@@ -20,58 +20,36 @@
 #   -c  COW file cache mode; fio gets --direct=1 for `none` (default writeback)
 #   -w  engine_bench --workloads patterns, comma-separated (default: all)
 #   -b  engine_bench binary (default build/bin/engine_bench)
-#   -o  keep the JSON results and the table here (default: a temporary directory)
+#   -o  keep the JSON results, the table and summary.md here (default: a new
+#       directory under $COWBLK_BENCH_OUT, see bench/README.md)
 # DIR is scratch space: the script removes the files it made there on exit.
-# Needs fio and python3. Run from the repository root.
+# Needs fio and python3.
 set -eu
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 dir=/var/tmp/cowblk-bench
 size=1G
 secs=5
 cache=writeback
 patterns=
-bin=build/bin/engine_bench
-out=
+bin=$bench_root/build/bin/engine_bench
 while getopts d:s:t:c:w:b:o:h opt; do
   case $opt in
-    d) dir=$OPTARG ;;
-    s) size=$OPTARG ;;
-    t) secs=$OPTARG ;;
     c) cache=$OPTARG ;;
     w) patterns=$OPTARG ;;
-    b) bin=$OPTARG ;;
-    o) out=$OPTARG ;;
-    h) sed -n '2,/^set -eu/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
-    *) echo "compare-fio.sh: see -h" >&2; exit 2 ;;
+    *) bench_opt "$opt" "${OPTARG-}" ;;
   esac
 done
-case $secs in ''|*[!0-9]*|0) echo "compare-fio.sh: -t must be a whole number of seconds" >&2
-  exit 2 ;; esac
+need_whole_seconds
 case $cache in writeback) direct=0 ;; none) direct=1 ;;
-  *) echo "compare-fio.sh: -c must be writeback or none" >&2; exit 2 ;; esac
-for tool in fio python3 "$bin"; do
-  command -v "$tool" >/dev/null || { echo "compare-fio.sh: $tool not found" >&2; exit 2; }
-done
-mkdir -p "$dir"
-if [ "$(stat -f -c %T "$dir")" = tmpfs ]; then
-  echo "compare-fio.sh: $dir is tmpfs: use a directory on a disk" >&2
-  exit 2
-fi
-keep_out=1
-if [ -z "$out" ]; then
-  out=$(mktemp -d)
-  keep_out=
-fi
-mkdir -p "$out"
+  *) die 2 "-c must be writeback or none" ;; esac
+need_tools fio python3 "$bin"
+need_disk_dir "$dir"
+bench_rm_at_exit "$dir"/backing.img "$dir"/full.cow "$dir"/empty.cow "$dir"/first.cow \
+  "$dir"/fio.img "$dir"/fio-sparse.img
+bench_out
 rm -f "$out"/*.fio.json "$out"/*.cowblk.json "$out"/engine_bench.log  # a reused -o
-cleanup() {
-  rm -f "$dir"/backing.img "$dir"/full.cow "$dir"/empty.cow "$dir"/first.cow \
-        "$dir"/fio.img "$dir"/fio-sparse.img
-  [ -n "$keep_out" ] || rm -rf "$out"
-}
-trap cleanup EXIT
-
-log() { echo "[$(date +%T) load $(cut -d' ' -f1 /proc/loadavg)] $*" >&2; }
 
 # The fio peer of an engine workload: "job-name fio-rw bs depth fdatasync floor".
 peer_of() {
@@ -119,7 +97,7 @@ run_fio() {
 list_args=(--list)
 [ -z "$patterns" ] || list_args+=(--workloads "$patterns")
 mapfile -t workloads < <("$bin" "${list_args[@]}")
-[ ${#workloads[@]} -gt 0 ] || { echo "compare-fio.sh: no workloads" >&2; exit 2; }
+[ ${#workloads[@]} -gt 0 ] || die 2 "no workloads"
 
 log "fio file $dir/fio.img ($size)"
 rm -f "$dir/fio.img"
@@ -191,3 +169,4 @@ for line in open(f"{out}/peers"):
         cells += ["-", "-"]
     print("| " + " | ".join(cells) + " |")
 PY
+bench_summary "$out/table.md"

@@ -28,74 +28,42 @@
 #   -e  environment for cowblkd and grpc_bench (not engine_bench), repeatable,
 #       e.g. -e GLIBC_TUNABLES=glibc.malloc.mmap_threshold=67108864
 #   -b  directory holding cowblkd, engine_bench and grpc_bench (default build/bin)
-#   -o  keep the JSON results, cowblkd's log and the table here (default: a
-#       temporary directory)
-# DIR is scratch space: the script removes it on exit.
-# Needs python3. Run from the repository root.
+#   -o  keep the JSON results, cowblkd's log, the table and summary.md here
+#       (default: a new directory under $COWBLK_BENCH_OUT, see bench/README.md)
+# DIR is scratch space: the script removes what it made there on exit.
+# Needs python3.
 set -eu
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 dir=/var/tmp/cowblk-grpc-bench
 size=1G
 secs=5
 patterns='*-cow,*-first-ordered,*-rewrite-ordered'
 stream_counts=1,4
-bin=build/bin
-out=
 envs=()
 while getopts d:s:t:w:S:e:b:o:h opt; do
   case $opt in
-    d) dir=$OPTARG ;;
-    s) size=$OPTARG ;;
-    t) secs=$OPTARG ;;
     w) patterns=$OPTARG ;;
     S) stream_counts=$OPTARG ;;
     e) envs+=("$OPTARG") ;;
-    b) bin=$OPTARG ;;
-    o) out=$OPTARG ;;
-    h) sed -n '2,/^set -eu/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
-    *) echo "compare-grpc.sh: see -h" >&2; exit 2 ;;
+    *) bench_opt "$opt" "${OPTARG-}" ;;
   esac
 done
-case $secs in ''|*[!0-9]*|0) echo "compare-grpc.sh: -t must be a whole number of seconds" >&2
-  exit 2 ;; esac
-for tool in python3 "$bin/cowblkd" "$bin/engine_bench" "$bin/grpc_bench"; do
-  command -v "$tool" >/dev/null || { echo "compare-grpc.sh: $tool not found" >&2; exit 2; }
-done
-mkdir -p "$dir"
-if [ "$(stat -f -c %T "$dir")" = tmpfs ]; then
-  echo "compare-grpc.sh: $dir is tmpfs: use a directory on a disk" >&2
-  exit 2
-fi
-keep_out=1
-if [ -z "$out" ]; then
-  out=$(mktemp -d)
-  keep_out=
-fi
-mkdir -p "$out"
+need_whole_seconds
+need_tools python3 "$bin/cowblkd" "$bin/engine_bench" "$bin/grpc_bench"
+[ -d "$dir" ] || bench_rm_at_exit "$dir"  # made for this run
+need_disk_dir "$dir"
+bench_rm_at_exit "$dir/data" "$dir/engine"
+bench_out
 rm -f "$out"/*.json "$out"/rows "$out"/*.log "$out"/cpu? "$out"/times  # a reused -o
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$dir/data" "$dir/engine"
-  rmdir "$dir" 2>/dev/null || true
-  [ -n "$keep_out" ] || rm -rf "$out"
-}
-trap cleanup EXIT
 
-log() { echo "[$(date +%T) load $(cut -d' ' -f1 /proc/loadavg)] $*" >&2; }
-
-# CPU clock ticks of process $1 (user + system, dead threads included).
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# CPU clock ticks of cowblkd's engine thread: named like the process, not
-# the main thread (which only waits for signals). With --engine-threads 1
-# there is one.
+# CPU clock ticks of cowblkd's engine threads (named cowblk-engine, see
+# docs/cowblkd.md "Threads"; with --engine-threads 1 there is one).
 engine_ticks() {
   local t sum=0
   for t in /proc/"$1"/task/*; do
-    [ "${t##*/}" != "$1" ] && [ "$(cat "$t/comm")" = cowblkd ] || continue
+    [ "$(cat "$t/comm")" = cowblk-engine ] || continue
     sum=$((sum + $(awk '{print $14 + $15}' "$t/stat")))
   done
   echo $sum
@@ -109,21 +77,13 @@ children_cpu() {
 
 mkdir -p "$dir/data" "$dir/engine"
 log "cowblkd on $dir/data"
-env ${envs[@]+"${envs[@]}"} "$bin/cowblkd" --data-dir "$dir/data" --listen 127.0.0.1:0 --drain-seconds 5 \
-    2>"$out/cowblkd.log" &
-server_pid=$!
-addr=
-for _ in $(seq 100); do
-  addr=$(sed -n 's/.*event=serving address=\([0-9.:]*\).*/\1/p' "$out/cowblkd.log")
-  [ -z "$addr" ] || break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$out/cowblkd.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "compare-grpc.sh: cowblkd did not start serving" >&2; exit 1; }
-grpc=(env ${envs[@]+"${envs[@]}"} "$bin/grpc_bench" --server "$addr" --size "$size" --seconds "$secs" --keep)
+cowblkd_start "$out/cowblkd.log" env ${envs[@]+"${envs[@]}"} "$bin/cowblkd" --data-dir "$dir/data" \
+    --drain-seconds 5
+server_pid=$cowblkd_pid
+grpc=(env ${envs[@]+"${envs[@]}"} "$bin/grpc_bench" --server "$cowblkd_addr" --size "$size" --seconds "$secs" --keep)
 
 mapfile -t workloads < <("$bin/grpc_bench" --list --workloads "$patterns")
-[ ${#workloads[@]} -gt 0 ] || { echo "compare-grpc.sh: no workloads" >&2; exit 2; }
+[ ${#workloads[@]} -gt 0 ] || die 2 "no workloads"
 
 log "grpc_bench --prepare: upload the image, fill the full volume ($size)"
 "${grpc[@]}" --prepare
@@ -152,11 +112,9 @@ for w in "${workloads[@]}"; do
   done
 done
 log "done; stopping cowblkd"
-kill -TERM "$server_pid"
 rc=0
-wait "$server_pid" || rc=$?
-server_pid=
-[ "$rc" = 0 ] || echo "compare-grpc.sh: cowblkd exited with $rc (see $out/cowblkd.log)" >&2
+cowblkd_stop "$server_pid" || rc=$?
+[ "$rc" = 0 ] || echo "$bench_name: cowblkd exited with $rc (see $out/cowblkd.log)" >&2
 
 python3 - "$out" "$size" "$secs" "$(getconf CLK_TCK)" ${envs[@]+"${envs[@]}"} <<'PY' | tee "$out/table.md"
 import json, sys
@@ -190,4 +148,5 @@ for line in open(f"{out}/rows"):
           f"| {per_req(float(engine_cpu), e['ops'])} | {server} "
           f"| {per_req(g['client_cpu_seconds'], g['ops'])} | {load} |")
 PY
+bench_summary "$out/table.md"
 exit "$rc"

@@ -33,8 +33,8 @@
 # of requests in flight on it.
 #
 # Writes markdown tables (IOPS and MiB/s, p99, ratios of each cowblk target
-# to each peer with the issue's floors marked) and a PNG chart (gnuplot)
-# into OUTDIR.
+# to each peer with the issue's floors marked), a PNG chart (gnuplot) and
+# summary.md (what ran, and the tables) into OUTDIR.
 #
 # Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
 #                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS] [-x FLAGS]
@@ -43,115 +43,62 @@
 #   -t  seconds per measurement (default 5), after a 1 s ramp
 #   -r  measurements per target and row, averaged (default 1)
 #   -b  directory with cowblkd, cowblk and cowblk-bench (default build/bin)
-#   -o  where the table, chart and raw JSON go (default bench/results/compare)
+#   -o  where the tables, chart and raw JSON go (default: a new directory
+#       under $COWBLK_BENCH_OUT, see bench/README.md)
 #   -w  comma-separated row names to run (default: all; see -h output below)
 #   -x  extra cowblkd flags for both servers, e.g. "--write-split-kib 64"
 # Needs fio, nbdkit, qemu-nbd, qemu-img, gnuplot and /usr/bin/python3
 # (`make deps` installs them). Exit status 1 if cowblk-deferred misses a
 # floor (the tables show the floors of every cowblk target).
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 dir=/var/tmp/cowblk-compare
 size=512M
 secs=5
-repeats=1
-bin=build/bin
-out=bench/results/compare
 only=
 extra=
 while getopts d:s:t:r:b:o:w:x:h opt; do
   case $opt in
-    d) dir=$OPTARG ;;
-    s) size=$OPTARG ;;
-    t) secs=$OPTARG ;;
-    r) repeats=$OPTARG ;;
-    b) bin=$OPTARG ;;
-    o) out=$OPTARG ;;
     w) only=$OPTARG ;;
     x) extra=$OPTARG ;;
-    h) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
-    *) echo "compare.sh: see -h" >&2; exit 2 ;;
+    *) bench_opt "$opt" "${OPTARG-}" ;;
   esac
 done
-bin=$(cd "$bin" && pwd)
-for b in cowblkd cowblk cowblk-bench; do
-  [ -x "$bin/$b" ] || { echo "compare.sh: no $bin/$b (make build)" >&2; exit 2; }
-done
-for tool in fio nbdkit qemu-nbd qemu-img gnuplot; do
-  command -v $tool >/dev/null || { echo "compare.sh: $tool is not installed (make deps)" >&2; exit 2; }
-done
-py=/usr/bin/python3
-# shellcheck source=bench/lib.sh
-. "$(dirname "$0")/lib.sh"
-mkdir -p "$dir" "$out"
-out=$(cd "$out" && pwd)
-rm -f "$out"/*.json "$out"/*.log
-
-pids=""
-cleanup() {
-  for p in $pids; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT INT TERM
+need_tools "$bin/cowblkd" "$bin/cowblk" "$bin/cowblk-bench" fio nbdkit qemu-nbd qemu-img gnuplot
+mkdir -p "$dir"
+bench_rm_at_exit "$dir"
+bench_out
+rm -f "$out"/*.json "$out"/*.log  # a reused -o
 
 bytes=$(size_bytes "$size")
 img=$dir/base.img
-echo "image: $img, $size of random data" >&2
-head -c "$bytes" /dev/urandom >"$img"
+random_image "$img" "$size"
 
 # One cowblkd per durability mode for the whole run: every row gets a fresh
 # volume over the uploaded image.
-# start_cowblkd NAME FLAGS...: sets $server to its address.
-start_cowblkd() {
-  local name=$1 data=$dir/$1 line
+# start_server NAME FLAGS...
+start_server() {
+  local name=$1
   shift
-  mkdir -p "$data"
-  mkfifo "$dir/$name.fifo"
+  mkdir -p "$dir/$name"
   # shellcheck disable=SC2086 # $extra is a list of flags
-  "$bin/cowblkd" --data-dir "$data" --listen 127.0.0.1:0 --metrics-listen "" $extra "$@" \
-    2>"$dir/$name.fifo" &
-  pids="$pids $!"
-  # Wait for the `event=serving` line with a blocking read of cowblkd's
-  # log, then keep copying the log into $out.
-  exec 3<"$dir/$name.fifo"
-  server=
-  while IFS= read -r line <&3; do
-    printf '%s\n' "$line" >>"$out/$name.log"
-    case $line in *" event=serving "*)
-      server=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p')
-      nbd_addr=$(printf '%s\n' "$line" | sed -n 's/.* nbd=\([^ ]*\).*/\1/p'); break ;;
-    esac
-  done
-  cat <&3 >>"$out/$name.log" &
-  exec 3<&-
-  [ -n "$server" ] || { cat "$out/$name.log" >&2; echo "compare.sh: $name did not start" >&2; exit 1; }
-  echo "$name: $server" >&2
-  COWBLK_SERVER=$server "$bin/cowblk" image upload "$img" base >/dev/null
+  cowblkd_start "$out/$name.log" "$bin/cowblkd" --data-dir "$dir/$name" --metrics-listen "" \
+    --nbd-listen 127.0.0.1:0 $extra "$@"
+  log "$name: $cowblkd_addr, NBD $cowblkd_nbd"
+  COWBLK_SERVER=$cowblkd_addr "$bin/cowblk" image upload "$img" base >/dev/null
 }
-start_cowblkd cowblkd-deferred --durability deferred --nbd-listen 127.0.0.1:0
-server_deferred=$server
-server_nbd_deferred=$nbd_addr
-start_cowblkd cowblkd --nbd-listen 127.0.0.1:0
-server_nbd=$nbd_addr
+start_server cowblkd-deferred --durability deferred
+pid_deferred=$cowblkd_pid server_deferred=$cowblkd_addr server_nbd_deferred=$cowblkd_nbd
+start_server cowblkd
+pid_ordered=$cowblkd_pid server=$cowblkd_addr server_nbd=$cowblkd_nbd
 vol_seq=0
 
-# bench_json TARGET RW BS DEPTH JSON: a measured cowblk-bench run.
-bench_json() {
-  "$bin/cowblk-bench" --target "$1" --rw "$2" --bs "$3" --iodepth "$4" --size "$bytes" \
-    --runtime "$secs" --ramp 1 --json "$5" >>"$5.log" 2>&1 ||
-    { cat "$5.log" >&2; echo "compare.sh: cowblk-bench $1 $2 failed" >&2; exit 1; }
-}
-
-# prefill TARGET JSON: writes the whole working set once (allocates it).
-prefill() {
-  "$bin/cowblk-bench" --target "$1" --rw write --bs 1m --iodepth 8 --size "$bytes" \
-    --io-size "$bytes" >>"$2.log" 2>&1 ||
-    { cat "$2.log" >&2; echo "compare.sh: prefill of $1 failed" >&2; exit 1; }
-}
-
-# run TARGET ALLOC RW BS DEPTH JSON: one measurement on a fresh overlay.
+# run TARGET JSON RW BS DEPTH ALLOC: one measurement on a fresh overlay.
+# shellcheck disable=SC2317 # called through measure_rows
 run() {
-  local target=$1 alloc=$2 rw=$3 bs=$4 depth=$5 json=$6 port
+  local target=$1 json=$2 rw=$3 bs=$4 depth=$5 alloc=$6 port pid
   case $target in
     fio)
       # Reads: the image itself. Writes: a copy of it (allocated) or a
@@ -170,7 +117,7 @@ run() {
         --iodepth="$depth" --iomem=mmap --invalidate=0 \
         --norandommap --time_based --runtime="$secs" --ramp_time=1 \
         --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
-        { cat "$json.log" >&2; echo "compare.sh: fio failed" >&2; exit 1; }
+        { cat "$json.log" >&2; die 1 "fio failed"; }
       ;;
     cowblk | cowblk-deferred | cowblk-nbd | cowblk-nbd-deferred)
       local srv=$server
@@ -181,18 +128,15 @@ run() {
       [ "$target" = cowblk-nbd ] && uri=nbd://$server_nbd/$vol
       [ "$target" = cowblk-nbd-deferred ] && uri=nbd://$server_nbd_deferred/$vol
       COWBLK_SERVER=$srv "$bin/cowblk" volume create "$vol" --image base >/dev/null
-      [ "$alloc" = allocated ] && prefill "$uri" "$json"
-      bench_json "$uri" "$rw" "$bs" "$depth" "$json"
+      [ "$alloc" = allocated ] && bench_prefill "$uri" "$bytes" "$json.log"
+      bench_cell "$uri" "$rw" "$bs" "$depth" "$bytes" "$json"
       COWBLK_SERVER=$srv "$bin/cowblk" volume rm "$vol" >/dev/null
       ;;
     nbdkit)
-      port=$(free_port)
-      # nbdkit forks into the background once it listens; --run would tie
-      # the prefill and the measurement to one client command.
-      nbdkit -i 127.0.0.1 -p "$port" -P "$dir/nbdkit.pid" --filter=cow file "$img"
-      [ "$alloc" = allocated ] && prefill "nbd://127.0.0.1:$port" "$json"
-      bench_json "nbd://127.0.0.1:$port" "$rw" "$bs" "$depth" "$json"
-      kill "$(cat "$dir/nbdkit.pid")"
+      nbdkit_start "$img"
+      [ "$alloc" = allocated ] && bench_prefill "$nbdkit_uri" "$bytes" "$json.log"
+      bench_cell "$nbdkit_uri" "$rw" "$bs" "$depth" "$bytes" "$json"
+      nbdkit_stop
       ;;
     qemu-nbd)
       port=$(free_port)
@@ -201,9 +145,12 @@ run() {
       # --fork returns once the server listens.
       qemu-nbd --fork -f qcow2 -b 127.0.0.1 -p "$port" --pid-file "$dir/qemu-nbd.pid" \
         --persistent "$dir/overlay.qcow2"
-      [ "$alloc" = allocated ] && prefill "nbd://127.0.0.1:$port" "$json"
-      bench_json "nbd://127.0.0.1:$port" "$rw" "$bs" "$depth" "$json"
-      kill "$(cat "$dir/qemu-nbd.pid")"
+      pid=$(cat "$dir/qemu-nbd.pid")
+      bench_kill_at_exit "$pid"
+      [ "$alloc" = allocated ] && bench_prefill "nbd://127.0.0.1:$port" "$bytes" "$json.log"
+      bench_cell "nbd://127.0.0.1:$port" "$rw" "$bs" "$depth" "$bytes" "$json"
+      kill "$pid"
+      bench_forget "$pid"
       ;;
   esac
 }
@@ -222,29 +169,14 @@ read-1m-qd8-unallocated read 1m 8 unallocated
 write-1m-qd8-allocated write 1m 8 allocated
 write-1m-qd8-unallocated write 1m 8 unallocated"
 
-targets=(fio cowblk cowblk-deferred cowblk-nbd cowblk-nbd-deferred nbdkit qemu-nbd)
-i=0
-while read -r name rw bs depth alloc; do
-  if [ -n "$only" ] && ! printf ',%s,' "$only" | grep -q ",$name,"; then continue; fi
-  for r in $(seq 1 "$repeats"); do
-    for k in $(seq 0 $((${#targets[@]} - 1))); do
-      t=${targets[$(( (i + r + k) % ${#targets[@]} ))]}
-      echo "$name: $t ($r/$repeats)" >&2
-      run "$t" "$alloc" "$rw" "$bs" "$depth" "$out/$name.$t.$r.json"
-    done
-  done
-  i=$((i + 1))
-done <<EOF2
-$rows
-EOF2
+measure_rows run "$rows" fio cowblk cowblk-deferred cowblk-nbd cowblk-nbd-deferred nbdkit qemu-nbd
 
-for p in $pids; do kill "$p" 2>/dev/null || true; done
-wait
-pids=
+cowblkd_stop "$pid_deferred" || true
+cowblkd_stop "$pid_ordered" || true
 
 # The table, the chart's data, and the floors.
 status=0
-$py - "$out" "$repeats" "$(uptime)" "$extra" <<'EOF2' || status=$?
+/usr/bin/python3 - "$out" "$repeats" "$(uptime)" "$extra" <<'EOF2' || status=$?
 import glob, json, os, sys
 out, repeats, load, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred", "nbdkit",
@@ -360,5 +292,6 @@ plot "$out/chart.dat" using 2:xtic(1) title columnheader(2), \
      "" using 7 title columnheader(7), \
      "" using 8 title columnheader(8)
 EOF2
-echo "compare.sh: $out/table.md, $out/compare.png" >&2
+bench_summary "$out/table.md"
+log "chart: $out/compare.png"
 exit $status
