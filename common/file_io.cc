@@ -1,5 +1,6 @@
 #include "common/file_io.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -90,6 +91,36 @@ absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what) {
     return bytes;
   }
   return static_cast<uint64_t>(st.st_size);
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", dir));
+  int rc = fsync(fd);
+  int err = errno;
+  close(fd);
+  return rc == 0 ? absl::OkStatus() : ErrnoStatus(err, absl::StrCat("fsync ", dir));
+}
+
+std::string ReadSmallFile(const std::string& path) {
+  std::string s;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return s;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n > 0) s.assign(buf, static_cast<size_t>(n));
+  return s;
+}
+
+absl::StatusOr<struct stat> StatRegular(const std::string& path, absl::string_view what) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, absl::StrCat(what, " ", path));
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " ", path, " is not a regular file (symlinks are refused)"));
+  }
+  return st;
 }
 
 }  // namespace cowblk

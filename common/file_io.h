@@ -4,14 +4,16 @@
 #ifndef COWBLK_COMMON_FILE_IO_H_
 #define COWBLK_COMMON_FILE_IO_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace cowblk {
 
@@ -37,6 +39,17 @@ absl::Status PWriteFull(int fd, const void* buf, size_t len, uint64_t offset,
 
 // Size in bytes of the regular file or block device behind `fd`.
 absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what);
+
+// fsync of a directory, so that names created, renamed or removed in it
+// survive a crash.
+absl::Status FsyncDir(const std::string& dir);
+
+// The first bytes (at most 511) of a small file; empty if it cannot be read.
+std::string ReadSmallFile(const std::string& path);
+
+// lstat of `path` when it is a regular file; FailedPrecondition for anything
+// else (symlinks included), or the errno status, naming `what` and `path`.
+absl::StatusOr<struct stat> StatRegular(const std::string& path, absl::string_view what);
 
 }  // namespace cowblk
 

@@ -19,14 +19,14 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics_server.h"
-#include "server/service/auth.h"
-#include "server/service/block_service.h"
-#include "server/service/call_tracker.h"
-#include "server/service/health_service.h"
-#include "server/service/nbd_server.h"
-#include "server/service/reflection_service.h"
-#include "server/service/store.h"
-#include "server/service/volume_service.h"
+#include "server/store/store.h"
+#include "server/transport/grpc/auth.h"
+#include "server/transport/grpc/block_service.h"
+#include "server/transport/grpc/call_tracker.h"
+#include "server/transport/grpc/health_service.h"
+#include "server/transport/grpc/reflection_service.h"
+#include "server/transport/grpc/volume_service.h"
+#include "server/transport/nbd/nbd_server.h"
 
 namespace cowblk {
 namespace {
@@ -206,14 +206,14 @@ int Main(int argc, char** argv) {
                  "--nbd-listen: NBD has no authentication here; it cannot be combined with "
                  "--token-file or TLS");
   }
-  std::unique_ptr<service::Authorizer> auth = std::make_unique<service::Authorizer>();
+  std::unique_ptr<rpc::Authorizer> auth = std::make_unique<rpc::Authorizer>();
   if (!f.token_file.empty()) {
-    auto loaded = service::Authorizer::FromFile(f.token_file);
+    auto loaded = rpc::Authorizer::FromFile(f.token_file);
     if (!loaded.ok()) return Fatal("bad_token_file", std::string(loaded.status().message()));
     auth = *std::move(loaded);
   }
 
-  service::HealthServiceImpl health;
+  rpc::HealthServiceImpl health;
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
     grpc::ServerBuilder hb;
@@ -229,7 +229,7 @@ int Main(int argc, char** argv) {
   engine_options.poll_us = f.engine_poll_us;
   auto engines = engine::EngineGroup::Start(f.engine_threads, engine_options);
   if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));
-  service::StoreOptions store_options;
+  store::StoreOptions store_options;
   store_options.data_dir = f.data_dir;
   engine::ParseDurability(f.durability, &store_options.volume_options.durability);
   store_options.volume_options.commit_interval_ms = f.commit_interval_ms;
@@ -238,31 +238,31 @@ int Main(int argc, char** argv) {
       f.cache == "none" ? engine::CacheMode::kNone : engine::CacheMode::kWriteback;
   // Without metrics nobody reads the latency histograms: save the clock reads.
   store_options.volume_options.latency_histograms = !f.metrics_listen.empty();
-  auto store = service::Store::Open(store_options, engines->get());
+  auto store = cowblk::store::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
   // The export starts first: Session clients learn its port (libcowblk
   // sends large reads and writes over it).
-  std::unique_ptr<service::NbdServer> nbd;
+  std::unique_ptr<nbd::NbdServer> nbd;
   if (!f.nbd_listen.empty()) {
-    service::NbdServerOptions nbd_options;
+    cowblk::nbd::NbdServerOptions nbd_options;
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
     nbd_options.zero_copy = f.nbd_zero_copy == "on";
     nbd_options.inline_writes = f.nbd_inline_writes == "on";
-    auto started = service::NbdServer::Start(nbd_options, store->get());
+    auto started = cowblk::nbd::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
   }
-  service::BlockServiceOptions block_options;
+  rpc::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
   if (nbd) block_options.nbd_port = nbd->port();
-  service::CallTracker calls;
-  service::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
-  service::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);
+  rpc::CallTracker calls;
+  rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
+  rpc::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);
 
-  service::ReflectionV1 reflection_v1;
-  service::ReflectionV1Alpha reflection_v1alpha;
+  rpc::ReflectionV1 reflection_v1;
+  rpc::ReflectionV1Alpha reflection_v1alpha;
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(f.max_message_bytes));

@@ -51,7 +51,7 @@ class EngineCollector : public prometheus::Collectable {
 };
 
 // The name cowblkd's Store serves a volume under: its COW file is
-// DATA_DIR/volumes/NAME.cow (server/service/store.h), so NAME is the file
+// DATA_DIR/volumes/NAME.cow (server/store/store.h), so NAME is the file
 // name without ".cow".
 std::string StoreVolumeName(const engine::Volume& volume);
 

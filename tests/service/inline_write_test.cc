@@ -16,10 +16,10 @@
 
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
-#include "server/service/store.h"
+#include "server/store/store.h"
 #include "tests/unit/test_util.h"
 
-namespace cowblk::service {
+namespace cowblk::store {
 namespace {
 
 using ::cowblk::testing::RandomBytes;
@@ -172,4 +172,4 @@ TEST_F(InlineWriteTest, AFailedWriteFailsItsRequestIsCountedAndSetsNoBit) {
 }
 
 }  // namespace
-}  // namespace cowblk::service
+}  // namespace cowblk::store

@@ -1,0 +1,212 @@
+#include "server/core/pipeline.h"
+
+#include <algorithm>
+
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "common/block_range.h"
+#include "common/log.h"
+
+namespace cowblk::core {
+
+Pipeline::Pipeline(Sink* sink, PipelineOptions options)
+    : sink_(sink),
+      options_(std::move(options)),
+      zero_copy_min_bytes_(options_.zero_copy_min_bytes),
+      inline_writes_(options_.inline_writes) {}
+
+Pipeline::~Pipeline() = default;
+
+void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) {
+  volume_ = std::move(volume);
+  writable_ = writable;
+  inline_writes_ = inline_writes_ && writable_;
+  if (zero_copy_min_bytes_ == 0 && !inline_writes_) return;
+  auto files = volume_->OpenFiles(/*writable=*/inline_writes_);
+  if (files.ok()) {
+    files_ = *std::move(files);
+  } else if (files.status().code() != absl::StatusCode::kFailedPrecondition) {
+    // Copies through the engine still work: serve, and say why. (Volumes
+    // without the page cache never have the files: nothing to say.)
+    Log(LogLevel::kWarning, absl::StrCat(options_.transport, "_files_unavailable"),
+        {{"peer", options_.peer},
+         {"volume", volume_->name()},
+         {"error", std::string(files.status().message())}});
+  }
+}
+
+bool Pipeline::HasRoom() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return calls_.size() < options_.max_in_flight && bytes_ < options_.max_bytes;
+}
+
+Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Call& call = calls_.emplace_back();
+  call.self_ = std::prev(calls_.end());
+  call.tag = tag;
+  // A request that asks for more is refused before anything is allocated.
+  call.window_bytes_ = std::min(buffer_bytes, kMaxTransferBytes);
+  bytes_ += call.window_bytes_;
+  return &call;
+}
+
+absl::Status Pipeline::Prepare(Call* call) {
+  engine::Request& r = call->request_;
+  r.offset = call->offset;
+  r.length = call->length;
+  switch (*call->op) {
+    case engine::OpType::kRead:
+      if (zero_copy() && call->length >= zero_copy_min_bytes_) {
+        call->located_ = true;
+        ++counters_.located_reads;
+        r.kind = engine::LocateRead{&call->extents_};
+        break;
+      }
+      if (call->uses_string_) {
+        call->string_.resize(call->length);
+      } else if (!call->buffer_) {
+        call->buffer_ = AllocateAligned(call->length);
+        if (!call->buffer_) return absl::ResourceExhaustedError("out of memory for the read buffer");
+      }
+      r.kind = engine::Read{call->storage()};
+      break;
+    case engine::OpType::kWrite:
+      r.kind = engine::Write{call->storage(), call->fua};
+      break;
+    case engine::OpType::kFlush:
+      r.kind = engine::Flush{};
+      r.offset = r.length = 0;
+      break;
+    case engine::OpType::kTrim:
+      r.kind = engine::Trim{call->fua};
+      break;
+    case engine::OpType::kWriteZeroes:
+      r.kind = engine::WriteZeroes{call->fua};
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Pipeline::Submit(Call* call) {
+  if (!batch_) batch_.emplace(options_.poll_after);
+  Start(call, &*batch_);
+}
+
+void Pipeline::SubmitAlone(Call* call) { Start(call, nullptr); }
+
+void Pipeline::Start(Call* call, engine::SubmitBatch* batch) {
+  const engine::OpType op = *call->op;
+  if (op != engine::OpType::kRead && !writable_) {
+    Refuse(call, absl::PermissionDeniedError("the token allows reading this volume only"));
+    return;
+  }
+  if (op != engine::OpType::kFlush) {
+    const bool transfer = op == engine::OpType::kRead || op == engine::OpType::kWrite;
+    absl::Status valid = CheckBlockRange(call->offset, call->length, volume_->size(),
+                                         transfer ? kTransferRules : kExtentRules);
+    if (!valid.ok()) {
+      Refuse(call, std::move(valid));
+      return;
+    }
+  }
+  if (absl::Status s = Prepare(call); !s.ok()) {
+    Refuse(call, std::move(s));
+    return;
+  }
+  engine::Request& r = call->request_;
+  r.done = [this, call](absl::Status s) { OnEngineDone(call, std::move(s)); };
+  r.batch_end = this;
+  // Without a batch the transport may end (and free this pipeline) as soon
+  // as the engine has the call: keep the handle alive through Submit, and
+  // touch nothing of this pipeline once the call was handed over.
+  const std::shared_ptr<store::VolumeHandle> volume =
+      batch == nullptr ? volume_ : std::shared_ptr<store::VolumeHandle>();
+  store::VolumeHandle& handle = *volume_;
+  const bool inline_write = op == engine::OpType::kWrite && inline_writes();
+  if (inline_write) ++counters_.inline_writes;
+  const bool submitted = inline_write ? handle.WriteAndSubmit(*files_, &r, batch)
+                                      : handle.Submit(&r, batch);
+  if (submitted) return;
+  if (inline_write) --counters_.inline_writes;
+  Refuse(call, absl::UnavailableError(absl::StrCat("volume ", handle.name(), " is closed")));
+}
+
+void Pipeline::FlushSubmissions() { batch_.reset(); }
+
+void Pipeline::Refuse(Call* call, absl::Status why) {
+  call->status_ = std::move(why);
+  call->located_ = false;
+  LogFailure(*call);
+  Call* const calls[] = {call};
+  sink_->OnAnswered(calls);
+}
+
+void Pipeline::OnEngineDone(Call* call, absl::Status status) {
+  if (call->op == engine::OpType::kWrite) {
+    // The engine is done with the payload: the memory goes back now, not
+    // when the answer is sent.
+    call->buffer_.reset();
+    call->string_ = std::string();
+  }
+  if (!status.ok()) {
+    call->located_ = false;
+    call->buffer_.reset();  // nothing to send: the memory goes back now
+    call->status_ = std::move(status);
+    LogFailure(*call);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  answered_.push_back(call);
+  // Set before `done` returns: the engine calls OnBatchEnd after that, and
+  // the transport must not end before.
+  batch_end_pending_ = true;
+}
+
+void Pipeline::OnBatchEnd() {
+  absl::InlinedVector<Call*, 32> calls;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls.assign(answered_.begin(), answered_.end());
+    answered_.clear();
+    batch_end_pending_ = false;
+  }
+  // Last: once the sink has them, the transport may finish them and end.
+  if (!calls.empty()) sink_->OnAnswered(absl::MakeConstSpan(calls));
+}
+
+void Pipeline::Finish(Call* call) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bytes_ -= call->window_bytes_;
+  calls_.erase(call->self_);
+}
+
+bool Pipeline::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return calls_.empty() && !batch_end_pending_;
+}
+
+size_t Pipeline::in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return calls_.size();
+}
+
+uint64_t Pipeline::bytes_in_flight() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+void Pipeline::LogFailure(const Call& call) const {
+  const absl::Status& s = call.status_;
+  Log(LogLevel::kWarning, "request_failed",
+      {{"transport", options_.transport},
+       {"peer", options_.peer},
+       {"volume", volume_ ? volume_->name() : ""},
+       {"id", std::to_string(call.tag)},
+       {"op", call.op ? engine::OpTypeName(*call.op) : "unknown"},
+       {"offset", std::to_string(call.offset)},
+       {"length", std::to_string(call.length)},
+       {"code", absl::StatusCodeToString(s.code())},
+       {"error", std::string(s.message())}});
+}
+
+}  // namespace cowblk::core

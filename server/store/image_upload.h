@@ -1,0 +1,55 @@
+// An image being uploaded: written to a hidden temporary file in the images
+// directory and published under its name only by Finish, with link(2),
+// which never replaces an existing image (a concurrent upload of the same
+// name loses cleanly).
+//
+// Thread-safety: one caller at a time.
+
+#ifndef COWBLK_SERVER_STORE_IMAGE_UPLOAD_H_
+#define COWBLK_SERVER_STORE_IMAGE_UPLOAD_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cowblk::store {
+
+struct ImageInfo {
+  std::string name;
+  uint64_t size_bytes = 0;
+  uint32_t volume_count = 0;
+};
+
+class ImageUpload {
+ public:
+  // Starts the upload of image `name` (valid) into `images_dir`, at most
+  // `max_size` bytes. AlreadyExists if the image exists.
+  static absl::StatusOr<std::unique_ptr<ImageUpload>> Start(const std::string& images_dir,
+                                                            const std::string& name,
+                                                            uint64_t max_size);
+  ~ImageUpload();  // removes the temporary file unless finished
+  ImageUpload(const ImageUpload&) = delete;
+  ImageUpload& operator=(const ImageUpload&) = delete;
+
+  // Appends the next bytes; ResourceExhausted past the size limit.
+  absl::Status Append(absl::string_view data);
+  // Syncs and publishes the image. InvalidArgument for an empty one,
+  // AlreadyExists if another upload or commit published the name first.
+  absl::StatusOr<ImageInfo> Finish();
+
+ private:
+  ImageUpload() = default;
+
+  std::string name_, tmp_path_, final_path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  uint64_t max_size_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace cowblk::store
+
+#endif  // COWBLK_SERVER_STORE_IMAGE_UPLOAD_H_

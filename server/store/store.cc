@@ -1,0 +1,409 @@
+#include "server/store/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/block_range.h"
+#include "common/file_io.h"
+#include "common/log.h"
+#include "common/sector.h"
+#include "server/cow/cow_commit.h"
+#include "server/store/names.h"
+#include "server/store/random_id.h"
+
+namespace cowblk::store {
+namespace {
+namespace fs = std::filesystem;
+}  // namespace
+
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options,
+                                                   engine::EngineGroup* engines) {
+  std::error_code ec;
+  const fs::path root = fs::absolute(options.data_dir, ec).lexically_normal();
+  std::unique_ptr<Store> store(
+      new Store(options, engines, (root / "images").string(), (root / "volumes").string()));
+  for (const std::string& dir : {store->images_dir_ + "/.blank", store->volumes_dir_}) {
+    fs::create_directories(dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
+  }
+  // Temporaries of uploads, commits and blank bases cut short by a crash.
+  for (const std::string& dir : {store->images_dir_, store->images_dir_ + "/.blank"}) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string file = entry.path().filename().string();
+      if (file.rfind(".upload-", 0) == 0 || file.rfind(".commit-", 0) == 0 ||
+          file.find(".tmp-") != std::string::npos) {
+        fs::remove(entry.path(), ec);
+        Log(LogLevel::kInfo, "temporary_removed", {{"file", entry.path().string()}});
+      }
+    }
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(store->volumes_dir_, ec)) {
+    const fs::path& p = entry.path();
+    if (p.extension() != ".cow") continue;
+    const std::string name = p.stem().string();
+    if (!IsValidName(name)) {
+      Log(LogLevel::kWarning, "volume_skipped", {{"file", p.string()}, {"reason", "invalid name"}});
+      continue;
+    }
+    names.push_back(name);
+  }
+  if (ec) return absl::InternalError(absl::StrCat("list ", store->volumes_dir_, ": ", ec.message()));
+  std::sort(names.begin(), names.end());
+  std::lock_guard<std::mutex> lock(store->mu_);
+  for (const std::string& name : names) store->OpenExisting(name);
+  return store;
+}
+
+Store::~Store() { CloseAll().IgnoreError(); }
+
+absl::Status Store::CloseAll() {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status first;
+  for (auto& [name, e] : volumes_) {
+    if (!e.handle) continue;
+    absl::Status s = e.handle->Close();
+    if (s.ok()) epochs_.Close(name, e.handle->epoch());  // nothing acknowledged was lost
+    Log(s.ok() ? LogLevel::kInfo : LogLevel::kError, "volume_closed",
+        {{"volume", name}, {"status", s.ok() ? "ok" : std::string(s.message())}});
+    if (first.ok()) first = s;
+    e.handle.reset();
+    e.error = "closed";
+  }
+  return first;
+}
+
+std::string Store::ImagePath(const std::string& name) const {
+  return absl::StrCat(images_dir_, "/", name, ".img");
+}
+
+std::string Store::VolumePath(const std::string& name) const {
+  return absl::StrCat(volumes_dir_, "/", name, ".cow");
+}
+
+std::string Store::ImageNameOf(const std::string& backing) const {
+  const fs::path p(backing);
+  if (p.parent_path() == fs::path(images_dir_) && p.extension() == ".img") return p.stem().string();
+  return "";
+}
+
+void Store::OpenExisting(const std::string& name) {
+  Entry& e = volumes_[name];
+  const std::string path = VolumePath(name);
+  auto st = StatRegular(path, "volume");
+  absl::StatusOr<std::unique_ptr<cow::CowFile>> file =
+      st.ok() ? cow::CowFile::Open(path, cow::OpenOptions{.writable = true}) : st.status();
+  absl::Status s = file.ok() ? Serve(name, *std::move(file), e) : file.status();
+  if (!s.ok()) {
+    e.error = std::string(s.message());
+    Log(LogLevel::kError, "volume_unavailable", {{"volume", name}, {"error", e.error}});
+    return;
+  }
+  Log(LogLevel::kInfo, "volume_opened",
+      {{"volume", name}, {"size", std::to_string(e.size_bytes)}, {"backing", e.backing}});
+}
+
+absl::Status Store::Serve(const std::string& name, std::unique_ptr<cow::CowFile> file, Entry& e) {
+  e.backing = file->header().backing_file;
+  e.size_bytes = file->geometry().device_size;
+  // Every file we open lives beneath the data directory.
+  std::error_code ec;
+  const fs::path real_backing = fs::canonical(e.backing, ec);
+  const fs::path real_images = fs::canonical(images_dir_, ec);
+  e.backing_real = real_backing.string();
+  const std::string prefix = real_images.string() + "/";
+  if (ec || real_backing.string().compare(0, prefix.size(), prefix) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backing file ", e.backing, " is outside ", images_dir_));
+  }
+  const std::string epoch = epochs_.Open(name);
+  engine::Engine* engine = engines_->Pick();
+  auto volume = engine->OpenVolume(std::move(file), options_.volume_options);
+  if (!volume.ok()) return volume.status();
+  e.handle = std::make_shared<VolumeHandle>(name, engine, *volume, epoch);
+  e.error.clear();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::BlankBase(uint64_t size_bytes) {
+  const std::string path = absl::StrCat(images_dir_, "/.blank/", size_bytes, ".img");
+  if (access(path.c_str(), F_OK) == 0) return path;
+  const std::string tmp = absl::StrCat(path, ".tmp-", RandomHexId());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
+  const bool ok = ftruncate(fd, static_cast<off_t>(size_bytes)) == 0 && fsync(fd) == 0;
+  const int err = errno;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return ErrnoStatus(ok ? errno : err, absl::StrCat("create ", path));
+  }
+  absl::Status s = FsyncDir(images_dir_ + "/.blank");
+  if (!s.ok()) return s;
+  return path;
+}
+
+VolumeInfo Store::InfoOf(const std::string& name, const Entry& e) const {
+  VolumeInfo info;
+  info.name = name;
+  info.size_bytes = e.size_bytes;
+  info.image = ImageNameOf(e.backing);
+  info.ready = e.handle != nullptr;
+  info.error = e.error;
+  if (e.handle) info.allocated_bytes = e.handle->stats().allocated_sectors.value() * kSectorSize;
+  return info;
+}
+
+absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const std::string& image,
+                                               uint64_t size_bytes) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  std::string backing;
+  if (!image.empty()) {
+    if (absl::Status s = ValidateName("image", image); !s.ok()) return s;
+    if (size_bytes != 0) {
+      return absl::InvalidArgumentError("size_bytes: must be 0 for a volume over an image");
+    }
+  } else {
+    if (size_bytes == 0) {
+      return absl::InvalidArgumentError("size_bytes: required (> 0) for a blank volume");
+    }
+    if (!IsSectorAligned(size_bytes)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("size_bytes: %u is not a multiple of 512", size_bytes));
+    }
+    if (size_bytes > options_.max_volume_size) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "size_bytes: %u is above the limit of %u", size_bytes, options_.max_volume_size));
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (volumes_.count(name) != 0) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+  if (!image.empty()) {
+    backing = ImagePath(image);
+    auto st = StatRegular(backing, "image");
+    if (!st.ok()) {
+      if (st.status().code() == absl::StatusCode::kNotFound) {
+        return absl::NotFoundError(absl::StrCat("image ", image, " not found"));
+      }
+      return st.status();
+    }
+  } else {
+    auto base = BlankBase(size_bytes);
+    if (!base.ok()) return base.status();
+    backing = *base;
+  }
+  const std::string path = VolumePath(name);
+  auto file = cow::CowFile::Create(path, cow::CreateOptions{backing});
+  if (!file.ok()) return file.status();
+  Entry e;
+  if (absl::Status s = Serve(name, *std::move(file), e); !s.ok()) {
+    unlink(path.c_str());
+    return s;
+  }
+  FsyncDir(volumes_dir_).IgnoreError();  // the file itself was synced by Create
+  auto [it, inserted] = volumes_.emplace(name, std::move(e));
+  Log(LogLevel::kInfo, "volume_created",
+      {{"volume", name}, {"image", image}, {"size", std::to_string(it->second.size_bytes)}});
+  return InfoOf(name, it->second);
+}
+
+absl::StatusOr<VolumeInfo> Store::GetVolume(const std::string& name) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return absl::NotFoundError(absl::StrCat("volume ", name, " not found"));
+  return InfoOf(name, it->second);
+}
+
+std::vector<VolumeInfo> Store::ListVolumes(const std::string& after, size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<VolumeInfo> out;
+  for (auto it = volumes_.upper_bound(after); it != volumes_.end() && out.size() < limit; ++it) {
+    out.push_back(InfoOf(it->first, it->second));
+  }
+  return out;
+}
+
+absl::Status Store::DeleteVolume(const std::string& name) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return absl::NotFoundError(absl::StrCat("volume ", name, " not found"));
+  if (it->second.handle) it->second.handle->Close().IgnoreError();  // deleted anyway
+  const std::string path = VolumePath(name);
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("delete ", path));
+  }
+  unlink(epochs_.PathOf(name).c_str());
+  volumes_.erase(it);
+  FsyncDir(volumes_dir_).IgnoreError();
+  Log(LogLevel::kInfo, "volume_deleted", {{"volume", name}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<VolumeHandle>> Store::FindVolume(const std::string& name) {
+  if (absl::Status s = ValidateName("volume", name); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return absl::NotFoundError(absl::StrCat("volume ", name, " not found"));
+  if (!it->second.handle) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", name, " is not servable: ", it->second.error));
+  }
+  return it->second.handle;
+}
+
+std::vector<std::shared_ptr<VolumeHandle>> Store::ReadyVolumes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<VolumeHandle>> out;
+  for (auto& [name, e] : volumes_) {
+    if (e.handle) out.push_back(e.handle);
+  }
+  return out;
+}
+
+absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std::string& image) {
+  if (absl::Status s = ValidateName("image", image); !s.ok()) return s;
+  auto handle = FindVolume(name);
+  if (!handle.ok()) return handle.status();
+  const std::string final_path = ImagePath(image);
+  {
+    // Reserve the name; the copy itself runs without the store lock, so
+    // I/O and other calls go on meanwhile.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (access(final_path.c_str(), F_OK) == 0 || !commits_.insert(image).second) {
+      return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
+    }
+  }
+  auto release = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    commits_.erase(image);
+  };
+  absl::Status s = (*handle)->SubmitAndWait(engine::OpType::kFlush, 0, 0, nullptr);
+  // Our own write lock is held by the engine's descriptor: read unlocked.
+  absl::StatusOr<std::unique_ptr<cow::CowFile>> file =
+      s.ok() ? cow::CowFile::Open(VolumePath(name), cow::OpenOptions{.lock = false}) : s;
+  if (!file.ok()) {
+    release();
+    return file.status();
+  }
+  const std::string tmp = absl::StrCat(images_dir_, "/.commit-", image, "-", RandomHexId());
+  auto stats = cow::CommitToImage(**file, tmp);
+  if (!stats.ok()) {
+    release();
+    return stats.status();
+  }
+  const int rc = link(tmp.c_str(), final_path.c_str());
+  const int err = errno;
+  unlink(tmp.c_str());
+  release();
+  if (rc != 0) {
+    if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
+    return ErrnoStatus(err, absl::StrCat("publish ", final_path));
+  }
+  FsyncDir(images_dir_).IgnoreError();
+  Log(LogLevel::kInfo, "volume_committed",
+      {{"volume", name}, {"image", image}, {"bytes_from_cow", std::to_string(stats->bytes_from_cow)}});
+  return ImageInfo{image, stats->image_size, 0};
+}
+
+absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::string& name,
+                                                                 uint64_t offset, uint64_t length) {
+  auto handle = FindVolume(name);
+  if (!handle.ok()) return handle.status();
+  const uint64_t size = (*handle)->size();
+  // Length 0 asks for everything from `offset` to the end.
+  if (length == 0 && offset < size) length = size - offset;
+  if (length == 0 && IsSectorAligned(offset)) {
+    return absl::OutOfRangeError(
+        absl::StrCat("offset ", offset, ": at or beyond the volume size ", size));
+  }
+  if (absl::Status s = CheckBlockRange(offset, length, size, RangeRules{}); !s.ok()) return s;
+  std::vector<cow::SectorRun> runs;
+  (*handle)->RunOnEngine([&](engine::Volume& v) {
+    runs = cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize);
+  });
+  return runs;
+}
+
+absl::StatusOr<std::unique_ptr<ImageUpload>> Store::StartUpload(const std::string& name) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  return ImageUpload::Start(images_dir_, name, options_.max_volume_size);
+}
+
+absl::StatusOr<ImageInfo> Store::ImageInfoLocked(const std::string& name) {
+  const std::string path = ImagePath(name);
+  auto st = StatRegular(path, "image");
+  if (!st.ok()) {
+    if (st.status().code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(absl::StrCat("image ", name, " not found"));
+    }
+    return st.status();
+  }
+  ImageInfo info{name, static_cast<uint64_t>(st->st_size), 0};
+  std::error_code ec;
+  const std::string real = fs::canonical(path, ec).string();
+  for (const auto& [vname, e] : volumes_) {
+    info.volume_count += e.backing == path || (!ec && e.backing_real == real);
+  }
+  return info;
+}
+
+absl::StatusOr<ImageInfo> Store::GetImage(const std::string& name) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  return ImageInfoLocked(name);
+}
+
+std::vector<ImageInfo> Store::ListImages(const std::string& after, size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(images_dir_, ec)) {
+    const fs::path& p = entry.path();
+    if (p.extension() != ".img" || !IsValidName(p.stem().string())) continue;
+    if (p.stem().string() > after) names.push_back(p.stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<ImageInfo> out;
+  for (const std::string& n : names) {
+    if (out.size() >= limit) break;
+    auto info = ImageInfoLocked(n);
+    if (info.ok()) out.push_back(*info);
+  }
+  return out;
+}
+
+absl::Status Store::DeleteImage(const std::string& name) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto info = ImageInfoLocked(name);
+  if (!info.ok()) return info.status();
+  if (info->volume_count > 0) {
+    std::string users;
+    const std::string path = ImagePath(name);
+    std::error_code ec;
+    const std::string real = fs::canonical(path, ec).string();
+    for (const auto& [vname, e] : volumes_) {
+      if (e.backing == path || (!ec && e.backing_real == real)) {
+        absl::StrAppend(&users, users.empty() ? "" : ", ", vname);
+      }
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("image ", name, " is used by volume(s) ", users));
+  }
+  if (unlink(ImagePath(name).c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("delete image ", name));
+  FsyncDir(images_dir_).IgnoreError();
+  Log(LogLevel::kInfo, "image_deleted", {{"image", name}});
+  return absl::OkStatus();
+}
+
+}  // namespace cowblk::store

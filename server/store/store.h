@@ -1,0 +1,113 @@
+// Store: the data directory as the source of truth. Images live in
+// DIR/images/NAME.img, volumes in DIR/volumes/NAME.cow (UML COW files whose
+// backing path is the image's absolute path); blank volumes sit over a
+// sparse all-zero base in DIR/images/.blank/SIZE.img. There is no other
+// state but each volume's epoch record (epoch.h): on start every volume is
+// opened and validated, and a bad one is reported and kept out of service,
+// not fatal.
+//
+// Thread-safety: all methods are thread-safe. Administrative calls are
+// serialized by one mutex; the I/O path goes through VolumeHandle and never
+// takes it.
+
+#ifndef COWBLK_SERVER_STORE_STORE_H_
+#define COWBLK_SERVER_STORE_STORE_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/cow/bitmap.h"
+#include "server/engine/engine.h"
+#include "server/store/epoch.h"
+#include "server/store/image_upload.h"
+#include "server/store/volume_handle.h"
+
+namespace cowblk::store {
+
+struct VolumeInfo {
+  std::string name;
+  uint64_t size_bytes = 0;
+  uint64_t allocated_bytes = 0;
+  std::string image;  // empty for blank volumes
+  bool ready = false;
+  std::string error;  // why it is not ready
+};
+
+struct StoreOptions {
+  std::string data_dir;
+  engine::VolumeOptions volume_options;
+  uint64_t max_volume_size = uint64_t{1} << 44;
+};
+
+class Store {
+ public:
+  // Creates DIR/images and DIR/volumes if needed and opens every volume on
+  // an engine of `engines`. Problems with single volumes are logged and kept
+  // as VOLUME_STATE_ERROR; only an unusable directory fails.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const StoreOptions& options,
+                                                     engine::EngineGroup* engines);
+  ~Store();  // closes (drains and flushes) every volume
+
+  absl::StatusOr<VolumeInfo> CreateVolume(const std::string& name, const std::string& image,
+                                          uint64_t size_bytes);
+  absl::StatusOr<VolumeInfo> GetVolume(const std::string& name);
+  // In name order, names > `after`, at most `limit`.
+  std::vector<VolumeInfo> ListVolumes(const std::string& after, size_t limit);
+  absl::Status DeleteVolume(const std::string& name);
+  absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
+  absl::StatusOr<std::vector<cow::SectorRun>> GetAllocation(const std::string& name,
+                                                            uint64_t offset, uint64_t length);
+  // NotFound unless the volume exists and is ready.
+  absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
+  std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();
+
+  absl::StatusOr<std::unique_ptr<ImageUpload>> StartUpload(const std::string& name);
+  absl::StatusOr<ImageInfo> GetImage(const std::string& name);
+  std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
+  absl::Status DeleteImage(const std::string& name);
+
+  // Closes every volume (used on shutdown); returns the first error.
+  absl::Status CloseAll();
+
+ private:
+  struct Entry {
+    std::shared_ptr<VolumeHandle> handle;  // null when not ready
+    std::string backing;                    // absolute path from the header
+    std::string backing_real;               // the same, symlinks resolved
+    uint64_t size_bytes = 0;
+    std::string error;
+  };
+
+  Store(const StoreOptions& options, engine::EngineGroup* engines, std::string images_dir,
+        std::string volumes_dir)
+      : options_(options),
+        engines_(engines),
+        images_dir_(std::move(images_dir)),
+        volumes_dir_(std::move(volumes_dir)),
+        epochs_(volumes_dir_, options.volume_options.durability) {}
+  std::string ImagePath(const std::string& name) const;
+  std::string VolumePath(const std::string& name) const;
+  std::string ImageNameOf(const std::string& backing) const;
+  VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
+  absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);
+  absl::StatusOr<std::string> BlankBase(uint64_t size_bytes);
+  void OpenExisting(const std::string& name);
+  absl::Status Serve(const std::string& name, std::unique_ptr<cow::CowFile> file, Entry& e);
+
+  const StoreOptions options_;
+  engine::EngineGroup* const engines_;
+  const std::string images_dir_, volumes_dir_;
+  EpochRecords epochs_;
+  std::mutex mu_;  // guards volumes_ and every create/delete in the directory
+  std::map<std::string, Entry> volumes_;
+  std::set<std::string> commits_;  // image names being written by a commit
+};
+
+}  // namespace cowblk::store
+
+#endif  // COWBLK_SERVER_STORE_STORE_H_

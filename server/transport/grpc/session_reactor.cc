@@ -1,0 +1,381 @@
+#include "server/transport/grpc/session_reactor.h"
+
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "server/transport/grpc/block_service.h"
+
+namespace cowblk::rpc {
+namespace {
+
+using cowblk::v1::SessionRequest;
+
+absl::StatusOr<engine::OpType> ToEngineOp(cowblk::v1::Op op) {
+  switch (op) {
+    case cowblk::v1::OP_READ:
+      return engine::OpType::kRead;
+    case cowblk::v1::OP_WRITE:
+      return engine::OpType::kWrite;
+    case cowblk::v1::OP_FLUSH:
+      return engine::OpType::kFlush;
+    case cowblk::v1::OP_TRIM:
+      return engine::OpType::kTrim;
+    case cowblk::v1::OP_WRITE_ZEROES:
+      return engine::OpType::kWriteZeroes;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("op: ", static_cast<int>(op), " is not an operation"));
+  }
+}
+
+// Appends `v` as a protobuf varint.
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+void FreeReadBuffer(void* p) { std::free(p); }
+
+// A read answered OK carries its data.
+uint64_t DataLength(const core::Call* c) {
+  return c->status().ok() && c->op == engine::OpType::kRead ? c->length : 0;
+}
+
+// Size of what EncodeAnswer writes for `c` (without prefix).
+size_t AnswerSize(const core::Call* c) {
+  auto varint_len = [](uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) v >>= 7, ++n;
+    return n;
+  };
+  const absl::Status& s = c->status();
+  const uint64_t data = DataLength(c);
+  size_t n = 0;
+  if (c->tag != 0) n += 1 + varint_len(c->tag);
+  if (!s.ok()) n += 1 + varint_len(static_cast<uint64_t>(static_cast<int64_t>(s.code())));
+  if (!s.message().empty()) n += 1 + varint_len(s.message().size()) + s.message().size();
+  if (data != 0) n += 1 + varint_len(data) + data;
+  return n;
+}
+
+// Encodes the answer of `c` as SessionResponse fields 1-4, appended to
+// `header` (empty, or a batch entry's tag and length): a slice of the
+// header, then the read data as a slice that owns c's buffer (gRPC frees it
+// once sent). Returns the encoded size of the answer alone.
+size_t EncodeAnswer(core::Call* c, std::string header, std::vector<grpc::Slice>* slices) {
+  const size_t prefix = header.size();
+  const absl::Status& s = c->status();
+  const uint64_t data = DataLength(c);
+  if (c->tag != 0) {
+    header.push_back(1 << 3);  // field 1, varint
+    PutVarint(&header, c->tag);
+  }
+  if (!s.ok()) {
+    header.push_back(2 << 3);
+    PutVarint(&header, static_cast<uint64_t>(static_cast<int64_t>(s.code())));
+  }
+  if (!s.message().empty()) {
+    header.push_back((3 << 3) | 2);  // field 3, length-delimited
+    PutVarint(&header, s.message().size());
+    header.append(s.message().data(), s.message().size());
+  }
+  if (data != 0) {
+    header.push_back((4 << 3) | 2);
+    PutVarint(&header, data);
+  }
+  const size_t size = header.size() - prefix + data;
+  slices->emplace_back(header);
+  if (data != 0) slices->emplace_back(c->ReleaseBuffer(), data, &FreeReadBuffer);
+  return size;
+}
+
+core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer) {
+  core::PipelineOptions p;
+  p.transport = "session";
+  p.peer = std::move(peer);
+  p.max_in_flight = o.max_in_flight;
+  return p;
+}
+
+}  // namespace
+
+SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx)
+    : service_(service),
+      ctx_(ctx),
+      max_in_flight_(service->options().max_in_flight),
+      peer_(ctx->peer()),
+      pipeline_(this, SessionPipeline(service->options(), peer_)) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("cowblk-batch");
+  batch_answers_ = it != md.end() && it->second == "1";
+  // Tells the client how many requests one message may carry (sent with
+  // the first answer).
+  ctx->AddInitialMetadata("cowblk-batch-max", std::to_string(max_in_flight_));
+  Log(LogLevel::kDebug, "session_started", {{"peer", peer_}});
+  reading_ = true;
+  StartRead(&in_raw_);
+  service->calls()->Watch(this);
+}
+
+void SessionReactor::OnDrain() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (reads_done_) return;
+  reads_done_ = drained_ = true;
+  MaybeFinishLocked();
+}
+
+void SessionReactor::OnReadDone(bool ok) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok || finished_) {
+      // The client is done, or the stream ended (drained) while this read
+      // waited: a request read now goes unanswered, and the client sends it
+      // again after the UNAVAILABLE status.
+      Log(LogLevel::kDebug, "session_reads_ended",
+          {{"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
+           {"peer", peer_},
+           {"ok", ok ? "1" : "0"},
+           {"in_flight", std::to_string(pipeline_.in_flight())},
+           {"cancelled", cancelled_ ? "1" : "0"},
+           {"finished", finished_ ? "1" : "0"}});
+      reading_ = false;
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    handling_ = true;
+    ++messages_read_;
+  }
+  in_.Clear();
+  grpc::Status parsed =
+      grpc::GenericDeserialize<grpc::ProtoBufferReader, SessionRequest>(&in_raw_, &in_);
+  if (!parsed.ok()) {
+    // Not a SessionRequest: answer what is in flight, then end the stream.
+    Log(LogLevel::kWarning, "session_malformed", {{"error", parsed.error_message()}});
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = handling_ = false;
+    reads_done_ = malformed_ = true;
+    MaybeFinishLocked();
+    return;
+  }
+  Handle();
+  pipeline_.FlushSubmissions();  // one engine wake-up for the message's requests
+  std::lock_guard<std::mutex> lock(mu_);
+  reading_ = handling_ = false;
+  MaybeReadLocked();
+  MaybeFinishLocked();
+}
+
+void SessionReactor::Handle() {
+  if (in_.batch_size() == 0) {
+    HandleOne(&in_, in_.volume(), absl::OkStatus());
+    return;
+  }
+  // A batch: the message's own request first (if it holds one), then each
+  // request of the batch, as if they had come one per message.
+  if (in_.op() != cowblk::v1::OP_UNSPECIFIED || in_.id() != 0 || in_.offset() != 0 ||
+      in_.length() != 0 || !in_.data().empty() || in_.fua()) {
+    HandleOne(&in_, in_.volume(), absl::OkStatus());
+  }
+  uint32_t handled = 0;
+  for (SessionRequest& r : *in_.mutable_batch()) {
+    absl::Status refusal;
+    if (r.batch_size() != 0) {
+      refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
+    } else if (++handled > max_in_flight_) {
+      // The cap keeps a tiny message from asking for gigabytes of buffers.
+      refusal = absl::ResourceExhaustedError(absl::StrFormat(
+          "batch: more than the session's window of %u requests in one message", max_in_flight_));
+    }
+    HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal);
+  }
+}
+
+void SessionReactor::HandleOne(SessionRequest* req, const std::string& volume,
+                               const absl::Status& refusal) {
+  const bool write = req->op() == cowblk::v1::OP_WRITE;
+  const uint64_t buffer = write ? req->data().size()
+                          : req->op() == cowblk::v1::OP_READ ? req->length()
+                                                             : 0;
+  core::Call* call = pipeline_.Begin(req->id(), buffer);
+  auto op = ToEngineOp(req->op());
+  if (op.ok()) call->op = *op;
+  call->offset = req->offset();
+  call->fua = req->fua();
+  if (write) {
+    call->length = req->data().size();  // a write's length is its data's
+    call->UseString(std::move(*req->mutable_data()));
+  } else {
+    call->length = req->length();
+  }
+  absl::Status s = refusal;
+  if (s.ok()) s = Bind(volume);
+  if (s.ok()) s = op.status();
+  if (!s.ok()) {
+    pipeline_.Refuse(call, std::move(s));
+    return;
+  }
+  pipeline_.Submit(call);
+}
+
+absl::Status SessionReactor::Bind(const std::string& name) {
+  if (const auto& bound = pipeline_.volume()) {
+    if (!name.empty() && name != bound->name()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("volume: this session serves ", bound->name(), ", not ", name));
+    }
+    return absl::OkStatus();
+  }
+  if (name.empty()) {
+    return absl::InvalidArgumentError("volume: required in the first request of a session");
+  }
+  auto handle = service_->OpenVolume(*ctx_, name, Access::kRead);
+  if (!handle.ok()) return handle.status();
+  const bool writable = service_->OpenVolume(*ctx_, name, Access::kWrite).ok();
+  // Bound by the first request, before any answer (which carries the
+  // initial metadata) was written.
+  if (!(*handle)->epoch().empty()) ctx_->AddInitialMetadata("cowblk-epoch", (*handle)->epoch());
+  if (service_->options().nbd_port != 0) {
+    ctx_->AddInitialMetadata("cowblk-nbd-port", std::to_string(service_->options().nbd_port));
+  }
+  pipeline_.Bind(*std::move(handle), writable);
+  return absl::OkStatus();
+}
+
+void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (broken_ || cancelled_) {  // nobody will read them
+    for (core::Call* c : calls) pipeline_.Finish(c);
+  } else {
+    queue_.insert(queue_.end(), calls.begin(), calls.end());
+    if (!writing_) {
+      writing_ = true;
+      StartWriteLocked();
+    }
+  }
+  MaybeReadLocked();
+  MaybeFinishLocked();
+}
+
+void SessionReactor::OnWriteDone(bool ok) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out_raw_.Clear();
+  for (core::Call* c : written_) pipeline_.Finish(c);
+  written_.clear();
+  if (!ok) broken_ = true;
+  if (broken_) DropQueueLocked();
+  if (!queue_.empty()) {
+    StartWriteLocked();
+  } else {
+    writing_ = false;
+  }
+  MaybeReadLocked();
+  MaybeFinishLocked();
+}
+
+void SessionReactor::OnCancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  const size_t in_flight = pipeline_.in_flight();
+  if (in_flight != 0 || !reading_) {
+    // The client gave up on a stream with requests in it (a deadline): say
+    // where they were, for whoever debugs a stuck request.
+    Log(LogLevel::kInfo, "session_cancelled",
+        {{"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
+         {"peer", peer_},
+         {"messages_read", std::to_string(messages_read_)},
+         {"messages_written", std::to_string(messages_written_)},
+         {"in_flight", std::to_string(in_flight)},
+         {"queued_answers", std::to_string(queue_.size())},
+         {"reading", reading_ ? "1" : "0"},
+         {"reads_done", reads_done_ ? "1" : "0"},
+         {"handling", handling_ ? "1" : "0"},
+         {"writing", writing_ ? "1" : "0"},
+         {"finished", finished_ ? "1" : "0"}});
+  }
+  DropQueueLocked();
+  MaybeFinishLocked();
+}
+
+void SessionReactor::OnDone() {
+  service_->calls()->Unwatch(this);
+  service_->calls()->End();
+  delete this;
+}
+
+void SessionReactor::DropQueueLocked() {
+  while (!queue_.empty()) {
+    pipeline_.Finish(queue_.front());
+    queue_.pop_front();
+  }
+}
+
+// Writes the answer at the front of the queue; for a client that asked for
+// batches, with the answers queued behind it (up to a size that keeps one
+// message small) in the message's `batch` field. Every answer written leaves
+// the queue at once (its data now belongs to the message).
+void SessionReactor::StartWriteLocked() {
+  constexpr uint32_t kMaxAnswers = 512;
+  constexpr size_t kMaxBytes = 4 << 20;
+  std::vector<grpc::Slice> slices;
+  core::Call* front = queue_.front();
+  queue_.pop_front();
+  size_t bytes = EncodeAnswer(front, {}, &slices);
+  written_.push_back(front);
+  while (batch_answers_ && !queue_.empty() && written_.size() < kMaxAnswers) {
+    core::Call* next = queue_.front();
+    const size_t size = AnswerSize(next);
+    if (bytes + size > kMaxBytes) break;
+    std::string prefix;
+    prefix.push_back((5 << 3) | 2);  // field 5 (batch), length-delimited
+    PutVarint(&prefix, size);
+    bytes += prefix.size() + EncodeAnswer(next, std::move(prefix), &slices);
+    queue_.pop_front();
+    written_.push_back(next);
+  }
+  out_raw_ = grpc::ByteBuffer(slices.data(), slices.size());
+  ++messages_written_;
+  StartWrite(&out_raw_);
+}
+
+void SessionReactor::MaybeReadLocked() {
+  if (!reading_ && !reads_done_ && service_->calls()->draining()) {
+    // Draining: answer what is in flight, then end the stream so the client
+    // reconnects elsewhere or after the restart.
+    reads_done_ = drained_ = true;
+    return;
+  }
+  if (!reading_ && !reads_done_ && !cancelled_ && !broken_ && pipeline_.HasRoom()) {
+    reading_ = true;
+    StartRead(&in_raw_);
+  }
+}
+
+void SessionReactor::MaybeFinishLocked() {
+  if (finished_ || writing_ || handling_ || !pipeline_.idle()) return;
+  // A read may wait only when drained (Finish() ends it, ok = false).
+  if (reading_ && !drained_) return;
+  if (!(reads_done_ || cancelled_ || broken_)) return;
+  finished_ = true;
+  Log(LogLevel::kDebug, "session_finish",
+      {{"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
+       {"peer", peer_},
+       {"cancelled", cancelled_ ? "1" : "0"},
+       {"broken", broken_ ? "1" : "0"},
+       {"drained", drained_ ? "1" : "0"},
+       {"malformed", malformed_ ? "1" : "0"}});
+  Finish(cancelled_   ? grpc::Status::CANCELLED
+         : malformed_ ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                     "a Session message is not a cowblk.v1.SessionRequest")
+         : drained_   ? CallTracker::Refusal()
+                      : grpc::Status::OK);
+}
+
+}  // namespace cowblk::rpc

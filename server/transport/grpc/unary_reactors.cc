@@ -1,0 +1,215 @@
+#include "server/transport/grpc/unary_reactors.h"
+
+#include "server/transport/grpc/block_service.h"
+#include "server/transport/grpc/status_util.h"
+
+namespace cowblk::rpc {
+namespace {
+
+using cowblk::v1::ReadResponse;
+using cowblk::v1::WriteRequest;
+using cowblk::v1::WriteResponse;
+
+core::PipelineOptions OneAtATime(const char* transport, std::string peer) {
+  core::PipelineOptions p;
+  p.transport = transport;
+  p.peer = std::move(peer);
+  p.max_in_flight = 1;
+  return p;
+}
+
+class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
+                          public core::Pipeline::Sink {
+ public:
+  ReadReactor(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
+              uint64_t offset, uint64_t length, uint32_t chunk)
+      : calls_(calls),
+        pipeline_(this, OneAtATime("read", std::move(peer))),
+        next_(offset),
+        end_(offset + length),
+        chunk_(chunk) {
+    pipeline_.Bind(std::move(volume), /*writable=*/false);
+    Next();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    Next();
+  }
+  void OnDone() override {
+    calls_->End();
+    delete this;
+  }
+  // The chunk is read into the response's own bytes: no copy.
+  void OnAnswered(absl::Span<core::Call* const> calls) override {
+    core::Call* call = calls[0];
+    const absl::Status status = call->status();
+    *response_.mutable_data() = call->TakeString();
+    pipeline_.Finish(call);
+    if (!status.ok()) {
+      Finish(ToGrpc(status));
+      return;
+    }
+    next_ += response_.data().size();
+    StartWrite(&response_);
+  }
+
+ private:
+  void Next() {
+    if (next_ >= end_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const uint64_t len = std::min<uint64_t>(chunk_, end_ - next_);
+    response_.set_offset(next_);
+    core::Call* call = pipeline_.Begin(0, len);
+    call->op = engine::OpType::kRead;
+    call->offset = next_;
+    call->length = len;
+    call->UseString(std::move(*response_.mutable_data()));
+    pipeline_.SubmitAlone(call);  // last: the answer may finish this reactor
+  }
+
+  CallTracker* const calls_;
+  core::Pipeline pipeline_;
+  uint64_t next_;
+  const uint64_t end_;
+  const uint32_t chunk_;
+  ReadResponse response_;
+};
+
+class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
+                           public core::Pipeline::Sink {
+ public:
+  WriteReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
+               WriteResponse* response)
+      : service_(service),
+        ctx_(ctx),
+        response_(response),
+        pipeline_(this, OneAtATime("write", ctx->peer())) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client is done: flush if asked, then answer
+      if (!pipeline_.volume()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "volume: no request received"));
+        return;
+      }
+      if (!flush_) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      Submit(engine::OpType::kFlush, 0, "");
+      return;
+    }
+    if (!pipeline_.volume()) {
+      auto handle = service_->OpenVolume(*ctx_, in_.volume(), Access::kWrite);
+      if (!handle.ok()) {
+        Finish(ToGrpc(handle.status()));
+        return;
+      }
+      pipeline_.Bind(*std::move(handle), /*writable=*/true);
+    } else if (!in_.volume().empty() && in_.volume() != pipeline_.volume()->name()) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "volume: one Write call writes one volume"));
+      return;
+    }
+    flush_ = in_.flush();
+    if (in_.data().empty()) {
+      StartRead(&in_);
+      return;
+    }
+    Submit(engine::OpType::kWrite, in_.offset(), std::move(*in_.mutable_data()));
+  }
+  void OnDone() override {
+    service_->calls()->End();
+    delete this;
+  }
+  void OnAnswered(absl::Span<core::Call* const> calls) override {
+    core::Call* call = calls[0];
+    const absl::Status status = call->status();
+    const engine::OpType op = *call->op;
+    const uint64_t length = call->length;
+    pipeline_.Finish(call);
+    if (!status.ok()) {
+      Finish(ToGrpc(status));
+      return;
+    }
+    if (op == engine::OpType::kFlush) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    response_->set_bytes_written(response_->bytes_written() + length);
+    StartRead(&in_);
+  }
+
+ private:
+  void Submit(engine::OpType op, uint64_t offset, std::string data) {
+    core::Call* call = pipeline_.Begin(0, data.size());
+    call->op = op;
+    call->offset = offset;
+    call->length = data.size();
+    if (op == engine::OpType::kWrite) call->UseString(std::move(data));
+    pipeline_.SubmitAlone(call);  // last: the answer may finish this reactor
+  }
+
+  BlockServiceImpl* const service_;
+  grpc::CallbackServerContext* const ctx_;
+  WriteResponse* const response_;
+  core::Pipeline pipeline_;
+  WriteRequest in_;
+  bool flush_ = false;
+};
+
+// The Flush call's state, from submission to the answer.
+class FlushCall final : public core::Pipeline::Sink {
+ public:
+  FlushCall(CallTracker* calls, std::string peer, grpc::ServerUnaryReactor* reactor)
+      : calls_(calls), reactor_(reactor), pipeline_(this, OneAtATime("flush", std::move(peer))) {}
+
+  void Start(std::shared_ptr<store::VolumeHandle> volume) {
+    pipeline_.Bind(std::move(volume), /*writable=*/true);
+    core::Call* call = pipeline_.Begin(0, 0);
+    call->op = engine::OpType::kFlush;
+    pipeline_.SubmitAlone(call);  // last: the answer frees this
+  }
+  // Last: frees this (the pipeline is idle once the call is finished).
+  void OnAnswered(absl::Span<core::Call* const> calls) override {
+    const absl::Status status = calls[0]->status();
+    pipeline_.Finish(calls[0]);
+    reactor_->Finish(ToGrpc(status));
+    CallTracker* tracker = calls_;
+    delete this;
+    tracker->End();
+  }
+
+ private:
+  CallTracker* const calls_;
+  grpc::ServerUnaryReactor* const reactor_;
+  core::Pipeline pipeline_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<ReadResponse>* NewReadReactor(
+    CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
+    uint64_t offset, uint64_t length, uint32_t chunk) {
+  return new ReadReactor(calls, std::move(peer), std::move(volume), offset, length, chunk);
+}
+
+grpc::ServerReadReactor<WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
+                                                       grpc::CallbackServerContext* ctx,
+                                                       WriteResponse* response) {
+  return new WriteReactor(service, ctx, response);
+}
+
+void StartFlush(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
+                grpc::ServerUnaryReactor* reactor) {
+  (new FlushCall(calls, std::move(peer), reactor))->Start(std::move(volume));
+}
+
+}  // namespace cowblk::rpc

@@ -1,0 +1,43 @@
+// BlockService's simple calls as codecs over the request pipeline, one
+// request in flight each: Read (a server stream of chunks), Write (a client
+// stream of data, optionally flushed at the end) and Flush. For small tools
+// and grpcurl; Session is the data path.
+//
+// Lifetime (gRPC's callback API): each reactor frees itself in OnDone, and
+// calls Finish only when its pipeline is idle.
+
+#ifndef COWBLK_SERVER_TRANSPORT_GRPC_UNARY_REACTORS_H_
+#define COWBLK_SERVER_TRANSPORT_GRPC_UNARY_REACTORS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "cowblk/v1/block.pb.h"
+#include "server/core/pipeline.h"
+#include "server/transport/grpc/call_tracker.h"
+
+namespace cowblk::rpc {
+
+class BlockServiceImpl;
+
+// Reads [offset, offset + length) of `volume` in chunks of `chunk` bytes.
+// REQUIRES: the range was checked; `calls` counted this call (OnDone ends it).
+grpc::ServerWriteReactor<v1::ReadResponse>* NewReadReactor(
+    CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
+    uint64_t offset, uint64_t length, uint32_t chunk);
+
+// REQUIRES: `service` counted this call (OnDone ends it).
+grpc::ServerReadReactor<v1::WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
+                                                           grpc::CallbackServerContext* ctx,
+                                                           v1::WriteResponse* response);
+
+// Flushes `volume` and finishes `reactor` with the result; ends the call in
+// `calls` then.
+void StartFlush(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
+                grpc::ServerUnaryReactor* reactor);
+
+}  // namespace cowblk::rpc
+
+#endif  // COWBLK_SERVER_TRANSPORT_GRPC_UNARY_REACTORS_H_

@@ -1,0 +1,199 @@
+#include "server/transport/grpc/volume_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/sector.h"
+#include "server/store/names.h"
+#include "server/transport/grpc/status_util.h"
+
+namespace cowblk::rpc {
+namespace {
+
+using namespace cowblk::v1;  // NOLINT: the generated messages
+
+constexpr uint32_t kMaxPage = 1000;
+
+void Fill(const store::VolumeInfo& info, Volume* out) {
+  out->set_name(info.name);
+  out->set_size_bytes(info.size_bytes);
+  out->set_sector_size(kSectorSize);
+  out->set_allocated_bytes(info.allocated_bytes);
+  out->set_image(info.image);
+  out->set_state(info.ready ? VOLUME_STATE_READY : VOLUME_STATE_ERROR);
+  out->set_error(info.error);
+}
+
+void Fill(const store::ImageInfo& info, Image* out) {
+  out->set_name(info.name);
+  out->set_size_bytes(info.size_bytes);
+  out->set_volume_count(info.volume_count);
+}
+
+uint32_t PageSize(uint32_t requested) {
+  return requested == 0 || requested > kMaxPage ? kMaxPage : requested;
+}
+
+}  // namespace
+
+grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
+                                             const CreateVolumeRequest* req, Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->CreateVolume(req->name(), req->image(), req->size_bytes());
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::GetVolume(grpc::ServerContext* ctx, const GetVolumeRequest* req,
+                                          Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
+  auto info = store_->GetVolume(req->name());
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const ListVolumesRequest* req,
+                                            ListVolumesResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) return ToGrpc(s);
+  const uint32_t limit = PageSize(req->page_size());
+  std::string after = req->page_token();
+  // Volumes the caller may not see are skipped, not counted.
+  while (resp->volumes_size() < static_cast<int>(limit)) {
+    std::vector<store::VolumeInfo> page = store_->ListVolumes(after, limit);
+    if (page.empty()) {
+      after.clear();
+      break;
+    }
+    for (const store::VolumeInfo& v : page) {
+      after = v.name;
+      if (!auth_->CanSee(*ctx, v.name)) continue;
+      Fill(v, resp->add_volumes());
+      if (resp->volumes_size() == static_cast<int>(limit)) break;
+    }
+  }
+  // A next page only if a volume the caller may see remains: the token must
+  // not reveal that hidden volumes exist.
+  if (resp->volumes_size() == static_cast<int>(limit)) {
+    std::string probe = after;
+    for (;;) {
+      std::vector<store::VolumeInfo> rest = store_->ListVolumes(probe, kMaxPage);
+      if (rest.empty()) break;
+      bool visible = false;
+      for (const store::VolumeInfo& v : rest) visible |= auth_->CanSee(*ctx, v.name);
+      if (visible) {
+        resp->set_next_page_token(after);
+        break;
+      }
+      probe = rest.back().name;
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::DeleteVolume(grpc::ServerContext* ctx,
+                                             const DeleteVolumeRequest* req,
+                                             DeleteVolumeResponse*) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  return ToGrpc(store_->DeleteVolume(req->name()));
+}
+
+grpc::Status VolumeServiceImpl::CommitVolume(grpc::ServerContext* ctx,
+                                             const CommitVolumeRequest* req, Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
+  auto info = store_->CommitVolume(req->name(), req->image());
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
+                                              const GetAllocationRequest* req,
+                                              GetAllocationResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
+  auto runs = store_->GetAllocation(req->name(), req->offset(), req->length());
+  if (!runs.ok()) return ToGrpc(runs.status());
+  for (const cow::SectorRun& r : *runs) {
+    AllocationRange* out = resp->add_ranges();
+    out->set_offset(r.first * kSectorSize);
+    out->set_length(r.count * kSectorSize);
+    out->set_allocated(r.allocated);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,
+                                            grpc::ServerReader<UploadImageRequest>* reader,
+                                            Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  UploadImageRequest msg;
+  if (!reader->Read(&msg)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name: no message received");
+  }
+  auto upload = store_->StartUpload(msg.name());
+  if (!upload.ok()) return ToGrpc(upload.status());
+  const std::string name = msg.name();
+  do {
+    if (!msg.name().empty() && msg.name() != name) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "name: one UploadImage call uploads one image");
+    }
+    if (absl::Status s = (*upload)->Append(msg.data()); !s.ok()) return ToGrpc(s);
+  } while (reader->Read(&msg));
+  if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+  auto info = (*upload)->Finish();
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::ListImages(grpc::ServerContext* ctx, const ListImagesRequest* req,
+                                           ListImagesResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  const uint32_t limit = PageSize(req->page_size());
+  std::vector<store::ImageInfo> page = store_->ListImages(req->page_token(), limit);
+  for (const store::ImageInfo& i : page) Fill(i, resp->add_images());
+  if (page.size() == limit && !store_->ListImages(page.back().name, 1).empty()) {
+    resp->set_next_page_token(page.back().name);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::GetImage(grpc::ServerContext* ctx, const GetImageRequest* req,
+                                         Image* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->GetImage(req->name());
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::DeleteImage(grpc::ServerContext* ctx, const DeleteImageRequest* req,
+                                            DeleteImageResponse*) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  return ToGrpc(store_->DeleteImage(req->name()));
+}
+
+}  // namespace cowblk::rpc

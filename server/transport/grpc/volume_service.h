@@ -1,0 +1,50 @@
+// cowblk.v1.VolumeService: administrative calls, on gRPC's synchronous
+// thread pool (a commit or an upload may take a while; no I/O path waits).
+
+#ifndef COWBLK_SERVER_TRANSPORT_GRPC_VOLUME_SERVICE_H_
+#define COWBLK_SERVER_TRANSPORT_GRPC_VOLUME_SERVICE_H_
+
+#include "cowblk/v1/volume.grpc.pb.h"
+#include "server/store/store.h"
+#include "server/transport/grpc/auth.h"
+#include "server/transport/grpc/call_tracker.h"
+
+namespace cowblk::rpc {
+
+class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
+ public:
+  // `store` and `auth` must outlive the service.
+  VolumeServiceImpl(store::Store* store, const Authorizer* auth, CallTracker* calls)
+      : store_(store), auth_(auth), calls_(calls) {}
+
+  grpc::Status CreateVolume(grpc::ServerContext* ctx, const cowblk::v1::CreateVolumeRequest* req,
+                            cowblk::v1::Volume* resp) override;
+  grpc::Status GetVolume(grpc::ServerContext* ctx, const cowblk::v1::GetVolumeRequest* req,
+                         cowblk::v1::Volume* resp) override;
+  grpc::Status ListVolumes(grpc::ServerContext* ctx, const cowblk::v1::ListVolumesRequest* req,
+                           cowblk::v1::ListVolumesResponse* resp) override;
+  grpc::Status DeleteVolume(grpc::ServerContext* ctx, const cowblk::v1::DeleteVolumeRequest* req,
+                            cowblk::v1::DeleteVolumeResponse* resp) override;
+  grpc::Status CommitVolume(grpc::ServerContext* ctx, const cowblk::v1::CommitVolumeRequest* req,
+                            cowblk::v1::Image* resp) override;
+  grpc::Status GetAllocation(grpc::ServerContext* ctx, const cowblk::v1::GetAllocationRequest* req,
+                             cowblk::v1::GetAllocationResponse* resp) override;
+  grpc::Status UploadImage(grpc::ServerContext* ctx,
+                           grpc::ServerReader<cowblk::v1::UploadImageRequest>* reader,
+                           cowblk::v1::Image* resp) override;
+  grpc::Status ListImages(grpc::ServerContext* ctx, const cowblk::v1::ListImagesRequest* req,
+                          cowblk::v1::ListImagesResponse* resp) override;
+  grpc::Status GetImage(grpc::ServerContext* ctx, const cowblk::v1::GetImageRequest* req,
+                        cowblk::v1::Image* resp) override;
+  grpc::Status DeleteImage(grpc::ServerContext* ctx, const cowblk::v1::DeleteImageRequest* req,
+                           cowblk::v1::DeleteImageResponse* resp) override;
+
+ private:
+  store::Store* const store_;
+  const Authorizer* const auth_;
+  CallTracker* const calls_;
+};
+
+}  // namespace cowblk::rpc
+
+#endif  // COWBLK_SERVER_TRANSPORT_GRPC_VOLUME_SERVICE_H_

@@ -1,0 +1,57 @@
+// The NBD handshake of cowblkd's export (fixed newstyle): the client picks
+// one of the store's ready volumes with NBD_OPT_GO or NBD_OPT_EXPORT_NAME;
+// NBD_OPT_INFO, NBD_OPT_LIST and NBD_OPT_ABORT are answered too, other
+// options NBD_REP_ERR_UNSUP. The protocol is doc/proto.md of
+// NetworkBlockDevice/nbd.
+//
+// Thread-safety: runs on the connection's reading thread.
+
+#ifndef COWBLK_SERVER_TRANSPORT_NBD_HANDSHAKE_H_
+#define COWBLK_SERVER_TRANSPORT_NBD_HANDSHAKE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/block_range.h"
+#include "common/nbd_wire.h"
+#include "server/store/store.h"
+#include "server/transport/nbd/socket_reader.h"
+
+namespace cowblk::nbd {
+
+// What the export advertises. Every connection sees every completed write
+// (one engine per volume), and a flush covers all of them: multi-conn is
+// safe.
+inline constexpr uint16_t kTransmissionFlags = kTxHasFlags | kTxSendFlush | kTxSendFua |
+                                               kTxSendTrim | kTxSendWriteZeroes | kTxCanMultiConn;
+inline constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;
+inline constexpr uint32_t kMaxBlock = static_cast<uint32_t>(kMaxTransferBytes);
+
+class Handshake {
+ public:
+  // Talks over `fd` (read through `in`), exporting the volumes of `store`.
+  // All must outlive Run().
+  Handshake(int fd, SocketReader* in, store::Store* store) : fd_(fd), in_(in), store_(store) {}
+
+  // Runs the handshake to its end: the chosen volume, or null with `why`
+  // set (the client left, aborted, or broke the protocol; the connection
+  // ends). A client silent for 30 s is dropped.
+  std::shared_ptr<store::VolumeHandle> Run(std::string* why);
+
+ private:
+  bool SendOptionReply(uint32_t option, uint32_t type, const std::string& data);
+  // NBD_OPT_INFO and NBD_OPT_GO: false when the connection must end;
+  // `*chosen` set when GO picked a volume.
+  bool InfoOrGo(uint32_t option, const std::string& data,
+                std::shared_ptr<store::VolumeHandle>* chosen, std::string* why);
+  bool List(uint32_t length, std::string* why);
+
+  const int fd_;
+  SocketReader* const in_;
+  store::Store* const store_;
+};
+
+}  // namespace cowblk::nbd
+
+#endif  // COWBLK_SERVER_TRANSPORT_NBD_HANDSHAKE_H_

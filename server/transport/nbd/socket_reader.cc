@@ -1,0 +1,46 @@
+#include "server/transport/nbd/socket_reader.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/nbd_wire.h"
+
+namespace cowblk::nbd {
+
+bool SocketReader::Fill(bool header_only, size_t header_bytes) {
+  if (pos_ == end_) pos_ = end_ = 0;
+  if (end_ == buf_.size()) {  // compact
+    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  const size_t room = buf_.size() - end_;
+  const size_t ask = header_only && buffered() < header_bytes
+                         ? std::min(room, header_bytes - buffered())
+                         : room;
+  while (true) {
+    const ssize_t n = recv(fd_, buf_.data() + end_, ask, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    end_ += static_cast<size_t>(n);
+    return true;
+  }
+}
+
+bool SocketReader::Take(void* dest, size_t n) {
+  char* d = static_cast<char*>(dest);
+  const size_t from_buffer = std::min(n, buffered());
+  if (from_buffer > 0) std::memcpy(d, buf_.data() + pos_, from_buffer);
+  pos_ += from_buffer;
+  return RecvAll(fd_, d + from_buffer, n - from_buffer);
+}
+
+bool SocketReader::TakeString(std::string* out, size_t n) {
+  out->resize(n);
+  return Take(out->data(), n);
+}
+
+}  // namespace cowblk::nbd

@@ -1,0 +1,56 @@
+// The NBD transmission phase on a connection's reading thread: request
+// headers are parsed from what one recv brought, decoded into core::Calls
+// and submitted to the pipeline together (one engine wake-up per burst).
+// What is the protocol's stays here (magic, commands, flags, a write's
+// payload, NBD_CMD_DISC); what is a block request's (range, access, buffers,
+// the engine request) is the pipeline's; replies are the ReplySender's.
+//
+// Thread-safety: the reading thread only.
+
+#ifndef COWBLK_SERVER_TRANSPORT_NBD_TRANSMISSION_H_
+#define COWBLK_SERVER_TRANSPORT_NBD_TRANSMISSION_H_
+
+#include <cstdint>
+#include <string>
+
+#include "server/core/pipeline.h"
+#include "server/transport/nbd/reply_sender.h"
+#include "server/transport/nbd/socket_reader.h"
+
+namespace cowblk::nbd {
+
+// Writes at least this long are received into their own buffer, and the
+// requests parsed before one are submitted before its data is written.
+inline constexpr uint32_t kLargeWriteBytes = 64 << 10;
+
+class Transmission {
+ public:
+  // All must outlive Run().
+  Transmission(SocketReader* in, core::Pipeline* pipeline, ReplySender* sender,
+               std::string peer)
+      : in_(in), pipeline_(pipeline), sender_(sender), peer_(std::move(peer)) {}
+
+  // Takes requests until the client disconnects, breaks the protocol or a
+  // reply cannot be sent; returns why. Everything it took is submitted (or
+  // answered) when it returns.
+  std::string Run();
+  // Requests taken (for nbd_closed).
+  uint64_t requests() const { return requests_; }
+
+ private:
+  // Decodes one request whose header was parsed; returns false (with `why`)
+  // when the connection must end.
+  bool Take(uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset, uint32_t length,
+            std::string* why);
+
+  SocketReader* const in_;
+  core::Pipeline* const pipeline_;
+  ReplySender* const sender_;
+  const std::string peer_;
+  bool header_only_ = false;  // the last request was a large write
+  uint64_t requests_ = 0;
+};
+
+}  // namespace cowblk::nbd
+
+#endif  // COWBLK_SERVER_TRANSPORT_NBD_TRANSMISSION_H_
