@@ -67,19 +67,18 @@ grpc::ServerReadReactor<v1::WriteRequest>* BlockServiceImpl::Write(
 grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* ctx,
                                                   const v1::FlushRequest* request,
                                                   v1::FlushResponse*) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!calls_->Begin()) {
-    reactor->Finish(CallTracker::Refusal());
+  auto refuse = [ctx](const grpc::Status& s) {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(s);
     return reactor;
-  }
+  };
+  if (!calls_->Begin()) return refuse(CallTracker::Refusal());
   auto handle = OpenVolume(*ctx, request->volume(), Access::kWrite);
   if (!handle.ok()) {
     calls_->End();
-    reactor->Finish(ToGrpc(handle.status()));
-    return reactor;
+    return refuse(ToGrpc(handle.status()));
   }
-  StartFlush(calls_, ctx->peer(), *std::move(handle), reactor);
-  return reactor;
+  return NewFlushReactor(calls_, ctx->peer(), *std::move(handle));
 }
 
 }  // namespace cowblk::rpc

@@ -165,31 +165,28 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
   bool flush_ = false;
 };
 
-// The Flush call's state, from submission to the answer.
-class FlushCall final : public core::Pipeline::Sink {
+class FlushReactor final : public grpc::ServerUnaryReactor, public core::Pipeline::Sink {
  public:
-  FlushCall(CallTracker* calls, std::string peer, grpc::ServerUnaryReactor* reactor)
-      : calls_(calls), reactor_(reactor), pipeline_(this, OneAtATime("flush", std::move(peer))) {}
-
-  void Start(std::shared_ptr<store::VolumeHandle> volume) {
+  FlushReactor(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume)
+      : calls_(calls), pipeline_(this, OneAtATime("flush", std::move(peer))) {
     pipeline_.Bind(std::move(volume), /*writable=*/true);
     core::Call* call = pipeline_.Begin(0, 0);
     call->op = engine::OpType::kFlush;
-    pipeline_.SubmitAlone(call);  // last: the answer frees this
+    pipeline_.SubmitAlone(call);  // last: the answer may finish this reactor
   }
-  // Last: frees this (the pipeline is idle once the call is finished).
+
   void OnAnswered(absl::Span<core::Call* const> calls) override {
     const absl::Status status = calls[0]->status();
     pipeline_.Finish(calls[0]);
-    reactor_->Finish(ToGrpc(status));
-    CallTracker* tracker = calls_;
+    Finish(ToGrpc(status));
+  }
+  void OnDone() override {
+    calls_->End();
     delete this;
-    tracker->End();
   }
 
  private:
   CallTracker* const calls_;
-  grpc::ServerUnaryReactor* const reactor_;
   core::Pipeline pipeline_;
 };
 
@@ -207,9 +204,9 @@ grpc::ServerReadReactor<WriteRequest>* NewWriteReactor(BlockServiceImpl* service
   return new WriteReactor(service, ctx, response);
 }
 
-void StartFlush(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
-                grpc::ServerUnaryReactor* reactor) {
-  (new FlushCall(calls, std::move(peer), reactor))->Start(std::move(volume));
+grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, std::string peer,
+                                          std::shared_ptr<store::VolumeHandle> volume) {
+  return new FlushReactor(calls, std::move(peer), std::move(volume));
 }
 
 }  // namespace cowblk::rpc

@@ -33,10 +33,10 @@ grpc::ServerReadReactor<v1::WriteRequest>* NewWriteReactor(BlockServiceImpl* ser
                                                            grpc::CallbackServerContext* ctx,
                                                            v1::WriteResponse* response);
 
-// Flushes `volume` and finishes `reactor` with the result; ends the call in
-// `calls` then.
-void StartFlush(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
-                grpc::ServerUnaryReactor* reactor);
+// Flushes `volume` and answers with the result.
+// REQUIRES: `calls` counted this call (OnDone ends it).
+grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, std::string peer,
+                                          std::shared_ptr<store::VolumeHandle> volume);
 
 }  // namespace cowblk::rpc
 
