@@ -17,7 +17,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,9 +25,11 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/integration/metrics_http.h"
-#include "tests/integration/server_fixture.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/command.h"
+#include "tests/support/http_get.h"
+#include "tests/support/metrics_scrape.h"
+#include "tests/support/scratch.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -39,7 +40,7 @@ class NbdTest : public ServerFixture {
  protected:
   void SetUp() override {
     StartServer(ServerArgs());
-    nbd_address_ = LogField("nbd");
+    nbd_address_ = server_.ServingField("nbd");
     ASSERT_NE(nbd_address_, "");
     ASSERT_NE(nbd_address_, "off");
     ASSERT_TRUE(Create("disk0", kSize).ok());
@@ -49,16 +50,6 @@ class NbdTest : public ServerFixture {
   }
   virtual std::vector<std::string> ServerArgs() const { return {"--nbd-listen", "127.0.0.1:0"}; }
 
-  // A field of the `event=serving` log line.
-  std::string LogField(const std::string& name) const {
-    const std::string log = server_.log();
-    const size_t line = log.find("event=serving ");
-    if (line == std::string::npos) return "";
-    const size_t at = log.find(" " + name + "=", line);
-    if (at == std::string::npos) return "";
-    const size_t start = at + name.size() + 2;
-    return log.substr(start, log.find_first_of(" \n", start) - start);
-  }
   std::string Uri(const std::string& volume) const {
     return "nbd://" + nbd_address_ + "/" + volume;
   }
@@ -226,8 +217,11 @@ TEST_F(NbdTest, WritesOverNbdReadBackOverGrpcAndTheOtherWay) {
   want.replace(6 << 20, b.size(), b);
   const std::string file = dir_.path() + "/want.raw";
   WriteFileBytes(file, want);
-  const std::string cmd = "qemu-img compare -q -f raw -F raw '" + file + "' '" + Uri("disk0") + "'";
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const CommandResult compare = RunCommand(
+      {"qemu-img", "compare", "-q", "-f", "raw", "-F", "raw", file, Uri("disk0")},
+      Stderr::kInOutput);
+  EXPECT_EQ(compare.exit_code, 0) << "qemu-img compare " << file << " " << Uri("disk0") << "\n"
+                                  << compare.output;
 }
 
 TEST_F(NbdTest, AnUnknownExportIsRefusedAndTheServerGoesOn) {
@@ -341,7 +335,7 @@ TEST_F(NbdTest, SigtermWithAnIdleConnectionStopsCleanlyAndKeepsFlushedWrites) {
   char buf[4096];
   EXPECT_EQ(nbd_pread(h, buf, sizeof buf, 0, 0), -1);  // the server is gone
   StartServer({"--nbd-listen", "127.0.0.1:0"});
-  nbd_address_ = LogField("nbd");
+  nbd_address_ = server_.ServingField("nbd");
   nbd_handle* again = Connect("disk0");
   ASSERT_NE(again, nullptr) << nbd_get_error();
   std::string back(a.size(), '\0');
@@ -594,8 +588,8 @@ INSTANTIATE_TEST_SUITE_P(Split, NbdWriteSplitTest,
                          });
 
 TEST_P(NbdWriteSplitTest, WritesOfEverySizeLandWhole) {
-  EXPECT_EQ(LogField("write_split_kib"), std::to_string(GetParam().split_kib));
-  EXPECT_EQ(LogField("nbd_inline_writes"), Inline() ? "on" : "off");
+  EXPECT_EQ(server_.ServingField("write_split_kib"), std::to_string(GetParam().split_kib));
+  EXPECT_EQ(server_.ServingField("nbd_inline_writes"), Inline() ? "on" : "off");
   nbd_handle* h = Connect("disk0");
   ASSERT_NE(h, nullptr) << nbd_get_error();
   std::string want(kSize, '\0');
@@ -705,7 +699,7 @@ class NbdBudgetTest : public NbdTest {
     fifo_ = dir_.File("hold.fifo");
     ASSERT_EQ(mkfifo(fifo_.c_str(), 0600), 0);
     NbdTest::SetUp();
-    metrics_ = MetricsAddress(server_.log());
+    metrics_ = server_.MetricsAddress();
     ASSERT_NE(metrics_, "");
   }
   std::vector<std::string> ServerArgs() const override {
