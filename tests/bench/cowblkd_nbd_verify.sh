@@ -4,7 +4,7 @@
 # connections at once check every sector they read (reads of 256 KiB and
 # more are sent from the files: zero-copy); a write pass then reads back
 # intact over gRPC, and over NBD after a restart.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 BENCH="$COWBLK_BIN/cowblk-bench"
 nbd_address() { sed -n 's/.* event=serving .* nbd=\([^ ]*\).*/\1/p' "$TMP/server.log"; }
 bench() { expect_exit 0 "$BENCH" "$@" --json; expect_output '"verify_errors": 0'; }

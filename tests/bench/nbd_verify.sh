@@ -3,7 +3,7 @@
 # intact through fresh connections; a never-written export, a stale
 # generation and another seed fail the check; usage and connection errors
 # have their exit statuses.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 BENCH="$COWBLK_BIN/cowblk-bench"
 command -v nbdkit >/dev/null || fail "nbdkit is not installed (make deps)"
 export BENCH

@@ -2,7 +2,7 @@
 # agree; one sector corrupted through the data path, one misdirected, and one
 # flipped on disk in the COW file are each reported by their exact offset,
 # with exit status 3.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 BENCH="$COWBLK_BIN/cowblk-bench"
 IMG="$COWBLK_BIN/cowblk-img"
 start_server

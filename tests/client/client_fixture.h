@@ -1,5 +1,7 @@
-// A fixture with a real cowblkd on a fresh data directory and a
-// cowblk::Client connected to it.
+// A fixture with a real cowblkd (tests/support/cowblkd_process.h) on a
+// fresh data directory and a cowblk::Client connected to it; and
+// RoundWriter, which keeps a volume's blocks changing while a test stops
+// and restarts the server.
 
 #ifndef COWBLK_TESTS_CLIENT_CLIENT_FIXTURE_H_
 #define COWBLK_TESTS_CLIENT_CLIENT_FIXTURE_H_
@@ -17,8 +19,8 @@
 #include "cowblk/client.h"
 #include "cowblk/volume.h"
 #include "gtest/gtest.h"
-#include "tests/client/cowblkd_server.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/cowblkd_process.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::testing {
 
@@ -103,7 +105,6 @@ class ClientFixture : public ::testing::Test {
 
   // Starts the server (on a fixed port when `fixed_port_`) and connects.
   void StartServer(const ServerConfig& config = {}) {
-    server_config_ = config;
     ASSERT_TRUE(fixed_port_ ? server_.StartOnFixedPort(dir_.path(), config)
                             : server_.Start(dir_.path(), config))
         << server_.log();
@@ -124,20 +125,14 @@ class ClientFixture : public ::testing::Test {
     return volume.ok() ? *std::move(volume) : nullptr;
   }
 
-  // Stops the server with `sig` and starts it again on the same port with
-  // the same flags (fixed_port_ makes sure the port is still free);
-  // `between` runs while it is down.
+  // CowblkdProcess::Restart(), a test failure if the server does not come
+  // back (fixed_port_ makes sure the port is still free).
   void Restart(int sig, const std::function<void()>& between = nullptr) {
-    ServerConfig config = server_config_;
-    config.port = server_.port();
-    server_.Stop(sig);
-    if (between) between();
-    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+    ASSERT_TRUE(server_.Restart(sig, between)) << server_.log();
   }
 
   TempDir dir_;
-  CowblkdServer server_;
-  ServerConfig server_config_;  // of the last StartServer
+  CowblkdProcess server_;
   bool fixed_port_ = false;
   ClientOptions client_options_;
   std::unique_ptr<Client> client_;

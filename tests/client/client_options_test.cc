@@ -2,7 +2,6 @@
 // connection per channel, and TLS, mutual TLS and tokens reach a server that
 // wants them. Certificates are made at test time with openssl.
 
-#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -10,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/client/client_fixture.h"
+#include "tests/support/pki.h"
 
 namespace cowblk::testing {
 namespace {
@@ -73,27 +73,13 @@ TEST_F(ChannelPoolTest, OneChannelIsOneConnectionWhateverTheLanes) {
   EXPECT_EQ(ConnectionsTo(server_.port()), 2);
 }
 
-// A throwaway PKI: `ca` signs the server certificate (IP:127.0.0.1,
-// DNS:localhost) and a client certificate.
+// A throwaway PKI (tests/support/pki.h): `ca` signs the server certificate
+// (IP:127.0.0.1, DNS:localhost) and a client certificate.
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    WriteFileBytes(pki_.File("gen.sh"), R"(set -e
-ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-         -keyout $1.key -out $1.pem -days 1 -subj /CN=$1; }
-leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-           -keyout $1.key -out $1.csr -subj /CN=$1
-         printf '%s\n' "$2" > $1.ext
-         openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-           -days 1 -extfile $1.ext -out $1.pem; }
-ca ca
-leaf server "subjectAltName=IP:127.0.0.1,DNS:localhost
-extendedKeyUsage=serverAuth"
-leaf client extendedKeyUsage=clientAuth
-printf 'admin-token admin\n' > tokens
-)");
-    const std::string cmd = "cd '" + pki_.path() + "' && sh gen.sh >log 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << ReadFileBytes(pki_.File("log"));
+    ASSERT_EQ(pki_.Generate(), "");
+    WriteFileBytes(pki_.File("tokens"), "admin-token admin\n");
     ServerConfig config;
     config.args = {
         "--tls-cert",      pki_.File("server.pem"), "--tls-key",    pki_.File("server.key"),
@@ -111,8 +97,9 @@ printf 'admin-token admin\n' > tokens
     return o;
   }
 
-  TempDir pki_, data_;
-  CowblkdServer server_;
+  Pki pki_;
+  TempDir data_;
+  CowblkdProcess server_;
 };
 
 TEST_F(TlsTest, MutualTlsAndATokenReachTheServer) {

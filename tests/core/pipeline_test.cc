@@ -14,7 +14,7 @@
 #include "server/core/pipeline.h"
 #include "server/engine/engine.h"
 #include "server/store/store.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::core {
 namespace {

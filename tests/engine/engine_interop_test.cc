@@ -4,8 +4,6 @@
 // merged by uml_moo into exactly the expected image, byte for byte the one
 // `cowblk-img commit` makes.
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -21,32 +19,20 @@
 #include "gtest/gtest.h"
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/command.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::engine {
 namespace {
 
 using ::cowblk::testing::RandomBytes;
 using ::cowblk::testing::ReadFileBytes;
+using ::cowblk::testing::RunQuietly;
 using ::cowblk::testing::TempDir;
 using ::cowblk::testing::WriteFileBytes;
 
 // O_DIRECT needs a real filesystem (tmpfs refuses it), so not $TMPDIR.
 constexpr char kDirBase[] = "/var/tmp";
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs a command, its output discarded; returns its exit code (-1: killed).
-int RunCommand(const std::vector<std::string>& argv) {
-  std::string cmd;
-  for (const std::string& a : argv) cmd += Quote(a) + " ";
-  const int status = system((cmd + ">/dev/null 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // cowblk-img sits next to this binary (build/bin) or in ../bin of it.
 std::string CowblkImg() {
@@ -79,7 +65,7 @@ class EngineInteropTest : public ::testing::TestWithParam<Mode> {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty()) << "cannot make a directory under " << kDirBase;
-    ASSERT_EQ(RunCommand({"sh", "-c", "command -v uml_mkcow && command -v uml_moo"}), 0)
+    ASSERT_EQ(RunQuietly({"sh", "-c", "command -v uml_mkcow && command -v uml_moo"}), 0)
         << "uml-utilities (uml_mkcow, uml_moo) are not installed";
     auto engine = Engine::Start(EngineOptions{});
     ASSERT_TRUE(engine.ok()) << engine.status();
@@ -154,7 +140,7 @@ TEST_P(EngineInteropTest, UmlMkcowFileFilledByTheLibraryReadsCorrectlyThroughThe
   const uint64_t sectors = size / 512;
   std::string model = RandomBytes(size, 11);
   WriteFileBytes(Path("base.img"), model);
-  ASSERT_EQ(RunCommand({"uml_mkcow", Path("vol.cow"), Path("base.img")}), 0);
+  ASSERT_EQ(RunQuietly({"uml_mkcow", Path("vol.cow"), Path("base.img")}), 0);
   {
     cow::OpenOptions rw;
     rw.writable = true;
@@ -206,7 +192,7 @@ TEST_P(EngineInteropTest, EngineWritesAndTrimsAreMergedByUmlMooIntoTheExpectedIm
     WriteFileBytes(Path("base" + tag + ".img"), model);
     const std::string cow_path = Path("vol" + tag + ".cow");
     if (round == 0) {
-      ASSERT_EQ(RunCommand({"uml_mkcow", cow_path, Path("base" + tag + ".img")}), 0);
+      ASSERT_EQ(RunQuietly({"uml_mkcow", cow_path, Path("base" + tag + ".img")}), 0);
     } else {
       ASSERT_TRUE(cow::CowFile::Create(cow_path, {Path("base" + tag + ".img")}).ok());
     }
@@ -263,9 +249,9 @@ TEST_P(EngineInteropTest, EngineWritesAndTrimsAreMergedByUmlMooIntoTheExpectedIm
 
     const std::string moo = Path("moo" + tag + ".img");
     const std::string ours = Path("ours" + tag + ".img");
-    ASSERT_EQ(RunCommand({"uml_moo", cow_path, moo}), 0);
-    ASSERT_EQ(RunCommand({cowblk_img, "commit", cow_path, ours}), 0);
-    EXPECT_EQ(RunCommand({"cmp", moo, ours}), 0);
+    ASSERT_EQ(RunQuietly({"uml_moo", cow_path, moo}), 0);
+    ASSERT_EQ(RunQuietly({cowblk_img, "commit", cow_path, ours}), 0);
+    EXPECT_EQ(RunQuietly({"cmp", moo, ours}), 0);
     const std::string merged = ReadFileBytes(moo);
     ASSERT_EQ(merged.size(), model.size());
     for (uint64_t s = 0; s < sectors; ++s) {

@@ -25,7 +25,7 @@
 #include "gtest/gtest.h"
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::engine {
 namespace {

@@ -17,7 +17,7 @@
 #include "server/cow/cow_file.h"
 #include "server/engine/manual_io.h"
 #include "server/engine/volume.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::engine {
 

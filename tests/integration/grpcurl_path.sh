@@ -3,45 +3,22 @@
 # and calls cowblkd's services, grpc.health.v1.Health included. Tokens are on,
 # so the `authorization` header is exercised: reflection and health need none.
 # docs/grpcurl.md shows these calls as grpcurl commands.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 PY=/usr/bin/python3  # Debian's: python3-grpcio, python3-protobuf
 [ -x "$COWBLK_BIN/cowblkd" ] || fail "no cowblkd in $COWBLK_BIN"
 "$PY" -c 'import grpc, google.protobuf' || fail "$PY lacks python3-grpcio or python3-protobuf"
 
-# A short token: cowblkd (server/service/auth.cc, Authorizer::FromFile) keeps a
+# A short token: cowblkd (server/transport/grpc/auth.cc, Authorizer::FromFile) keeps a
 # string_view into a destroyed temporary, so token-file lines longer than 15
 # bytes (beyond std::string's inline buffer) are misparsed.
 TOKEN=grpcurl
 echo "$TOKEN admin" >"$TMP/tokens"
-mkfifo "$TMP/log.fifo"
-"$COWBLK_BIN/cowblkd" --data-dir "$TMP/data" --listen 127.0.0.1:0 \
-  --token-file "$TMP/tokens" 2>"$TMP/log.fifo" &
-server=$!
-kill_server() {
-  [ -n "$server" ] || return 0
-  kill -KILL "$server" 2>/dev/null
-  wait "$server" 2>/dev/null
-  cat "$TMP/server.log" >&2
-}
-cleanup_hooks="kill_server"
-
-# Wait for the `event=serving` line (a blocking read of the server's stderr),
-# then keep draining the log so the server never blocks on a full pipe.
-exec 3<"$TMP/log.fifo"
-address=
-while IFS= read -r line <&3; do
-  printf '%s\n' "$line" >>"$TMP/server.log"
-  case $line in
-    *" event=serving "*)
-      address=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p')
-      break
-      ;;
-  esac
-done
-cat <&3 >>"$TMP/server.log" &
-logger=$!
-exec 3<&-
-[ -n "$address" ] || fail "cowblkd did not report event=serving"
+start_server --token-file "$TMP/tokens"
+address=$COWBLK_SERVER
+# The server's log, for whoever reads the test's output.
+show_server_log() { cat "$TMP/server.log" >&2; }
+cleanup_hooks="show_server_log"
 
 client() {
   "$PY" "$COWBLK_TESTS/integration/reflection_client.py" -plaintext -max-time 30 "$address" "$@"
@@ -170,11 +147,8 @@ expect_output "\"data\": \"$b64\""
 expect_output '"id": "8"'
 
 # --- SIGTERM: drain, flush, exit 0 ---------------------------------------------
-kill -TERM "$server"
-status=0
-wait "$server" || status=$?
-server=
-wait "$logger" || true
-[ "$status" -eq 0 ] || { cat "$TMP/server.log" >&2; fail "cowblkd exited $status on SIGTERM"; }
+stop_server
+[ "$SERVER_STATUS" -eq 0 ] ||
+  { cat "$TMP/server.log" >&2; fail "cowblkd exited $SERVER_STATUS on SIGTERM"; }
 grep -q "event=stopped flush=ok" "$TMP/server.log" ||
   { cat "$TMP/server.log" >&2; fail "cowblkd did not log a clean stop"; }

@@ -1,6 +1,7 @@
 # A touched backing image invalidates the COW file: check reports the mtime
 # mismatch with both values, as UML does; info still describes the file.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 stored=$("$IMG" info --json "$TMP/vol.cow" | sed -n 's/.*"mtime": \([0-9]*\).*/\1/p')
 touch -d @1000000000 "$TMP/base.img"

@@ -1,6 +1,7 @@
 # cowblk-img check: 0 for a valid file, 1 for an invalid one, 2 for a usage
 # error, 3 when the file cannot be read at all.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 expect_exit 0 "$IMG" check "$TMP/vol.cow"
 expect_output "No problems were found"

@@ -1,5 +1,6 @@
 # A COW file whose backing image is gone: info works and says so, check fails.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 rm "$TMP/base.img"
 expect_exit 0 "$IMG" info "$TMP/vol.cow"

@@ -1,6 +1,7 @@
 # A COW file cut short: allocated sectors past the end are reported; a file
 # too short to hold its bitmap is refused outright.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 # Mark the last sector allocated (bitmap at 8192, 2048 sectors: byte 255 bit 7),
 # then cut the data area in half.

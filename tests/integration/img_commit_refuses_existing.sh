@@ -1,5 +1,6 @@
 # commit never overwrites the target image.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 printf 'keep' >"$TMP/merged.img"
 expect_exit 3 "$IMG" commit "$TMP/vol.cow" "$TMP/merged.img"

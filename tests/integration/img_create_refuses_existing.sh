@@ -1,5 +1,6 @@
 # create never overwrites: an existing file is left byte for byte as it was.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 printf 'precious' >"$TMP/taken.cow"
 expect_exit 3 "$IMG" create -b "$TMP/base.img" "$TMP/taken.cow"

@@ -1,6 +1,7 @@
 # A COW file under a POSIX write lock (what a running UML holds) is reported
 # in use; --force-share inspects it anyway.
-. "$COWBLK_TESTS/integration/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
+stderr_in_out
 make_volume
 mkfifo "$TMP/ready" "$TMP/release"
 python3 - "$TMP/vol.cow" "$TMP/ready" "$TMP/release" <<'PY' &

@@ -11,7 +11,7 @@
 #include "server/metrics/build_info.h"
 #include "server/metrics/engine_collector.h"
 #include "server/metrics/grpc_metrics.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::testing {
 namespace {

@@ -7,8 +7,9 @@
 
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/metrics_http.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/http_get.h"
+#include "tests/support/metrics_scrape.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -129,7 +130,7 @@ class MetricsDashboardTest : public ServerFixture {
 TEST_F(MetricsDashboardTest, EveryExpressionNamesAMetricTheServerExports) {
   // A volume, so that the per-volume families have series.
   ASSERT_TRUE(Create("vm1", 1 << 20).ok());
-  const std::string address = MetricsAddress(server_.log());
+  const std::string address = server_.MetricsAddress();
   HttpResponse r = HttpGet(address, "/metrics");
   ASSERT_EQ(r.status, 200) << r.error;
   Scrape scrape;

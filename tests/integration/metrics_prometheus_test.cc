@@ -4,10 +4,11 @@
 // API returns the queue-depth and I/O counter series with the values the
 // test caused.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,9 +17,9 @@
 
 #include "gmock/gmock.h"
 #include "nlohmann/json.hpp"
-#include "tests/integration/metrics_http.h"
-#include "tests/unit/spawn.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/child_process.h"
+#include "tests/support/http_get.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -51,39 +52,30 @@ bool ReplaceOnce(std::string* text, const std::string& from, const std::string& 
   return true;
 }
 
-// The prometheus process: stopped with SIGTERM (and waited for) at the end.
+// The prometheus process, its output in a log file: stopped with SIGTERM
+// (and waited for) at the end.
 class PrometheusProcess {
  public:
-  ~PrometheusProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
   bool Start(const std::vector<std::string>& args, const std::string& log_path) {
     std::vector<std::string> argv = {PROMETHEUS_BIN};
     argv.insert(argv.end(), args.begin(), args.end());
     const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return false;
-    pid_ = testing::Spawn(argv, {}, fd, fd);
+    const bool started = child_.Start(argv, {}, fd, fd);
     close(fd);
-    return pid_ > 0;
+    return started;
   }
-  bool Exited() {
-    int status;
-    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
-    return pid_ <= 0;
-  }
+  bool Exited() { return child_.Exited(); }
 
  private:
-  pid_t pid_ = -1;
+  ChildProcess child_{SIGTERM};
 };
 
 class MetricsPrometheusTest : public ServerFixture {
  protected:
   void SetUp() override {
     StartServer({"--metrics-listen", "127.0.0.1:0"});
-    metrics_ = MetricsAddress(server_.log());
+    metrics_ = server_.MetricsAddress();
     ASSERT_FALSE(metrics_.empty()) << server_.log();
   }
 

@@ -11,14 +11,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "tests/integration/metrics_http.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/command.h"
+#include "tests/support/http_get.h"
+#include "tests/support/metrics_scrape.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -86,7 +87,7 @@ class MetricsTest : public ServerFixture {
   void StartWithMetrics(std::vector<std::string> args) {
     args.insert(args.begin(), {"--metrics-listen", "127.0.0.1:0"});
     StartServer(args);
-    metrics_ = MetricsAddress(server_.log());
+    metrics_ = server_.MetricsAddress();
     ASSERT_FALSE(metrics_.empty()) << server_.log();
   }
 
@@ -354,16 +355,11 @@ TEST_F(MetricsTest, AScrapeTakenUnderLoadPassesPromtoolCheckMetrics) {
 
   const std::string path = dir_.File("scrape.txt");
   WriteFileBytes(path, r.body);
-  const std::string cmd = std::string(PROMTOOL_BIN) + " check metrics < " + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  EXPECT_EQ(status, 0) << out;
-  EXPECT_EQ(out, "");
+  const CommandResult promtool = RunCommand(
+      {"sh", "-c", ShellQuote(PROMTOOL_BIN) + " check metrics < " + ShellQuote(path)},
+      Stderr::kInOutput);
+  EXPECT_EQ(promtool.exit_code, 0) << promtool.output;
+  EXPECT_EQ(promtool.output, "");
 }
 
 TEST_F(MetricsTest, AMetricsAddressInUseStopsTheServerFromStarting) {

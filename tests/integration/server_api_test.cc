@@ -1,14 +1,13 @@
 // Every VolumeService and BlockService RPC against a real cowblkd: the happy
 // path, each error code, and that refused requests change nothing on disk.
 
-#include <sys/wait.h>
-
-#include <cstdio>
+#include <filesystem>
 
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/cow/cow_file.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/command.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -16,11 +15,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr uint64_t kMiB = 1 << 20;
-
-int RunShell(const std::string& cmd) {
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 class ServerApiTest : public ServerFixture {};
 

@@ -7,11 +7,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <thread>
 
 #include "gmock/gmock.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/command.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
@@ -129,9 +129,8 @@ class FullDiskTest : public ServerFixture {
   void SetUp() override {
     image_ = dir_.File("fs.img");
     mnt_ = dir_.File("mnt");
-    ASSERT_EQ(std::system(("truncate -s 16M " + image_ + " && mkfs.ext4 -q -F " + image_ +
-                           " && mkdir " + mnt_ + " && mount -o loop " + image_ + " " + mnt_)
-                              .c_str()),
+    ASSERT_EQ(RunShell("truncate -s 16M " + image_ + " && mkfs.ext4 -q -F " + image_ +
+                       " && mkdir " + mnt_ + " && mount -o loop " + image_ + " " + mnt_),
               0)
         << "needs root and loop devices (as CI has)";
     mounted_ = true;

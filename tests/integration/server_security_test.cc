@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -19,66 +18,17 @@
 #include "cowblk/v1/block.grpc.pb.h"
 #include "cowblk/v1/volume.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "tests/integration/cowblkd_process.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/pki.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {
 
-namespace v1 = ::cowblk::v1;
 using grpc::StatusCode;
 using Volumes = v1::VolumeService::Stub;
 using Blocks = v1::BlockService::Stub;
 
 constexpr uint64_t kVolumeBytes = 1 << 20;
-
-// A throwaway PKI: `ca` signs the server certificate (IP:127.0.0.1 and
-// DNS:localhost) and `client`; `other-ca` signs `intruder`. EC P-256 keys
-// make the whole set in well under a second.
-class Pki {
- public:
-  // Returns "" on success, else openssl's output.
-  std::string Generate() {
-    WriteFileBytes(File("gen.sh"), R"(set -e
-ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-         -keyout $1.key -out $1.pem -days 1 -subj /CN=$1; }
-leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-           -keyout $1.key -out $1.csr -subj /CN=$1
-         printf '%s\n' "$3" > $1.ext
-         openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial \
-           -days 1 -extfile $1.ext -out $1.pem; }
-ca ca
-ca other-ca
-leaf server ca "subjectAltName=IP:127.0.0.1,DNS:localhost
-extendedKeyUsage=serverAuth"
-leaf client ca extendedKeyUsage=clientAuth
-leaf intruder other-ca extendedKeyUsage=clientAuth
-)");
-    const std::string cmd = "cd '" + dir_.path() + "' && sh gen.sh >log 2>&1";
-    return std::system(cmd.c_str()) == 0 ? "" : ReadFileBytes(File("log"));
-  }
-  std::string File(const std::string& name) const { return dir_.File(name); }
-  std::string Read(const std::string& name) const { return ReadFileBytes(File(name)); }
-
- private:
-  TempDir dir_;
-};
-
-// Every file under `dir` with its size and a hash of its bytes: equal states
-// mean a refused call changed nothing on disk.
-std::string DiskState(const std::string& dir) {
-  std::vector<std::string> lines;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    const std::string bytes = ReadFileBytes(e.path().string());
-    lines.push_back(e.path().string() + " " + std::to_string(bytes.size()) + " " +
-                    std::to_string(std::hash<std::string>{}(bytes)));
-  }
-  std::sort(lines.begin(), lines.end());
-  std::string out;
-  for (const std::string& l : lines) out += l + "\n";
-  return out;
-}
 
 template <typename Req>
 Req Named(const std::string& name) {
@@ -199,14 +149,14 @@ class Client {
 
 // ---- TLS and mutual TLS ----------------------------------------------------
 
-class SecurityTlsTestBase : public ::testing::Test {
+class SecurityTlsTestBase : public ServerFixture {
  protected:
-  void StartServer(bool mutual) {
+  void StartTlsServer(bool mutual) {
     ASSERT_EQ(pki_.Generate(), "");
     std::vector<std::string> args = {"--tls-cert", pki_.File("server.pem"), "--tls-key",
                                      pki_.File("server.key")};
     if (mutual) args.insert(args.end(), {"--tls-client-ca", pki_.File("ca.pem")});
-    ASSERT_TRUE(server_.Start(data_.path(), args)) << server_.log();
+    ASSERT_NO_FATAL_FAILURE(StartServer(args));
     ASSERT_NE(server_.log().find(mutual ? "tls=mutual" : "tls=on"), std::string::npos);
   }
 
@@ -245,28 +195,26 @@ class SecurityTlsTestBase : public ::testing::Test {
   // No call gets through: each fails for want of a connection and the data
   // directory stays as it was.
   void ExpectRefused(Client& client) {
-    const std::string before = DiskState(data_.path());
+    const std::string before = Snapshot();
     grpc::Status s = client.Create("refused");
     EXPECT_EQ(s.error_code(), StatusCode::UNAVAILABLE) << s.error_message();
     s = client.Call(&Volumes::ListVolumes, v1::ListVolumesRequest());
     EXPECT_EQ(s.error_code(), StatusCode::UNAVAILABLE) << s.error_message();
-    EXPECT_FALSE(std::filesystem::exists(data_.File("volumes/refused.cow")));
-    EXPECT_EQ(DiskState(data_.path()), before);
+    EXPECT_FALSE(std::filesystem::exists(dir_.File("volumes/refused.cow")));
+    EXPECT_EQ(Snapshot(), before);
   }
 
   Pki pki_;
-  TempDir data_;
-  CowblkdProcess server_;
 };
 
 class TlsSecurityTest : public SecurityTlsTestBase {
  protected:
-  void SetUp() override { StartServer(/*mutual=*/false); }
+  void SetUp() override { StartTlsServer(/*mutual=*/false); }
 };
 
 class MutualTlsSecurityTest : public SecurityTlsTestBase {
  protected:
-  void SetUp() override { StartServer(/*mutual=*/true); }
+  void SetUp() override { StartTlsServer(/*mutual=*/true); }
 };
 
 TEST_F(TlsSecurityTest, ClientTrustingTheCaCreatesWritesAndReads) {
@@ -303,7 +251,7 @@ TEST_F(MutualTlsSecurityTest, ClientCertificateFromAnotherCaIsRefused) {
 
 // ---- Bearer tokens ---------------------------------------------------------
 
-class TokenSecurityTest : public ::testing::Test {
+class TokenSecurityTest : public ServerFixture {
  protected:
   void SetUp() override {
     WriteFileBytes(config_.File("tokens"),
@@ -311,15 +259,14 @@ class TokenSecurityTest : public ::testing::Test {
                    "admin-secret admin\n"
                    "reader-secret read:team-a-*\n"
                    "team-a-secret rw:team-a-*  # read-write\n");
-    ASSERT_TRUE(server_.Start(data_.path(), {"--token-file", config_.File("tokens")}))
-        << server_.log();
+    ASSERT_NO_FATAL_FAILURE(StartServer({"--token-file", config_.File("tokens")}));
     admin_ = std::make_unique<Client>(server_.Channel(), "Bearer admin-secret");
     ASSERT_TRUE(admin_->Upload("base", RandomBytes(64 << 10, 3)).ok());
     for (const char* name : {"team-a-1", "team-a-2", "team-b-1"}) {
       ASSERT_TRUE(admin_->Create(name).ok());
       ASSERT_TRUE(admin_->Write(name, Data(name)).ok());
     }
-    before_ = DiskState(data_.path());
+    before_ = Snapshot();
   }
 
   Client As(const std::string& token) { return Client(server_.Channel(), "Bearer " + token); }
@@ -330,8 +277,8 @@ class TokenSecurityTest : public ::testing::Test {
   // Nothing changed on disk since SetUp (no volume team-a-3 either), and
   // the admin reads back what SetUp wrote.
   void ExpectNothingChanged() {
-    EXPECT_EQ(DiskState(data_.path()), before_);
-    EXPECT_FALSE(std::filesystem::exists(data_.File("volumes/team-a-3.cow")));
+    EXPECT_EQ(Snapshot(), before_);
+    EXPECT_FALSE(std::filesystem::exists(dir_.File("volumes/team-a-3.cow")));
     for (const char* name : {"team-a-1", "team-a-2", "team-b-1"}) {
       std::string data;
       ASSERT_TRUE(admin_->Read(name, 4096, &data).ok());
@@ -379,8 +326,6 @@ class TokenSecurityTest : public ::testing::Test {
   }
 
   TempDir config_;
-  TempDir data_;
-  CowblkdProcess server_;
   std::unique_ptr<Client> admin_;
   std::string before_;
 };
@@ -511,7 +456,7 @@ TEST_F(TokenSecurityTest, ReadWriteTokenWritesItsVolumesOnly) {
   for (const grpc::Status& s : AdminCalls(writer)) {
     EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << s.error_message();
   }
-  EXPECT_FALSE(std::filesystem::exists(data_.File("volumes/team-a-3.cow")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("volumes/team-a-3.cow")));
   EXPECT_EQ(writer.Write("team-b-1", RandomBytes(4096, 99)).error_code(), StatusCode::NOT_FOUND);
   std::string back;
   ASSERT_TRUE(admin_->Read("team-b-1", 4096, &back).ok());
@@ -540,7 +485,7 @@ TEST_F(TokenSecurityTest, AdminTokenCanDoEverything) {
   for (const char* name : {"base", "other", "merged"}) {
     EXPECT_TRUE(admin_->Call(&Volumes::DeleteImage, Named<v1::DeleteImageRequest>(name)).ok());
   }
-  EXPECT_TRUE(std::filesystem::is_empty(data_.File("volumes")));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.File("volumes")));
 }
 
 }  // namespace

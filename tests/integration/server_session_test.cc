@@ -13,7 +13,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include "gmock/gmock.h"
-#include "tests/integration/server_fixture.h"
+#include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
 namespace {

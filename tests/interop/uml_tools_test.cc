@@ -2,10 +2,7 @@
 // by uml_mkcow are read correctly by our library and cowblk-img, and what we
 // write is merged by uml_moo into exactly the image `cowblk-img commit` makes.
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <random>
 #include <set>
 #include <string>
@@ -14,45 +11,23 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/cow/cow_file.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/command.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::cow {
 namespace {
 
+using ::cowblk::testing::CommandResult;
 using ::cowblk::testing::RandomBytes;
 using ::cowblk::testing::ReadFileBytes;
+using ::cowblk::testing::RunCommand;
 using ::cowblk::testing::TempDir;
 using ::cowblk::testing::WriteFileBytes;
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Result RunCommand(const std::vector<std::string>& argv) {
-  std::string cmd;
-  for (const std::string& a : argv) cmd += Quote(a) + " ";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 nlohmann::json RunJson(const std::vector<std::string>& argv, int want_exit = 0) {
-  Result r = RunCommand(argv);
-  EXPECT_EQ(r.exit_code, want_exit) << r.out;
-  return nlohmann::json::parse(r.out, nullptr, false);
+  CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, want_exit) << r.output;
+  return nlohmann::json::parse(r.output, nullptr, false);
 }
 
 // Sector ranges every pattern includes: the first and last sector, and the

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "server/engine/engine.h"
 #include "server/store/store.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::store {
 namespace {

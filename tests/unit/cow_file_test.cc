@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/cow/cow_commit.h"
-#include "tests/unit/test_util.h"
+#include "tests/support/scratch.h"
 
 namespace cowblk::cow {
 namespace {

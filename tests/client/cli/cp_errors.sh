@@ -1,5 +1,5 @@
 # cp refuses what it cannot do with one clear line and a non-zero exit.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" volume create small --size 1M
 head -c 2097152 /dev/zero >"$TMP/big"

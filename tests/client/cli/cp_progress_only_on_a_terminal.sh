@@ -1,5 +1,5 @@
 # The progress bar goes to stderr only when stderr is a terminal.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 head -c 4194304 /dev/urandom >"$TMP/in"
 expect_exit 0 "$COWBLK" cp "$TMP/in" vol:disk --create

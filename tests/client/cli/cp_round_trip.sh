@@ -1,6 +1,6 @@
 # cp file -> volume -> file gives the same bytes, and holes stay holes: the
 # copy back takes no more disk than the original.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 truncate -s 32M "$TMP/in"
 head -c 1048576 /dev/urandom | dd of="$TMP/in" bs=1M seek=3 conv=notrunc status=none

@@ -1,5 +1,5 @@
 # cp copies a volume to another volume, and a volume over an image to a file.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 head -c 3145728 /dev/urandom >"$TMP/base"
 expect_exit 0 "$COWBLK" image upload "$TMP/base" base

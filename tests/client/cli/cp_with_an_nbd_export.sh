@@ -3,7 +3,7 @@
 # dials is up (tests/client/nbd_path_test.cc checks that it does); how many
 # go there depends on how fast the dial is against the copy, so this test
 # asserts only the bytes, and prints the split.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server --nbd-listen 127.0.0.1:0
 head -c $((24 * 1048576)) /dev/urandom >"$TMP/in"
 

@@ -1,6 +1,6 @@
 # Global flags have environment variables; a flag beats its variable; flags
 # may come before or after the command.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" volume create disk --size 1M
 addr=$COWBLK_SERVER

@@ -1,5 +1,5 @@
 # Each kind of failure has its exit code (docs/cli.md) and one error line.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" health
 expect_output "SERVING"

@@ -1,7 +1,7 @@
 # An image of any size (not a multiple of 512) uploads from a file or stdin
 # and downloads back to the same bytes, zeros as holes; the temporary volume
 # of the download is gone afterwards.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 head -c 1000000 /dev/urandom >"$TMP/img"
 truncate -s 9000000 "$TMP/img"

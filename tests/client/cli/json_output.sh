@@ -1,6 +1,6 @@
 # --json prints JSON that parses, with the fields docs/cli.md lists, for
 # every command that prints a result.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" --json volume create disk --size 2M
 [ "$(json 'j["name"], j["size_bytes"], j["state"], j["image"]')" = "('disk', 2097152, 'ready', '')" ] ||

@@ -1,6 +1,6 @@
 # write puts stdin at any byte offset (partial sectors are patched), read
 # prints any byte range, and both agree with a local model of the volume.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" volume create disk --size 1M
 head -c 1048576 /dev/zero >"$TMP/model"

@@ -1,23 +1,9 @@
 # --tls-ca, --tls-cert, --tls-key and --token-file (and their variables)
 # reach a cowblkd that wants mutual TLS and tokens; without them it refuses.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 command -v openssl >/dev/null || { echo "SKIP: no openssl"; exit 0; }
 cd "$TMP"
-ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$1.key" -out "$1.pem" -days 1 -subj "/CN=$1" 2>/dev/null
-}
-leaf() {
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
-  printf '%s\n' "$2" >"$1.ext"
-  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-    -extfile "$1.ext" -out "$1.pem" 2>/dev/null
-}
-ca ca
-leaf server "subjectAltName=IP:127.0.0.1,DNS:localhost
-extendedKeyUsage=serverAuth"
-leaf client extendedKeyUsage=clientAuth
+make_pki "$TMP"
 printf 'admin-token admin\nviewer-token read:*\n' >tokens
 printf 'admin-token\n' >admin.token
 printf 'viewer-token\n' >viewer.token

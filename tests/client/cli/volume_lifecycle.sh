@@ -1,5 +1,5 @@
 # volume create (blank or over an image), ls, info, commit, rm, with tables.
-. "$COWBLK_TESTS/client/cli/testlib"
+. "$COWBLK_TESTS/support/testlib.sh"
 start_server
 expect_exit 0 "$COWBLK" volume create blank --size 64M
 expect_output "created volume blank (64 MiB)"

@@ -1,37 +1,16 @@
-// Starts a child process from a multi-threaded test, safely.
-//
-// A test that forks and then builds argv (or calls setenv) in the child
-// can hang: fork copies only the calling thread, and if another thread
-// (gRPC's, a reader's) held malloc's lock at that moment, the child's first
-// allocation waits forever (under ASan it spins). posix_spawn does all its
-// work before the exec without allocating, so everything is prepared here,
-// in the parent.
+#include "tests/support/child_process.h"
 
-#ifndef COWBLK_TESTS_UNIT_SPAWN_H_
-#define COWBLK_TESTS_UNIT_SPAWN_H_
-
-#include <signal.h>
 #include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <string>
-#include <utility>
-#include <vector>
 
 extern char** environ;
 
 namespace cowblk::testing {
 
-// Runs argv[0] with `argv`, this process's environment with `env` set on
-// top of it, and `out_fd` as its stdout and `err_fd` as its stderr (-1:
-// inherited). SIGPIPE is set back to its default action, as a shell or a
-// service manager would start the program (this process may ignore it,
-// and an ignored signal stays ignored across exec). Returns the child's
-// pid, or -1 if it could not be started.
-inline pid_t Spawn(const std::vector<std::string>& argv,
-                   const std::vector<std::pair<std::string, std::string>>& env = {},
-                   int out_fd = -1, int err_fd = -1) {
+pid_t Spawn(const std::vector<std::string>& argv, const Env& env, int out_fd, int err_fd) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     bool replaced = false;
@@ -60,12 +39,39 @@ inline pid_t Spawn(const std::vector<std::string>& argv,
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), cenv.data());
+  const int rc = posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), cenv.data());
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   return rc == 0 ? pid : -1;
 }
 
-}  // namespace cowblk::testing
+int ExitCode(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
-#endif  // COWBLK_TESTS_UNIT_SPAWN_H_
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0) Stop(stop_signal_);
+}
+
+bool ChildProcess::Start(const std::vector<std::string>& argv, const Env& env, int out_fd,
+                         int err_fd) {
+  pid_ = Spawn(argv, env, out_fd, err_fd);
+  return pid_ > 0;
+}
+
+int ChildProcess::Stop(int sig) {
+  if (pid_ <= 0) return -1;
+  kill(pid_, sig);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return ExitCode(status);
+}
+
+bool ChildProcess::Exited() {
+  int status;
+  if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
+  return pid_ <= 0;
+}
+
+}  // namespace cowblk::testing

@@ -1,17 +1,22 @@
-# Sourced by the cowblk CLI tests: a scratch directory removed on exit, a
-# real cowblkd on an ephemeral port, and small assertions. Each test script
-# pins one behaviour.
+# Sourced by the shell tests (tests/integration, tests/client/cli,
+# tests/bench): a scratch directory removed on exit, the build's tools, a
+# real cowblkd, and small assertions. Each test script pins one behaviour.
 set -eu
 : "${COWBLK_BIN:?set COWBLK_BIN to the build's bin directory}"
+IMG="$COWBLK_BIN/cowblk-img"
 COWBLK="$COWBLK_BIN/cowblk"
 COWBLKD="$COWBLK_BIN/cowblkd"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cowblk-cli-XXXXXX")
 SERVER_PID=""
 LOGGER_PID=""
+# The cowblk CLI reads these; a test sets the ones it means.
 unset COWBLK_SERVER COWBLK_TLS COWBLK_TLS_CA COWBLK_TLS_CERT COWBLK_TLS_KEY \
   COWBLK_TLS_SERVER_NAME COWBLK_TOKEN_FILE COWBLK_TIMEOUT COWBLK_CHANNELS
+# Functions a test adds to run on exit, after the server stopped.
+cleanup_hooks=""
 cleanup() {
   stop_server
+  for hook in $cleanup_hooks; do "$hook" || true; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
@@ -49,41 +54,57 @@ start_server() {
   export COWBLK_SERVER
 }
 
+# stop_server: SIGTERM; waits for the server (its exit status in
+# SERVER_STATUS) and for its log to end.
+SERVER_STATUS=""
 stop_server() {
   if [ -n "$SERVER_PID" ]; then
     kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_STATUS=0
+    wait "$SERVER_PID" 2>/dev/null || SERVER_STATUS=$?
     wait "$LOGGER_PID" 2>/dev/null || true
     SERVER_PID=""
   fi
 }
 
-# expect_exit CODE CMD...: runs CMD, stdout to $TMP/out, stderr to
-# $TMP/err, checks the exit status.
+# expect_exit CODE CMD...: runs CMD, stdout to $TMP/out, stderr to $TMP/err
+# (or to $TMP/out as well, after stderr_in_out), checks the exit status.
+STDERR_IN_OUT=""
 expect_exit() {
   want=$1
   shift
   set +e
-  "$@" >"$TMP/out" 2>"$TMP/err"
+  if [ -n "$STDERR_IN_OUT" ]; then
+    "$@" >"$TMP/out" 2>&1
+  else
+    "$@" >"$TMP/out" 2>"$TMP/err"
+  fi
   got=$?
   set -e
   if [ "$got" -ne "$want" ]; then
-    cat "$TMP/out" "$TMP/err" >&2
+    cat "$TMP/out" >&2
+    [ -n "$STDERR_IN_OUT" ] || cat "$TMP/err" >&2
     fail "'$*' exited $got, want $want"
   fi
 }
 
-# expect_output TEXT / expect_error TEXT: the last command's stdout / stderr
-# contains TEXT.
+# stderr_in_out: from here on expect_exit puts stderr in $TMP/out too, so
+# expect_output finds a tool's messages wherever it prints them.
+stderr_in_out() {
+  STDERR_IN_OUT=1
+}
+
+# expect_output TEXT / expect_error TEXT: the last command's output (stdout,
+# and stderr after stderr_in_out) / stderr contains TEXT.
 expect_output() {
-  grep -qF -- "$1" "$TMP/out" || { cat "$TMP/out" >&2; fail "stdout lacks '$1'"; }
+  grep -qF -- "$1" "$TMP/out" || { cat "$TMP/out" >&2; fail "output lacks '$1'"; }
 }
 expect_error() {
   grep -qF -- "$1" "$TMP/err" || { cat "$TMP/err" >&2; fail "stderr lacks '$1'"; }
 }
 
-# expect_one_error_line: a failed command printed exactly one line, on
-# stderr, starting "cowblk: ".
+# expect_one_error_line: a failed cowblk command printed exactly one line,
+# on stderr, starting "cowblk: ".
 expect_one_error_line() {
   [ "$(wc -l <"$TMP/err")" -eq 1 ] || { cat "$TMP/err" >&2; fail "want one error line"; }
   grep -q "^cowblk: " "$TMP/err" || { cat "$TMP/err" >&2; fail "error line lacks 'cowblk: '"; }
@@ -99,4 +120,17 @@ json() {
 # allocated_kib FILE: disk space a file uses.
 allocated_kib() {
   du -k "$1" | cut -f1
+}
+
+# make_volume: a 1 MiB backing image $TMP/base.img and a COW file over it,
+# $TMP/vol.cow.
+make_volume() {
+  head -c 1048576 /dev/urandom >"$TMP/base.img"
+  "$IMG" create -b "$TMP/base.img" "$TMP/vol.cow" >/dev/null
+}
+
+# make_pki DIR: a throwaway PKI in DIR (make_pki.sh says what is in it).
+make_pki() {
+  sh "$COWBLK_TESTS/support/make_pki.sh" "$1" >"$TMP/pki.log" 2>&1 ||
+    { cat "$TMP/pki.log" >&2; fail "make_pki.sh failed"; }
 }
