@@ -9,6 +9,9 @@ DATA_DIR   ?= var
 CMAKE_ARGS ?=
 # Seconds the header fuzzer runs inside `make test` (CI).
 FUZZ_SECONDS ?= 60
+# `make install` puts everything under this prefix; DESTDIR (staging) works
+# as usual.
+PREFIX     ?= /usr/local
 
 # Debian 12 packages: build tools, libraries, and the real peers tests use
 # (podman and the rest of that line: scripts/container-test, docs/container.md).
@@ -19,7 +22,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
   gnuplot-nox podman runc containernetworking-plugins debootstrap curl
 
-.PHONY: all deps build run test test-asan fuzz-build clean
+.PHONY: all deps build install run test test-asan fuzz-build clean
 
 all: build
 
@@ -29,6 +32,12 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+# cowblkd, cowblk-img, the cowblk CLI, and libcowblk with its headers, CMake
+# package and pkg-config file. `cmake --install build --component client`
+# installs the client part alone.
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # Builds, makes a demo image and volume in $(DATA_DIR), and runs cowblkd in
 # the foreground on 127.0.0.1:7800 (README.md shows how to talk to it).

@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cowblk/export.h"
 #include "cowblk/types.h"
 #include "cowblk/volume.h"
 
@@ -75,9 +76,9 @@ struct ClientOptions {
 
 // Returns the token in `path`: its first line, without surrounding blanks.
 // Fails if the file cannot be read or holds no token.
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+COWBLK_EXPORT absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
-class Client {
+class COWBLK_EXPORT Client {
  public:
   // Checks the options, reads the TLS files and makes the channels; it does
   // not connect (the first call does). Fails INVALID_ARGUMENT on bad options

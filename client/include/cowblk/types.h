@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "cowblk/export.h"
+
 namespace cowblk {
 
 enum class VolumeState {
@@ -17,7 +19,7 @@ enum class VolumeState {
 };
 
 // Returns "ready", "error" or "unknown".
-const char* VolumeStateName(VolumeState state);
+COWBLK_EXPORT const char* VolumeStateName(VolumeState state);
 
 // A volume: a copy-on-write disk over a read-only image (or a blank base).
 struct VolumeInfo {
@@ -54,7 +56,7 @@ enum class HealthState {
 };
 
 // Returns "SERVING", "NOT_SERVING" or "UNKNOWN".
-const char* HealthStateName(HealthState state);
+COWBLK_EXPORT const char* HealthStateName(HealthState state);
 
 // Per-call settings of volume I/O.
 struct IoOptions {

@@ -58,6 +58,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cowblk/export.h"
 #include "cowblk/types.h"
 
 namespace cowblk {
@@ -101,7 +102,7 @@ struct VolumeOptions {
 // Called once when an asynchronous call completes.
 using IoCallback = std::function<void(absl::Status)>;
 
-class Volume {
+class COWBLK_EXPORT Volume {
  public:
   // Waits for the calls in progress to complete, then closes the streams.
   ~Volume();
