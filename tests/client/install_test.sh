@@ -9,19 +9,10 @@
 set -eu
 BUILD=$1
 SRC=$2
-COWBLKD=$3
 FLAGS=${4:-}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cowblk-install-XXXXXX")
-server=""
-cleanup() {
-  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
+COWBLK_BIN=$(dirname "$3")
+# A scratch $TMP, fail, start_server (ready on its serving line).
+. "$SRC/tests/support/testlib.sh"
 # needs BINARY LIB: whether BINARY's dynamic section names LIB.
 needs() {
   readelf -d "$1" | grep -q "(NEEDED).*\[$2"
@@ -78,17 +69,8 @@ c++ -std=c++17 $FLAGS "$SRC/client/examples/hello_volume.cc" -o "$TMP/hello_pc" 
 needs "$TMP/hello_pc" libcowblk.so.0 || fail "pkg-config does not link libcowblk.so.0"
 
 # All of them against a real server.
-mkdir "$TMP/data"
-COWBLK_METRICS_LISTEN=127.0.0.1:0 "$COWBLKD" --data-dir "$TMP/data" --listen 127.0.0.1:0 \
-  2>"$TMP/server.log" &
-server=$!
-i=0
-until grep -q "event=serving" "$TMP/server.log"; do
-  i=$((i + 1))
-  [ $i -lt 200 ] || { cat "$TMP/server.log"; fail "cowblkd did not start"; }
-  sleep 0.05
-done
-addr=$(sed -n 's/.*event=serving address=\([^ ]*\).*/\1/p' "$TMP/server.log")
+start_server
+addr=$COWBLK_SERVER
 for p in examples/hello_volume examples/hello_volume_static hello_pc; do
   [ "$("$TMP/$p" "$addr" hello)" = ok ] || fail "$p failed"
 done
