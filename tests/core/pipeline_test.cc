@@ -15,12 +15,12 @@
 #include "server/engine/engine.h"
 #include "server/store/store.h"
 #include "tests/support/scratch.h"
+#include "tests/support/store_fixture.h"
 
 namespace cowblk::core {
 namespace {
 
 using ::cowblk::testing::RandomBytes;
-using ::cowblk::testing::TempDir;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kSize = 4 << 20;
@@ -56,22 +56,9 @@ class RecordingSink : public Pipeline::Sink {
   int handovers_ = 0;
 };
 
-class PipelineTest : public ::testing::Test {
+class PipelineTest : public ::cowblk::testing::StoreFixture {
  protected:
-  void SetUp() override {
-    auto engines = engine::EngineGroup::Start(1, engine::EngineOptions{});
-    ASSERT_TRUE(engines.ok()) << engines.status();
-    engines_ = *std::move(engines);
-    store::StoreOptions options;
-    options.data_dir = dir_.path();
-    auto store = store::Store::Open(options, engines_.get());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-    ASSERT_TRUE(store_->CreateVolume("v", "", kSize).ok());
-    auto handle = store_->FindVolume("v");
-    ASSERT_TRUE(handle.ok()) << handle.status();
-    handle_ = *handle;
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartWithVolume(kSize)); }
 
   std::unique_ptr<Pipeline> Make(PipelineOptions options = {}) {
     options.transport = "test";
@@ -88,10 +75,6 @@ class PipelineTest : public ::testing::Test {
     return handle_->stats().ops[static_cast<int>(op)].value();
   }
 
-  TempDir dir_;
-  std::unique_ptr<engine::EngineGroup> engines_;
-  std::unique_ptr<store::Store> store_;
-  std::shared_ptr<store::VolumeHandle> handle_;
   RecordingSink sink_;
   uint64_t next_tag_ = 1;
 };

@@ -18,40 +18,27 @@
 #include "server/engine/engine.h"
 #include "server/store/store.h"
 #include "tests/support/scratch.h"
+#include "tests/support/store_fixture.h"
 
 namespace cowblk::store {
 namespace {
 
 using ::cowblk::testing::RandomBytes;
 using ::cowblk::testing::ReadFileBytes;
-using ::cowblk::testing::TempDir;
 
 constexpr uint64_t kSize = 1 << 20;
 
-class InlineWriteTest : public ::testing::Test {
+class InlineWriteTest : public ::cowblk::testing::StoreFixture {
  protected:
   void SetUp() override {
-    auto engines = engine::EngineGroup::Start(1, engine::EngineOptions{});
-    ASSERT_TRUE(engines.ok()) << engines.status();
-    engines_ = *std::move(engines);
-    StoreOptions options;
-    options.data_dir = dir_.path();
-    auto store = Store::Open(options, engines_.get());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-    ASSERT_TRUE(store_->CreateVolume("v", "", kSize).ok());
-    auto handle = store_->FindVolume("v");
-    ASSERT_TRUE(handle.ok()) << handle.status();
-    handle_ = *handle;
+    ASSERT_NO_FATAL_FAILURE(StartWithVolume(kSize));
     auto files = handle_->OpenFiles(/*writable=*/true);
     ASSERT_TRUE(files.ok()) << files.status();
     files_ = *std::move(files);
   }
   void TearDown() override {
     files_.reset();
-    handle_.reset();
-    store_.reset();
-    engines_.reset();
+    StoreFixture::TearDown();
   }
   std::string CowFile() const { return dir_.path() + "/volumes/v.cow"; }
 
@@ -68,10 +55,6 @@ class InlineWriteTest : public ::testing::Test {
     return done.get_future().get();
   }
 
-  TempDir dir_;
-  std::unique_ptr<engine::EngineGroup> engines_;
-  std::unique_ptr<Store> store_;
-  std::shared_ptr<VolumeHandle> handle_;
   std::unique_ptr<VolumeFiles> files_;
 };
 
@@ -85,22 +68,14 @@ TEST_F(InlineWriteTest, TheDataLandsAndReadsBackAfterAReopen) {
   EXPECT_TRUE(got == data);
   // Closed (flushed) and opened again: the bits were written too.
   files_.reset();
-  handle_.reset();
-  store_.reset();
-  StoreOptions options;
-  options.data_dir = dir_.path();
-  auto store = Store::Open(options, engines_.get());
-  ASSERT_TRUE(store.ok()) << store.status();
-  store_ = *std::move(store);
+  ASSERT_NO_FATAL_FAILURE(ReopenStore());
   auto runs = store_->GetAllocation("v", 0, 0);
   ASSERT_TRUE(runs.ok()) << runs.status();
   ASSERT_EQ(runs->size(), 3u);
   EXPECT_TRUE((*runs)[1].allocated);
   EXPECT_EQ((*runs)[1].first, 9u);
   EXPECT_EQ((*runs)[1].count, 24u);
-  auto handle = store_->FindVolume("v");
-  ASSERT_TRUE(handle.ok());
-  ASSERT_TRUE((*handle)->SubmitAndWait(engine::OpType::kRead, 4096 + 512, got.size(), got.data()).ok());
+  ASSERT_TRUE(handle_->SubmitAndWait(engine::OpType::kRead, 4096 + 512, got.size(), got.data()).ok());
   EXPECT_TRUE(got == data);
 }
 
