@@ -101,7 +101,7 @@ void SessionCall::BuildMessageLocked() {
   size_t taken = 1;
   while (!out_.empty() && taken < batch_max_ && bytes + out_.front().size() <= kMaxBatchBytes) {
     bytes += out_.front().size();
-    slices.push_back(BatchEntryPrefix(out_.front().size()));
+    slices.push_back(wire::RequestBatchEntryPrefix(out_.front().size()));
     slices.push_back(std::move(out_.front()));
     out_.pop_front();
     ++taken;
@@ -196,8 +196,8 @@ void SessionCall::OnReadDone(bool ok) {
   std::vector<grpc::Slice> slices;
   const bool dumped = in_.Dump(&slices).ok();
   in_.Clear();
-  std::vector<WireAnswer> answers;
-  if (!dumped || !ParseAnswers(slices, &answers)) {
+  std::vector<wire::Answer> answers;
+  if (!dumped || !wire::ParseAnswers(slices, &answers)) {
     // Not a SessionResponse: this stream cannot be trusted. Ending it makes
     // the volume send its requests again on a new one. No read follows, so
     // release the hold here (as a failed read would).
@@ -208,7 +208,7 @@ void SessionCall::OnReadDone(bool ok) {
   StartRead(&in_);
   // The message's own answer, then any in its batch, each on its own.
   if (answers.size() < 2 || t_corked) {
-    for (WireAnswer& a : answers) {
+    for (wire::Answer& a : answers) {
       volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
     }
     return;
@@ -216,7 +216,7 @@ void SessionCall::OnReadDone(bool ok) {
   std::vector<std::shared_ptr<SessionCall>> corked;
   t_corked = true;
   t_corked_calls = &corked;
-  for (WireAnswer& a : answers) {
+  for (wire::Answer& a : answers) {
     volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
   }
   t_corked = false;

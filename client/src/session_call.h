@@ -22,14 +22,14 @@
 #include <mutex>
 
 #include "client/src/client_core.h"
-#include "client/src/wire.h"
+#include "proto/session_codec.h"
 
 namespace cowblk::internal {
 
 class VolumeCore;
 
-// Raw messages (ByteBuffer): requests come encoded (wire.h) and answers are
-// parsed by hand, so read data is copied straight into the caller's buffer.
+// Raw messages (ByteBuffer): requests come encoded (proto/session_codec.h)
+// and answers are parsed by the same codec, so read data is copied straight into the caller's buffer.
 class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // Binds a new call on channel `channel` of `client` for lane `lane` of

@@ -145,7 +145,7 @@ VolumeStats VolumeCore::stats() const {
 }
 
 void VolumeCore::OnResponse(SessionCall* stream, uint64_t id, int code, std::string message,
-                            const DataView& data) {
+                            const wire::DataView& data) {
   Actions actions;
   Chunk* claimed = nullptr;
   {
@@ -454,8 +454,13 @@ grpc::Slice VolumeCore::BuildRequestLocked(const Chunk& c, uint64_t id) const {
   // Every request names the volume, so a retried one can open a stream.
   const bool write = c.kind == OpKind::kWrite;
   const uint64_t length = write || c.kind == OpKind::kFlush ? 0 : c.length;
-  return EncodeRequest(id, name_, WireOp(c.kind), c.offset, length, write ? c.src : nullptr,
-                       write ? c.length : 0, c.fua);
+  return wire::EncodeRequest({.id = id,
+                              .volume = name_,
+                              .op = WireOp(c.kind),
+                              .offset = c.offset,
+                              .length = length,
+                              .data = write ? std::string_view(c.src, c.length) : std::string_view(),
+                              .fua = c.fua});
 }
 
 void VolumeCore::UnsendLocked(Chunk* c) {

@@ -72,10 +72,10 @@
 
 #include "absl/status/status.h"
 #include "client/src/client_core.h"
-#include "client/src/wire.h"
 #include "cowblk/types.h"
 #include "cowblk/v1/block.pb.h"
 #include "cowblk/volume.h"
+#include "proto/session_codec.h"
 
 namespace cowblk::internal {
 
@@ -142,7 +142,7 @@ class VolumeCore {
   // From SessionCall reactions (no lock held).
   // `data` (a read's answer) is valid only during the call.
   void OnResponse(SessionCall* stream, uint64_t id, int code, std::string message,
-                  const DataView& data);
+                  const wire::DataView& data);
   void OnStreamDone(SessionCall* stream, const grpc::Status& status);
   // From ~SessionCall (no lock held).
   void OnStreamGone();
