@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "client/src/client_core.h"
+#include "absl/strings/str_cat.h"
 #include "client/src/volume_core.h"
 
 namespace cowblk {
@@ -50,13 +50,14 @@ std::pair<IoCallback, std::future<absl::Status>> Promise() {
 }  // namespace
 
 Volume::Volume(std::shared_ptr<internal::ClientCore> client, VolumeInfo info,
-               const VolumeOptions& options)
+               const internal::ServedVolume& served, const VolumeOptions& options)
     : client_(std::move(client)), info_(std::move(info)) {
   VolumeOptions resolved = options;
   if (resolved.deadline <= std::chrono::milliseconds(0))
     resolved.deadline = client_->options().deadline;
   options_ = resolved;
-  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, info_.size_bytes, resolved);
+  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, info_.size_bytes, served,
+                                                 resolved);
 }
 
 Volume::~Volume() { Close(); }
