@@ -171,8 +171,6 @@ class Volume {
   Volume(std::shared_ptr<internal::ClientCore> client, VolumeInfo info,
          const internal::ServedVolume& served, const VolumeOptions& options);
 
-  // Checks a range; OK for an empty one.
-  absl::Status CheckRange(uint64_t offset, uint64_t length) const;
   // Checks, cuts into chunks and queues one call.
   void Submit(internal::OpKind kind, uint64_t offset, uint64_t length, void* dest, const void* src,
               IoCallback done, const IoOptions& options);
