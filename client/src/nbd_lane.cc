@@ -168,8 +168,9 @@ void NbdLane::OnLookedUp(ExportLookup* lookup, const absl::Status& status,
     const Clock::time_point now = Clock::now();
     if (lookup_.get() == lookup) lookup_.reset();
     if (status.ok()) {
-      // Before any chunk goes to the server that answered: a restart that
-      // may have lost acknowledged writes arms the next flush's DATA_LOSS.
+      // Before this lane writes to the server that answered: a restart
+      // that may have lost acknowledged writes arms DATA_LOSS for the next
+      // flush, even if no stream ever talks to the new server first.
       core_->LearnEpochLocked(volume.epoch());
       port_ = volume.nbd_port();
     }

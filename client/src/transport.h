@@ -112,7 +112,7 @@ class Transport {
   // True once no link of this transport can call into the core any more
   // (VolumeCore::Close waits for it).
   virtual bool GoneLocked() const = 0;
-  // Adds this transport's counters.
+  // Sets this transport's counters in `stats` (streams, messages, NBD).
   virtual void AddStatsLocked(VolumeStats* stats) const = 0;
 };
 

@@ -28,7 +28,7 @@
 // the next flush answered OK in the new epoch fails DATA_LOSS instead, once.
 //
 // Locking: one mutex (mu()) guards the core and its transports; see
-// transport.h. Gone-or-alive: Close() returns once every link of every
+// transport.h. Lifetime: Close() returns once every link of every
 // transport is gone, so nothing can call into a destroyed VolumeCore, and
 // the client's channels (which the streams' contexts reference) are never
 // released last on a gRPC thread.
