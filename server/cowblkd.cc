@@ -241,8 +241,9 @@ int Main(int argc, char** argv) {
   auto store = cowblk::store::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
-  // The export starts first: Session clients learn its port (libcowblk
-  // sends large reads and writes over it).
+  // The export starts first: every Volume answer tells its port (libcowblk
+  // sends writes and large reads over it), and so do Session streams'
+  // metadata, for older clients.
   std::unique_ptr<nbd::NbdServer> nbd;
   if (!f.nbd_listen.empty()) {
     cowblk::nbd::NbdServerOptions nbd_options;
@@ -259,7 +260,9 @@ int Main(int argc, char** argv) {
   if (nbd) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
-  rpc::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls);
+  rpc::VolumeServiceOptions volume_options;
+  if (nbd) volume_options.nbd_port = nbd->port();
+  rpc::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls, volume_options);
 
   rpc::ReflectionV1 reflection_v1;
   rpc::ReflectionV1Alpha reflection_v1alpha;

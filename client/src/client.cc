@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/src/client_core.h"
+#include "client/src/volume_core.h"
 
 namespace cowblk {
 namespace {
@@ -26,6 +27,17 @@ VolumeInfo ToInfo(const v1::Volume& v) {
                                                      : VolumeState::kUnknown;
   info.error = v.error();
   return info;
+}
+
+absl::StatusOr<v1::Volume> FetchVolume(internal::ClientCore& core, const std::string& name) {
+  grpc::ClientContext ctx;
+  core.Prepare(&ctx);
+  v1::GetVolumeRequest req;
+  req.set_name(name);
+  v1::Volume resp;
+  grpc::Status s = core.volumes()->GetVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return resp;
 }
 
 ImageInfo ToInfo(const v1::Image& i) { return {i.name(), i.size_bytes(), i.volume_count()}; }
@@ -107,13 +119,17 @@ const ClientOptions& Client::options() const { return core_->options(); }
 absl::StatusOr<std::unique_ptr<Volume>> Client::OpenVolume(const std::string& name,
                                                            const VolumeOptions& options) {
   if (absl::Status s = CheckVolumeOptions(options); !s.ok()) return s;
-  auto info = GetVolume(name);
-  if (!info.ok()) return info.status();
-  if (info->state == VolumeState::kError) {
+  auto volume = FetchVolume(*core_, name);
+  if (!volume.ok()) return volume.status();
+  VolumeInfo info = ToInfo(*volume);
+  if (info.state == VolumeState::kError) {
     return absl::FailedPreconditionError(
-        absl::StrCat("volume ", name, " is not servable: ", info->error));
+        absl::StrCat("volume ", name, " is not servable: ", info.error));
   }
-  return std::unique_ptr<Volume>(new Volume(core_, *std::move(info), options));
+  // How to reach it over the NBD export, learnt here rather than from a
+  // Session stream, so that a volume that only writes needs none.
+  const internal::ServedVolume served{.epoch = volume->epoch(), .nbd_port = volume->nbd_port()};
+  return std::unique_ptr<Volume>(new Volume(core_, std::move(info), served, options));
 }
 
 // ---- Volumes -----------------------------------------------------------
@@ -144,14 +160,9 @@ absl::StatusOr<VolumeInfo> Client::CreateVolumeFromImage(const std::string& name
 }
 
 absl::StatusOr<VolumeInfo> Client::GetVolume(const std::string& name) {
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx);
-  v1::GetVolumeRequest req;
-  req.set_name(name);
-  v1::Volume resp;
-  grpc::Status s = core_->volumes()->GetVolume(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
-  return ToInfo(resp);
+  auto volume = FetchVolume(*core_, name);
+  if (!volume.ok()) return volume.status();
+  return ToInfo(*volume);
 }
 
 absl::StatusOr<std::vector<VolumeInfo>> Client::ListVolumes() {

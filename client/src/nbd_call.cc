@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "client/src/volume_core.h"
+#include "client/src/nbd_lane.h"
 #include "common/nbd_wire.h"
 
 namespace cowblk::internal {
@@ -79,7 +79,8 @@ void NbdCall::Start() {
   std::thread([self = shared_from_this()] { self->Main(); }).detach();
 }
 
-void NbdCall::Send(Chunk* c) {
+void NbdCall::Send(Outgoing out) {
+  Chunk* c = out.chunk;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!gone_) {
@@ -88,7 +89,7 @@ void NbdCall::Send(Chunk* c) {
       return;
     }
   }
-  volume_->OnNbdAnswer(this, c, Lost("ended before the request was sent"));
+  lane_->OnAnswer(this, c, Lost("ended before the request was sent"));
 }
 
 void NbdCall::Cancel() {
@@ -103,7 +104,7 @@ void NbdCall::Main() {
   absl::Status why = Connect();
   if (why.ok()) why = Handshake();
   if (why.ok()) {
-    volume_->OnNbdReady(this, fua_);
+    lane_->OnReady(this, fua_);
     sender_ = std::thread([this] { SendLoop(); });
     why = ReceiveLoop();
   }
@@ -118,7 +119,7 @@ void NbdCall::Main() {
     in_flight_.clear();
     queue_.clear();
   }
-  volume_->OnNbdGone(this, std::move(leftovers), why);
+  lane_->OnGone(this, std::move(leftovers), why);
 }
 
 absl::Status NbdCall::Connect() {
@@ -253,7 +254,7 @@ void NbdCall::SendLoop() {
         in_flight_.erase(it);
       }
     }
-    if (hand_back) volume_->OnNbdAnswer(this, c, answer);
+    if (hand_back) lane_->OnAnswer(this, c, answer);
     if (!sent) {
       Cancel();
       return;
@@ -296,7 +297,7 @@ absl::Status NbdCall::ReceiveLoop() {
       }
       in_flight_.erase(it);
     }
-    volume_->OnNbdAnswer(this, c, answer);
+    lane_->OnAnswer(this, c, answer);
   }
 }
 

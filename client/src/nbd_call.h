@@ -3,8 +3,8 @@
 // and a read's data received straight into the caller's buffer.
 //
 // A chunk handed to Send() belongs to the connection until the connection
-// hands it back (VolumeCore::OnNbdAnswer with its answer, or OnNbdGone with
-// every chunk left when the connection ends): until then the connection's
+// hands it back (NbdLane::OnAnswer with its answer, or OnGone with every
+// chunk left when the connection ends): until then the connection's
 // threads may write a read's data into the chunk's buffer or send a write's
 // bytes from it, so nothing else may complete it. A deadline therefore
 // Cancel()s the connection, which ends it and hands every chunk back.
@@ -12,14 +12,14 @@
 // Threads: `cowblk-nbd-recv` connects, handshakes (NBD_OPT_GO, fixed
 // newstyle), starts `cowblk-nbd-send`, then reads replies; when the
 // connection fails it shuts the socket down, joins the sender and hands the
-// leftovers back. It is detached; the VolumeCore counts it alive until
-// OnNbdGone returns. Two threads on a blocking socket, not libnbd's one
+// leftovers back. It is detached; the NbdLane counts it alive until
+// OnGone returns. Two threads on a blocking socket, not libnbd's one
 // thread around poll(2): that measured 0.9x on 1 MiB writes and 0.5-0.7x
 // on reads here (bench/RESULTS.md, "Large requests over NBD").
 //
-// Lifetime: shared (the VolumeCore and the connection's thread hold a
-// reference). The VolumeCore outlives every call into it (Close() waits for
-// OnNbdGone).
+// Lifetime: shared (the NbdLane and the connection's thread hold a
+// reference). The NbdLane outlives every call into it (its volume's Close()
+// waits for OnGone).
 
 #ifndef COWBLK_CLIENT_SRC_NBD_CALL_H_
 #define COWBLK_CLIENT_SRC_NBD_CALL_H_
@@ -34,24 +34,24 @@
 #include <unordered_map>
 
 #include "absl/status/status.h"
+#include "client/src/transport.h"
 
 namespace cowblk::internal {
 
-class VolumeCore;
-struct Chunk;
+class NbdLane;
 
 // The host part of a gRPC target ("host:port", "[v6]:port", "dns:///host:port",
 // "ipv4:1.2.3.4:port"), where the NBD export is dialled; empty when the
 // target names no TCP host (unix sockets, several addresses).
 std::string NbdHostOf(const std::string& target);
 
-class NbdCall : public std::enable_shared_from_this<NbdCall> {
+class NbdCall final : public Carrier, public std::enable_shared_from_this<NbdCall> {
  public:
-  // A connection of `volume` to export `export_name` (of `size` bytes) at
+  // A connection of `lane` to export `export_name` (of `size` bytes) at
   // host:port. Nothing happens until Start().
-  NbdCall(VolumeCore* volume, std::string host, std::string port, std::string export_name,
+  NbdCall(NbdLane* lane, std::string host, std::string port, std::string export_name,
           uint64_t size)
-      : volume_(volume),
+      : lane_(lane),
         host_(std::move(host)),
         port_(std::move(port)),
         export_name_(std::move(export_name)),
@@ -61,14 +61,14 @@ class NbdCall : public std::enable_shared_from_this<NbdCall> {
   NbdCall& operator=(const NbdCall&) = delete;
 
   // Starts the connection's thread. Once the handshake is done it calls
-  // VolumeCore::OnNbdReady(); whatever happens, it ends with OnNbdGone().
-  void Start();
-  // Queues chunk `c` (a read or write, kClaimed) for sending. The chunk is
-  // the connection's until handed back; if the connection has already
-  // ended, it is handed back at once (UNAVAILABLE).
-  void Send(Chunk* c);
+  // NbdLane::OnReady(); whatever happens, it ends with OnGone().
+  void Start() override;
+  // Queues chunk `out.chunk` (a read or write, kClaimed) for sending. The
+  // chunk is the connection's until handed back; if the connection has
+  // already ended, it is handed back at once (UNAVAILABLE).
+  void Send(Outgoing out) override;
   // Ends the connection (the socket is shut down), if it has not ended.
-  void Cancel();
+  void Cancel() override;
 
  private:
   struct Entry {
@@ -87,12 +87,12 @@ class NbdCall : public std::enable_shared_from_this<NbdCall> {
   absl::Status ReceiveLoop();
   void SendLoop();
 
-  VolumeCore* const volume_;
+  NbdLane* const lane_;
   const std::string host_;
   const std::string port_;
   const std::string export_name_;
   const uint64_t size_;
-  bool fua_ = false;  // written before OnNbdReady, read after
+  bool fua_ = false;  // written before OnReady, read after
   std::thread sender_;
 
   std::mutex mu_;  // guards everything below

@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "client/src/volume_core.h"
+#include "client/src/session_lanes.h"
 
 namespace cowblk::internal {
 namespace {
@@ -18,10 +18,10 @@ thread_local bool t_corked = false;
 thread_local std::vector<std::shared_ptr<SessionCall>>* t_corked_calls = nullptr;
 }  // namespace
 
-std::shared_ptr<SessionCall> SessionCall::Create(VolumeCore* volume, int lane,
+std::shared_ptr<SessionCall> SessionCall::Create(SessionLanes* lanes, int lane,
                                                  const ClientCore& client, int channel,
                                                  size_t max_batch) {
-  auto call = std::make_shared<SessionCall>(volume, lane, max_batch);
+  auto call = std::make_shared<SessionCall>(lanes, lane, max_batch);
   client.PrepareStream(call->ctx_.get());
   // Answers may come several to a message (see OnReadDone).
   call->ctx_->AddMetadata("cowblk-batch", "1");
@@ -40,7 +40,7 @@ std::shared_ptr<SessionCall> SessionCall::Create(VolumeCore* volume, int lane,
 
 SessionCall::~SessionCall() {
   ctx_.reset();
-  volume_->OnStreamGone();
+  lanes_->OnStreamGone();
 }
 
 void SessionCall::Start() {
@@ -48,25 +48,24 @@ void SessionCall::Start() {
   StartCall();
 }
 
-bool SessionCall::Send(grpc::Slice request) {
+void SessionCall::Send(Outgoing out) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (ended_) return false;
-    out_.push_back(std::move(request));
-    if (writing_) return true;
+    if (ended_) return;
+    out_.push_back(std::move(out.message));
+    if (writing_) return;
     if (t_corked) {
       if (!corked_) {
         corked_ = true;
         t_corked_calls->push_back(self_);
       }
-      return true;
+      return;
     }
     writing_ = true;
     BuildMessageLocked();
   }
-  volume_->CountMessageSent();
+  lanes_->CountMessageSent();
   StartWrite(&message_);
-  return true;
 }
 
 std::string SessionCall::DebugState() {
@@ -85,7 +84,7 @@ void SessionCall::Uncork() {
     writing_ = true;
     BuildMessageLocked();
   }
-  volume_->CountMessageSent();
+  lanes_->CountMessageSent();
   StartWrite(&message_);
 }
 
@@ -101,7 +100,7 @@ void SessionCall::BuildMessageLocked() {
   size_t taken = 1;
   while (!out_.empty() && taken < batch_max_ && bytes + out_.front().size() <= kMaxBatchBytes) {
     bytes += out_.front().size();
-    slices.push_back(BatchEntryPrefix(out_.front().size()));
+    slices.push_back(wire::RequestBatchEntryPrefix(out_.front().size()));
     slices.push_back(std::move(out_.front()));
     out_.pop_front();
     ++taken;
@@ -135,7 +134,7 @@ void SessionCall::OnWriteDone(bool ok) {
     // and the later write starts only here, once this one completed. The
     // first message of a stream (which carries the initial metadata) hung
     // that way after reconnects: requests sat unsent until their deadline.
-    volume_->CountMessageSent();
+    lanes_->CountMessageSent();
     StartWrite(&message_);
   }
   if (release) RemoveHold();
@@ -172,13 +171,9 @@ void SessionCall::LearnInitialMetadata() {
   if (auto it = md.find("cowblk-epoch"); it != md.end()) {
     epoch_.assign(it->second.data(), it->second.size());
   }
-  std::string nbd_port;
-  if (auto it = md.find("cowblk-nbd-port"); it != md.end()) {
-    nbd_port.assign(it->second.data(), it->second.size());
-  }
   // Still under metadata_mu_: an answer waits for the volume to know the
   // epoch that acknowledged it.
-  volume_->OnStreamMetadata(epoch_, nbd_port);
+  lanes_->OnStreamEpoch(epoch_);
   metadata_learned_.store(true, std::memory_order_release);
 }
 
@@ -187,7 +182,7 @@ void SessionCall::OnReadDone(bool ok) {
     EndWrites();
     return;
   }
-  volume_->CountMessageReceived();
+  lanes_->CountMessageReceived();
   reads_done_.fetch_add(1, std::memory_order_relaxed);
   // Before the first answers: the volume must know which server epoch
   // acknowledged them (initial metadata arrives before any message).
@@ -196,8 +191,8 @@ void SessionCall::OnReadDone(bool ok) {
   std::vector<grpc::Slice> slices;
   const bool dumped = in_.Dump(&slices).ok();
   in_.Clear();
-  std::vector<WireAnswer> answers;
-  if (!dumped || !ParseAnswers(slices, &answers)) {
+  std::vector<wire::Answer> answers;
+  if (!dumped || !wire::ParseAnswers(slices, &answers)) {
     // Not a SessionResponse: this stream cannot be trusted. Ending it makes
     // the volume send its requests again on a new one. No read follows, so
     // release the hold here (as a failed read would).
@@ -208,16 +203,16 @@ void SessionCall::OnReadDone(bool ok) {
   StartRead(&in_);
   // The message's own answer, then any in its batch, each on its own.
   if (answers.size() < 2 || t_corked) {
-    for (WireAnswer& a : answers) {
-      volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
+    for (const wire::Answer& a : answers) {
+      lanes_->OnAnswer(this, a);
     }
     return;
   }
   std::vector<std::shared_ptr<SessionCall>> corked;
   t_corked = true;
   t_corked_calls = &corked;
-  for (WireAnswer& a : answers) {
-    volume_->OnResponse(this, a.id, a.code, std::move(a.message), a.data);
+  for (const wire::Answer& a : answers) {
+    lanes_->OnAnswer(this, a);
   }
   t_corked = false;
   t_corked_calls = nullptr;
@@ -241,7 +236,7 @@ void SessionCall::EndWrites() {
 void SessionCall::OnDone(const grpc::Status& status) {
   // `self` may be the last reference: the call is freed when it goes.
   std::shared_ptr<SessionCall> self = std::move(self_);
-  volume_->OnStreamDone(this, status);
+  lanes_->OnStreamDone(this, status);
 }
 
 }  // namespace cowblk::internal

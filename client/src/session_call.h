@@ -2,14 +2,15 @@
 // requests it is given, one gRPC write at a time (requests that queue behind
 // a write leave together in the next message's `batch`, once the server has
 // said it takes batches), reads answers as they come (several per message:
-// it asks for that) and hands each to its VolumeCore. It knows nothing of
-// windows, deadlines or retries: when the stream ends, the VolumeCore
-// decides what to do with the requests it had sent on it.
+// it asks for that) and hands each to its SessionLanes. It knows nothing of
+// windows, deadlines or retries: when the stream ends, the lanes decide
+// what to do with the requests it had sent on it.
 //
 // Lifetime: shared. The lane holds one reference, senders hold one while
 // they send, and the stream holds itself until OnDone(); gRPC never touches
-// it after OnDone(). The VolumeCore outlives it. Thread-safety: Send() and Cancel() may be called
-// from any thread at any time; reactions may run on any thread.
+// it after OnDone(). The SessionLanes outlive it (their volume waits for
+// OnStreamGone). Thread-safety: Send() and Cancel() may be called from any
+// thread at any time; reactions may run on any thread.
 
 #ifndef COWBLK_CLIENT_SRC_SESSION_CALL_H_
 #define COWBLK_CLIENT_SRC_SESSION_CALL_H_
@@ -22,31 +23,33 @@
 #include <mutex>
 
 #include "client/src/client_core.h"
-#include "client/src/wire.h"
+#include "client/src/transport.h"
+#include "proto/session_codec.h"
 
 namespace cowblk::internal {
 
-class VolumeCore;
+class SessionLanes;
 
-// Raw messages (ByteBuffer): requests come encoded (wire.h) and answers are
-// parsed by hand, so read data is copied straight into the caller's buffer.
-class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+// Raw messages (ByteBuffer): requests come encoded (proto/session_codec.h)
+// and answers are parsed by the same codec, so read data is copied straight into the caller's buffer.
+class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                          public Carrier {
  public:
   // Binds a new call on channel `channel` of `client` for lane `lane` of
-  // `volume`. Nothing is sent until Start(); Send() may come first.
-  // REQUIRES: Start() is called once, without VolumeCore's lock held.
+  // `lanes`. Nothing is sent until Start(); Send() may come first.
+  // REQUIRES: Start() is called once, without the volume's lock held.
   // At most `max_batch` requests leave in one message.
-  static std::shared_ptr<SessionCall> Create(VolumeCore* volume, int lane, const ClientCore& client,
-                                             int channel, size_t max_batch);
+  static std::shared_ptr<SessionCall> Create(SessionLanes* lanes, int lane,
+                                             const ClientCore& client, int channel,
+                                             size_t max_batch);
 
   // Starts the call (reading answers). Never blocks.
-  void Start();
-  // Queues `request` (an encoded SessionRequest) for sending. Returns
-  // false, dropping it, once the stream has ended; the VolumeCore learns of
-  // the end in OnStreamDone().
-  bool Send(grpc::Slice request);
+  void Start() override;
+  // Queues `out.message` (an encoded SessionRequest) for sending. Drops it
+  // once the stream has ended; the lanes learn of the end in OnStreamDone().
+  void Send(Outgoing out) override;
   // Ends the stream (CANCELLED) if it has not ended.
-  void Cancel() { ctx_->TryCancel(); }
+  void Cancel() override { ctx_->TryCancel(); }
 
   int lane() const { return lane_; }
   // A line for error messages: what the stream is doing.
@@ -56,12 +59,12 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   const std::string& epoch() const { return epoch_; }
 
   // Public for make_shared only; use Create().
-  SessionCall(VolumeCore* volume, int lane, size_t max_batch)
-      : volume_(volume),
+  SessionCall(SessionLanes* lanes, int lane, size_t max_batch)
+      : lanes_(lanes),
         lane_(lane),
         max_batch_(max_batch),
         ctx_(std::make_unique<grpc::ClientContext>()) {}
-  // Tells the volume the stream is gone (VolumeCore::OnStreamGone()).
+  // Tells the lanes the stream is gone (SessionLanes::OnStreamGone()).
   ~SessionCall() override;
 
  private:
@@ -71,7 +74,7 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void OnDone(const grpc::Status& status) override;
 
   // Reads the server's initial metadata (batch limit, epoch) the first time
-  // either reaction asks; tells the volume the epoch before returning.
+  // either reaction asks; tells the lanes the epoch before returning.
   void LearnInitialMetadata();
   // The stream ended: no more writes; lets OnDone() come once the write in
   // progress (if any) completed.
@@ -84,7 +87,7 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 
   static constexpr size_t kMaxBatchBytes = 4 << 20;
 
-  VolumeCore* const volume_;  // outlives the call: it waits for the destructor
+  SessionLanes* const lanes_;  // outlive the call: their volume waits for the destructor
   const int lane_;
   const size_t max_batch_;  // the volume's limit of requests per message
   // Holds a reference to the channel. Dropped first in the destructor: the

@@ -2,9 +2,9 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "client/src/client_core.h"
 #include "client/src/volume_core.h"
+#include "common/block_range.h"
 
 namespace cowblk {
 namespace {
@@ -50,13 +50,14 @@ std::pair<IoCallback, std::future<absl::Status>> Promise() {
 }  // namespace
 
 Volume::Volume(std::shared_ptr<internal::ClientCore> client, VolumeInfo info,
-               const VolumeOptions& options)
+               const internal::ServedVolume& served, const VolumeOptions& options)
     : client_(std::move(client)), info_(std::move(info)) {
   VolumeOptions resolved = options;
   if (resolved.deadline <= std::chrono::milliseconds(0))
     resolved.deadline = client_->options().deadline;
   options_ = resolved;
-  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, info_.size_bytes, resolved);
+  core_ = std::make_unique<internal::VolumeCore>(client_, info_.name, info_.size_bytes, served,
+                                                 resolved);
 }
 
 Volume::~Volume() { Close(); }
@@ -65,27 +66,14 @@ void Volume::Close() { core_->Close(); }
 
 VolumeStats Volume::stats() const { return core_->stats(); }
 
-absl::Status Volume::CheckRange(uint64_t offset, uint64_t length) const {
-  const uint64_t sector = info_.sector_size;
-  if (offset % sector != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("offset: ", offset, " is not a multiple of ", sector));
-  }
-  if (length % sector != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("length: ", length, " is not a multiple of ", sector));
-  }
-  if (offset > info_.size_bytes || length > info_.size_bytes - offset) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " length ", length,
-                                              ": beyond the volume size ", info_.size_bytes));
-  }
-  return absl::OkStatus();
-}
-
 void Volume::Submit(OpKind op, uint64_t offset, uint64_t length, void* dest, const void* src,
                     IoCallback done, const IoOptions& options) {
   if (op != OpKind::kFlush) {
-    if (absl::Status s = CheckRange(offset, length); !s.ok()) {
+    // Empty ranges are valid here (answered at once); the server's limit
+    // per request does not apply to a call, which is cut into chunks.
+    if (absl::Status s =
+            CheckBlockRange(offset, length, info_.size_bytes, RangeRules{.allow_empty = true});
+        !s.ok()) {
       done(s);
       return;
     }

@@ -158,7 +158,10 @@ VolumeInfo Store::InfoOf(const std::string& name, const Entry& e) const {
   info.image = ImageNameOf(e.backing);
   info.ready = e.handle != nullptr;
   info.error = e.error;
-  if (e.handle) info.allocated_bytes = e.handle->stats().allocated_sectors.value() * kSectorSize;
+  if (e.handle) {
+    info.allocated_bytes = e.handle->stats().allocated_sectors.value() * kSectorSize;
+    info.epoch = e.handle->epoch();
+  }
   return info;
 }
 

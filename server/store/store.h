@@ -36,6 +36,7 @@ struct VolumeInfo {
   std::string image;  // empty for blank volumes
   bool ready = false;
   std::string error;  // why it is not ready
+  std::string epoch;  // while ready (VolumeHandle::epoch)
 };
 
 struct StoreOptions {

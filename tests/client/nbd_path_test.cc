@@ -1,23 +1,94 @@
 // libcowblk's NBD path (VolumeOptions::nbd) against a real cowblkd with
-// --nbd-listen: once a stream has told the export's port and the connection
+// --nbd-listen: the export is found through GetVolume, with or without a
+// Session stream, and again after a restart moved it; once the connection
 // is up, large reads and writes travel over it and come back whole; an
 // error over it is reported as the Session streams report it; a restart
 // loses nothing; a deadline cuts a connection that stopped answering.
 
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "client/src/nbd_call.h"
+#include "cowblk/v1/block.grpc.pb.h"
+#include "cowblk/v1/volume.grpc.pb.h"
 #include "tests/client/client_fixture.h"
 
 namespace cowblk::testing {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
+
+// The Volume message the server at `address` answers GetVolume with.
+v1::Volume DescribeVolume(const std::string& address, const std::string& name) {
+  auto stub =
+      v1::VolumeService::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::GetVolumeRequest request;
+  request.set_name(name);
+  v1::Volume volume;
+  const grpc::Status s = stub->GetVolume(&ctx, request, &volume);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return volume;
+}
+
+// A stand-in for a server's gRPC side whose GetVolume answers are the real
+// server's and whose Session streams all fail UNAVAILABLE at once: requests
+// sent on them are retried, never answered. A volume reached through it
+// can only move data over the real server's NBD export, and can only have
+// found that through GetVolume.
+class StreamlessFront {
+ public:
+  explicit StreamlessFront(const std::string& real_address)
+      : volumes_(grpc::CreateChannel(real_address, grpc::InsecureChannelCredentials())) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&volumes_);
+    builder.RegisterService(&blocks_);
+    server_ = builder.BuildAndStart();
+  }
+  ~StreamlessFront() { server_->Shutdown(std::chrono::system_clock::now()); }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int sessions() const { return blocks_.sessions.load(); }
+
+ private:
+  class Volumes final : public v1::VolumeService::Service {
+   public:
+    explicit Volumes(const std::shared_ptr<grpc::Channel>& real)
+        : real_(v1::VolumeService::NewStub(real)) {}
+    grpc::Status GetVolume(grpc::ServerContext* ctx, const v1::GetVolumeRequest* request,
+                           v1::Volume* volume) override {
+      grpc::ClientContext forward;
+      forward.set_deadline(ctx->deadline());
+      return real_->GetVolume(&forward, *request, volume);
+    }
+
+   private:
+    std::unique_ptr<v1::VolumeService::Stub> real_;
+  };
+  class Blocks final : public v1::BlockService::Service {
+   public:
+    grpc::Status Session(
+        grpc::ServerContext*,
+        grpc::ServerReaderWriter<v1::SessionResponse, v1::SessionRequest>*) override {
+      ++sessions;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this stand-in serves no Session");
+    }
+    std::atomic<int> sessions{0};
+  };
+
+  Volumes volumes_;
+  Blocks blocks_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
 
 class NbdPathTest : public ClientFixture {
  protected:
@@ -27,7 +98,7 @@ class NbdPathTest : public ClientFixture {
   }
 
   // Reads 1 MiB at a time until one went over the export (the connection
-  // is dialled after the first answer of a stream, and used once its
+  // is dialled once the first such read is queued, and used once its
   // handshake is done). Each round is a real read: no sleeping.
   static void UntilNbdCarriesOne(Volume* volume) {
     std::string buf(kMiB, '\0');
@@ -131,7 +202,7 @@ TEST_F(NbdPathTest, AnErrorOverTheExportIsReportedAsTheStreamsReportIt) {
 }
 
 // A writer keeps 1 MiB writes in flight while the server is killed and
-// started again (its export on a new port, which a stream tells). Every
+// started again (its export on a new port, which GetVolume tells). Every
 // write completes OK through retries and the volume holds the last bytes.
 TEST_F(NbdPathTest, InFlightLargeWritesSurviveAKillAndRestartWithNoWrongData) {
   constexpr int kBlocks = 24;
@@ -153,6 +224,51 @@ TEST_F(NbdPathTest, InFlightLargeWritesSurviveAKillAndRestartWithNoWrongData) {
   }
   // The export of each new server was dialled (at its new port) and used.
   EXPECT_GE(volume->stats().nbd_connections, 2u);
+}
+
+TEST_F(NbdPathTest, GetVolumeTellsTheExportsPortAndTheVolumesEpoch) {
+  ASSERT_TRUE(client_->CreateVolume("disk0", 4 * kMiB).ok());
+  const v1::Volume v = DescribeVolume(server_.address(), "disk0");
+  EXPECT_NE(v.nbd_port(), 0u);
+  EXPECT_FALSE(v.epoch().empty());
+}
+
+// Through the stand-in no stream ever answers: the writes can only succeed
+// over the export, found by the GetVolume answer the volume was opened
+// with, and after a restart moved it, by the GetVolume the volume asks
+// again before it dials.
+TEST_F(NbdPathTest, AVolumeWithoutAWorkingStreamFindsTheExportThroughGetVolume) {
+  ASSERT_TRUE(client_->CreateVolume("disk0", 4 * kMiB).ok());
+  StreamlessFront front(server_.address());
+  ClientOptions options = client_options_;
+  options.target = front.address();
+  COWBLK_ASSERT_OK_AND_ASSIGN(client, Client::Create(options));
+  COWBLK_ASSERT_OK_AND_ASSIGN(volume, client.OpenVolume("disk0"));
+  const IoOptions patient{.deadline = std::chrono::seconds(20)};
+
+  // Tried on a stream first (the connection is not up yet), then over the
+  // export once it is.
+  const std::string a = RandomBytes(kMiB, 21);
+  absl::Status s = volume->Write(0, a.data(), a.size(), patient);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(volume->stats().nbd_connections, 1u);
+  EXPECT_GE(volume->stats().nbd_requests, 1u);
+  EXPECT_GE(front.sessions(), 1);  // streams were tried, and failed
+
+  const uint32_t old_port = DescribeVolume(server_.address(), "disk0").nbd_port();
+  ASSERT_NO_FATAL_FAILURE(Restart(SIGTERM));
+  ASSERT_NE(DescribeVolume(server_.address(), "disk0").nbd_port(), old_port);
+  const std::string b = RandomBytes(kMiB, 22);
+  s = volume->Write(kMiB, b.data(), b.size(), patient);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(volume->stats().nbd_connections, 2u);
+  volume->Close();
+
+  // What the real server holds, read over its own streams.
+  COWBLK_ASSERT_OK_AND_ASSIGN(check, client_->OpenVolume("disk0", {.nbd = false}));
+  std::string back(2 * kMiB, '\0');
+  ASSERT_TRUE(check->Read(0, back.data(), back.size()).ok());
+  EXPECT_TRUE(back == a + b);
 }
 
 // A stopped server answers nothing: the read fails at its deadline (the
@@ -222,6 +338,13 @@ TEST_F(NbdPathTest, AWriteAcknowledgedOverNbdThenLostInACrashFailsTheNextFlush) 
 }
 
 class NbdPathWithoutExportTest : public ClientFixture {};
+
+TEST_F(NbdPathWithoutExportTest, GetVolumeTellsNoExportPort) {
+  ASSERT_TRUE(client_->CreateVolume("disk0", 4 * kMiB).ok());
+  const v1::Volume v = DescribeVolume(server_.address(), "disk0");
+  EXPECT_EQ(v.nbd_port(), 0u);
+  EXPECT_FALSE(v.epoch().empty());
+}
 
 TEST_F(NbdPathWithoutExportTest, AServerWithoutAnExportKeepsEverythingOnTheStreams) {
   auto volume = NewVolume("disk0", 8 * kMiB);

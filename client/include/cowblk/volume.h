@@ -67,6 +67,7 @@ namespace internal {
 class ClientCore;
 class VolumeCore;
 enum class OpKind;
+struct ServedVolume;
 }  // namespace internal
 
 struct VolumeOptions {
@@ -86,8 +87,8 @@ struct VolumeOptions {
   std::chrono::milliseconds deadline{0};
   // Reads of at least `nbd_min_read_bytes` and writes of at least
   // `nbd_min_write_bytes` (per chunk) travel over the server's NBD export
-  // when it has one (cowblkd --nbd-listen; its Session streams say so) and
-  // the client uses neither TLS nor a token: NBD frames cost less than
+  // when it has one (cowblkd --nbd-listen; the volume's GetVolume answer
+  // says so) and the client uses neither TLS nor a token: NBD frames cost less than
   // HTTP/2's, a read lands in the caller's buffer with no copy, and the
   // server writes a write's data on the connection's own thread. Small
   // reads stay on the streams, which batch them better. The export is dialled at the host of ClientOptions::target; if it
@@ -169,10 +170,8 @@ class COWBLK_EXPORT Volume {
  private:
   friend class Client;
   Volume(std::shared_ptr<internal::ClientCore> client, VolumeInfo info,
-         const VolumeOptions& options);
+         const internal::ServedVolume& served, const VolumeOptions& options);
 
-  // Checks a range; OK for an empty one.
-  absl::Status CheckRange(uint64_t offset, uint64_t length) const;
   // Checks, cuts into chunks and queues one call.
   void Submit(internal::OpKind kind, uint64_t offset, uint64_t length, void* dest, const void* src,
               IoCallback done, const IoOptions& options);

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "proto/session_codec.h"
 #include "server/transport/grpc/block_service.h"
 
 namespace cowblk::rpc {
@@ -32,68 +33,25 @@ absl::StatusOr<engine::OpType> ToEngineOp(cowblk::v1::Op op) {
   }
 }
 
-// Appends `v` as a protobuf varint.
-void PutVarint(std::string* out, uint64_t v) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
 void FreeReadBuffer(void* p) { std::free(p); }
 
-// A read answered OK carries its data.
-uint64_t DataLength(const core::Call* c) {
-  return c->status().ok() && c->op == engine::OpType::kRead ? c->length : 0;
+// The answer of `c`: a read answered OK carries its data.
+wire::AnswerFields Fields(const core::Call* c) {
+  const absl::Status& s = c->status();
+  wire::AnswerFields f;
+  f.id = c->tag;
+  f.code = static_cast<int32_t>(s.code());
+  f.message = std::string_view(s.message().data(), s.message().size());
+  f.data_length = s.ok() && c->op == engine::OpType::kRead ? c->length : 0;
+  return f;
 }
 
-// Size of what EncodeAnswer writes for `c` (without prefix).
-size_t AnswerSize(const core::Call* c) {
-  auto varint_len = [](uint64_t v) {
-    size_t n = 1;
-    while (v >= 0x80) v >>= 7, ++n;
-    return n;
-  };
-  const absl::Status& s = c->status();
-  const uint64_t data = DataLength(c);
-  size_t n = 0;
-  if (c->tag != 0) n += 1 + varint_len(c->tag);
-  if (!s.ok()) n += 1 + varint_len(static_cast<uint64_t>(static_cast<int64_t>(s.code())));
-  if (!s.message().empty()) n += 1 + varint_len(s.message().size()) + s.message().size();
-  if (data != 0) n += 1 + varint_len(data) + data;
-  return n;
-}
-
-// Encodes the answer of `c` as SessionResponse fields 1-4, appended to
-// `header` (empty, or a batch entry's tag and length): a slice of the
-// header, then the read data as a slice that owns c's buffer (gRPC frees it
-// once sent). Returns the encoded size of the answer alone.
-size_t EncodeAnswer(core::Call* c, std::string header, std::vector<grpc::Slice>* slices) {
-  const size_t prefix = header.size();
-  const absl::Status& s = c->status();
-  const uint64_t data = DataLength(c);
-  if (c->tag != 0) {
-    header.push_back(1 << 3);  // field 1, varint
-    PutVarint(&header, c->tag);
-  }
-  if (!s.ok()) {
-    header.push_back(2 << 3);
-    PutVarint(&header, static_cast<uint64_t>(static_cast<int64_t>(s.code())));
-  }
-  if (!s.message().empty()) {
-    header.push_back((3 << 3) | 2);  // field 3, length-delimited
-    PutVarint(&header, s.message().size());
-    header.append(s.message().data(), s.message().size());
-  }
-  if (data != 0) {
-    header.push_back((4 << 3) | 2);
-    PutVarint(&header, data);
-  }
-  const size_t size = header.size() - prefix + data;
-  slices->emplace_back(header);
-  if (data != 0) slices->emplace_back(c->ReleaseBuffer(), data, &FreeReadBuffer);
-  return size;
+// Appends the answer of `c` to `slices`: its header, then the read data as
+// a slice that owns c's buffer (gRPC frees it once sent).
+void EncodeAnswer(core::Call* c, const wire::AnswerFields& f, bool batch_entry,
+                  std::vector<grpc::Slice>* slices) {
+  slices->push_back(wire::EncodeAnswerHeader(f, batch_entry));
+  if (f.data_length != 0) slices->emplace_back(c->ReleaseBuffer(), f.data_length, &FreeReadBuffer);
 }
 
 core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer) {
@@ -327,16 +285,17 @@ void SessionReactor::StartWriteLocked() {
   std::vector<grpc::Slice> slices;
   core::Call* front = queue_.front();
   queue_.pop_front();
-  size_t bytes = EncodeAnswer(front, {}, &slices);
+  const wire::AnswerFields first = Fields(front);
+  EncodeAnswer(front, first, /*batch_entry=*/false, &slices);
+  size_t bytes = wire::AnswerSize(first);
   written_.push_back(front);
   while (batch_answers_ && !queue_.empty() && written_.size() < kMaxAnswers) {
     core::Call* next = queue_.front();
-    const size_t size = AnswerSize(next);
+    const wire::AnswerFields f = Fields(next);
+    const size_t size = wire::AnswerSize(f);
     if (bytes + size > kMaxBytes) break;
-    std::string prefix;
-    prefix.push_back((5 << 3) | 2);  // field 5 (batch), length-delimited
-    PutVarint(&prefix, size);
-    bytes += prefix.size() + EncodeAnswer(next, std::move(prefix), &slices);
+    EncodeAnswer(next, f, /*batch_entry=*/true, &slices);
+    bytes += size;
     queue_.pop_front();
     written_.push_back(next);
   }

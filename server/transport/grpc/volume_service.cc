@@ -12,16 +12,6 @@ using namespace cowblk::v1;  // NOLINT: the generated messages
 
 constexpr uint32_t kMaxPage = 1000;
 
-void Fill(const store::VolumeInfo& info, Volume* out) {
-  out->set_name(info.name);
-  out->set_size_bytes(info.size_bytes);
-  out->set_sector_size(kSectorSize);
-  out->set_allocated_bytes(info.allocated_bytes);
-  out->set_image(info.image);
-  out->set_state(info.ready ? VOLUME_STATE_READY : VOLUME_STATE_ERROR);
-  out->set_error(info.error);
-}
-
 void Fill(const store::ImageInfo& info, Image* out) {
   out->set_name(info.name);
   out->set_size_bytes(info.size_bytes);
@@ -34,6 +24,19 @@ uint32_t PageSize(uint32_t requested) {
 
 }  // namespace
 
+void VolumeServiceImpl::FillVolume(const store::VolumeInfo& info, Volume* out) const {
+  out->set_name(info.name);
+  out->set_size_bytes(info.size_bytes);
+  out->set_sector_size(kSectorSize);
+  out->set_allocated_bytes(info.allocated_bytes);
+  out->set_image(info.image);
+  out->set_state(info.ready ? VOLUME_STATE_READY : VOLUME_STATE_ERROR);
+  out->set_error(info.error);
+  if (!info.ready) return;
+  out->set_nbd_port(options_.nbd_port);
+  out->set_epoch(info.epoch);
+}
+
 grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
                                              const CreateVolumeRequest* req, Volume* resp) {
   CallScope call(calls_);
@@ -41,7 +44,7 @@ grpc::Status VolumeServiceImpl::CreateVolume(grpc::ServerContext* ctx,
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   auto info = store_->CreateVolume(req->name(), req->image(), req->size_bytes());
   if (!info.ok()) return ToGrpc(info.status());
-  Fill(*info, resp);
+  FillVolume(*info, resp);
   return grpc::Status::OK;
 }
 
@@ -53,7 +56,7 @@ grpc::Status VolumeServiceImpl::GetVolume(grpc::ServerContext* ctx, const GetVol
   if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
   auto info = store_->GetVolume(req->name());
   if (!info.ok()) return ToGrpc(info.status());
-  Fill(*info, resp);
+  FillVolume(*info, resp);
   return grpc::Status::OK;
 }
 
@@ -74,7 +77,7 @@ grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const List
     for (const store::VolumeInfo& v : page) {
       after = v.name;
       if (!auth_->CanSee(*ctx, v.name)) continue;
-      Fill(v, resp->add_volumes());
+      FillVolume(v, resp->add_volumes());
       if (resp->volumes_size() == static_cast<int>(limit)) break;
     }
   }

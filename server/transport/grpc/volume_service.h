@@ -11,11 +11,18 @@
 
 namespace cowblk::rpc {
 
+struct VolumeServiceOptions {
+  // The port of the server's NBD export, told in every answer about a
+  // servable volume (Volume.nbd_port); 0: the server has none.
+  uint32_t nbd_port = 0;
+};
+
 class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
  public:
   // `store` and `auth` must outlive the service.
-  VolumeServiceImpl(store::Store* store, const Authorizer* auth, CallTracker* calls)
-      : store_(store), auth_(auth), calls_(calls) {}
+  VolumeServiceImpl(store::Store* store, const Authorizer* auth, CallTracker* calls,
+                    const VolumeServiceOptions& options = {})
+      : store_(store), auth_(auth), calls_(calls), options_(options) {}
 
   grpc::Status CreateVolume(grpc::ServerContext* ctx, const cowblk::v1::CreateVolumeRequest* req,
                             cowblk::v1::Volume* resp) override;
@@ -40,9 +47,14 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
                            cowblk::v1::DeleteImageResponse* resp) override;
 
  private:
+  // A volume as the API describes it, with what a client needs to reach it
+  // over the NBD export (port, epoch) when it is servable.
+  void FillVolume(const store::VolumeInfo& info, cowblk::v1::Volume* out) const;
+
   store::Store* const store_;
   const Authorizer* const auth_;
   CallTracker* const calls_;
+  const VolumeServiceOptions options_;
 };
 
 }  // namespace cowblk::rpc
