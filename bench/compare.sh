@@ -36,13 +36,21 @@
 # to each peer with the issue's floors marked), a PNG chart (gnuplot) and
 # summary.md (what ran, and the tables) into OUTDIR.
 #
+# With -B, a second build (its cowblkd, cowblk and cowblk-bench: server and
+# client library both) is measured the same way beside the first, as the
+# targets before, before-deferred, before-nbd and before-nbd-deferred, and
+# a table gives each cowblk target's IOPS as a ratio to its "before" twin:
+# a change's before/after in one run.
+#
 # Usage: bench/compare.sh [-d DIR] [-s SIZE] [-t SECONDS] [-r REPEATS]
-#                         [-b BUILD_BIN] [-o OUTDIR] [-w ROWS] [-x FLAGS]
+#                         [-b BUILD_BIN] [-B BEFORE_BIN] [-o OUTDIR] [-w ROWS]
+#                         [-x FLAGS]
 #   -d  scratch directory on a real file system (default /var/tmp/cowblk-compare)
 #   -s  image and working-set size (default 512M)
 #   -t  seconds per measurement (default 5), after a 1 s ramp
 #   -r  measurements per target and row, averaged (default 1)
 #   -b  directory with cowblkd, cowblk and cowblk-bench (default build/bin)
+#   -B  another such directory, measured too as the "before" targets
 #   -o  where the tables, chart and raw JSON go (default: a new directory
 #       under $COWBLK_BENCH_OUT, see bench/README.md)
 #   -w  comma-separated row names to run (default: all; see -h output below)
@@ -59,14 +67,17 @@ size=512M
 secs=5
 only=
 extra=
-while getopts d:s:t:r:b:o:w:x:h opt; do
+before=
+while getopts d:s:t:r:b:B:o:w:x:h opt; do
   case $opt in
     w) only=$OPTARG ;;
     x) extra=$OPTARG ;;
+    B) before=$OPTARG ;;
     *) bench_opt "$opt" "${OPTARG-}" ;;
   esac
 done
 need_tools "$bin/cowblkd" "$bin/cowblk" "$bin/cowblk-bench" fio nbdkit qemu-nbd qemu-img gnuplot
+[ -z "$before" ] || need_tools "$before/cowblkd" "$before/cowblk" "$before/cowblk-bench"
 mkdir -p "$dir"
 bench_rm_at_exit "$dir"
 bench_out
@@ -76,12 +87,12 @@ bytes=$(size_bytes "$size")
 img=$dir/base.img
 random_image "$img" "$size"
 
-# One cowblkd per durability mode for the whole run: every row gets a fresh
-# volume over the uploaded image.
-# start_server NAME FLAGS...
+# One cowblkd per durability mode (and build) for the whole run: every row
+# gets a fresh volume over the uploaded image.
+# start_server NAME BIN FLAGS...
 start_server() {
-  local name=$1
-  shift
+  local name=$1 bin=$2
+  shift 2
   mkdir -p "$dir/$name"
   # shellcheck disable=SC2086 # $extra is a list of flags
   cowblkd_start "$out/$name.log" "$bin/cowblkd" --data-dir "$dir/$name" --metrics-listen "" \
@@ -89,10 +100,20 @@ start_server() {
   log "$name: $cowblkd_addr, NBD $cowblkd_nbd"
   COWBLK_SERVER=$cowblkd_addr "$bin/cowblk" image upload "$img" base >/dev/null
 }
-start_server cowblkd-deferred --durability deferred
-pid_deferred=$cowblkd_pid server_deferred=$cowblkd_addr server_nbd_deferred=$cowblkd_nbd
-start_server cowblkd
-pid_ordered=$cowblkd_pid server=$cowblkd_addr server_nbd=$cowblkd_nbd
+declare -A server_of nbd_of
+pids=()
+ours=(cowblk cowblk-deferred cowblk-nbd cowblk-nbd-deferred)
+[ -z "$before" ] || ours+=(before before-deferred before-nbd before-nbd-deferred)
+for build in cowblk ${before:+before}; do
+  build_bin=$bin
+  [ "$build" = before ] && build_bin=$before
+  start_server "$build-deferred-server" "$build_bin" --durability deferred
+  pids+=("$cowblkd_pid")
+  server_of[$build-deferred]=$cowblkd_addr nbd_of[$build-deferred]=$cowblkd_nbd
+  start_server "$build-server" "$build_bin"
+  pids+=("$cowblkd_pid")
+  server_of[$build]=$cowblkd_addr nbd_of[$build]=$cowblkd_nbd
+done
 vol_seq=0
 
 # run TARGET JSON RW BS DEPTH ALLOC: one measurement on a fresh overlay.
@@ -119,14 +140,19 @@ run() {
         --lat_percentiles=1 --output-format=json --output="$json" >"$json.log" 2>&1 ||
         { cat "$json.log" >&2; die 1 "fio failed"; }
       ;;
-    cowblk | cowblk-deferred | cowblk-nbd | cowblk-nbd-deferred)
-      local srv=$server
-      case $target in *deferred) srv=$server_deferred ;; esac
+    cowblk* | before*)
+      # The server: the build's ordered or deferred one; -nbd: its export
+      # through libnbd. A "before" target runs the other build's tools too
+      # (bench_cell and bench_prefill use $bin).
+      local build=${target%%-*} bin=$bin server_key
+      [ "$build" = before ] && bin=$before
+      server_key=$build
+      case $target in *deferred) server_key=$build-deferred ;; esac
+      local srv=${server_of[$server_key]}
       vol_seq=$((vol_seq + 1))
       local vol=cmp$vol_seq uri
       uri=cowblk://$srv/$vol
-      [ "$target" = cowblk-nbd ] && uri=nbd://$server_nbd/$vol
-      [ "$target" = cowblk-nbd-deferred ] && uri=nbd://$server_nbd_deferred/$vol
+      case $target in *-nbd*) uri=nbd://${nbd_of[$server_key]}/$vol ;; esac
       COWBLK_SERVER=$srv "$bin/cowblk" volume create "$vol" --image base >/dev/null
       [ "$alloc" = allocated ] && bench_prefill "$uri" "$bytes" "$json.log"
       bench_cell "$uri" "$rw" "$bs" "$depth" "$bytes" "$json"
@@ -169,22 +195,22 @@ read-1m-qd8-unallocated read 1m 8 unallocated
 write-1m-qd8-allocated write 1m 8 allocated
 write-1m-qd8-unallocated write 1m 8 unallocated"
 
-measure_rows run "$rows" fio cowblk cowblk-deferred cowblk-nbd cowblk-nbd-deferred nbdkit qemu-nbd
+measure_rows run "$rows" fio "${ours[@]}" nbdkit qemu-nbd
 
-cowblkd_stop "$pid_deferred" || true
-cowblkd_stop "$pid_ordered" || true
+for pid in "${pids[@]}"; do cowblkd_stop "$pid" || true; done
 
 # The table, the chart's data, and the floors.
 status=0
-/usr/bin/python3 - "$out" "$repeats" "$(uptime)" "$extra" <<'EOF2' || status=$?
+/usr/bin/python3 - "$out" "$repeats" "$(uptime)" "$extra" "$before" <<'EOF2' || status=$?
 import glob, json, os, sys
-out, repeats, load, extra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-targets = ["fio", "cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred", "nbdkit",
-           "qemu-nbd"]
+out, repeats, load, extra, before = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ours = ["cowblk", "cowblk-deferred", "cowblk-nbd", "cowblk-nbd-deferred"]
+befores = ["before" + t[len("cowblk"):] for t in ours] if before else []
 peers = ["nbdkit", "qemu-nbd"]
+targets = ["fio"] + ours + befores + peers
 label = {"fio": "fio", "cowblk": "ordered", "cowblk-deferred": "deferred", "cowblk-nbd": "nbd",
          "cowblk-nbd-deferred": "nbd-deferred", "nbdkit": "nbdkit", "qemu-nbd": "qemu-nbd"}
+label.update({b: "before " + label[o] for o, b in zip(ours, befores)})
 names = []
 for f in sorted(glob.glob(f"{out}/*.cowblk.1.json")):
     names.append(os.path.basename(f)[: -len(".cowblk.1.json")])
@@ -234,6 +260,7 @@ lines += ["", "Ratios of each cowblk target to each peer; a floor of the issue i
           "| workload | " + " | ".join(f"{label[o]} / {p}" for o in ours for p in peers) + " |",
           "|---|" + "---:|" * (len(ours) * len(peers))]
 missed = {t: 0 for t in ours}
+charted = [t for t in targets if t not in befores]
 chart = []
 for name in names:
     cells = []
@@ -250,7 +277,15 @@ for name in names:
                 cells.append(f"**{r:.2f}** (≥{f:.1f}: missed)")
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
     fio = m[name]["fio"][0]
-    chart.append((name, [m[name][t][0] / fio if fio else 0 for t in targets]))
+    chart.append((name, [m[name][t][0] / fio if fio else 0 for t in charted]))
+if befores:
+    lines += ["", f"This build over the one in `{before}` (IOPS ratio, same run):", "",
+              "| workload | " + " | ".join(f"{label[o]} / before" for o in ours) + " |",
+              "|---|" + "---:|" * len(ours)]
+    for name in names:
+        cells = [f"{m[name][o][0] / m[name][b][0]:.2f}" if m[name][b][0] else "-"
+                 for o, b in zip(ours, befores)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
 lines.append("")
 lines.append(f"Load at the end: `{load.strip()}`; {repeats} measurement(s) per cell.")
 if extra:
@@ -263,7 +298,7 @@ table = "\n".join(lines)
 open(f"{out}/table.md", "w").write(table + "\n")
 print(table)
 with open(f"{out}/chart.dat", "w") as f:
-    f.write("workload " + " ".join(targets) + "\n")
+    f.write("workload " + " ".join(charted) + "\n")
     for name, vals in chart:
         f.write(name + " " + " ".join(f"{v:.4f}" for v in vals) + "\n")
 sys.exit(1 if missed["cowblk-deferred"] else 0)
