@@ -57,6 +57,13 @@ void AddCopyCommand(CLI::App& app, Context& ctx);
 void AddRangeCommands(CLI::App& app, Context& ctx);
 void AddHealthCommand(CLI::App& app, Context& ctx);
 
+// `NOUN rm NAME...` (alias `delete`) under `parent`: removes each name with
+// `remove`, in order, stopping at the first failure; prints
+// {"deleted": [NAMES...]} or one "deleted NOUN NAME" line each.
+void AddRemoveCommand(CLI::App* parent, Context& ctx, const std::string& noun,
+                      const std::string& help,
+                      std::function<absl::Status(Client&, const std::string&)> remove);
+
 }  // namespace cowblk::cli
 
 #endif  // COWBLK_CLIENT_CLI_CONTEXT_H_

@@ -21,7 +21,6 @@ namespace {
 
 struct ImageArgs {
   std::string name, file;
-  std::vector<std::string> names;
 };
 
 absl::Status Upload(Context& ctx, const ImageArgs& a) {
@@ -162,26 +161,8 @@ void AddImageCommands(CLI::App& app, Context& ctx) {
     };
   });
 
-  CLI::App* rm = image->add_subcommand("rm", "Delete images no volume uses");
-  rm->alias("delete");
-  rm->add_option("NAME", args->names, "Image names")->required();
-  rm->callback([&ctx, args] {
-    ctx.what = "image rm";
-    ctx.run = [&ctx, args]() -> absl::Status {
-      auto client = ctx.client();
-      if (!client.ok()) return client.status();
-      nlohmann::json deleted = nlohmann::json::array();
-      std::string text;
-      for (const std::string& name : args->names) {
-        ctx.what = "image rm " + name;
-        if (absl::Status s = (*client)->DeleteImage(name); !s.ok()) return s;
-        deleted.push_back(name);
-        absl::StrAppend(&text, "deleted image ", name, "\n");
-      }
-      ctx.Print({{"deleted", deleted}}, text);
-      return absl::OkStatus();
-    };
-  });
+  AddRemoveCommand(image, ctx, "image", "Delete images no volume uses",
+                   [](Client& client, const std::string& name) { return client.DeleteImage(name); });
 }
 
 }  // namespace cowblk::cli

@@ -27,7 +27,6 @@ void AddVolumeCommands(CLI::App& app, Context& ctx) {
 
   struct Args {
     std::string name, image, size;
-    std::vector<std::string> names;
   };
   auto args = std::make_shared<Args>();
 
@@ -100,26 +99,8 @@ void AddVolumeCommands(CLI::App& app, Context& ctx) {
     };
   });
 
-  CLI::App* rm = volume->add_subcommand("rm", "Delete volumes and their data");
-  rm->alias("delete");
-  rm->add_option("NAME", args->names, "Volume names")->required();
-  rm->callback([&ctx, args] {
-    ctx.what = "volume rm";
-    ctx.run = [&ctx, args]() -> absl::Status {
-      auto client = ctx.client();
-      if (!client.ok()) return client.status();
-      nlohmann::json deleted = nlohmann::json::array();
-      std::string text;
-      for (const std::string& name : args->names) {
-        ctx.what = "volume rm " + name;
-        if (absl::Status s = (*client)->DeleteVolume(name); !s.ok()) return s;
-        deleted.push_back(name);
-        absl::StrAppend(&text, "deleted volume ", name, "\n");
-      }
-      ctx.Print({{"deleted", deleted}}, text);
-      return absl::OkStatus();
-    };
-  });
+  AddRemoveCommand(volume, ctx, "volume", "Delete volumes and their data",
+                   [](Client& client, const std::string& name) { return client.DeleteVolume(name); });
 
   CLI::App* commit = volume->add_subcommand(
       "commit", "Merge a volume (its writes over its image) into a new image");
