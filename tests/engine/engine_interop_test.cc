@@ -20,11 +20,13 @@
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
 #include "tests/support/command.h"
+#include "tests/support/edge_ranges.h"
 #include "tests/support/scratch.h"
 
 namespace cowblk::engine {
 namespace {
 
+using ::cowblk::testing::EdgeRanges;
 using ::cowblk::testing::RandomBytes;
 using ::cowblk::testing::ReadFileBytes;
 using ::cowblk::testing::RunQuietly;
@@ -41,16 +43,6 @@ std::string CowblkImg() {
     if (std::filesystem::exists(p)) return p.string();
   }
   return "";
-}
-
-// The first and last sector, and the edges of the 64-sector words UML's
-// bitmap writes cover and of the 4096-byte bitmap blocks (sector 32768).
-std::vector<std::pair<uint64_t, uint64_t>> EdgeRanges(uint64_t sectors) {
-  std::vector<std::pair<uint64_t, uint64_t>> ranges = {
-      {0, 1},   {sectors - 1, 1}, {63, 2},   {127, 1},
-      {128, 1}, {191, 66},        {4095, 2}, {4096 * 8 - 1, 2}};
-  std::erase_if(ranges, [&](auto r) { return r.first + r.second > sectors; });
-  return ranges;
 }
 
 struct Mode {

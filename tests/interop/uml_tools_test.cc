@@ -12,12 +12,14 @@
 #include "nlohmann/json.hpp"
 #include "server/cow/cow_file.h"
 #include "tests/support/command.h"
+#include "tests/support/edge_ranges.h"
 #include "tests/support/scratch.h"
 
 namespace cowblk::cow {
 namespace {
 
 using ::cowblk::testing::CommandResult;
+using ::cowblk::testing::EdgeRanges;
 using ::cowblk::testing::RandomBytes;
 using ::cowblk::testing::ReadFileBytes;
 using ::cowblk::testing::RunCommand;
@@ -28,16 +30,6 @@ nlohmann::json RunJson(const std::vector<std::string>& argv, int want_exit = 0) 
   CommandResult r = RunCommand(argv);
   EXPECT_EQ(r.exit_code, want_exit) << r.output;
   return nlohmann::json::parse(r.output, nullptr, false);
-}
-
-// Sector ranges every pattern includes: the first and last sector, and the
-// edges of the 64-sector words UML's bitmap writes cover.
-std::vector<std::pair<uint64_t, uint64_t>> EdgeRanges(uint64_t sectors) {
-  std::vector<std::pair<uint64_t, uint64_t>> ranges = {
-      {0, 1},   {sectors - 1, 1}, {63, 2},       {127, 1},
-      {128, 1}, {191, 66},        {4095, 2},     {4096 * 8 - 1, 2}};
-  std::erase_if(ranges, [&](auto r) { return r.first + r.second > sectors; });
-  return ranges;
 }
 
 class UmlInteropTest : public ::testing::Test {
