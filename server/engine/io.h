@@ -18,7 +18,7 @@ namespace cowblk::engine {
 // Upper bound of one read or write request, so a transfer fits one SQE.
 inline constexpr uint64_t kMaxIoBytes = kMaxTransferBytes;
 
-enum class IoOpcode {
+enum class IoOpcode : uint8_t {
   kRead,       // pread(fd, buf, len, offset)
   kWrite,      // pwrite(fd, buf, len, offset)
   kFdatasync,  // fdatasync(fd); buf, len, offset unused
@@ -30,8 +30,18 @@ enum class IoOpcode {
 
 const char* IoOpcodeName(IoOpcode op);
 
+// What an operation is for, set by the volume that submits it (its
+// completion goes to the stage that waits for it). Backends ignore it.
+enum class IoPurpose : uint8_t {
+  kData,    // a request's data: reads, writes, punched holes
+  kBitmap,  // the write of one bitmap block
+  kSync,    // an fdatasync: group commit, or a deferred commit round
+  kTimer,   // the deferred commit interval's kTimeout, or its kTimeoutRemove
+};
+
 struct IoOp {
   IoOpcode opcode = IoOpcode::kRead;
+  IoPurpose purpose = IoPurpose::kData;
   int fd = -1;
   void* buf = nullptr;
   uint64_t len = 0;  // reads and writes: at most kMaxIoBytes
