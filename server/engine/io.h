@@ -1,7 +1,9 @@
 // The engine's I/O layer: the engine describes each file operation as an
 // IoOp and learns of its completion through IoSink. Two implementations:
 // UringIo (real io_uring, server/engine/uring_io.h) and ManualIo (the test
-// layer whose completions a test releases one by one, manual_io.h).
+// layer whose completions a test releases one by one, manual_io.h); and a
+// decorator that forwards to either, HeldIo (held_io.h: bitmap writes wait
+// for a release, a debugging aid).
 //
 // Thread-safety: an IoBackend is used by its engine thread only.
 
@@ -30,8 +32,8 @@ enum class IoOpcode : uint8_t {
 
 const char* IoOpcodeName(IoOpcode op);
 
-// What an operation is for, set by the volume that submits it (its
-// completion goes to the stage that waits for it). Backends ignore it.
+// What an operation is for, set by the volume that submits it. Backends
+// ignore it; a decorator may act on it (HeldIo parks kBitmap writes).
 enum class IoPurpose : uint8_t {
   kData,    // a request's data: reads, writes, punched holes
   kBitmap,  // the write of one bitmap block

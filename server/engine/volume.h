@@ -35,7 +35,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -88,10 +87,6 @@ struct VolumeOptions {
   // Times each request from Submit to completion into
   // VolumeStats::io_duration: two clock reads per request.
   bool latency_histograms = true;
-  // Debugging aid, set by Engine::OpenVolume when EngineOptions asks for it:
-  // each bitmap block write is handed to this function instead of the I/O
-  // backend; calling `submit` (on the engine thread) issues the write.
-  std::function<void(std::function<void()> submit)> hold_bitmap_write = nullptr;
 };
 
 // Where a piece of a page-cache write that starts at file offset `at` ends,

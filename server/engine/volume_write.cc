@@ -257,11 +257,7 @@ void Volume::PrepareBlockWrite(BlockWrite* bw, uint64_t block, cow::Bitmap& sour
 void Volume::IssueBlockWrite(BlockWrite* bw) {
   stats_.bitmap_writes.Add();
   stats_.bitmap_writes_pending.Add();
-  if (options_.hold_bitmap_write) {
-    options_.hold_bitmap_write([this, t = &bw->task] { SubmitTask(t); });
-  } else {
-    SubmitTask(&bw->task);
-  }
+  SubmitTask(&bw->task);
 }
 
 }  // namespace cowblk::engine
