@@ -67,8 +67,11 @@ bool Engine::PollBriefly() {
   return !inbox_.empty() || !posted_.empty();
 }
 
+// Out of line: the ring's type is complete only here.
+Engine::Engine(Passkey) {}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
-  std::unique_ptr<Engine> e(new Engine);
+  auto e = std::make_unique<Engine>(Passkey());
   auto ring = UringIo::Create(options.ring_entries, &e->sink_);
   if (!ring.ok()) return ring.status();
   e->ring_ = *std::move(ring);
@@ -207,9 +210,9 @@ absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,
                                            const VolumeOptions& options) {
   std::promise<absl::StatusOr<Volume*>> result;
   auto future = result.get_future();
-  cow::CowFile* raw = file.release();
-  Post([this, raw, options, &result] {
-    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_, options, &batch_ends_);
+  // By reference: this thread waits until the engine thread ran it.
+  Post([this, &file, &options, &result] {
+    auto v = Volume::Create(std::move(file), io_, options, &batch_ends_);
     if (!v.ok()) {
       result.set_value(v.status());
       return;
@@ -242,7 +245,7 @@ void Engine::ForEachVolume(const std::function<void(const Volume&)>& fn) const {
 
 absl::StatusOr<std::unique_ptr<EngineGroup>> EngineGroup::Start(
     int threads, const EngineOptions& options) {
-  std::unique_ptr<EngineGroup> g(new EngineGroup);
+  auto g = std::make_unique<EngineGroup>();
   for (int i = 0; i < threads; ++i) {
     auto e = Engine::Start(options);
     if (!e.ok()) return e.status();

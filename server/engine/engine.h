@@ -80,8 +80,15 @@ class SubmitBatch {
 };
 
 class Engine {
+  // Only Start constructs an Engine: the constructor is public for
+  // std::make_unique, and callable only with this private key.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Start(const EngineOptions& options);
+  explicit Engine(Passkey);
   // Stops the thread after every volume was closed. REQUIRES: no volumes.
   ~Engine();
 
@@ -107,7 +114,6 @@ class Engine {
 
  private:
   friend class SubmitBatch;
-  Engine() = default;
   void Run();
 
   // SubmitBatch's wake-up, once per engine when the batch is flushed.
