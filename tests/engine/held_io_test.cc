@@ -108,6 +108,16 @@ TEST_F(HeldIoTest, InFlightCountsParkedOperationsAndCompletionsReachTheSinkUncha
   EXPECT_THAT(sink_.done, ElementsAre(8, 7));
 }
 
+// `op` of `buf`'s bytes at offset 0; sets `*done` when it succeeded.
+Request RequestAtZero(OpType op, std::string& buf, bool* done) {
+  Request req = Request::Of(op, 0, buf.size(), buf.data());
+  req.done = [done](absl::Status s) {
+    EXPECT_TRUE(s.ok()) << s;
+    *done = true;
+  };
+  return req;
+}
+
 // The volume's side: it tags its bitmap block writes, and only those, so a
 // first write's data and barrier pass, its block write waits, and a read
 // of its sectors stalls until the release.
@@ -123,11 +133,7 @@ TEST(HeldIoVolumeTest, AVolumesBitmapWriteWaitsForTheReleaseAndReadsStallBehindI
   ASSERT_TRUE(volume.ok()) << volume.status();
   std::string data(4096, 'a');
   bool written = false;
-  Request write = Request::Of(OpType::kWrite, 0, data.size(), data.data());
-  write.done = [&](absl::Status s) {
-    EXPECT_TRUE(s.ok()) << s;
-    written = true;
-  };
+  Request write = RequestAtZero(OpType::kWrite, data, &written);
   (*volume)->Submit(&write);
   ASSERT_EQ(real.FindOpcode(IoOpcode::kWrite), 0);
   real.Release(0);  // the data
@@ -139,11 +145,7 @@ TEST(HeldIoVolumeTest, AVolumesBitmapWriteWaitsForTheReleaseAndReadsStallBehindI
 
   std::string out(4096, '\0');
   bool read = false;
-  Request r = Request::Of(OpType::kRead, 0, out.size(), out.data());
-  r.done = [&](absl::Status s) {
-    EXPECT_TRUE(s.ok()) << s;
-    read = true;
-  };
+  Request r = RequestAtZero(OpType::kRead, out, &read);
   (*volume)->Submit(&r);
   EXPECT_TRUE(real.queued().empty());  // stalled behind the held update
   EXPECT_EQ((*volume)->stats().reads_stalled.value(), 1u);
