@@ -1,7 +1,7 @@
 // The records a Volume keeps for work in flight. Not part of the engine's
 // interface: volume.h includes this header only because Volume holds some
-// of them by value; nothing outside server/engine/volume*.cc and
-// deferred_commit.* names them.
+// of them by value; nothing outside Volume's own files (volume*.cc,
+// group_commit.cc) and deferred_commit.* names them.
 //
 // Who owns what (nothing here is allocated or freed by hand):
 //  - Op: one request from Volume::Submit to Volume::Complete. Volume::ops_
