@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
+#include "server/engine/held_io.h"
 #include "server/metrics/metrics_server.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/auth.h"
@@ -225,7 +226,13 @@ int Main(int argc, char** argv) {
   }
 
   engine::EngineOptions engine_options;
-  engine_options.hold_bitmap_writes_fifo = f.debug_hold_bitmap_writes;
+  if (!f.debug_hold_bitmap_writes.empty()) {
+    // Each engine parks its bitmap writes until bytes come down the FIFO.
+    engine_options.wrap_io = [fifo = f.debug_hold_bitmap_writes](engine::IoBackend* real,
+                                                                  engine::PostFn post) {
+      return engine::HoldBitmapWritesUntilFifo(fifo, real, std::move(post));
+    };
+  }
   engine_options.poll_us = f.engine_poll_us;
   auto engines = engine::EngineGroup::Start(f.engine_threads, engine_options);
   if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));

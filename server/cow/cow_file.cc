@@ -121,7 +121,7 @@ absl::StatusOr<std::unique_ptr<CowFile>> CowFile::OpenFd(
         geometry->bitmap_offset + geometry->bitmap_bytes));
   }
 
-  std::unique_ptr<CowFile> cow(new CowFile());
+  auto cow = std::make_unique<CowFile>(Passkey());
   cow->path_ = path;
   cow->header_ = *std::move(header);
   cow->geometry_ = *geometry;

@@ -40,6 +40,12 @@ struct CreateOptions {
 };
 
 class CowFile {
+  // Only Open and Create construct a CowFile: the constructor is public for
+  // std::make_unique, and callable only with this private key.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
   // Opens and validates `path`. Errors (each names the file and the problem):
   // NotFound (COW or backing file missing), InvalidArgument (anything wrong
@@ -57,6 +63,7 @@ class CowFile {
   static absl::StatusOr<std::unique_ptr<CowFile>> Create(
       const std::string& path, const CreateOptions& options);
 
+  explicit CowFile(Passkey) : bitmap_(0) {}
   CowFile(const CowFile&) = delete;
   CowFile& operator=(const CowFile&) = delete;
   ~CowFile();  // closes both files, which releases the locks
@@ -89,7 +96,6 @@ class CowFile {
   absl::Status Flush();
 
  private:
-  CowFile() : bitmap_(0) {}
   static absl::StatusOr<std::unique_ptr<CowFile>> OpenFd(
       const std::string& path, int fd, const OpenOptions& options);
   absl::Status CheckRange(uint64_t offset, uint64_t len) const;

@@ -1,19 +1,11 @@
 #include "server/engine/engine.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <future>
 
-#include "absl/strings/str_cat.h"
 #include "common/clock.h"
-#include "common/file_io.h"
-#include "common/log.h"
 #include "server/engine/uring_io.h"
 
 namespace cowblk::engine {
@@ -45,7 +37,7 @@ void Engine::WakeForBatch() {
 
 void Engine::WakeUnlessPolling() {
   if (poll_ns_ == 0) {  // never polls: no flag to look at
-    io_->Wake();
+    ring_->Wake();
     return;
   }
   {
@@ -53,7 +45,7 @@ void Engine::WakeUnlessPolling() {
     work_hint_.store(true, std::memory_order_release);
     if (polling_) return;  // it looks at the inbox before it sleeps
   }
-  io_->Wake();
+  ring_->Wake();
 }
 
 bool Engine::PollBriefly() {
@@ -61,10 +53,10 @@ bool Engine::PollBriefly() {
     std::lock_guard<std::mutex> lock(mu_);
     polling_ = true;
   }
-  io_->SubmitQueued();  // what this thread queued goes out now
+  ring_->SubmitQueued();  // what this thread queued goes out now
   const int64_t end = MonotonicNs() + poll_ns_;
   for (int i = 0;; ++i) {
-    if (work_hint_.load(std::memory_order_acquire) || io_->CompletionsReady()) break;
+    if (work_hint_.load(std::memory_order_acquire) || ring_->CompletionsReady()) break;
     CpuRelax();
     if (i % 16 == 15 && MonotonicNs() >= end) break;
   }
@@ -75,40 +67,45 @@ bool Engine::PollBriefly() {
   return !inbox_.empty() || !posted_.empty();
 }
 
+// Out of line: the ring's type is complete only here.
+Engine::Engine(Passkey) {}
+
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
-  std::unique_ptr<Engine> e(new Engine);
-  auto io = UringIo::Create(options.ring_entries, &e->sink_);
-  if (!io.ok()) return io.status();
-  e->io_ = *std::move(io);
+  auto e = std::make_unique<Engine>(Passkey());
+  auto ring = UringIo::Create(options.ring_entries, &e->sink_);
+  if (!ring.ok()) return ring.status();
+  e->ring_ = *std::move(ring);
+  e->io_ = e->ring_.get();
+  if (options.wrap_io) {
+    auto wrapped =
+        options.wrap_io(e->ring_.get(), [raw = e.get()](std::function<void()> fn) {
+          raw->Post(std::move(fn));
+        });
+    if (!wrapped.ok()) return wrapped.status();
+    e->wrapped_ = *std::move(wrapped);
+    e->io_ = e->wrapped_.get();
+  }
   e->poll_ns_ = static_cast<int64_t>(options.poll_us) * 1000;
   e->thread_ = std::thread([raw = e.get()] { raw->Run(); });
   // Names show in top -H, perf and /proc/PID/task/*/comm (15 bytes at most).
   pthread_setname_np(e->thread_.native_handle(), "cowblk-engine");
-  if (!options.hold_bitmap_writes_fifo.empty()) {
-    if (absl::Status s = e->StartHolding(options.hold_bitmap_writes_fifo); !s.ok()) return s;
-  }
   return e;
 }
 
 Engine::~Engine() {
-  if (hold_thread_.joinable()) {
-    const uint64_t one = 1;
-    ssize_t rc = write(hold_stop_fd_, &one, sizeof one);
-    (void)rc;
-    hold_thread_.join();
-  }
-  if (hold_fd_ >= 0) close(hold_fd_);
-  if (hold_stop_fd_ >= 0) close(hold_stop_fd_);
-  // Start() fails before the thread exists (and io_ may be null) when the
+  // Start() fails before the thread exists (and ring_ may be null) when the
   // ring cannot be set up, e.g. io_uring refused by a seccomp profile.
   if (thread_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    io_->Wake();
+    ring_->Wake();
     thread_.join();
   }
+  // Before the ring and the inbox: it may still post (and wake) until it
+  // is gone, and nothing runs what it posts any more.
+  wrapped_.reset();
 }
 
 void Engine::Run() {
@@ -124,7 +121,7 @@ void Engine::Run() {
       work_hint_.store(false, std::memory_order_relaxed);
       stop = stop_;
     }
-    const bool worked = !requests.empty() || !posted.empty() || io_->delivered() > 0;
+    const bool worked = !requests.empty() || !posted.empty() || ring_->delivered() > 0;
     if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
       for (const Inbound& in : requests) poll_after_ = poll_after_ || in.poll_after;
@@ -148,7 +145,9 @@ void Engine::Run() {
       }
       done();
     }
-    io_in_flight_.store(io_->in_flight(), std::memory_order_relaxed);
+    // The metric counts the ring's operations; stopping waits for every
+    // operation a volume submitted, including any a wrapper keeps back.
+    io_in_flight_.store(ring_->in_flight(), std::memory_order_relaxed);
     if (stop && io_->in_flight() == 0) return;
     {
       // Work queued by this thread itself (no wake-up was sent for it).
@@ -165,11 +164,11 @@ void Engine::Run() {
     const bool found = polls && worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ &&
                        PollBriefly();
     // The ring itself failed: nothing can continue.
-    if (!found && !io_->Poll()) abort();
+    if (!found && !ring_->Poll()) abort();
     if (polls) idle_ewma_ns_ += (MonotonicNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
     batch_ends_.Run();
-    io_->TakeWake();
+    ring_->TakeWake();
   }
 }
 
@@ -204,22 +203,16 @@ void Engine::Submit(Volume* volume, Request* req, SubmitBatch* batch) {
   }
   // Later submitters ride on the first one's wake-up; the engine thread
   // itself looks at the inbox before it waits.
-  if (first && t_engine != this) io_->Wake();
+  if (first && t_engine != this) ring_->Wake();
 }
 
 absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,
                                            const VolumeOptions& options) {
   std::promise<absl::StatusOr<Volume*>> result;
   auto future = result.get_future();
-  cow::CowFile* raw = file.release();
-  VolumeOptions opts = options;
-  if (hold_fd_ >= 0) {
-    opts.hold_bitmap_write = [this](std::function<void()> submit) {
-      HoldBitmapWrite(std::move(submit));
-    };
-  }
-  Post([this, raw, opts, &result] {
-    auto v = Volume::Create(std::unique_ptr<cow::CowFile>(raw), io_.get(), opts, &batch_ends_);
+  // By reference: this thread waits until the engine thread ran it.
+  Post([this, &file, &options, &result] {
+    auto v = Volume::Create(std::move(file), io_, options, &batch_ends_);
     if (!v.ok()) {
       result.set_value(v.status());
       return;
@@ -250,59 +243,9 @@ void Engine::ForEachVolume(const std::function<void(const Volume&)>& fn) const {
   for (const auto& v : volumes_) fn(*v);
 }
 
-// ---- Held bitmap writes (a debugging aid) -------------------------------
-
-absl::Status Engine::StartHolding(const std::string& fifo) {
-  // Read-write: the open does not wait for a writer, and the FIFO never
-  // reports end of file when writers come and go.
-  hold_fd_ = open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (hold_fd_ < 0) return ErrnoStatus(errno, absl::StrCat("open ", fifo));
-  struct stat st;
-  if (fstat(hold_fd_, &st) != 0 || !S_ISFIFO(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(fifo, " is not a FIFO (mkfifo)"));
-  }
-  hold_stop_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (hold_stop_fd_ < 0) return ErrnoStatus(errno, "eventfd");
-  hold_thread_ = std::thread([this] {
-    for (;;) {
-      struct pollfd fds[2] = {{hold_fd_, POLLIN, 0}, {hold_stop_fd_, POLLIN, 0}};
-      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      char buf[64];
-      const ssize_t n = read(hold_fd_, buf, sizeof buf);
-      for (ssize_t i = 0; i < n; ++i) Post([this] { ReleaseHeldWrite(); });
-    }
-  });
-  pthread_setname_np(hold_thread_.native_handle(), "cowblk-hold");
-  Log(LogLevel::kWarning, "holding_bitmap_writes", {{"fifo", fifo}});
-  return absl::OkStatus();
-}
-
-void Engine::HoldBitmapWrite(std::function<void()> submit) {
-  if (hold_credit_ > 0) {
-    --hold_credit_;
-    submit();
-    return;
-  }
-  held_.push_back(std::move(submit));
-  Log(LogLevel::kInfo, "io_held", {{"op", "bitmap_write"}, {"held", std::to_string(held_.size())}});
-}
-
-void Engine::ReleaseHeldWrite() {
-  if (held_.empty()) {
-    ++hold_credit_;
-    return;
-  }
-  auto submit = std::move(held_.front());
-  held_.pop_front();
-  Log(LogLevel::kInfo, "io_released",
-      {{"op", "bitmap_write"}, {"held", std::to_string(held_.size())}});
-  submit();
-}
-
 absl::StatusOr<std::unique_ptr<EngineGroup>> EngineGroup::Start(
     int threads, const EngineOptions& options) {
-  std::unique_ptr<EngineGroup> g(new EngineGroup);
+  auto g = std::make_unique<EngineGroup>();
   for (int i = 0; i < threads; ++i) {
     auto e = Engine::Start(options);
     if (!e.ok()) return e.status();

@@ -10,16 +10,15 @@
 #define COWBLK_SERVER_ENGINE_ENGINE_H_
 
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/cow/cow_file.h"
+#include "server/engine/io.h"
 #include "server/engine/request.h"
 #include "server/engine/volume.h"
 
@@ -27,13 +26,22 @@ namespace cowblk::engine {
 
 class UringIo;
 
+// Runs a closure on an engine's thread (Engine::Post).
+using PostFn = std::function<void(std::function<void()>)>;
+// Puts an I/O backend around an engine's ring: gets the real backend and a
+// PostFn for the engine, returns a backend that forwards to the real one
+// (a decorator such as HeldIo, held_io.h), or why it cannot.
+using IoWrapper =
+    std::function<absl::StatusOr<std::unique_ptr<IoBackend>>(IoBackend* real, PostFn post)>;
+
 struct EngineOptions {
   unsigned ring_entries = 256;
-  // Debugging aid (cowblkd --debug-hold-bitmap-writes), empty: off. The path
-  // of a FIFO: every bitmap block write is parked (logged as event=io_held)
-  // until a byte read from the FIFO releases it, oldest first; bytes that
-  // arrive while nothing is parked release the next writes at once.
-  std::string hold_bitmap_writes_fifo;
+  // Empty: volumes submit to the ring. Otherwise called once per engine,
+  // before its thread starts; the volumes submit to what it returns. The
+  // engine destroys that backend after its thread ended, so closures it
+  // posted that have not run by then never run. (cowblkd
+  // --debug-hold-bitmap-writes wraps the ring in HeldIo this way.)
+  IoWrapper wrap_io;
   // cowblkd --engine-poll-us: after handling requests with
   // Request::poll_after, the engine thread polls its inbox and its ring
   // this long (microseconds) before it sleeps; requests that come meanwhile
@@ -72,8 +80,15 @@ class SubmitBatch {
 };
 
 class Engine {
+  // Only Start constructs an Engine: the constructor is public for
+  // std::make_unique, and callable only with this private key.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Start(const EngineOptions& options);
+  explicit Engine(Passkey);
   // Stops the thread after every volume was closed. REQUIRES: no volumes.
   ~Engine();
 
@@ -88,7 +103,8 @@ class Engine {
   void Submit(Volume* volume, Request* req, SubmitBatch* batch = nullptr);
   // Runs `fn` on the engine thread (tests, administrative work).
   void Post(std::function<void()> fn);
-  // io_uring operations in flight (approximate when read from outside).
+  // io_uring operations in flight (approximate when read from outside);
+  // not those a wrap_io backend keeps from the ring.
   size_t io_in_flight() const;
   // Calls `fn` with every open volume, under a lock that only opening and
   // closing a volume also take (never the I/O path), so each volume stays
@@ -98,17 +114,17 @@ class Engine {
 
  private:
   friend class SubmitBatch;
-  Engine() = default;
   void Run();
-  absl::Status StartHolding(const std::string& fifo);
-  void HoldBitmapWrite(std::function<void()> submit);  // engine thread
-  void ReleaseHeldWrite();                              // engine thread
 
   // SubmitBatch's wake-up, once per engine when the batch is flushed.
   void WakeForBatch();
 
-  std::unique_ptr<UringIo> io_;
   VolumeIoSink sink_;
+  std::unique_ptr<UringIo> ring_;
+  // EngineOptions::wrap_io's backend around ring_, or null. Destroyed
+  // explicitly after the thread ended (it may post to this engine).
+  std::unique_ptr<IoBackend> wrapped_;
+  IoBackend* io_ = nullptr;  // what the volumes submit to: wrapped_ or ring_
   BatchEnds batch_ends_;  // engine thread only
   std::thread thread_;
 
@@ -138,14 +154,6 @@ class Engine {
   // ForEachVolume may read it from other threads.
   std::vector<std::unique_ptr<Volume>> volumes_;
   mutable std::mutex volumes_mu_;
-
-  // Held bitmap writes (EngineOptions::hold_bitmap_writes_fifo). A thread
-  // reads the FIFO and posts one release per byte.
-  int hold_fd_ = -1;
-  int hold_stop_fd_ = -1;  // eventfd that ends the reader thread
-  std::thread hold_thread_;
-  std::deque<std::function<void()>> held_;  // engine thread only
-  uint64_t hold_credit_ = 0;                // engine thread only
 
   // Engine thread only.
   struct Closing {

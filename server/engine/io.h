@@ -1,7 +1,9 @@
 // The engine's I/O layer: the engine describes each file operation as an
 // IoOp and learns of its completion through IoSink. Two implementations:
 // UringIo (real io_uring, server/engine/uring_io.h) and ManualIo (the test
-// layer whose completions a test releases one by one, manual_io.h).
+// layer whose completions a test releases one by one, manual_io.h); and a
+// decorator that forwards to either, HeldIo (held_io.h: bitmap writes wait
+// for a release, a debugging aid).
 //
 // Thread-safety: an IoBackend is used by its engine thread only.
 
@@ -18,7 +20,7 @@ namespace cowblk::engine {
 // Upper bound of one read or write request, so a transfer fits one SQE.
 inline constexpr uint64_t kMaxIoBytes = kMaxTransferBytes;
 
-enum class IoOpcode {
+enum class IoOpcode : uint8_t {
   kRead,       // pread(fd, buf, len, offset)
   kWrite,      // pwrite(fd, buf, len, offset)
   kFdatasync,  // fdatasync(fd); buf, len, offset unused
@@ -30,8 +32,18 @@ enum class IoOpcode {
 
 const char* IoOpcodeName(IoOpcode op);
 
+// What an operation is for, set by the volume that submits it. Backends
+// ignore it; a decorator may act on it (HeldIo parks kBitmap writes).
+enum class IoPurpose : uint8_t {
+  kData,    // a request's data: reads, writes, punched holes
+  kBitmap,  // the write of one bitmap block
+  kSync,    // an fdatasync: group commit, or a deferred commit round
+  kTimer,   // the deferred commit interval's kTimeout, or its kTimeoutRemove
+};
+
 struct IoOp {
   IoOpcode opcode = IoOpcode::kRead;
+  IoPurpose purpose = IoPurpose::kData;
   int fd = -1;
   void* buf = nullptr;
   uint64_t len = 0;  // reads and writes: at most kMaxIoBytes

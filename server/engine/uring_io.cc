@@ -19,7 +19,7 @@ constexpr uint64_t kWakeTag = 1;
 
 absl::StatusOr<std::unique_ptr<UringIo>> UringIo::Create(unsigned entries,
                                                          IoSink* sink) {
-  std::unique_ptr<UringIo> io(new UringIo(sink));
+  auto io = std::make_unique<UringIo>(Passkey(), sink);
   struct io_uring_params params;
   memset(&params, 0, sizeof params);
   params.flags = IORING_SETUP_CQSIZE;

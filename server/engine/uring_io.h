@@ -19,11 +19,18 @@
 namespace cowblk::engine {
 
 class UringIo : public IoBackend {
+  // Only Create constructs a UringIo: the constructor is public for
+  // std::make_unique, and callable only with this private key.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
   // A ring with `entries` submission slots (the completion queue is twice
   // that). Operations beyond the ring's capacity wait in user space.
   static absl::StatusOr<std::unique_ptr<UringIo>> Create(unsigned entries,
                                                          IoSink* sink);
+  UringIo(Passkey, IoSink* sink) : sink_(sink) {}
   ~UringIo() override;
 
   void Submit(const IoOp& op) override;
@@ -46,7 +53,6 @@ class UringIo : public IoBackend {
   unsigned entries() const { return entries_; }
 
  private:
-  UringIo(IoSink* sink) : sink_(sink) {}
   bool Push(const IoOp& op);
   void ArmWakeRead();
 

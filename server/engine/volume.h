@@ -18,6 +18,13 @@
 //  - rewrites of allocated sectors need no bitmap write and no barrier;
 //  - each request completes once, with one status.
 //
+// The implementation, one concept a file: volume.cc (creation, Submit,
+// tasks and completion), volume_read.cc (reads and stalls), volume_write.cc
+// (a write's data, then its bitmap update), group_commit.cc (the shared
+// fdatasync), deferred_commit.h (`deferred` durability's commit loop);
+// volume_internal.h holds the records of work in flight and says who owns
+// each.
+//
 // Thread-safety: none. Everything runs on the owning engine thread: Submit,
 // and completions delivered through VolumeIoSink. Stats may be read from any
 // thread.
@@ -26,13 +33,11 @@
 #define COWBLK_SERVER_ENGINE_VOLUME_H_
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <deque>
-#include <functional>
+#include <list>
 #include <map>
 #include <memory>
-#include <set>
 #include <string_view>
 #include <vector>
 
@@ -42,9 +47,12 @@
 #include "server/engine/batch_end.h"
 #include "server/engine/io.h"
 #include "server/engine/request.h"
+#include "server/engine/volume_internal.h"
 #include "server/engine/volume_stats.h"
 
 namespace cowblk::engine {
+
+class DeferredCommit;
 
 enum class Durability {
   kOrdered,    // fdatasync of the data before the bitmap block that exposes it
@@ -79,10 +87,6 @@ struct VolumeOptions {
   // Times each request from Submit to completion into
   // VolumeStats::io_duration: two clock reads per request.
   bool latency_histograms = true;
-  // Debugging aid, set by Engine::OpenVolume when EngineOptions asks for it:
-  // each bitmap block write is handed to this function instead of the I/O
-  // backend; calling `submit` (on the engine thread) issues the write.
-  std::function<void(std::function<void()> submit)> hold_bitmap_write = nullptr;
 };
 
 // Where a piece of a page-cache write that starts at file offset `at` ends,
@@ -94,16 +98,30 @@ inline uint64_t WritePieceEnd(uint64_t at, uint64_t end, uint64_t split) {
 }
 
 class Volume {
+  // Only Create constructs a Volume: the constructor is public for
+  // std::make_unique, and callable only with this private key.
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
  public:
   // Takes over an open, writable CowFile. Fails when the options do not fit
   // the file (O_DIRECT on a layout whose bitmap is not block-aligned).
   // `batch_ends`: where the listeners of completed requests
   // (Request::batch_end) are queued for the engine to call at the end of
   // its batch; null (no engine: tests) calls them right after `done`.
+  // Every operation goes to `io`, which must outlive the volume.
   static absl::StatusOr<std::unique_ptr<Volume>> Create(
       std::unique_ptr<cow::CowFile> file, IoBackend* io,
       const VolumeOptions& options, BatchEnds* batch_ends = nullptr);
+  Volume(Passkey, std::unique_ptr<cow::CowFile> file, IoBackend* io,
+         const VolumeOptions& options, BatchEnds* batch_ends);
+  // REQUIRES: requests_in_flight() == 0 (the backend holds no operation of
+  // this volume).
   ~Volume();
+
+  Volume(const Volume&) = delete;
+  Volume& operator=(const Volume&) = delete;
 
   // Why Submit would refuse `req` at once (its range fails CheckBlockRange
   // of common/block_range.h, a buffer is missing, or its kind needs the
@@ -120,9 +138,6 @@ class Volume {
   // waiting for the commit interval, and cancel its timer.
   void BeginClose();
 
-  // Called by the engine's IoSink for operations this volume submitted.
-  void OnIoComplete(void* task, int32_t result);
-
   uint64_t size() const { return file_->geometry().device_size; }
   const cow::CowFile& file() const { return *file_; }
   const VolumeStats& stats() const { return stats_; }
@@ -134,31 +149,37 @@ class Volume {
   // True once an fdatasync failed in `deferred` durability: every write is
   // refused from then on. Any thread (for inline writes, which must not
   // write into such a volume before the engine refuses them).
-  bool refuses_writes() const { return refuses_writes_.load(std::memory_order_acquire); }
+  bool refuses_writes() const;
   // Requests not completed yet, plus one while `deferred` durability still
-  // has bits to write (for draining: a closed volume's bits are written).
-  size_t requests_in_flight() const {
-    return requests_in_flight_ + timer_ops_ +
-           (commit_state_ != CommitState::kIdle || !dirty_.empty());
-  }
+  // has bits to write or its timer runs (for draining: a closed volume's
+  // bits are written).
+  size_t requests_in_flight() const;
 
  private:
-  friend class VolumeIoSink;
-  struct Op;
-  struct Update;
-  struct BlockWrite;
-  struct Task;
+  friend class VolumeIoSink;    // delivers completions (OnIoComplete)
+  friend class DeferredCommit;  // completes ops, sets bits, issues I/O
+  using Op = internal::Op;
+  using Task = internal::Task;
+  using Update = internal::Update;
+  using BlockWrite = internal::BlockWrite;
+  using Stage = internal::Stage;
 
-  Volume(std::unique_ptr<cow::CowFile> file, IoBackend* io,
-         const VolumeOptions& options, BatchEnds* batch_ends);
+  // volume.cc: requests, their tasks and their completion.
+  Op* NewOp();                       // from the free list, into ops_
+  void SubmitTask(Task* t);          // (again, for the rest of a short transfer)
+  void OnIoComplete(Task* t, int32_t result);
+  void PieceDone(Op* op, absl::Status status);
+  void SubmitFdatasync();            // counts it; at most one in flight
+  void Complete(Op* op, absl::Status status);  // ends the op, then calls done
 
-  // Reads.
+  // volume_read.cc: reads, and the reads that stall.
   void StartRead(Op* op);
   bool ReadMustStall(const Op* op) const;
   void RetryStalledReads();
-  // A LocateRead: fills its extents.
-  void FillExtents(Op* op, const std::vector<cow::SectorRun>& runs);
-  // Writes, trims, write-zeroes: data first, then the bitmap update.
+  void FillExtents(Op* op, const std::vector<cow::SectorRun>& runs);  // LocateRead
+
+  // volume_write.cc: a write's (trim's, write-zeroes') data, then its
+  // bitmap update (`ordered`/`unordered`; DeferredCommit in `deferred`).
   void StartWrite(Op* op);
   void OnDataDone(Op* op);
   void EnqueueUpdate(Update* u);
@@ -166,31 +187,17 @@ class Volume {
   void OnBlockWriteDone(BlockWrite* bw, int32_t result);
   void FinishUpdate(Update* u, absl::Status status);
   void AddDependency(Update* u, Update* on);
-  // Group commit: `fn` runs after an fdatasync issued after this call.
-  void RequestSync(Op* op);
-  void StartSync();
-  void SubmitFdatasync();
   // Sets the bits in memory; returns how many were clear.
   uint64_t SetBits(uint64_t first, uint64_t count);
-  // A write of bitmap block `block` from `source` (memory or the shadow).
-  BlockWrite* NewBlockWrite(uint64_t block, cow::Bitmap& source);
+  // Makes `bw` the write of bitmap block `block` from `source` (memory or
+  // the shadow); IssueBlockWrite counts and submits it.
+  void PrepareBlockWrite(BlockWrite* bw, uint64_t block, cow::Bitmap& source);
   void IssueBlockWrite(BlockWrite* bw);
+
+  // group_commit.cc: `op` continues after an fdatasync issued after this
+  // call (a barrier, a FLUSH, a FUA write's final sync).
+  void RequestSync(Op* op);
   void OnSyncDone(int32_t result);
-
-  // Deferred durability (see docs/design.md, "Deferred durability").
-  void DeferredDataDone(Op* op);
-  void AddFlushWaiter(Op* op, uint64_t need_seq);
-  void CommitPump();
-  void StartCommitRound();
-  void OnCommitTimer(int32_t result);
-  void OnCommitSyncDone(int32_t result);
-  void OnCommitBlockDone(BlockWrite* bw, int32_t result);
-  void Poison(const absl::Status& status);
-
-  void SubmitTask(Task* t);
-  void OnTaskDone(Task* t, int32_t result);
-  void PieceDone(Op* op, absl::Status status);
-  void Complete(Op* op, absl::Status status);
 
   std::unique_ptr<cow::CowFile> file_;
   IoBackend* io_;
@@ -202,47 +209,24 @@ class Volume {
   cow::Bitmap& bitmap_;  // the in-memory bitmap (file_'s)
   VolumeStats stats_;
   size_t requests_in_flight_ = 0;
+  std::list<Op> ops_;       // requests in flight (each Op knows its node)
+  std::list<Op> free_ops_;  // recycled, as many as were ever in flight
+  Task sync_task_;          // the fdatasync (group commit or deferred round)
 
-  // Bitmap update state (see docs/design.md, "engine").
-  std::deque<Update*> waiting_;                 // FIFO
-  std::vector<Update*> in_flight_updates_;      // bits set, block writes issued
-  std::map<uint64_t, BlockWrite*> pending_blocks_;  // block -> write in flight
-  std::deque<Op*> stalled_reads_;               // FIFO
-  // Group commit.
+  // Bitmap updates (`ordered`/`unordered`; docs/design.md, "Engine").
+  std::deque<Update*> waiting_;                    // FIFO
+  std::vector<Update*> in_flight_updates_;         // bits set, block writes issued
+  std::map<uint64_t, BlockWrite> pending_blocks_;  // block -> its write in flight
+  std::deque<Op*> stalled_reads_;                  // FIFO
+
+  // Group commit: one fdatasync in flight; ops that need one while it runs
+  // share the next.
   bool sync_in_flight_ = false;
   std::vector<Op*> sync_current_;  // waiting for the fdatasync in flight
   std::vector<Op*> sync_next_;     // need one issued after they arrived
 
-  // Deferred durability. Sequence numbers count bit-setting writes in
-  // acknowledgement order; a flush needs every one acknowledged before it
-  // to be durable.
-  struct Range {
-    uint64_t first, count;
-  };
-  struct FlushWaiter {
-    Op* op;
-    uint64_t need_seq;
-  };
-  enum class CommitState { kIdle, kSyncing, kWritingBlocks };
-  CommitState commit_state_ = CommitState::kIdle;
-  std::unique_ptr<cow::Bitmap> shadow_;  // the bits the disk may hold
-  std::vector<Range> dirty_;             // acknowledged, not yet captured
-  std::vector<Range> captured_;          // covered by the fdatasync in flight
-  uint64_t dirty_seq_ = 0;      // seq of the newest range in dirty_
-  uint64_t captured_seq_ = 0;   // seq of the newest range in captured_
-  uint64_t written_seq_ = 0;    // ranges up to here are in written blocks
-  uint64_t sync_covers_ = 0;    // written_seq_ when the fdatasync started
-  uint64_t durable_seq_ = 0;    // ranges up to here are durable
-  std::vector<FlushWaiter> flush_waiters_;  // not yet under an fdatasync
-  std::vector<FlushWaiter> in_sync_;        // under the fdatasync in flight
-  std::set<uint64_t> retry_blocks_;         // block writes that failed
-  int blocks_outstanding_ = 0;
-  Task* timer_ = nullptr;  // the commit interval's kTimeout in flight
-  size_t timer_ops_ = 0;   // kTimeout and kTimeoutRemove ops in flight
-  bool closing_ = false;
-  absl::Status round_error_;   // a block write of this round failed
-  absl::Status poisoned_;      // an fdatasync failed: no more writes
-  std::atomic<bool> refuses_writes_{false};  // !poisoned_.ok(), for other threads
+  // `deferred` durability only (null otherwise).
+  std::unique_ptr<DeferredCommit> deferred_;
 };
 
 // Routes completions to the volume that submitted the operation.
