@@ -167,6 +167,9 @@ void Engine::Run() {
     if (!found && !ring_->Poll()) abort();
     if (polls) idle_ewma_ns_ += (MonotonicNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
+    // Before the answers leave (at the batch end): a client that saw its
+    // last answer must not scrape an operation still in flight.
+    io_in_flight_.store(ring_->in_flight(), std::memory_order_relaxed);
     batch_ends_.Run();
     ring_->TakeWake();
   }
