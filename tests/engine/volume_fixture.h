@@ -64,21 +64,10 @@ class VolumeFixture : public ::testing::Test {
 
   Call* SubmitRaw(OpType op, uint64_t offset, uint64_t length, char fill = 0,
                   bool fua = false) {
-    calls_.push_back(std::make_unique<Call>());
-    Call* c = calls_.back().get();
+    Call* c = NewCall();
     c->buf.assign(std::min<uint64_t>(length, 64 * kOneMiB), fill);
     c->req = Request::Of(op, offset, length, c->buf.data(), fua);
-    c->req.done = [this, c](absl::Status s) {
-      c->done = true;
-      c->status = std::move(s);
-      c->order = next_order_++;
-      c->ack_event = event_++;
-      c->ack_log = io_.log().size();
-    };
-    c->issue_event = event_++;
-    c->issue_log = io_.log().size();
-    vol_->Submit(&c->req);
-    return c;
+    return Issue(c);
   }
   Call* Submit(OpType op, uint64_t sector, uint64_t count) {
     return SubmitRaw(op, sector * 512, count * 512);
@@ -89,18 +78,11 @@ class VolumeFixture : public ::testing::Test {
   Call* Read(uint64_t sector, uint64_t count) { return Submit(OpType::kRead, sector, count); }
   // A read without a buffer: where the data lies (LocateRead).
   Call* Locate(uint64_t sector, uint64_t count) {
-    calls_.push_back(std::make_unique<Call>());
-    Call* c = calls_.back().get();
+    Call* c = NewCall();
     c->req.kind = LocateRead{&c->extents};
     c->req.offset = sector * 512;
     c->req.length = count * 512;
-    c->req.done = [this, c](absl::Status s) {
-      c->done = true;
-      c->status = std::move(s);
-      c->order = next_order_++;
-    };
-    vol_->Submit(&c->req);
-    return c;
+    return Issue(c);
   }
   Call* Flush() { return SubmitRaw(OpType::kFlush, 0, 0); }
   // A write whose data the caller wrote into the COW file itself, as the
@@ -114,16 +96,29 @@ class VolumeFixture : public ::testing::Test {
                 static_cast<ssize_t>(data.size()));
       close(fd);
     }
-    calls_.push_back(std::make_unique<Call>());
-    Call* c = calls_.back().get();
+    Call* c = NewCall();
     c->req.kind = WrittenWrite{data_errno};
     c->req.offset = sector * 512;
     c->req.length = count * 512;
+    return Issue(c);
+  }
+
+  // A call the fixture owns, for the request a method fills in.
+  Call* NewCall() {
+    calls_.push_back(std::make_unique<Call>());
+    return calls_.back().get();
+  }
+  // Submits c->req, recording when it was issued and answered (events and
+  // the I/O log's length).
+  Call* Issue(Call* c) {
     c->req.done = [this, c](absl::Status s) {
       c->done = true;
       c->status = std::move(s);
       c->order = next_order_++;
+      c->ack_event = event_++;
+      c->ack_log = io_.log().size();
     };
+    c->issue_event = event_++;
     c->issue_log = io_.log().size();
     vol_->Submit(&c->req);
     return c;
