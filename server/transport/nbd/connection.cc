@@ -53,7 +53,6 @@ absl::Status Connection::Start() {
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
   }
-  pthread_setname_np(writer_.native_handle(), "nbd-send");
   try {
     reader_ = std::thread([this] { ReaderMain(); });
   } catch (const std::exception& e) {
@@ -66,7 +65,6 @@ absl::Status Connection::Start() {
     writer_.join();
     return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
   }
-  pthread_setname_np(reader_.native_handle(), "nbd-recv");
   return absl::OkStatus();
 }
 
@@ -114,7 +112,10 @@ void Connection::ThreadDone() {
   if (last && options_.on_finished) options_.on_finished();
 }
 
+// Each thread names itself: naming another thread writes to /proc, which
+// needs a descriptor, and at the descriptor limit there is none.
 void Connection::ReaderMain() {
+  pthread_setname_np(pthread_self(), "nbd-recv");
   std::string why;
   std::shared_ptr<store::VolumeHandle> volume;
   try {
@@ -163,6 +164,7 @@ bool Connection::Export(std::shared_ptr<store::VolumeHandle> volume, std::string
 }
 
 void Connection::WriterMain() {
+  pthread_setname_np(pthread_self(), "nbd-send");
   sender_.Run();
   // The reader ended before Run returned, so its counters are final, and
   // the connection's last send is behind it.

@@ -123,7 +123,6 @@ absl::StatusOr<std::unique_ptr<NbdServer>> NbdServer::Start(const NbdServerOptio
     return absl::ResourceExhaustedError(
         absl::StrCat("nbd-listen: cannot start the accepting thread: ", e.what()));
   }
-  pthread_setname_np(server->acceptor_.native_handle(), "nbd-accept");
   return server;
 }
 
@@ -145,6 +144,7 @@ NbdServer::~NbdServer() {
 }
 
 void NbdServer::AcceptLoop() {
+  pthread_setname_np(pthread_self(), "nbd-accept");  // no descriptor needed, as in connection.cc
   Clock::time_point resume_accepting{};  // paused at the descriptor limit until then
   auto pause = kMinAcceptPause;
   while (true) {
