@@ -19,6 +19,7 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
+#include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
@@ -321,6 +322,7 @@ int Main(int argc, char** argv) {
         &builder);
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
+    metrics_server->Add(std::make_shared<metrics::MallocCollector>());
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
