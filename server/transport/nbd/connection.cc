@@ -53,6 +53,7 @@ absl::Status Connection::Start() {
   } catch (const std::exception& e) {
     return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
   }
+  pthread_setname_np(writer_.native_handle(), "nbd-send");  // see ReaderMain
   try {
     reader_ = std::thread([this] { ReaderMain(); });
   } catch (const std::exception& e) {
@@ -65,6 +66,7 @@ absl::Status Connection::Start() {
     writer_.join();
     return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
   }
+  pthread_setname_np(reader_.native_handle(), "nbd-recv");
   return absl::OkStatus();
 }
 
@@ -112,8 +114,10 @@ void Connection::ThreadDone() {
   if (last && options_.on_finished) options_.on_finished();
 }
 
-// Each thread names itself: naming another thread writes to /proc, which
-// needs a descriptor, and at the descriptor limit there is none.
+// Start names the threads as it makes them, so that they carry their names
+// from the start; each thread names itself again, since naming another
+// thread writes to /proc, which needs a descriptor, and at the descriptor
+// limit there is none.
 void Connection::ReaderMain() {
   pthread_setname_np(pthread_self(), "nbd-recv");
   std::string why;
