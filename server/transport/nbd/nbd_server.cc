@@ -181,9 +181,10 @@ void NbdServer::AcceptLoop() {
     }
     now = Clock::now();
     if (trim_pending_ && now >= last_trim_ + kTrimInterval) {
-      // glibc keeps what the ended connections freed (buffers, arenas of
-      // their threads) for reuse; give it back, as after a burst of
-      // connections nothing may need it again.
+      // glibc keeps what the ended connections freed for reuse (cowblkd
+      // asks it to: common/malloc_tuning.h); after a burst nothing may
+      // need it again. This gives back what malloc_trim can: not the top
+      // of each thread arena's heap (docs/cowblkd.md, "Limits").
       malloc_trim(0);
       stats_->memory_trims.fetch_add(1, std::memory_order_relaxed);
       trim_pending_ = false;
