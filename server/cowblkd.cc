@@ -19,7 +19,9 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
+#include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
+#include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/block_service.h"
@@ -52,6 +54,10 @@ struct Flags {
   std::string nbd_listen;
   std::string nbd_zero_copy = "on";
   std::string nbd_inline_writes = "on";
+  uint32_t nbd_max_connections = 256;
+  uint32_t nbd_handshake_timeout_seconds = 30;
+  uint32_t nbd_idle_timeout_seconds = 0;
+  uint32_t nbd_send_timeout_seconds = 60;
   std::string debug_hold_bitmap_writes;
 };
 
@@ -175,6 +181,25 @@ int Main(int argc, char** argv) {
                  "engine then only sets the bits (with --cache writeback)")
       ->envname("COWBLK_NBD_INLINE_WRITES")->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  app.add_option("--nbd-max-connections", f.nbd_max_connections,
+                 "NBD connections served at once (each has two threads); more are closed "
+                 "at once and counted")
+      ->envname("COWBLK_NBD_MAX_CONNECTIONS")->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  app.add_option("--nbd-handshake-timeout-seconds", f.nbd_handshake_timeout_seconds,
+                 "An NBD client that has not chosen a volume this long after connecting is "
+                 "cut (the whole handshake, however its bytes trickle in)")
+      ->envname("COWBLK_NBD_HANDSHAKE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--nbd-idle-timeout-seconds", f.nbd_idle_timeout_seconds,
+                 "An NBD connection that received nothing this long with no request in "
+                 "flight is closed; 0: never (kernel and qemu clients keep idle connections)")
+      ->envname("COWBLK_NBD_IDLE_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--nbd-send-timeout-seconds", f.nbd_send_timeout_seconds,
+                 "An NBD connection whose client takes no reply data this long is cut; 0: never")
+      ->envname("COWBLK_NBD_SEND_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -258,6 +283,10 @@ int Main(int argc, char** argv) {
     nbd_options.max_in_flight = f.max_in_flight;
     nbd_options.zero_copy = f.nbd_zero_copy == "on";
     nbd_options.inline_writes = f.nbd_inline_writes == "on";
+    nbd_options.max_connections = f.nbd_max_connections;
+    nbd_options.handshake_timeout = std::chrono::seconds(f.nbd_handshake_timeout_seconds);
+    nbd_options.idle_timeout = std::chrono::seconds(f.nbd_idle_timeout_seconds);
+    nbd_options.send_timeout = std::chrono::seconds(f.nbd_send_timeout_seconds);
     auto started = cowblk::nbd::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
@@ -293,6 +322,8 @@ int Main(int argc, char** argv) {
         &builder);
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
+    metrics_server->Add(std::make_shared<metrics::MallocCollector>());
+    if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);

@@ -39,6 +39,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
 
 MetricsServer::~MetricsServer() = default;
 
+void MetricsServer::Add(std::shared_ptr<prometheus::Collectable> collectable) {
+  exposer_->RegisterCollectable(collectable);
+  collectables_.push_back(std::move(collectable));
+}
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartCowblkdMetrics(
     const std::string& address, const engine::EngineGroup& engines,
     const std::vector<std::string>& grpc_services, grpc::ServerBuilder* builder) {

@@ -40,6 +40,9 @@ class MetricsServer {
 
   // host:port with the port actually bound.
   const std::string& address() const { return address_; }
+  // Serves `collectable` too, from the next scrape on (kept alive). One
+  // thread at a time; scrapes may go on meanwhile.
+  void Add(std::shared_ptr<prometheus::Collectable> collectable);
 
  private:
   MetricsServer() = default;

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "tests/support/http_get.h"
+
 namespace cowblk::testing {
 
 void NbdTest::SetUp() {
@@ -112,6 +114,13 @@ bool NbdTest::RecvAll(int fd, void* buf, size_t n) {
 bool NbdTest::ClosedByServer(int fd) {
   char c;
   return recv(fd, &c, 1, 0) <= 0;
+}
+
+double NbdTest::Metric(const std::string& name, const Scrape::Labels& labels) const {
+  HttpResponse r = HttpGet(server_.MetricsAddress(), "/metrics");
+  Scrape s;
+  if (r.status != 200 || !s.Parse(r.body)) return -1;
+  return s.Get(name, labels).value_or(-1);
 }
 
 std::string StatusField(const std::filesystem::path& status_file, const std::string& key) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
@@ -56,6 +57,9 @@ class NbdTest : public ServerFixture {
   static bool RecvAll(int fd, void* buf, size_t n);
   // True once the server closed `fd` (recv sees the end, not data).
   static bool ClosedByServer(int fd);
+  // The value of a metric of the server, scraped now; -1 when the scrape
+  // failed or the series is not there.
+  double Metric(const std::string& name, const Scrape::Labels& labels = {}) const;
 
   std::string nbd_address_;  // the export's HOST:PORT
   std::vector<nbd_handle*> handles_;

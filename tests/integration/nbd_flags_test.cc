@@ -1,6 +1,7 @@
 // cowblkd's NBD-related flags checked at start-up: --write-split-kib and
 // --engine-poll-us values out of range are refused, and --nbd-listen is
-// refused with tokens or TLS (NBD would bypass them).
+// refused with tokens or TLS (NBD would bypass them) and without a host
+// (as --listen is: never every interface by accident).
 
 #include <string>
 
@@ -41,6 +42,22 @@ TEST(NbdFlags, RefusedWithTokensOrTlsBecauseNbdWouldBypassThem) {
                                          dir.path() + "/tokens"}));
   EXPECT_NE(server.log().find("--nbd-listen"), std::string::npos) << server.log();
   EXPECT_NE(server.log().find("event=bad_flags"), std::string::npos) << server.log();
+}
+
+TEST(NbdFlags, AnAddressWithoutAHostIsRefusedAsForTheGrpcAddress) {
+  for (const std::string flag : {"--listen", "--nbd-listen"}) {
+    TempDir dir;
+    CowblkdProcess server;
+    ServerConfig config;
+    config.args = {flag, ":0"};
+    if (flag == "--listen") config.args.insert(config.args.end(), {"--nbd-listen", "127.0.0.1:0"});
+    EXPECT_FALSE(server.Start(dir.path(), config)) << flag;
+    EXPECT_NE(server.log().find("event=listen_failed"), std::string::npos) << server.log();
+  }
+  TempDir dir;
+  CowblkdProcess server;
+  EXPECT_FALSE(server.Start(dir.path(), {"--nbd-listen", ":0"}));
+  EXPECT_NE(server.log().find("names no host"), std::string::npos) << server.log();
 }
 
 }  // namespace

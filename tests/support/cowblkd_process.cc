@@ -29,6 +29,7 @@ bool CowblkdProcess::Start(const std::string& data_dir, const ServerConfig& conf
   }
   if (!given("--drain-seconds")) argv.insert(argv.end(), {"--drain-seconds", "5"});
   argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.begin(), config.wrapper.begin(), config.wrapper.end());
   Env env = config.env;
   if (std::none_of(env.begin(), env.end(),
                    [](const auto& e) { return e.first == "COWBLK_METRICS_LISTEN"; })) {

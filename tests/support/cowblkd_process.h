@@ -37,6 +37,10 @@ struct ServerConfig {
   // 127.0.0.1:0 unless set here, so parallel tests never fight over the
   // fixed metrics port (--metrics-listen in `args` overrides either).
   Env env = {};
+  // A command that runs cowblkd, put before it on the command line: e.g.
+  // setpriv, to run it as another user (pid() is still cowblkd's, as such
+  // a command execs it). Empty: cowblkd itself.
+  std::vector<std::string> wrapper = {};
 };
 
 // Thread-compatible: one thread starts, stops and restarts it; log(),

@@ -1,15 +1,11 @@
 #include "server/transport/nbd/handshake.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include "absl/strings/str_cat.h"
 
 namespace cowblk::nbd {
 namespace {
 
 constexpr uint32_t kMaxOptionBytes = 64 << 10;  // a longer option ends the handshake
-constexpr int kHandshakeSeconds = 30;           // a client silent longer is dropped
 
 // Sets why the handshake ends; returns null (for `return Fail(...)`).
 std::nullptr_t Fail(std::string* why, std::string reason) {
@@ -30,8 +26,6 @@ bool Handshake::SendOptionReply(uint32_t option, uint32_t type, const std::strin
 }
 
 std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
-  timeval tv{kHandshakeSeconds, 0};
-  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string hello;
   Put64(&hello, kNbdMagic);
   Put64(&hello, kOptMagic);

@@ -36,7 +36,8 @@ class Handshake {
 
   // Runs the handshake to its end: the chosen volume, or null with `why`
   // set (the client left, aborted, or broke the protocol; the connection
-  // ends). A client silent for 30 s is dropped.
+  // ends). Its deadline is the server's to enforce: NbdServer shuts the
+  // socket down at it, and the reads here fail.
   std::shared_ptr<store::VolumeHandle> Run(std::string* why);
 
  private:

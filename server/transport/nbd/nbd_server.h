@@ -11,6 +11,16 @@
 //
 // Threads: one accepts; each connection (connection.h) has a reader
 // (handshake.h, then transmission.h) and a writer (reply_sender.h).
+//
+// Resources: at most max_connections connections are served; more are
+// closed at once (`nbd_refused`), as is a connection whose threads or
+// state the system refuses (a pids limit, a memory limit): the export and
+// the daemon go on. The accepting thread also keeps every connection's
+// handshake deadline, reaps a connection the moment it ends (its threads
+// joined; its socket, pipe, volume files and buffers released; memory given
+// back to the system with malloc_trim, at most once a second), and at the
+// descriptor limit (EMFILE, ENFILE) stops accepting for a back-off
+// instead of spinning. Counted in NbdStats (metrics: nbd_collector.h).
 
 #ifndef COWBLK_SERVER_TRANSPORT_NBD_NBD_SERVER_H_
 #define COWBLK_SERVER_TRANSPORT_NBD_NBD_SERVER_H_
@@ -25,6 +35,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/store/store.h"
+#include "server/transport/nbd/nbd_stats.h"
 
 namespace cowblk::nbd {
 
@@ -49,6 +60,17 @@ struct NbdServerOptions {
   // bits (VolumeHandle::WriteAndSubmit): no hand-off of the data to a
   // kernel worker on another core.
   bool inline_writes = true;
+  // Connections served at once; more are refused (closed at once).
+  uint32_t max_connections = 256;
+  // From accept to the chosen volume, the whole handshake; a client slower
+  // than this (silent, or dripping bytes) is cut.
+  std::chrono::milliseconds handshake_timeout{30000};
+  // Transmission phase: a connection that received nothing this long while
+  // none of its requests was in flight is closed. 0: never.
+  std::chrono::milliseconds idle_timeout{0};
+  // A send to a client that makes no progress this long (the client stopped
+  // reading its replies) ends the connection. 0: never.
+  std::chrono::milliseconds send_timeout{60000};
 };
 
 class Connection;
@@ -56,6 +78,8 @@ class Connection;
 class NbdServer {
  public:
   // Listens and starts accepting. `store` must outlive the server.
+  // InvalidArgument for an address without a host (":PORT" would mean every
+  // interface, which must be asked for: "0.0.0.0:PORT", "[::]:PORT").
   static absl::StatusOr<std::unique_ptr<NbdServer>> Start(const NbdServerOptions& options,
                                                           store::Store* store);
   // Shutdown(now) if not done yet.
@@ -66,6 +90,8 @@ class NbdServer {
   // The address it listens on, with the port it got.
   const std::string& address() const { return address_; }
   uint16_t port() const { return port_; }
+  // The export's counters (shared: a metrics collector may keep them).
+  std::shared_ptr<const NbdStats> stats() const { return stats_; }
   // Stops accepting; every connection reads no more requests, answers the
   // ones in flight and closes. Connections still busy at `deadline` (a
   // client that does not read its replies) are cut. Returns once every
@@ -73,21 +99,45 @@ class NbdServer {
   void Shutdown(std::chrono::steady_clock::time_point deadline);
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   NbdServer(const NbdServerOptions& options, store::Store* store, int listen_fd, int wake_fd,
-            std::string address, uint16_t port);
+            int reap_fd, std::string address, uint16_t port);
   void AcceptLoop();
-  // Joins and drops connections that have ended. REQUIRES: mu_ held.
-  void ReapLocked();
+  // Accepts one connection and serves or refuses it; false when accept
+  // failed for want of descriptors or memory (the caller backs off).
+  bool AcceptOne(bool first_failure);
+  // Joins and drops connections that have ended; true if there were any.
+  bool Reap();
+  // Cuts connections past their handshake deadline; returns the next
+  // deadline (Clock::time_point::max() when none).
+  Clock::time_point CutLateHandshakes(Clock::time_point now);
+  // Counts a refused connection and logs nbd_refused, at most once a
+  // second per reason (the lines in between are counted in `suppressed`).
+  void Refuse(Refusal why, const std::string& peer, const std::string& error);
 
   const NbdServerOptions options_;
   store::Store* const store_;
   const int listen_fd_;
   const int wake_fd_;  // eventfd: stops AcceptLoop
+  const int reap_fd_;  // eventfd: a connection ended
   const std::string address_;
   const uint16_t port_;
+  const std::shared_ptr<NbdStats> stats_ = std::make_shared<NbdStats>();
   std::thread acceptor_;
+  // The accepting thread's while it runs, then Shutdown's. In accept order,
+  // so the first still in its handshake has the nearest deadline.
+  std::list<std::unique_ptr<Connection>> connections_;
+  // The accepting thread's: memory is trimmed after connections ended, at
+  // most once per kTrimInterval.
+  bool trim_pending_ = false;
+  Clock::time_point last_trim_{};
+  struct RefusalLog {
+    Clock::time_point next{};
+    uint64_t suppressed = 0;
+  };
+  RefusalLog refusal_log_[kRefusals];  // the accepting thread's
   std::mutex mu_;  // guards below
-  std::list<std::shared_ptr<Connection>> connections_;
   bool shut_down_ = false;
 };
 

@@ -54,7 +54,13 @@ uint32_t ReplyErrno(const core::Call& call) {
 }
 
 ReplySender::ReplySender(int fd, core::Pipeline* pipeline, std::string peer)
-    : fd_(fd), pipeline_(pipeline), peer_(std::move(peer)) {}
+    : fd_(fd), pipeline_(pipeline), peer_(std::move(peer)) {
+  // The scratch's largest sizes, now: the writer then allocates nothing
+  // (under a memory limit that would end the process, not the connection).
+  send_calls_.reserve(kMaxRepliesPerSend);
+  send_headers_.reserve(kMaxRepliesPerSend);
+  send_iov_.reserve(2 * kMaxRepliesPerSend);
+}
 
 ReplySender::~ReplySender() {
   if (pipe_[0] >= 0) {
@@ -231,8 +237,16 @@ bool ReplySender::SendFromFiles(const core::Call* c) {
   return true;
 }
 
+void ReplySender::NoteSendError() {
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    send_timed_out_.store(true, std::memory_order_relaxed);
+  }
+}
+
 bool ReplySender::SendFailed(const core::Call* c, const char* what) {
-  if (errno != EPIPE && errno != ECONNRESET) {
+  NoteSendError();
+  // A send timeout is the connection's reason to end (nbd_closed says so).
+  if (errno != EPIPE && errno != ECONNRESET && errno != EAGAIN && errno != EWOULDBLOCK) {
     Log(LogLevel::kWarning, "nbd_send_failed",
         {{"peer", peer_},
          {"volume", pipeline_->volume()->name()},
@@ -268,13 +282,21 @@ void ReplySender::Run() {
         AddReply(c, i == 0 ? skip : 0, &send_headers_[i]);
         if (!SentFromFiles(c)) continue;
         // The header (and the replies before it), then the data.
-        if (!SendAllV(fd_, &send_iov_, MSG_MORE) || !SendFromFiles(c)) {
+        if (!SendAllV(fd_, &send_iov_, MSG_MORE)) {
+          NoteSendError();
+          broken = true;
+          break;
+        }
+        if (!SendFromFiles(c)) {
           broken = true;
           break;
         }
         send_iov_.clear();
       }
-      if (!broken && !SendAllV(fd_, &send_iov_)) broken = true;
+      if (!broken && !SendAllV(fd_, &send_iov_)) {
+        NoteSendError();
+        broken = true;
+      }
       if (broken) shutdown(fd_, SHUT_RDWR);  // wakes a reader blocked in recv
     }
     for (core::Call* c : send_calls_) pipeline_->Finish(c);

@@ -21,6 +21,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -62,6 +63,9 @@ class ReplySender {
   // The writer thread: sends what the others did not, until the reading side
   // ended and every call was sent; then shuts the socket down.
   void Run();
+  // A blocking send failed for the socket's send timeout (SO_SNDTIMEO):
+  // the client stopped taking its replies. Any thread.
+  bool send_timed_out() const { return send_timed_out_.load(std::memory_order_relaxed); }
 
  private:
   static bool SentFromFiles(const core::Call* c) { return c->located() && c->status().ok(); }
@@ -76,6 +80,8 @@ class ReplySender {
   // when the connection must end (the header already said success).
   bool SendFromFiles(const core::Call* c);
   bool SendFailed(const core::Call* c, const char* what);
+  // After a blocking send failed: notes a send timeout (errno EAGAIN).
+  void NoteSendError();
   // REQUIRE mu_ held.
   bool RoomLocked() const { return pipeline_->HasRoom() || broken_; }
   bool WriterCanGoLocked() const;
@@ -89,6 +95,7 @@ class ReplySender {
   const std::string peer_;
   int pipe_[2] = {-1, -1};  // the writer's, for SendFromFiles
   int pipe_bytes_ = 0;
+  std::atomic<bool> send_timed_out_{false};
 
   // Scratch of the thread that is sending (the one that set sending_).
   std::vector<core::Call*> send_calls_;

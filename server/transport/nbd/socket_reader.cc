@@ -5,25 +5,36 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "common/nbd_wire.h"
 
 namespace cowblk::nbd {
 
+bool SocketReader::Allocate() {
+  try {
+    buf_ = std::make_unique_for_overwrite<char[]>(size_);
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  return true;
+}
+
 bool SocketReader::Fill(bool header_only, size_t header_bytes) {
   if (pos_ == end_) pos_ = end_ = 0;
-  if (end_ == buf_.size()) {  // compact
-    std::memmove(buf_.data(), buf_.data() + pos_, end_ - pos_);
+  if (end_ == size_) {  // compact
+    std::memmove(buf_.get(), buf_.get() + pos_, end_ - pos_);
     end_ -= pos_;
     pos_ = 0;
   }
-  const size_t room = buf_.size() - end_;
+  const size_t room = size_ - end_;
   const size_t ask = header_only && buffered() < header_bytes
                          ? std::min(room, header_bytes - buffered())
                          : room;
   while (true) {
-    const ssize_t n = recv(fd_, buf_.data() + end_, ask, 0);
+    const ssize_t n = recv(fd_, buf_.get() + end_, ask, 0);
     if (n < 0 && errno == EINTR) continue;
+    timed_out_ = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     if (n <= 0) return false;
     end_ += static_cast<size_t>(n);
     return true;
@@ -33,9 +44,12 @@ bool SocketReader::Fill(bool header_only, size_t header_bytes) {
 bool SocketReader::Take(void* dest, size_t n) {
   char* d = static_cast<char*>(dest);
   const size_t from_buffer = std::min(n, buffered());
-  if (from_buffer > 0) std::memcpy(d, buf_.data() + pos_, from_buffer);
+  if (from_buffer > 0) std::memcpy(d, buf_.get() + pos_, from_buffer);
   pos_ += from_buffer;
-  return RecvAll(fd_, d + from_buffer, n - from_buffer);
+  errno = 0;  // an end of stream leaves it alone
+  if (RecvAll(fd_, d + from_buffer, n - from_buffer)) return true;
+  timed_out_ = errno == EAGAIN || errno == EWOULDBLOCK;
+  return false;
 }
 
 bool SocketReader::TakeString(std::string* out, size_t n) {

@@ -34,11 +34,14 @@ std::string Transmission::Run() {
   while (true) {
     if (in_->buffered() < kRequestBytes) {
       pipeline_->FlushSubmissions();  // do not hold submitted requests while waiting
-      if (!in_->Fill(header_only_, kRequestBytes)) {
-        why = "the client closed the connection";
-        break;
-      }
-      continue;
+      if (in_->Fill(header_only_, kRequestBytes)) continue;
+      // A client waiting for answers is not idle, however long they take.
+      if (in_->timed_out() && !pipeline_->idle()) continue;
+      idle_timed_out_ = in_->timed_out();
+      why = !in_->timed_out()       ? "the client closed the connection"
+            : in_->buffered() == 0 ? "idle timeout: nothing received, nothing in flight"
+                                   : "idle timeout: the client stalled in a request header";
+      break;
     }
     if (!pipeline_->HasRoom()) pipeline_->FlushSubmissions();
     if (!sender_->WaitForRoom()) {
@@ -95,7 +98,9 @@ bool Transmission::Take(uint16_t flags, uint16_t type, uint64_t cookie, uint64_t
     }
     if (length > in_->buffered()) pipeline_->FlushSubmissions();
     if (!in_->Take(payload, length)) {
-      *why = "the client closed the connection in a write";
+      idle_timed_out_ = in_->timed_out();
+      *why = in_->timed_out() ? "idle timeout: the client stalled in a write's payload"
+                              : "the client closed the connection in a write";
       // Not written (the reply will hardly reach anyone).
       pipeline_->Refuse(call, absl::AbortedError(*why));
       return false;

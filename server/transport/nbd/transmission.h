@@ -30,10 +30,14 @@ class Transmission {
                std::string peer)
       : in_(in), pipeline_(pipeline), sender_(sender), peer_(std::move(peer)) {}
 
-  // Takes requests until the client disconnects, breaks the protocol or a
-  // reply cannot be sent; returns why. Everything it took is submitted (or
-  // answered) when it returns.
+  // Takes requests until the client disconnects, breaks the protocol, a
+  // reply cannot be sent or the connection is idle past the socket's
+  // receive timeout (SO_RCVTIMEO, set by the caller; none: never); returns
+  // why. Everything it took is submitted (or answered) when it returns.
   std::string Run();
+  // Run ended because nothing was received for the receive timeout: while
+  // no request was in flight, or in the middle of a request.
+  bool idle_timed_out() const { return idle_timed_out_; }
   // Requests taken (for nbd_closed).
   uint64_t requests() const { return requests_; }
 
@@ -49,6 +53,7 @@ class Transmission {
   const std::string peer_;
   bool header_only_ = false;  // the last request was a large write
   uint64_t requests_ = 0;
+  bool idle_timed_out_ = false;
 };
 
 }  // namespace cowblk::nbd
