@@ -23,6 +23,8 @@ struct CommitStats {
 // blocks are left as holes. The image is exactly header().size bytes (uml_moo
 // drops a partial last sector; we keep it). Never overwrites (AlreadyExists);
 // removes the partial image on failure; fsyncs the image before returning.
+// (The server commits a live volume through server/store's CopySnapshot,
+// with the same ImageWriter, image_writer.h.)
 // REQUIRES: `cow` was opened with its backing file.
 absl::StatusOr<CommitStats> CommitToImage(const CowFile& cow,
                                           const std::string& image_path);

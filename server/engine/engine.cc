@@ -64,7 +64,7 @@ bool Engine::PollBriefly() {
   // is in the inbox now (both under mu_).
   std::lock_guard<std::mutex> lock(mu_);
   polling_ = false;
-  return !inbox_.empty() || !posted_.empty();
+  return !inbox_.empty() || !posted_.empty() || !ordered_.empty();
 }
 
 // Out of line: the ring's type is complete only here.
@@ -112,24 +112,35 @@ void Engine::Run() {
   t_engine = this;
   std::vector<Inbound> requests;
   std::vector<std::function<void()>> posted;
+  std::vector<Ordered> ordered;
   for (;;) {
     bool stop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       requests.swap(inbox_);
       posted.swap(posted_);
+      ordered.swap(ordered_);
       work_hint_.store(false, std::memory_order_relaxed);
       stop = stop_;
     }
-    const bool worked = !requests.empty() || !posted.empty() || ring_->delivered() > 0;
+    const bool worked = !requests.empty() || !posted.empty() || !ordered.empty() ||
+                        ring_->delivered() > 0;
     if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
       for (const Inbound& in : requests) poll_after_ = poll_after_ || in.poll_after;
     }
     for (auto& fn : posted) fn();
     posted.clear();
-    for (const Inbound& in : requests) in.volume->Submit(in.request);
+    auto next_ordered = ordered.begin();
+    for (size_t i = 0; i < requests.size(); ++i) {
+      for (; next_ordered != ordered.end() && next_ordered->at <= i; ++next_ordered) {
+        next_ordered->fn();
+      }
+      requests[i].volume->Submit(requests[i].request);
+    }
+    for (; next_ordered != ordered.end(); ++next_ordered) next_ordered->fn();
     requests.clear();
+    ordered.clear();
     batch_ends_.Run();
     for (size_t i = 0; i < closing_.size();) {
       if (closing_[i].volume->requests_in_flight() != 0) {
@@ -152,7 +163,7 @@ void Engine::Run() {
     {
       // Work queued by this thread itself (no wake-up was sent for it).
       std::lock_guard<std::mutex> lock(mu_);
-      if (!inbox_.empty() || !posted_.empty()) continue;
+      if (!inbox_.empty() || !posted_.empty() || !ordered_.empty()) continue;
     }
     // With --engine-poll-us: poll first after requests that asked for it
     // (SubmitBatch::poll_after), and only while idle spells have been shorter
@@ -179,6 +190,14 @@ void Engine::Post(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     posted_.push_back(std::move(fn));
+  }
+  WakeUnlessPolling();
+}
+
+void Engine::PostAfterSubmitted(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ordered_.push_back({inbox_.size(), std::move(fn)});
   }
   WakeUnlessPolling();
 }

@@ -101,8 +101,14 @@ class Engine {
   // Queues `req` for `volume` (which must belong to this engine) and wakes
   // the engine, or leaves the wake-up to `batch` when there is one.
   void Submit(Volume* volume, Request* req, SubmitBatch* batch = nullptr);
-  // Runs `fn` on the engine thread (tests, administrative work).
+  // Runs `fn` on the engine thread (tests, administrative work). It may
+  // run before requests submitted earlier reach their volume.
   void Post(std::function<void()> fn);
+  // Runs `fn` on the engine thread after every request submitted to this
+  // engine before the call was handed to its volume (Volume::Submit), and
+  // before any submitted after it: a marker in the stream of requests (a
+  // snapshot's moment, snapshot.h).
+  void PostAfterSubmitted(std::function<void()> fn);
   // io_uring operations in flight (approximate when read from outside);
   // not those a wrap_io backend keeps from the ring.
   size_t io_in_flight() const;
@@ -145,6 +151,12 @@ class Engine {
   };
   std::vector<Inbound> inbox_;
   std::vector<std::function<void()>> posted_;
+  // PostAfterSubmitted: each runs before inbox_[at] (or after the last).
+  struct Ordered {
+    size_t at;
+    std::function<void()> fn;
+  };
+  std::vector<Ordered> ordered_;
   bool stop_ = false;
   bool polling_ = false;  // the engine polls: submitters need not wake it
   // Set with the inbox (under mu_), read without the lock while polling.

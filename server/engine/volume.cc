@@ -171,6 +171,7 @@ void Volume::Submit(Request* req) {
   }
   if (options_.latency_histograms) op->start_ns = MonotonicNs();
   ++requests_in_flight_;
+  if (req->changes_data()) ++changes_in_flight_;
   stats_.in_flight[static_cast<int>(op->type)].Add();
   if (absl::Status s = Validate(*req); !s.ok()) {
     Complete(op, s);
@@ -205,7 +206,7 @@ void Volume::Submit(Request* req) {
     case OpType::kWrite:
     case OpType::kTrim:
     case OpType::kWriteZeroes:
-      StartWrite(op);
+      if (snapshot_ == nullptr || snapshot_->Admit(op)) StartWrite(op);
       break;
     case OpType::kFlush:
       op->stage = Stage::kFinalSync;
@@ -216,6 +217,32 @@ void Volume::Submit(Request* req) {
 
 void Volume::BeginClose() {
   if (deferred_ != nullptr) deferred_->BeginClose();
+  if (snapshot_ != nullptr) {
+    auto snapshot = std::move(snapshot_);
+    snapshot->End(absl::FailedPreconditionError("the volume closed during its snapshot"));
+  }
+}
+
+absl::Status Volume::BeginSnapshot(std::function<void(absl::Status)> taken) {
+  if (snapshot_ != nullptr) {
+    return absl::FailedPreconditionError("another snapshot of the volume is being copied");
+  }
+  snapshot_ = std::make_unique<Snapshot>(this, std::move(taken));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Volume::NextSnapshotChunk(const uint64_t* copied, SnapshotChunk* out) {
+  if (snapshot_ == nullptr) {
+    return absl::FailedPreconditionError("the volume's snapshot ended");
+  }
+  return snapshot_->Next(copied, out);
+}
+
+SnapshotStats Volume::EndSnapshot() {
+  if (snapshot_ == nullptr) return {};
+  // Out of snapshot_ first: the writes it starts may complete at once.
+  auto snapshot = std::move(snapshot_);
+  return snapshot->End(absl::FailedPreconditionError("the snapshot was ended"));
 }
 
 Volume::Op* Volume::NewOp() {
@@ -308,6 +335,7 @@ void Volume::PieceDone(Op* op, absl::Status status) {
 void Volume::Complete(Op* op, absl::Status status) {
   Request* req = op->req;
   const int type = static_cast<int>(op->type);
+  const bool change = req->changes_data();
   if (op->bounce != nullptr && status.ok() && op->type == OpType::kRead) {
     memcpy(std::get<Read>(req->kind).into, op->buf, req->length);
   }
@@ -320,6 +348,7 @@ void Volume::Complete(Op* op, absl::Status status) {
     stats_.ops_failed[type].Add();
   }
   --requests_in_flight_;
+  if (change) --changes_in_flight_;
   // Back to the free list before `done`, which may submit the next request.
   const auto node = op->self;
   op->Reset();
@@ -328,6 +357,7 @@ void Volume::Complete(Op* op, absl::Status status) {
   BatchEndListener* const batch_end = req->batch_end;
   auto done = std::move(req->done);
   done(std::move(status));
+  if (change && snapshot_ != nullptr) snapshot_->OnChangeDone();
   if (batch_end == nullptr) return;
   if (batch_ends_ != nullptr) {
     batch_ends_->Add(batch_end);

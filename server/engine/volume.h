@@ -47,6 +47,7 @@
 #include "server/engine/batch_end.h"
 #include "server/engine/io.h"
 #include "server/engine/request.h"
+#include "server/engine/snapshot.h"
 #include "server/engine/volume_internal.h"
 #include "server/engine/volume_stats.h"
 
@@ -135,8 +136,22 @@ class Volume {
   void Submit(Request* req);
 
   // The engine is closing the volume (engine thread): commit without
-  // waiting for the commit interval, and cancel its timer.
+  // waiting for the commit interval, and cancel its timer; end a snapshot
+  // (its copier gets FailedPrecondition from then on).
   void BeginClose();
+
+  // A point-in-time snapshot for a copier (snapshot.h says what is held and
+  // for how long). `taken` runs on this thread once: OK at the snapshot's
+  // moment, or the error that ended it first. One at a time:
+  // FailedPrecondition while another is open.
+  absl::Status BeginSnapshot(std::function<void(absl::Status)> taken);
+  // Marks chunk `*copied` copied (when not null) and claims the next one
+  // into `out`: true, or false once every chunk was claimed.
+  // FailedPrecondition when no snapshot is open.
+  absl::StatusOr<bool> NextSnapshotChunk(const uint64_t* copied, SnapshotChunk* out);
+  // Ends the snapshot (the copier finished or gave up) and starts the
+  // writes it held; nothing when none is open.
+  SnapshotStats EndSnapshot();
 
   uint64_t size() const { return file_->geometry().device_size; }
   const cow::CowFile& file() const { return *file_; }
@@ -158,6 +173,7 @@ class Volume {
  private:
   friend class VolumeIoSink;    // delivers completions (OnIoComplete)
   friend class DeferredCommit;  // completes ops, sets bits, issues I/O
+  friend class Snapshot;        // holds writes, starts them, reads the bits
   using Op = internal::Op;
   using Task = internal::Task;
   using Update = internal::Update;
@@ -209,6 +225,7 @@ class Volume {
   cow::Bitmap& bitmap_;  // the in-memory bitmap (file_'s)
   VolumeStats stats_;
   size_t requests_in_flight_ = 0;
+  size_t changes_in_flight_ = 0;  // writes, trims and write-zeroes among them
   std::list<Op> ops_;       // requests in flight (each Op knows its node)
   std::list<Op> free_ops_;  // recycled, as many as were ever in flight
   Task sync_task_;          // the fdatasync (group commit or deferred round)
@@ -227,6 +244,8 @@ class Volume {
 
   // `deferred` durability only (null otherwise).
   std::unique_ptr<DeferredCommit> deferred_;
+  // While a copier reads a snapshot (null otherwise).
+  std::unique_ptr<Snapshot> snapshot_;
 };
 
 // Routes completions to the volume that submitted the operation.

@@ -14,9 +14,9 @@
 #include "common/file_io.h"
 #include "common/log.h"
 #include "common/sector.h"
-#include "server/cow/cow_commit.h"
 #include "server/store/names.h"
 #include "server/store/random_id.h"
+#include "server/store/snapshot_copy.h"
 
 namespace cowblk::store {
 namespace {
@@ -273,7 +273,8 @@ std::vector<std::shared_ptr<VolumeHandle>> Store::ReadyVolumes() {
   return out;
 }
 
-absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std::string& image) {
+absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std::string& image,
+                                              const std::function<bool()>& cancelled) {
   if (absl::Status s = ValidateName("image", image); !s.ok()) return s;
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
@@ -290,18 +291,16 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
     std::lock_guard<std::mutex> lock(mu_);
     commits_.erase(image);
   };
-  absl::Status s = (*handle)->SubmitAndWait(engine::OpType::kFlush, 0, 0, nullptr);
-  // Our own write lock is held by the engine's descriptor: read unlocked.
-  absl::StatusOr<std::unique_ptr<cow::CowFile>> file =
-      s.ok() ? cow::CowFile::Open(VolumePath(name), cow::OpenOptions{.lock = false}) : s;
-  if (!file.ok()) {
-    release();
-    return file.status();
-  }
   const std::string tmp = absl::StrCat(images_dir_, "/.commit-", image, "-", RandomHexId());
-  auto stats = cow::CommitToImage(**file, tmp);
+  auto stats = CopySnapshot(**handle, tmp, cancelled);
+  if (stats.ok() && cancelled && cancelled()) {
+    unlink(tmp.c_str());
+    stats = absl::CancelledError(absl::StrCat("commit of volume ", name, " cancelled"));
+  }
   if (!stats.ok()) {
     release();
+    Log(LogLevel::kWarning, "volume_commit_failed",
+        {{"volume", name}, {"image", image}, {"error", std::string(stats.status().message())}});
     return stats.status();
   }
   const int rc = link(tmp.c_str(), final_path.c_str());
@@ -313,9 +312,16 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
     return ErrnoStatus(err, absl::StrCat("publish ", final_path));
   }
   FsyncDir(images_dir_).IgnoreError();
+  const engine::SnapshotStats& held = stats->snapshot;
   Log(LogLevel::kInfo, "volume_committed",
-      {{"volume", name}, {"image", image}, {"bytes_from_cow", std::to_string(stats->bytes_from_cow)}});
-  return ImageInfo{image, stats->image_size, 0};
+      {{"volume", name},
+       {"image", image},
+       {"bytes_from_cow", std::to_string(stats->image.bytes_from_cow)},
+       {"drain_us", std::to_string(held.drain_ns / 1000)},
+       {"held_writes", std::to_string(held.held_writes)},
+       {"max_hold_us", std::to_string(held.max_hold_ns / 1000)},
+       {"chunks_early", std::to_string(held.chunks_early)}});
+  return ImageInfo{image, stats->image.image_size, 0};
 }
 
 absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::string& name,

@@ -13,6 +13,7 @@
 #ifndef COWBLK_SERVER_STORE_STORE_H_
 #define COWBLK_SERVER_STORE_STORE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -60,7 +61,13 @@ class Store {
   // In name order, names > `after`, at most `limit`.
   std::vector<VolumeInfo> ListVolumes(const std::string& after, size_t limit);
   absl::Status DeleteVolume(const std::string& name);
-  absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
+  // Writes the volume's content at one moment (snapshot_copy.h) as the new
+  // image `image`, while the volume serves on. `cancelled` (may be null) is
+  // asked as the copy goes: once true, the commit stops with Cancelled and
+  // leaves no image and no temporary file. FailedPrecondition while another
+  // commit of the volume runs.
+  absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
+                                         const std::function<bool()>& cancelled = nullptr);
   absl::StatusOr<std::vector<cow::SectorRun>> GetAllocation(const std::string& name,
                                                             uint64_t offset, uint64_t length);
   // NotFound unless the volume exists and is ready.

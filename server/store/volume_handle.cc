@@ -9,6 +9,25 @@
 #include "common/file_io.h"
 
 namespace cowblk::store {
+namespace {
+
+// New open file descriptions of the very files `v` has open, whatever their
+// paths became (through /proc). Engine thread.
+absl::StatusOr<std::unique_ptr<VolumeFiles>> ReopenFiles(engine::Volume& v, bool writable) {
+  const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(),
+                       (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (cow < 0) return ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
+  const int backing =
+      open(absl::StrCat("/proc/self/fd/", v.backing_fd()).c_str(), O_RDONLY | O_CLOEXEC);
+  if (backing < 0) {
+    const int err = errno;
+    close(cow);
+    return ErrnoStatus(err, absl::StrCat("reopen the backing file of ", v.file().path()));
+  }
+  return std::make_unique<VolumeFiles>(cow, backing);
+}
+
+}  // namespace
 
 VolumeHandle::VolumeHandle(std::string name, engine::Engine* engine, engine::Volume* volume,
                            std::string epoch)
@@ -60,7 +79,15 @@ bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, engine::Request* req
   // a write to a volume whose fdatasync failed (deferred durability),
   // whose sectors must not change any more.
   const auto* write = std::get_if<engine::Write>(&req->kind);
-  if (write != nullptr && volume_->Validate(*req).ok() && !volume_->refuses_writes()) {
+  bool inline_write = write != nullptr && volume_->Validate(*req).ok() && !volume_->refuses_writes();
+  if (inline_write) {
+    inline_writers_.fetch_add(1);
+    if (snapshot_open_.load()) {
+      LeaveInlineWrite();
+      inline_write = false;
+    }
+  }
+  if (inline_write) {
     const char* data = write->from;
     int write_errno = 0;
     // Pieces end where the engine's would.
@@ -78,9 +105,16 @@ bool VolumeHandle::WriteAndSubmit(const VolumeFiles& files, engine::Request* req
       at += static_cast<uint64_t>(n);
     }
     req->kind = engine::WrittenWrite{write_errno, write->fua};
+    engine_->Submit(volume_, req, batch);
+    LeaveInlineWrite();  // only once submitted: ahead of a snapshot's moment
+    return true;
   }
   engine_->Submit(volume_, req, batch);
   return true;
+}
+
+void VolumeHandle::LeaveInlineWrite() {
+  if (inline_writers_.fetch_sub(1) == 1 && snapshot_open_.load()) inline_writers_.notify_all();
 }
 
 absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles(bool writable) {
@@ -93,22 +127,7 @@ absl::StatusOr<std::unique_ptr<VolumeFiles>> VolumeHandle::OpenFiles(bool writab
       result = absl::FailedPreconditionError("the volume's files need --cache writeback");
       return;
     }
-    // Through /proc: the very files the volume has open, whatever their
-    // paths became.
-    const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(),
-                         (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (cow < 0) {
-      result = ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
-      return;
-    }
-    const int backing =
-        open(absl::StrCat("/proc/self/fd/", v.backing_fd()).c_str(), O_RDONLY | O_CLOEXEC);
-    if (backing < 0) {
-      result = ErrnoStatus(errno, absl::StrCat("reopen the backing file of ", v.file().path()));
-      close(cow);
-      return;
-    }
-    result = std::make_unique<VolumeFiles>(cow, backing);
+    result = ReopenFiles(v, writable);
   });
   return result;
 }
@@ -120,6 +139,60 @@ void VolumeHandle::RunOnEngine(const std::function<void(engine::Volume&)>& fn) {
     done.set_value();
   });
   done.get_future().wait();
+}
+
+absl::StatusOr<VolumeHandle::SnapshotSource> VolumeHandle::BeginSnapshot() {
+  if (snapshot_open_.exchange(true)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("volume ", name_, ": another commit of it is running"));
+  }
+  for (int n = inline_writers_.load(); n != 0; n = inline_writers_.load()) {
+    inline_writers_.wait(n);
+  }
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) {
+    snapshot_open_ = false;
+    return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
+  }
+  // Behind every request submitted so far, inline writes included: the
+  // moment comes after them (Engine::PostAfterSubmitted).
+  std::promise<absl::Status> taken;
+  absl::StatusOr<SnapshotSource> source;
+  engine_->PostAfterSubmitted([&] {
+    auto files = ReopenFiles(*volume_, /*writable=*/false);
+    if (!files.ok()) {
+      source = files.status();
+      taken.set_value(files.status());
+      return;
+    }
+    source = SnapshotSource{*std::move(files), data_offset_, volume_->file().header().size};
+    absl::Status s = volume_->BeginSnapshot([&taken](absl::Status s) { taken.set_value(s); });
+    if (!s.ok()) taken.set_value(s);
+  });
+  absl::Status s = taken.get_future().get();
+  if (s.ok()) return source;
+  snapshot_open_ = false;
+  return s;
+}
+
+absl::StatusOr<bool> VolumeHandle::NextSnapshotChunk(const uint64_t* copied,
+                                                     engine::SnapshotChunk* out) {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  if (closed_) return absl::UnavailableError(absl::StrCat("volume ", name_, " is closed"));
+  absl::StatusOr<bool> more;
+  RunOnEngine([&](engine::Volume& v) { more = v.NextSnapshotChunk(copied, out); });
+  return more;
+}
+
+engine::SnapshotStats VolumeHandle::EndSnapshot() {
+  engine::SnapshotStats stats;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    // A closed volume ended its snapshot itself (Volume::BeginClose).
+    if (!closed_) RunOnEngine([&](engine::Volume& v) { stats = v.EndSnapshot(); });
+  }
+  snapshot_open_ = false;
+  return stats;
 }
 
 }  // namespace cowblk::store

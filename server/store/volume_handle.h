@@ -68,6 +68,28 @@ class VolumeHandle {
   // Runs `fn` on the engine thread with the volume and waits (bitmap reads).
   void RunOnEngine(const std::function<void(engine::Volume&)>& fn);
 
+  // Point-in-time snapshots (server/engine/snapshot.h) for CopySnapshot
+  // (snapshot_copy.h), one at a time per volume. While one is open,
+  // WriteAndSubmit leaves the data write to the engine: an inline write
+  // reaches the COW file before the engine sees it, so the engine could not
+  // keep it out of the snapshot.
+  struct SnapshotSource {
+    std::unique_ptr<VolumeFiles> files;  // read-only, through the page cache
+    uint64_t data_offset = 0;            // of the COW file's data area
+    uint64_t image_size = 0;             // the header's size: the image's
+  };
+  // Opens a snapshot and returns at its moment: every write acknowledged
+  // before the call is in it, none submitted after the call. Errors:
+  // FailedPrecondition while another snapshot of the volume is open,
+  // Unavailable once the volume is closed (also when it closes meanwhile).
+  absl::StatusOr<SnapshotSource> BeginSnapshot();
+  // Volume::NextSnapshotChunk; Unavailable once the volume is closed (its
+  // snapshot ended with it).
+  absl::StatusOr<bool> NextSnapshotChunk(const uint64_t* copied, engine::SnapshotChunk* out);
+  // Ends the snapshot that BeginSnapshot opened (held writes go on).
+  // REQUIRES: BeginSnapshot succeeded.
+  engine::SnapshotStats EndSnapshot();
+
  private:
   const std::string name_;
   engine::Engine* const engine_;
@@ -76,8 +98,17 @@ class VolumeHandle {
   const uint64_t data_offset_;  // of the COW file's data area
   const uint64_t write_split_;  // VolumeOptions::write_split_bytes
   const std::string epoch_;
+  // Called when an inline write (WriteAndSubmit) ended.
+  void LeaveInlineWrite();
+
   std::shared_mutex mu_;  // shared: submitting (and inline writes); exclusive: closing
   std::atomic<bool> closed_{false};
+  // A snapshot is open (or being opened): no inline writes. Set before
+  // BeginSnapshot waits for inline_writers_ to reach zero; each inline
+  // write counts itself before it looks at the flag (both seq_cst), so
+  // every one that did not see the flag is waited for.
+  std::atomic<bool> snapshot_open_{false};
+  std::atomic<int> inline_writers_{0};
 };
 
 }  // namespace cowblk::store

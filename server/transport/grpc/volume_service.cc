@@ -115,7 +115,9 @@ grpc::Status VolumeServiceImpl::CommitVolume(grpc::ServerContext* ctx,
   if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
   if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
-  auto info = store_->CommitVolume(req->name(), req->image());
+  // Asked between chunks: a commit whose caller went away (deadline or
+  // cancellation) stops and leaves nothing behind.
+  auto info = store_->CommitVolume(req->name(), req->image(), [ctx] { return ctx->IsCancelled(); });
   if (!info.ok()) return ToGrpc(info.status());
   Fill(*info, resp);
   return grpc::Status::OK;

@@ -1,0 +1,84 @@
+#include "server/store/snapshot_copy.h"
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_io.h"
+#include "common/sector.h"
+#include "server/cow/image_writer.h"
+
+namespace cowblk::store {
+namespace {
+
+// Reads `chunk` as the snapshot saw it: allocated runs from the COW file's
+// data area, the rest from the backing file (zeros past its end).
+absl::Status ReadChunk(const VolumeHandle::SnapshotSource& source,
+                       const engine::SnapshotChunk& chunk, char* buf) {
+  for (const cow::SectorRun& run : chunk.runs) {
+    char* dst = buf + (run.first - chunk.first) * kSectorSize;
+    const uint64_t pos = run.first * kSectorSize;
+    const uint64_t len = run.count * kSectorSize;
+    absl::Status s =
+        run.allocated
+            ? PReadFull(source.files->fd(engine::ReadExtent::Source::kCow), dst, len,
+                        source.data_offset + pos, "the volume's COW file")
+            : PReadFull(source.files->fd(engine::ReadExtent::Source::kBacking), dst, len, pos,
+                        "the volume's backing file");
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Claims chunks and copies them into `image`.
+absl::Status CopyChunks(VolumeHandle& volume, const VolumeHandle::SnapshotSource& source,
+                        cow::ImageWriter& image, const std::function<bool()>& cancelled,
+                        uint64_t* bytes_from_cow) {
+  std::vector<char> buf(engine::kSnapshotChunkSectors * kSectorSize);
+  engine::SnapshotChunk chunk;
+  uint64_t copied = 0;
+  const uint64_t* done = nullptr;
+  for (;;) {
+    if (cancelled && cancelled()) {
+      return absl::CancelledError(absl::StrCat("commit of volume ", volume.name(), " cancelled"));
+    }
+    auto more = volume.NextSnapshotChunk(done, &chunk);
+    if (!more.ok()) return more.status();
+    if (!*more) return absl::OkStatus();
+    if (absl::Status s = ReadChunk(source, chunk, buf.data()); !s.ok()) return s;
+    for (const cow::SectorRun& run : chunk.runs) {
+      if (run.allocated) *bytes_from_cow += run.count * kSectorSize;
+    }
+    // Released with the next claim, before the image is written: writes
+    // waiting for this chunk need only its data in `buf`.
+    copied = chunk.index;
+    done = &copied;
+    if (absl::Status s = image.Write(chunk.first * kSectorSize, buf.data(),
+                                     chunk.count * kSectorSize);
+        !s.ok()) {
+      return s;
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<SnapshotCopyStats> CopySnapshot(VolumeHandle& volume,
+                                               const std::string& image_path,
+                                               const std::function<bool()>& cancelled) {
+  auto source = volume.BeginSnapshot();
+  if (!source.ok()) return source.status();
+  SnapshotCopyStats stats;
+  auto image = cow::ImageWriter::Create(image_path, source->image_size);
+  absl::Status s = image.ok() ? CopyChunks(volume, *source, **image, cancelled,
+                                           &stats.image.bytes_from_cow)
+                              : image.status();
+  // The volume's writers go on before the image is made durable.
+  stats.snapshot = volume.EndSnapshot();
+  if (!s.ok()) return s;  // the writer removes its file
+  if (absl::Status f = (*image)->Finish(); !f.ok()) return f;
+  stats.image.image_size = source->image_size;
+  stats.image.bytes_written = (*image)->bytes_written();
+  return stats;
+}
+
+}  // namespace cowblk::store
