@@ -12,10 +12,12 @@ namespace cowblk::store {
 namespace {
 
 // New open file descriptions of the very files `v` has open, whatever their
-// paths became (through /proc). Engine thread.
-absl::StatusOr<std::unique_ptr<VolumeFiles>> ReopenFiles(engine::Volume& v, bool writable) {
+// paths became (through /proc); the COW file with O_DIRECT when `direct`.
+// Engine thread.
+absl::StatusOr<std::unique_ptr<VolumeFiles>> ReopenFiles(engine::Volume& v, bool writable,
+                                                         bool direct = false) {
   const int cow = open(absl::StrCat("/proc/self/fd/", v.cow_fd()).c_str(),
-                       (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+                       (writable ? O_RDWR : O_RDONLY) | (direct ? O_DIRECT : 0) | O_CLOEXEC);
   if (cow < 0) return ErrnoStatus(errno, absl::StrCat("reopen ", v.file().path()));
   const int backing =
       open(absl::StrCat("/proc/self/fd/", v.backing_fd()).c_str(), O_RDONLY | O_CLOEXEC);
@@ -159,7 +161,11 @@ absl::StatusOr<VolumeHandle::SnapshotSource> VolumeHandle::BeginSnapshot() {
   std::promise<absl::Status> taken;
   absl::StatusOr<SnapshotSource> source;
   engine_->PostAfterSubmitted([&] {
-    auto files = ReopenFiles(*volume_, /*writable=*/false);
+    // A volume written with O_DIRECT is read so too: a page-cache read
+    // racing an O_DIRECT write of a neighbouring sector (one that writes
+    // may change) could leave a stale page for a later snapshot to read.
+    auto files = ReopenFiles(*volume_, /*writable=*/false,
+                             volume_->options().cache == engine::CacheMode::kNone);
     if (!files.ok()) {
       source = files.status();
       taken.set_value(files.status());

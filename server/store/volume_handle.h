@@ -74,7 +74,9 @@ class VolumeHandle {
   // reaches the COW file before the engine sees it, so the engine could not
   // keep it out of the snapshot.
   struct SnapshotSource {
-    std::unique_ptr<VolumeFiles> files;  // read-only, through the page cache
+    // Read-only; the COW file with O_DIRECT when the volume uses it
+    // (--cache=none): read it into 4096-aligned memory.
+    std::unique_ptr<VolumeFiles> files;
     uint64_t data_offset = 0;            // of the COW file's data area
     uint64_t image_size = 0;             // the header's size: the image's
   };
