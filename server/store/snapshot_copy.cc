@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_io.h"
+#include "common/log.h"
 #include "common/sector.h"
 #include "server/cow/image_writer.h"
 
@@ -55,8 +56,7 @@ absl::Status CopyChunks(VolumeHandle& volume, const VolumeHandle::SnapshotSource
     for (const cow::SectorRun& run : chunk.runs) {
       if (run.allocated) *bytes_from_cow += run.count * kSectorSize;
     }
-    // Released with the next claim, before the image is written: writes
-    // waiting for this chunk need only its data in `buf`.
+    // Marked copied with the next claim: one engine round trip a chunk.
     copied = chunk.index;
     done = &copied;
     if (absl::Status s = image.Write(chunk.first * kSectorSize, buf.get(),
@@ -74,6 +74,7 @@ absl::StatusOr<SnapshotCopyStats> CopySnapshot(VolumeHandle& volume,
                                                const std::function<bool()>& cancelled) {
   auto source = volume.BeginSnapshot();
   if (!source.ok()) return source.status();
+  Log(LogLevel::kInfo, "volume_snapshot_taken", {{"volume", volume.name()}});
   SnapshotCopyStats stats;
   auto image = cow::ImageWriter::Create(image_path, source->image_size);
   absl::Status s = image.ok() ? CopyChunks(volume, *source, **image, cancelled,

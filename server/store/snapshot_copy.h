@@ -27,7 +27,8 @@ struct SnapshotCopyStats {
 
 // Writes the volume's content at one moment (VolumeHandle::BeginSnapshot:
 // every write acknowledged before the call, none submitted after it) to a
-// new sparse file `image_path`, made durable with its name. `cancelled` is
+// new sparse file `image_path`, made durable with its name; logs
+// `volume_snapshot_taken` at the moment. `cancelled` is
 // asked before each chunk (1 MiB); once it says true the copy stops with
 // Cancelled. On any error `image_path` is removed and nothing else is left
 // behind; the volume serves on either way. Never overwrites (AlreadyExists).

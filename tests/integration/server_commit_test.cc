@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -98,6 +99,25 @@ TEST_F(ServerCommitTest, CommitPastItsDeadlineLeavesNothingAndTheVolumeServesOn)
   std::string got;
   ASSERT_TRUE(ReadData("big", 3 * kMiB, after.size(), &got).ok());
   EXPECT_TRUE(got == after);
+}
+
+// A volume deleted while its commit copies: the commit fails UNAVAILABLE
+// and leaves nothing behind.
+TEST_F(ServerCommitTest, VolumeDeletedDuringItsCommitLeavesNoImage) {
+  ASSERT_TRUE(Create("gone", uint64_t{4} << 30).ok());
+  ASSERT_TRUE(WriteData("gone", 0, PassWriters::BlockPattern(0, 1, 0)).ok());
+  grpc::Status committed;
+  std::thread commit([&] { committed = Commit("gone", "never"); });
+  server_.WaitForLog("event=volume_snapshot_taken volume=gone");
+  grpc::ClientContext ctx;
+  v1::DeleteVolumeRequest req;
+  req.set_name("gone");
+  v1::DeleteVolumeResponse resp;
+  const grpc::Status deleted = volumes_->DeleteVolume(&ctx, req, &resp);
+  commit.join();
+  EXPECT_TRUE(deleted.ok()) << deleted.error_message();
+  EXPECT_EQ(committed.error_code(), grpc::StatusCode::UNAVAILABLE) << committed.error_message();
+  EXPECT_THAT(ImageFiles(), ::testing::IsEmpty());
 }
 
 }  // namespace

@@ -109,7 +109,10 @@ class COWBLK_EXPORT Client {
   absl::StatusOr<std::vector<VolumeInfo>> ListVolumes();
   // Deletes a volume and its data. Its in-flight requests fail.
   absl::Status DeleteVolume(const std::string& name);
-  // Merges the volume (its writes over its image) into a new image `image`.
+  // Merges the volume (its writes over its image) into a new image `image`:
+  // the volume at one moment during the call (every write acknowledged
+  // before it, none sent after it), while it serves on. Past the call's
+  // deadline the server stops and leaves no image.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
   // Which ranges of [offset, offset+length) live in the COW file; length 0
   // means to the end. The ranges are consecutive and cover the request.
