@@ -60,7 +60,9 @@ absl::Status ImageWriter::Finish() {
   }
   // The new name must survive a crash too.
   const std::filesystem::path parent = std::filesystem::path(path_).parent_path();
-  return FsyncDir(parent.empty() ? std::string(".") : parent.string());
+  absl::Status s = FsyncDir(parent.empty() ? std::string(".") : parent.string());
+  if (!s.ok()) unlink(path_.c_str());
+  return s;
 }
 
 }  // namespace cowblk::cow

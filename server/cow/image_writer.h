@@ -38,7 +38,8 @@ class ImageWriter {
   // image's size; blocks of zeros are skipped.
   absl::Status Write(uint64_t pos, const char* data, uint64_t len);
   // Sets the size, makes the file and its name durable (fsync of the file
-  // and of its directory) and closes it; the image stays from then on.
+  // and of its directory) and closes it; the image stays from then on. On
+  // failure the file is removed.
   absl::Status Finish();
 
   uint64_t size() const { return size_; }

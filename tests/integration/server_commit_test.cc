@@ -94,6 +94,13 @@ TEST_F(ServerCommitTest, CommitPastItsDeadlineLeavesNothingAndTheVolumeServesOn)
   EXPECT_THAT(server_.log(), ::testing::Not(::testing::HasSubstr("event=volume_committed")));
   EXPECT_THAT(ImageFiles(), ::testing::IsEmpty());
 
+  // The snapshot ended with it: a second commit is not refused as a
+  // concurrent one (FAILED_PRECONDITION); it too runs out of time.
+  const grpc::Status again = Commit("big", "late", std::chrono::milliseconds(200));
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << again.error_message();
+  server_.WaitForLog("event=volume_commit", 2);
+  EXPECT_THAT(ImageFiles(), ::testing::IsEmpty());
+
   const std::string after = PassWriters::BlockPattern(0, 2, 0);
   ASSERT_TRUE(WriteData("big", 3 * kMiB, after).ok());
   std::string got;
