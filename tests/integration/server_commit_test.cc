@@ -108,6 +108,27 @@ TEST_F(ServerCommitTest, CommitPastItsDeadlineLeavesNothingAndTheVolumeServesOn)
   EXPECT_TRUE(got == after);
 }
 
+// A commit the client cancels while it copies stops there too.
+TEST_F(ServerCommitTest, CommitCancelledByTheClientLeavesNothing) {
+  ASSERT_TRUE(Create("big", uint64_t{4} << 30).ok());
+  grpc::ClientContext ctx;
+  grpc::Status committed;
+  std::thread commit([&] {
+    v1::CommitVolumeRequest req;
+    req.set_name("big");
+    req.set_image("dropped");
+    v1::Image out;
+    committed = volumes_->CommitVolume(&ctx, req, &out);
+  });
+  server_.WaitForLog("event=volume_snapshot_taken volume=big");
+  ctx.TryCancel();
+  commit.join();
+  EXPECT_EQ(committed.error_code(), grpc::StatusCode::CANCELLED) << committed.error_message();
+  server_.WaitForLog("event=volume_commit_failed");
+  EXPECT_THAT(ImageFiles(), ::testing::IsEmpty());
+  EXPECT_TRUE(WriteData("big", 0, PassWriters::BlockPattern(0, 1, 0)).ok());
+}
+
 // A volume deleted while its commit copies: the commit fails UNAVAILABLE
 // and leaves nothing behind.
 TEST_F(ServerCommitTest, VolumeDeletedDuringItsCommitLeavesNoImage) {
