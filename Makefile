@@ -22,7 +22,10 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
   gnuplot-nox podman runc containernetworking-plugins debootstrap curl
 
-.PHONY: all deps build install run test test-asan fuzz-build clean
+# Cycles per durability and cache mode in `make chaos` (`make test`: 3).
+CHAOS_CYCLES ?= 300
+
+.PHONY: all deps build install run test test-asan fuzz-build chaos clean
 
 all: build
 
@@ -60,6 +63,11 @@ test-asan: deps fuzz-build
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 	cd $(ASAN_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
 	  COWBLK_FUZZ_SECONDS=10 ctest --output-on-failure -j$(JOBS)
+
+# The chaos run, minutes (docs/reliability.md): SIGKILL, SIGSTOP and SIGTERM
+# restarts of cowblkd under verified load in every durability and cache mode.
+chaos: build
+	cd $(BUILD_DIR) && COWBLK_CHAOS_CYCLES=$(CHAOS_CYCLES) ./bin/chaos_tests
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
