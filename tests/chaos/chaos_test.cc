@@ -10,6 +10,9 @@
 //   than what the last successful flush covered;
 // - no sector reads as neither its old nor its new content: every sector is
 //   intact and one of the generations written to it since that flush;
+// - a write that fails for want of space (the volumes' own small ext4 is
+//   filled, FullDisk/...) fails alone, RESOURCE_EXHAUSTED, each of its
+//   sectors old or new, and writes succeed once space is back;
 // - where nothing may be lost (a SIGSTOP, a SIGTERM restart, and a SIGKILL
 //   in ordered and unordered durability: cowblkd acknowledges a write only
 //   once the kernel has it) every sector holds exactly its last write;
@@ -20,9 +23,13 @@
 // `make test` runs 3 cycles per mode (one of each fault);
 // `make chaos` runs COWBLK_CHAOS_CYCLES of them (docs/reliability.md).
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -77,28 +84,44 @@ struct BlockModel {
   uint64_t issued = 0;                   // the last generation sent
   std::array<uint64_t, kSectors> durable{};  // per sector: covered by a flush
   std::set<uint64_t> zero_gens{0};
+  bool failed = false;  // a write failed (ENOSPC): each sector old or new
 };
 
 struct ChaosParam {
   const char* durability;
   const char* cache;
+  bool full_disk = false;  // volumes on a 16 MiB ext4 that fills up
 };
+
+// The free space the full-disk cycles leave: 16 new 4 KiB blocks.
+constexpr uint64_t kFreeBytes = 64 << 10;
 
 class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<ChaosParam> {
  protected:
   void SetUp() override {
     fixed_port_ = true;
+    if (GetParam().full_disk) {
+      // The volumes directory is a small ext4 of its own (CI has root and
+      // loop devices, as FullDiskTest in server_limits_test.cc needs).
+      volumes_ = dir_.File("volumes");
+      const std::string fs = dir_.File("fs.img");
+      ASSERT_EQ(RunShell("truncate -s 16M " + fs + " && mkfs.ext4 -q -F -m 0 " + fs +
+                         " && mkdir " + volumes_ + " && mount -o loop " + fs + " " + volumes_),
+                0)
+          << "needs root and loop devices";
+      mounted_ = true;
+    }
     ClientFixture::StartServer(
         {.args = {"--durability", GetParam().durability, "--cache", GetParam().cache}});
-    volume_ = NewVolume("chaos", kBlocks * kBlock);
-    ASSERT_NE(volume_, nullptr);
   }
 
   void TearDown() override {
+    if (server_.running()) server_.Stop(SIGKILL);
+    if (mounted_) umount2(volumes_.c_str(), MNT_DETACH);
     std::cout << "chaos: durability=" << GetParam().durability << " cache=" << GetParam().cache
-              << " cycles=" << cycles_ << " rounds=" << rounds_
-              << " bytes_verified=" << bytes_verified_ << " blocks_with_lost_writes=" << rewritten_
-              << "\n";
+              << " full_disk=" << GetParam().full_disk << " cycles=" << cycles_
+              << " rounds=" << rounds_ << " bytes_verified=" << bytes_verified_
+              << " blocks_rewritten=" << rewritten_ << " enospc=" << enospc_ << "\n";
     RecordProperty("cycles", std::to_string(cycles_));
     RecordProperty("bytes_verified", std::to_string(bytes_verified_));
   }
@@ -130,7 +153,7 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
       ADD_FAILURE() << "sector " << offset << " holds data of generation " << gen
                     << ", a write-zeroes (" << Where() << ")";
     }
-    if (!MayLose()) {
+    if (!MayLose() && !m.failed) {
       EXPECT_TRUE(zeros ? m.zero_gens.count(m.issued) != 0 : gen == m.issued)
           << "sector " << offset << " holds generation " << gen << (zeros ? " (zeros)" : "")
           << ", its last write is " << m.issued << " (" << Where() << ")";
@@ -148,7 +171,7 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
   // its inode any more.
   void WaitForLockRelease() {
     struct stat st;
-    ASSERT_EQ(stat((dir_.path() + "/volumes/chaos.cow").c_str(), &st), 0);
+    ASSERT_EQ(stat(CowFile().c_str(), &st), 0);
     const std::string inode = absl::StrCat(":", st.st_ino, " ");
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (true) {
@@ -161,9 +184,11 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
     }
   }
 
+  std::string CowFile() const { return dir_.path() + "/volumes/" + name_ + ".cow"; }
+
   // `cowblk-img check` of the volume's COW file, with the server down.
   void CheckCowFile(const std::string& when) {
-    const std::string cow = dir_.path() + "/volumes/chaos.cow";
+    const std::string cow = CowFile();
     const CommandResult r = RunCommand({COWBLK_IMG_BIN, "check", cow}, Stderr::kInOutput);
     EXPECT_EQ(r.exit_code, 0) << cow << " " << when << ": " << r.output;
   }
@@ -235,6 +260,14 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
       if (i == kOpsPerRound / 2 && fault != nullptr) Inject(*fault);
       Op& op = ops[i];
       const absl::Status s = op.done.get();
+      if (op.kind != 2 && GetParam().full_disk &&
+          s.code() == absl::StatusCode::kResourceExhausted) {
+        // No space: the write fails alone, and may have written some of
+        // its sectors.
+        model_[op.block].failed = true;
+        ++enospc_;
+        continue;
+      }
       ASSERT_TRUE(s.ok()) << "op " << op.kind << " on block " << op.block << ": " << s << " ("
                           << Where() << ")";
       if (op.kind == 2) {
@@ -251,13 +284,27 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
   // (unless writes may have been lost: then Verify() learns what survived).
   void Flush() {
     const absl::Status s = volume_->Flush();
-    if (s.code() == absl::StatusCode::kDataLoss && MayLose()) {
-      lost_reported_ = true;
+    if (DataLossAllowed(s)) {
+      lost_reported_ = may_lose_ = true;
+      return;
+    }
+    if (GetParam().full_disk && s.code() == absl::StatusCode::kResourceExhausted) {
+      // Deferred mode: the background commit could not write a bitmap
+      // block. Nothing is promised durable; a later flush must be.
+      ++enospc_;
       return;
     }
     ASSERT_TRUE(s.ok()) << s << " (" << Where() << ")";
     if (lost_reported_) return;
-    for (BlockModel& m : model_) m.durable.fill(m.issued);
+    for (BlockModel& m : model_) {
+      if (!m.failed) m.durable.fill(m.issued);
+    }
+  }
+
+  // A flush may fail DATA_LOSS after a SIGKILL in deferred mode, and on a
+  // full disk (the volume's epoch record may not be written: it fails safe).
+  bool DataLossAllowed(const absl::Status& s) const {
+    return s.code() == absl::StatusCode::kDataLoss && (MayLose() || GetParam().full_disk);
   }
 
   // Reads the whole volume, checks every sector, and makes what it holds
@@ -274,11 +321,13 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
       }
     }
     absl::Status s = volume_->Flush();
-    if (s.code() == absl::StatusCode::kDataLoss && MayLose()) s = volume_->Flush();
+    if (DataLossAllowed(s)) s = volume_->Flush();
     ASSERT_TRUE(s.ok()) << s << " (" << Where() << ")";
-    // A block that lost its last writes (allowed in deferred mode) is
-    // written afresh, so that every block's model is exact again.
+    // A block that lost its last writes (allowed in deferred mode) or holds
+    // a failed one is written afresh, so that every block's model is exact
+    // again.
     for (int b = 0; b < kBlocks; ++b) {
+      model_[b].failed = false;
       if (exact[b]) continue;
       std::string buf(kBlock, '\0');
       bench::FillSectors(buf.data(), kSectors, uint64_t(b) * kBlock, ++model_[b].issued, kSeed);
@@ -291,35 +340,82 @@ class ChaosTest : public ClientFixture, public ::testing::WithParamInterface<Cha
     lost_reported_ = false;
   }
 
+  // Fills the volumes' file system up to kFreeBytes with a file of the
+  // test's own (cowblkd ignores what is not a .cow or .state file).
+  void FillDisk() {
+    const std::string filler = volumes_ + "/filler";
+    const int fd = open(filler.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    // The file system needs blocks of its own for the filler's extents: grow
+    // it in pieces, smaller as it gets tight.
+    off_t size = 0;
+    uint64_t piece = 1 << 20;
+    while (true) {
+      struct statvfs fs;
+      ASSERT_EQ(fstatvfs(fd, &fs), 0);
+      const uint64_t free_bytes = uint64_t(fs.f_bfree) * fs.f_frsize;
+      if (free_bytes <= kFreeBytes) break;
+      const uint64_t want = std::min(piece, free_bytes - kFreeBytes);
+      if (fallocate(fd, 0, size, static_cast<off_t>(want)) == 0) {
+        size += static_cast<off_t>(want);
+      } else if (want <= 4096) {
+        break;
+      } else {
+        piece = want / 2;
+      }
+    }
+    close(fd);
+  }
+
   void Run() {
     const int cycles = Cycles();
     for (int c = 0; c < cycles; ++c) {
+      // A fresh volume each cycle: its first writes allocate (what a
+      // SIGKILL in deferred mode may lose, and what a full disk refuses).
+      name_ = absl::StrCat("chaos", c);
+      model_.assign(kBlocks, BlockModel{});
+      volume_ = NewVolume(name_, kBlocks * kBlock);
+      ASSERT_NE(volume_, nullptr);
+      if (GetParam().full_disk) {
+        ASSERT_NO_FATAL_FAILURE(FillDisk());
+      }
       const Fault fault = static_cast<Fault>(c % 3);
       for (int r = 0; r < kRoundsPerCycle; ++r) {
         ASSERT_NO_FATAL_FAILURE(Round(r == kRoundsPerCycle / 2 ? &fault : nullptr));
+        // Space comes back after the fault.
+        if (GetParam().full_disk && r == kRoundsPerCycle / 2) {
+          ASSERT_EQ(unlink((volumes_ + "/filler").c_str()), 0);
+        }
       }
       ASSERT_NO_FATAL_FAILURE(Verify());
       ++cycles_;
       // The volume reopens as well as reconnects.
       volume_->Close();
-      auto reopened = client_->OpenVolume("chaos");
+      auto reopened = client_->OpenVolume(name_);
       ASSERT_TRUE(reopened.ok()) << reopened.status() << " (" << Where() << ")";
-      volume_ = *std::move(reopened);
+      (*reopened)->Close();
+      volume_ = nullptr;
+      if (c + 1 < cycles) {
+        ASSERT_TRUE(client_->DeleteVolume(name_).ok()) << Where();
+      }
     }
-    volume_->Close();
     ASSERT_EQ(server_.Stop(SIGTERM), 0);
     CheckCowFile("at the end");
   }
 
+  std::string volumes_;  // the mount point, with full_disk
+  bool mounted_ = false;
+  std::string name_;  // this cycle's volume
   std::unique_ptr<Volume> volume_;
-  std::vector<BlockModel> model_{kBlocks};
+  std::vector<BlockModel> model_;
   std::mt19937 rng_{20};
   Fault fault_ = Fault::kTerm;
   bool may_lose_ = false;       // a SIGKILL in deferred mode since the last Verify()
   bool lost_reported_ = false;  // a flush failed DATA_LOSS since then
   int cycles_ = 0, rounds_ = 0;
   uint64_t bytes_verified_ = 0;
-  int rewritten_ = 0;  // blocks that had lost writes (deferred mode)
+  int rewritten_ = 0;  // blocks that had lost or failed writes
+  int enospc_ = 0;     // writes and flushes that failed for want of space
 };
 
 TEST_P(ChaosTest, KillStopAndRestartUnderVerifiedLoadLoseNothingFlushedAndTearNoSector) {
@@ -331,6 +427,19 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ChaosParam{"ordered", "writeback"}, ChaosParam{"ordered", "none"},
                       ChaosParam{"deferred", "writeback"}, ChaosParam{"deferred", "none"},
                       ChaosParam{"unordered", "writeback"}, ChaosParam{"unordered", "none"}),
+    [](const ::testing::TestParamInfo<ChaosParam>& info) {
+      return std::string(info.param.durability) + "_" + info.param.cache;
+    });
+
+// The same faults while the volumes' file system is full (writes fail
+// RESOURCE_EXHAUSTED, alone) and after space comes back.
+INSTANTIATE_TEST_SUITE_P(
+    FullDisk, ChaosTest,
+    ::testing::Values(ChaosParam{"ordered", "writeback", true}, ChaosParam{"ordered", "none", true},
+                      ChaosParam{"deferred", "writeback", true},
+                      ChaosParam{"deferred", "none", true},
+                      ChaosParam{"unordered", "writeback", true},
+                      ChaosParam{"unordered", "none", true}),
     [](const ::testing::TestParamInfo<ChaosParam>& info) {
       return std::string(info.param.durability) + "_" + info.param.cache;
     });
