@@ -4,6 +4,7 @@
 BUILD_DIR  ?= build
 ASAN_DIR   ?= build-asan
 FUZZ_DIR   ?= build-fuzz
+TSAN_DIR   ?= build-tsan
 JOBS       ?= 2
 DATA_DIR   ?= var
 CMAKE_ARGS ?=
@@ -25,7 +26,11 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
 # Cycles per durability and cache mode in `make chaos` (`make test`: 3).
 CHAOS_CYCLES ?= 300
 
-.PHONY: all deps build install run test test-asan fuzz-build chaos clean
+# ThreadSanitizer: a report fails the test (cowblkd, started by the tests,
+# inherits it); tests/tsan.supp names third-party code only.
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/tsan.supp)"
+
+.PHONY: all deps build install run test test-asan test-tsan tsan-engine fuzz-build chaos clean
 
 all: build
 
@@ -53,9 +58,21 @@ fuzz-build: deps
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOWBLK_FUZZ=ON
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 
-test: build fuzz-build
+test: build fuzz-build tsan-engine
 	cd $(BUILD_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
 	  COWBLK_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -j$(JOBS)
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -j$(JOBS) -L engine
+
+# The engine tests' ThreadSanitizer build (`make test` runs them).
+tsan-engine: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBLK_TSAN=ON
+	cmake --build $(TSAN_DIR) -j$(JOBS) --target engine_tests
+
+# The engine, server (gRPC and NBD) and client tests under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBLK_TSAN=ON
+	cmake --build $(TSAN_DIR) -j$(JOBS)
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -j$(JOBS) -L 'engine|server|client'
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps fuzz-build
@@ -70,4 +87,4 @@ chaos: build
 	cd $(BUILD_DIR) && COWBLK_CHAOS_CYCLES=$(CHAOS_CYCLES) ./bin/chaos_tests
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR) $(TSAN_DIR)
