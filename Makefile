@@ -4,6 +4,7 @@
 BUILD_DIR  ?= build
 ASAN_DIR   ?= build-asan
 FUZZ_DIR   ?= build-fuzz
+TSAN_DIR   ?= build-tsan
 JOBS       ?= 2
 DATA_DIR   ?= var
 CMAKE_ARGS ?=
@@ -22,7 +23,14 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
   gnuplot-nox podman runc containernetworking-plugins debootstrap curl
 
-.PHONY: all deps build install run test test-asan fuzz-build clean
+# Cycles per durability and cache mode in `make chaos` (`make test`: 3).
+CHAOS_CYCLES ?= 300
+
+# ThreadSanitizer: a report fails the test (cowblkd, started by the tests,
+# inherits it); tests/tsan.supp names third-party code only.
+TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/tsan.supp)"
+
+.PHONY: all deps build install run test test-asan test-tsan tsan-engine fuzz-build chaos clean
 
 all: build
 
@@ -50,9 +58,21 @@ fuzz-build: deps
 	  -DCMAKE_CXX_COMPILER=clang++ -DCOWBLK_FUZZ=ON
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 
-test: build fuzz-build
+test: build fuzz-build tsan-engine
 	cd $(BUILD_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
 	  COWBLK_FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -j$(JOBS)
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -j$(JOBS) -L engine
+
+# The engine tests' ThreadSanitizer build (`make test` runs them).
+tsan-engine: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBLK_TSAN=ON
+	cmake --build $(TSAN_DIR) -j$(JOBS) --target engine_tests
+
+# The engine, server (gRPC and NBD) and client tests under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBLK_TSAN=ON
+	cmake --build $(TSAN_DIR) -j$(JOBS)
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -j$(JOBS) -L 'engine|server|client'
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps fuzz-build
@@ -61,5 +81,10 @@ test-asan: deps fuzz-build
 	cd $(ASAN_DIR) && COWBLK_FUZZ_BIN=$(abspath $(FUZZ_DIR))/bin \
 	  COWBLK_FUZZ_SECONDS=10 ctest --output-on-failure -j$(JOBS)
 
+# The chaos run, minutes (docs/reliability.md): SIGKILL, SIGSTOP and SIGTERM
+# restarts of cowblkd under verified load in every durability and cache mode.
+chaos: build
+	cd $(BUILD_DIR) && COWBLK_CHAOS_CYCLES=$(CHAOS_CYCLES) ./bin/chaos_tests
+
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR) $(TSAN_DIR)

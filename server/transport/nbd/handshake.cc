@@ -5,8 +5,6 @@
 namespace cowblk::nbd {
 namespace {
 
-constexpr uint32_t kMaxOptionBytes = 64 << 10;  // a longer option ends the handshake
-
 // Sets why the handshake ends; returns null (for `return Fail(...)`).
 std::nullptr_t Fail(std::string* why, std::string reason) {
   *why = std::move(reason);
@@ -34,18 +32,16 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
   uint8_t b[16];
   if (!in_->Take(b, 4)) return Fail(why, "handshake: no client flags");
   const uint32_t client_flags = Get32(b);
-  if ((client_flags & ~uint32_t{kFlagFixedNewstyle | kFlagNoZeroes}) != 0) {
-    return Fail(why, absl::StrCat("handshake: unknown client flags ", client_flags));
+  if (absl::Status s = CheckClientFlags(client_flags); !s.ok()) {
+    return Fail(why, std::string(s.message()));
   }
   const bool no_zeroes = (client_flags & kFlagNoZeroes) != 0;
   while (true) {
     if (!in_->Take(b, 16)) return Fail(why, "handshake: ended during option haggling");
-    if (Get64(b) != kOptMagic) return Fail(why, "handshake: bad option magic");
-    const uint32_t option = Get32(b + 8);
-    const uint32_t length = Get32(b + 12);
-    if (length > kMaxOptionBytes) {
-      return Fail(why, absl::StrCat("handshake: option ", option, " of ", length, " bytes"));
-    }
+    absl::StatusOr<OptionHeader> header = ParseOptionHeader(b);
+    if (!header.ok()) return Fail(why, std::string(header.status().message()));
+    const uint32_t option = header->option;
+    const uint32_t length = header->length;
     std::string data;
     if (!in_->TakeString(&data, length)) return Fail(why, "handshake: ended in an option");
     switch (option) {
@@ -114,14 +110,9 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
     *why = "send failed";
     return false;
   };
-  // u32 name length, name, u16 count, count x u16 information types.
-  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
-  const uint32_t name_len = data.size() >= 4 ? Get32(p) : 0;
-  if (data.size() < 6 || name_len > data.size() - 6 ||
-      data.size() != 6 + name_len + 2 * size_t{Get16(p + 4 + name_len)}) {
-    return send(kRepErrInvalid, "malformed NBD_OPT_GO/NBD_OPT_INFO");
-  }
-  auto volume = store_->FindVolume(data.substr(4, name_len));
+  const std::optional<std::string> name = ParseInfoOrGoName(data);
+  if (!name) return send(kRepErrInvalid, "malformed NBD_OPT_GO/NBD_OPT_INFO");
+  auto volume = store_->FindVolume(*name);
   if (!volume.ok()) return send(kRepErrUnknown, std::string(volume.status().message()));
   std::string info;
   Put16(&info, kInfoExport);

@@ -17,6 +17,7 @@
 #include "common/nbd_wire.h"
 #include "server/store/store.h"
 #include "server/transport/nbd/socket_reader.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 
@@ -25,8 +26,7 @@ namespace cowblk::nbd {
 // safe.
 inline constexpr uint16_t kTransmissionFlags = kTxHasFlags | kTxSendFlush | kTxSendFua |
                                                kTxSendTrim | kTxSendWriteZeroes | kTxCanMultiConn;
-inline constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;
-inline constexpr uint32_t kMaxBlock = static_cast<uint32_t>(kMaxTransferBytes);
+inline constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;  // kMaxBlock: wire_parse.h
 
 class Handshake {
  public:

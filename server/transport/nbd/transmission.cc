@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/nbd_wire.h"
 #include "server/transport/nbd/handshake.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 namespace {
@@ -48,50 +49,45 @@ std::string Transmission::Run() {
       why = "a reply could not be sent";
       break;
     }
-    const auto* h = reinterpret_cast<const uint8_t*>(in_->Consume(kRequestBytes));
-    const uint32_t magic = Get32(h);
-    const uint16_t flags = Get16(h + 4);
-    const uint16_t type = Get16(h + 6);
-    const uint64_t cookie = Get64(h + 8);
-    const uint64_t offset = Get64(h + 16);
-    const uint32_t length = Get32(h + 24);
-    if (magic != kRequestMagic) {
+    const RequestHeader h =
+        ParseRequestHeader(reinterpret_cast<const uint8_t*>(in_->Consume(kRequestBytes)));
+    const RequestVerdict verdict = CheckRequest(h);
+    if (verdict == RequestVerdict::kBadMagic) {
       why = "malformed request (bad magic)";
       Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", why}});
       break;
     }
-    header_only_ = type == kCmdWrite && length >= kLargeWriteBytes;
-    if (type == kCmdDisc) {
+    header_only_ = h.type == kCmdWrite && h.length >= kLargeWriteBytes;
+    if (verdict == RequestVerdict::kDisconnect) {
       why = "the client disconnected";
       break;
     }
     ++requests_;
-    if (!Take(flags, type, cookie, offset, length, &why)) break;
+    if (!Take(h, verdict, &why)) break;
   }
   pipeline_->FlushSubmissions();
   return why;
 }
 
-bool Transmission::Take(uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset,
-                        uint32_t length, std::string* why) {
-  const std::optional<engine::OpType> op = OpOf(type);
-  const bool transfers = type == kCmdRead || type == kCmdWrite;
-  core::Call* call = pipeline_->Begin(cookie, transfers ? length : 0);
+bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::string* why) {
+  const std::optional<engine::OpType> op = OpOf(h.type);
+  const bool transfers = h.type == kCmdRead || h.type == kCmdWrite;
+  core::Call* call = pipeline_->Begin(h.cookie, transfers ? h.length : 0);
   call->op = op;
-  call->offset = offset;
-  call->length = length;
-  call->fua = (flags & kCmdFlagFua) != 0;
-  if (type == kCmdWrite) {
-    if (length > kMaxBlock) {
-      // Its payload cannot be taken in: answer, then end the connection
-      // (the stream is out of step from here).
-      *why = absl::StrCat("a write of ", length, " bytes (the limit is ", kMaxBlock, ")");
-      pipeline_->Refuse(call, absl::InvalidArgumentError(*why));
-      Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", *why}});
-      return false;
-    }
-    char* payload = length > 0 ? call->PayloadBuffer() : nullptr;
-    if (length > 0 && payload == nullptr) {
+  call->offset = h.offset;
+  call->length = h.length;
+  call->fua = (h.flags & kCmdFlagFua) != 0;
+  if (verdict == RequestVerdict::kWriteTooLarge) {
+    // Its payload cannot be taken in: answer, then end the connection
+    // (the stream is out of step from here).
+    *why = absl::StrCat("a write of ", h.length, " bytes (the limit is ", kMaxBlock, ")");
+    pipeline_->Refuse(call, absl::InvalidArgumentError(*why));
+    Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", *why}});
+    return false;
+  }
+  if (const uint32_t length = PayloadBytes(h); length > 0) {
+    char* payload = call->PayloadBuffer();
+    if (payload == nullptr) {
       *why = "out of memory for a write's payload";
       pipeline_->Refuse(call, absl::ResourceExhaustedError(*why));
       return false;
@@ -106,19 +102,19 @@ bool Transmission::Take(uint16_t flags, uint16_t type, uint64_t cookie, uint64_t
       return false;
     }
   }
-  if (!op) {
-    pipeline_->Refuse(call, absl::InvalidArgumentError(absl::StrCat("unknown command ", type)));
+  if (verdict == RequestVerdict::kUnknownCommand) {
+    pipeline_->Refuse(call,
+                      absl::InvalidArgumentError(absl::StrCat("unknown command ", h.type)));
     return true;
   }
-  const uint16_t allowed = type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole) : kCmdFlagFua;
-  if ((flags & ~allowed) != 0) {
+  if (verdict == RequestVerdict::kBadFlags) {
     pipeline_->Refuse(call, absl::InvalidArgumentError(
-                                absl::StrCat("flags ", flags, " are not allowed with command ",
+                                absl::StrCat("flags ", h.flags, " are not allowed with command ",
                                              engine::OpTypeName(*op))));
     return true;
   }
   // Requests parsed before a large write are not held while it writes.
-  if (type == kCmdWrite && pipeline_->inline_writes() && length >= kLargeWriteBytes) {
+  if (h.type == kCmdWrite && pipeline_->inline_writes() && h.length >= kLargeWriteBytes) {
     pipeline_->FlushSubmissions();
   }
   pipeline_->Submit(call);

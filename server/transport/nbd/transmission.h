@@ -16,6 +16,7 @@
 #include "server/core/pipeline.h"
 #include "server/transport/nbd/reply_sender.h"
 #include "server/transport/nbd/socket_reader.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 
@@ -42,10 +43,10 @@ class Transmission {
   uint64_t requests() const { return requests_; }
 
  private:
-  // Decodes one request whose header was parsed; returns false (with `why`)
-  // when the connection must end.
-  bool Take(uint16_t flags, uint16_t type, uint64_t cookie, uint64_t offset, uint32_t length,
-            std::string* why);
+  // Decodes one request whose header was parsed and judged (neither bad
+  // magic nor a disconnect); returns false (with `why`) when the connection
+  // must end.
+  bool Take(const RequestHeader& h, RequestVerdict verdict, std::string* why);
 
   SocketReader* const in_;
   core::Pipeline* const pipeline_;

@@ -1,0 +1,74 @@
+// The NBD export's parsing of what a client sends, as pure functions over
+// bytes: the handshake's client flags, option headers and NBD_OPT_GO/INFO
+// data, and the transmission's request headers with the verdict on each
+// (submit, refuse, or end the connection). Handshake and Transmission do the
+// socket and the store around them; tests/fuzz/nbd_wire_fuzz.cc fuzzes them.
+// Library cowblk_nbd_parse (no engine, store or socket).
+//
+// Thread-safety: pure functions.
+
+#ifndef COWBLK_SERVER_TRANSPORT_NBD_WIRE_PARSE_H_
+#define COWBLK_SERVER_TRANSPORT_NBD_WIRE_PARSE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/block_range.h"
+
+namespace cowblk::nbd {
+
+// The largest request the export takes (its advertised maximum block size).
+inline constexpr uint32_t kMaxBlock = static_cast<uint32_t>(kMaxTransferBytes);
+// An option longer than this ends the handshake.
+inline constexpr uint32_t kMaxOptionBytes = 64 << 10;
+
+// OK when the client's flags (after the server's hello) are ones cowblkd
+// knows; else why the handshake ends.
+absl::Status CheckClientFlags(uint32_t client_flags);
+
+struct OptionHeader {
+  uint32_t option = 0;
+  uint32_t length = 0;  // the option's data that follows, <= kMaxOptionBytes
+};
+// Parses an option's 16-byte header (magic, option, length); an error (bad
+// magic, too long) ends the handshake.
+absl::StatusOr<OptionHeader> ParseOptionHeader(const uint8_t* b);
+
+// The export name NBD_OPT_GO or NBD_OPT_INFO asks for (u32 name length, the
+// name, u16 count, count u16 information types); nullopt when malformed
+// (answered NBD_REP_ERR_INVALID).
+std::optional<std::string> ParseInfoOrGoName(const std::string& data);
+
+// A transmission request header: kRequestBytes (28) on the wire.
+struct RequestHeader {
+  uint32_t magic = 0;
+  uint16_t flags = 0;
+  uint16_t type = 0;
+  uint64_t cookie = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+RequestHeader ParseRequestHeader(const uint8_t* h);
+
+// What to do with a parsed request.
+enum class RequestVerdict {
+  kBadMagic,        // end the connection, nothing answered
+  kDisconnect,      // NBD_CMD_DISC: end the connection
+  kWriteTooLarge,   // a write above kMaxBlock: answer EINVAL, end (its payload cannot be taken)
+  kUnknownCommand,  // answer EINVAL and go on (no payload)
+  kBadFlags,        // answer EINVAL and go on, after taking a write's payload
+  kSubmit,          // a block request for the pipeline
+};
+RequestVerdict CheckRequest(const RequestHeader& h);
+
+// Bytes of payload after the header the stream carries for `h` (a write's;
+// taken even when the write is refused for its flags, to stay in step).
+// REQUIRES: CheckRequest(h) is kBadFlags or kSubmit.
+uint32_t PayloadBytes(const RequestHeader& h);
+
+}  // namespace cowblk::nbd
+
+#endif  // COWBLK_SERVER_TRANSPORT_NBD_WIRE_PARSE_H_
