@@ -32,6 +32,12 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* BlockServiceImpl::S
     return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         CallTracker::Refusal());
   }
+  // Before any message is read: a caller without a valid token costs
+  // nothing more.
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) {
+    calls_->End();
+    return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(ToGrpc(s));
+  }
   return new SessionReactor(this, ctx);
 }
 
@@ -60,6 +66,10 @@ grpc::ServerReadReactor<v1::WriteRequest>* BlockServiceImpl::Write(
     grpc::CallbackServerContext* ctx, v1::WriteResponse* response) {
   if (!calls_->Begin()) {
     return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(CallTracker::Refusal());
+  }
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) {  // before any message is read
+    calls_->End();
+    return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(ToGrpc(s));
   }
   return NewWriteReactor(this, ctx, response);
 }

@@ -1,19 +1,16 @@
 #include "server/transport/grpc/session_reactor.h"
 
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "proto/session_codec.h"
+#include "server/transport/grpc/status_util.h"
 #include "server/transport/grpc/block_service.h"
 
 namespace cowblk::rpc {
 namespace {
-
-using cowblk::v1::SessionRequest;
 
 absl::StatusOr<engine::OpType> ToEngineOp(cowblk::v1::Op op) {
   switch (op) {
@@ -111,19 +108,25 @@ void SessionReactor::OnReadDone(bool ok) {
     handling_ = true;
     ++messages_read_;
   }
-  in_.Clear();
-  grpc::Status parsed =
-      grpc::GenericDeserialize<grpc::ProtoBufferReader, SessionRequest>(&in_raw_, &in_);
-  if (!parsed.ok()) {
-    // Not a SessionRequest: answer what is in flight, then end the stream.
-    Log(LogLevel::kWarning, "session_malformed", {{"error", parsed.error_message()}});
+  in_slices_.clear();
+  absl::Status decoded = in_raw_.Dump(&in_slices_).ok()
+                             ? decoder_.Start(in_slices_, max_in_flight_)
+                             : absl::InvalidArgumentError("a Session message could not be read");
+  if (!decoded.ok()) {
+    // Nothing of the message is handled: answer what is in flight, then
+    // end the stream with why.
+    Log(LogLevel::kWarning, "session_refused",
+        {{"peer", peer_}, {"error", std::string(decoded.message())}});
+    in_slices_.clear();
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = handling_ = false;
-    reads_done_ = malformed_ = true;
+    reads_done_ = true;
+    refused_ = std::move(decoded);
     MaybeFinishLocked();
     return;
   }
   Handle();
+  in_slices_.clear();
   pipeline_.FlushSubmissions();  // one engine wake-up for the message's requests
   std::lock_guard<std::mutex> lock(mu_);
   reading_ = handling_ = false;
@@ -132,46 +135,36 @@ void SessionReactor::OnReadDone(bool ok) {
 }
 
 void SessionReactor::Handle() {
-  if (in_.batch_size() == 0) {
-    HandleOne(&in_, in_.volume(), absl::OkStatus());
-    return;
-  }
+  const wire::DecodedRequest& head = decoder_.head();
   // A batch: the message's own request first (if it holds one), then each
-  // request of the batch, as if they had come one per message.
-  if (in_.op() != cowblk::v1::OP_UNSPECIFIED || in_.id() != 0 || in_.offset() != 0 ||
-      in_.length() != 0 || !in_.data().empty() || in_.fua()) {
-    HandleOne(&in_, in_.volume(), absl::OkStatus());
+  // request of the batch, as if they had come one per message. The decoder
+  // let through no more entries than the window holds.
+  if (decoder_.batch_size() == 0 || head.IsRequest()) {
+    HandleOne(head, head.volume, absl::OkStatus());
   }
-  uint32_t handled = 0;
-  for (SessionRequest& r : *in_.mutable_batch()) {
+  while (decoder_.NextEntry(&entry_)) {
     absl::Status refusal;
-    if (r.batch_size() != 0) {
+    if (entry_.has_batch) {
       refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
-    } else if (++handled > max_in_flight_) {
-      // The cap keeps a tiny message from asking for gigabytes of buffers.
-      refusal = absl::ResourceExhaustedError(absl::StrFormat(
-          "batch: more than the session's window of %u requests in one message", max_in_flight_));
     }
-    HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal);
+    HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
   }
 }
 
-void SessionReactor::HandleOne(SessionRequest* req, const std::string& volume,
+void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::string& volume,
                                const absl::Status& refusal) {
-  const bool write = req->op() == cowblk::v1::OP_WRITE;
-  const uint64_t buffer = write ? req->data().size()
-                          : req->op() == cowblk::v1::OP_READ ? req->length()
-                                                             : 0;
-  core::Call* call = pipeline_.Begin(req->id(), buffer);
-  auto op = ToEngineOp(req->op());
+  const bool write = req.op == cowblk::v1::OP_WRITE;
+  const uint64_t buffer = write ? req.data.size() : req.op == cowblk::v1::OP_READ ? req.length : 0;
+  core::Call* call = pipeline_.Begin(req.id, buffer);
+  auto op = ToEngineOp(static_cast<cowblk::v1::Op>(req.op));
   if (op.ok()) call->op = *op;
-  call->offset = req->offset();
-  call->fua = req->fua();
+  call->offset = req.offset;
+  call->fua = req.fua;
   if (write) {
-    call->length = req->data().size();  // a write's length is its data's
-    call->UseString(std::move(*req->mutable_data()));
+    call->length = req.data.size();  // a write's length is its data's
+    call->UseString(req.data.ToString());
   } else {
-    call->length = req->length();
+    call->length = req.length;
   }
   absl::Status s = refusal;
   if (s.ok()) s = Bind(volume);
@@ -329,12 +322,11 @@ void SessionReactor::MaybeFinishLocked() {
        {"cancelled", cancelled_ ? "1" : "0"},
        {"broken", broken_ ? "1" : "0"},
        {"drained", drained_ ? "1" : "0"},
-       {"malformed", malformed_ ? "1" : "0"}});
-  Finish(cancelled_   ? grpc::Status::CANCELLED
-         : malformed_ ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "a Session message is not a cowblk.v1.SessionRequest")
-         : drained_   ? CallTracker::Refusal()
-                      : grpc::Status::OK);
+       {"refused", refused_.ok() ? "" : std::string(refused_.message())}});
+  Finish(cancelled_     ? grpc::Status::CANCELLED
+         : !refused_.ok() ? ToGrpc(refused_)
+         : drained_     ? CallTracker::Refusal()
+                        : grpc::Status::OK);
 }
 
 }  // namespace cowblk::rpc
