@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -15,18 +14,7 @@
 #include "absl/status/statusor.h"
 #include "server/cow/bitmap.h"
 #include "server/cow/cow_header.h"
-
-// assert() is compiled out in the RelWithDebInfo fuzz build (NDEBUG), and a
-// trap is what libFuzzer records as a crash. The message names the broken
-// invariant, which the trap's stack alone would not.
-#define FUZZ_CHECK(cond)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__,   \
-                   __LINE__, #cond);                                      \
-      __builtin_trap();                                                   \
-    }                                                                     \
-  } while (0)
+#include "tests/fuzz/fuzz_check.h"
 
 namespace cowblk::cow {
 namespace {

@@ -11,24 +11,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "cowblk/v1/block.pb.h"
 #include "proto/session_decoder.h"
-
-// A trap is what libFuzzer records as a crash; the message names the
-// broken invariant, which the trap's stack alone would not.
-#define FUZZ_CHECK(cond)                                                \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, \
-                   __LINE__, #cond);                                    \
-      __builtin_trap();                                                 \
-    }                                                                   \
-  } while (0)
+#include "tests/fuzz/fuzz_check.h"
 
 namespace cowblk::wire {
 namespace {
