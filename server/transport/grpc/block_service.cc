@@ -58,8 +58,8 @@ grpc::ServerWriteReactor<v1::ReadResponse>* BlockServiceImpl::Read(
       !s.ok()) {
     return fail(s);
   }
-  return NewReadReactor(calls_, ctx->peer(), *std::move(handle), request->offset(),
-                        request->length(), options_.read_chunk);
+  return NewReadReactor(calls_, options_.budget, ctx->peer(), *std::move(handle),
+                        request->offset(), request->length(), options_.read_chunk);
 }
 
 grpc::ServerReadReactor<v1::WriteRequest>* BlockServiceImpl::Write(
@@ -88,7 +88,7 @@ grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* c
     calls_->End();
     return refuse(ToGrpc(handle.status()));
   }
-  return NewFlushReactor(calls_, ctx->peer(), *std::move(handle));
+  return NewFlushReactor(calls_, options_.budget, ctx->peer(), *std::move(handle));
 }
 
 }  // namespace cowblk::rpc

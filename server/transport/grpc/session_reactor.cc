@@ -51,11 +51,15 @@ void EncodeAnswer(core::Call* c, const wire::AnswerFields& f, bool batch_entry,
   if (f.data_length != 0) slices->emplace_back(c->ReleaseBuffer(), f.data_length, &FreeReadBuffer);
 }
 
-core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer) {
+core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer,
+                                      SessionReactor* reactor) {
   core::PipelineOptions p;
   p.transport = "session";
   p.peer = std::move(peer);
   p.max_in_flight = o.max_in_flight;
+  p.max_bytes = o.max_stream_bytes;
+  p.budget = o.budget;
+  p.on_budget_room = [reactor] { reactor->OnBudgetRoom(); };
   return p;
 }
 
@@ -66,7 +70,7 @@ SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerCo
       ctx_(ctx),
       max_in_flight_(service->options().max_in_flight),
       peer_(ctx->peer()),
-      pipeline_(this, SessionPipeline(service->options(), peer_)) {
+      pipeline_(this, SessionPipeline(service->options(), peer_, this)) {
   const auto& md = ctx->client_metadata();
   auto it = md.find("cowblk-batch");
   batch_answers_ = it != md.end() && it->second == "1";
@@ -125,30 +129,62 @@ void SessionReactor::OnReadDone(bool ok) {
     MaybeFinishLocked();
     return;
   }
-  Handle();
-  in_slices_.clear();
-  pipeline_.FlushSubmissions();  // one engine wake-up for the message's requests
-  std::lock_guard<std::mutex> lock(mu_);
-  reading_ = handling_ = false;
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  head_pending_ = decoder_.batch_size() == 0 || decoder_.head().IsRequest();
+  Continue();
 }
 
-void SessionReactor::Handle() {
+// A batch: the message's own request first (if it holds one), then each
+// request of the batch, as if they had come one per message; each only once
+// the window has room for it, so a message asks for no more than a stream
+// may hold.
+void SessionReactor::Continue() {
   const wire::DecodedRequest& head = decoder_.head();
-  // A batch: the message's own request first (if it holds one), then each
-  // request of the batch, as if they had come one per message. The decoder
-  // let through no more entries than the window holds.
-  if (decoder_.batch_size() == 0 || head.IsRequest()) {
-    HandleOne(head, head.volume, absl::OkStatus());
-  }
-  while (decoder_.NextEntry(&entry_)) {
-    absl::Status refusal;
-    if (entry_.has_batch) {
-      refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
+  while (true) {
+    bool done = false;
+    while (pipeline_.HasRoom()) {
+      if (head_pending_) {
+        head_pending_ = false;
+        HandleOne(head, head.volume, absl::OkStatus());
+      } else if (decoder_.NextEntry(&entry_)) {
+        absl::Status refusal;
+        if (entry_.has_batch) {
+          refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
+        }
+        HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
+      } else {
+        done = true;
+        break;
+      }
     }
-    HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
+    pipeline_.FlushSubmissions();  // one engine wake-up for what was submitted
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done || cancelled_ || broken_) {  // nobody would read the rest's answers
+      in_slices_.clear();
+      reading_ = handling_ = false;
+      MaybeReadLocked();
+      MaybeFinishLocked();
+      return;
+    }
+    // Out of room: an answer sent, or the budget's call, resumes.
+    paused_ = true;
+    if (!ResumeLocked()) return;
   }
+}
+
+bool SessionReactor::ResumeLocked() {
+  if (!paused_ || !pipeline_.HasRoom()) return false;
+  paused_ = false;
+  return true;
+}
+
+void SessionReactor::OnBudgetRoom() {
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    resume = ResumeLocked();
+    MaybeReadLocked();
+  }
+  if (resume) Continue();
 }
 
 void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::string& volume,
@@ -201,34 +237,44 @@ absl::Status SessionReactor::Bind(const std::string& name) {
 }
 
 void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (broken_ || cancelled_) {  // nobody will read them
-    for (core::Call* c : calls) pipeline_.Finish(c);
-  } else {
-    queue_.insert(queue_.end(), calls.begin(), calls.end());
-    if (!writing_) {
-      writing_ = true;
-      StartWriteLocked();
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (broken_ || cancelled_) {  // nobody will read them
+      for (core::Call* c : calls) pipeline_.Finish(c);
+    } else {
+      queue_.insert(queue_.end(), calls.begin(), calls.end());
+      if (!writing_) {
+        writing_ = true;
+        StartWriteLocked();
+      }
     }
+    resume = ResumeLocked();
+    MaybeReadLocked();
+    MaybeFinishLocked();
   }
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  if (resume) Continue();
 }
 
 void SessionReactor::OnWriteDone(bool ok) {
-  std::lock_guard<std::mutex> lock(mu_);
-  out_raw_.Clear();
-  for (core::Call* c : written_) pipeline_.Finish(c);
-  written_.clear();
-  if (!ok) broken_ = true;
-  if (broken_) DropQueueLocked();
-  if (!queue_.empty()) {
-    StartWriteLocked();
-  } else {
-    writing_ = false;
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_raw_.Clear();
+    for (core::Call* c : written_) pipeline_.Finish(c);
+    written_.clear();
+    if (!ok) broken_ = true;
+    if (broken_) DropQueueLocked();
+    if (!queue_.empty()) {
+      StartWriteLocked();
+    } else {
+      writing_ = false;
+    }
+    resume = ResumeLocked();
+    MaybeReadLocked();
+    MaybeFinishLocked();
   }
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  if (resume) Continue();
 }
 
 void SessionReactor::OnCancel() {
@@ -252,10 +298,15 @@ void SessionReactor::OnCancel() {
          {"finished", finished_ ? "1" : "0"}});
   }
   DropQueueLocked();
+  if (paused_) {  // the rest of the message will not be handled
+    paused_ = false;
+    reading_ = handling_ = false;
+  }
   MaybeFinishLocked();
 }
 
 void SessionReactor::OnDone() {
+  pipeline_.StopWaiting();  // its callback locks mu_
   service_->calls()->Unwatch(this);
   service_->calls()->End();
   delete this;

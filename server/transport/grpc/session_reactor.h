@@ -11,8 +11,10 @@
 // ready together in one message, up to 512 answers or 4 MiB.
 //
 // Back-pressure: the stream stops reading while the pipeline's window is
-// full (--max-in-flight requests, or their buffers' byte budget); a
-// request counts until its answer was written.
+// full (--max-in-flight requests, --max-stream-bytes of their buffers, or
+// the server's --max-server-bytes: core/budget.h); a request counts until
+// its answer was written. A batch is taken one request at a time: when the
+// window fills in the middle of a message, the rest waits for room.
 //
 // Messages are decoded lazily (proto/session_decoder.h): a message whose
 // batch holds more requests than the window ends the stream
@@ -63,10 +65,16 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void OnCancel() override;
   void OnDone() override;
   void OnAnswered(absl::Span<core::Call* const> calls) override;
+  // The server's byte budget has room again (on the budget's thread).
+  void OnBudgetRoom();
 
  private:
-  // Handles the message decoder_ started on: one request, a batch, or both.
-  void Handle();
+  // Handles the requests of the message decoder_ started on (one, a batch,
+  // or both) while the window has room; pauses when it has none.
+  void Continue();
+  // Whether a paused message is to be continued now (it is then no longer
+  // paused: the caller calls Continue once it released mu_).
+  bool ResumeLocked();
   // Handles one request; `volume` names its volume (empty: the one bound),
   // and a non-OK `refusal` answers it with that status.
   void HandleOne(const wire::DecodedRequest& req, const std::string& volume,
@@ -90,6 +98,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   std::vector<grpc::Slice> in_slices_;
   wire::SessionDecoder decoder_;
   wire::DecodedRequest entry_;
+  bool head_pending_ = false;  // the message's own request is still to be handled
   grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
 
@@ -103,7 +112,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool broken_ = false;
   bool drained_ = false;
   absl::Status refused_;  // the stream's input was refused: its final status
-  bool handling_ = false;  // OnReadDone is handling a message
+  bool handling_ = false;  // a message is being handled, or paused
+  bool paused_ = false;    // its handling waits for room in the window
   bool finished_ = false;
   uint64_t messages_read_ = 0, messages_written_ = 0;  // for session_cancelled
 };
