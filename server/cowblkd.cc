@@ -21,6 +21,7 @@
 #include "server/engine/held_io.h"
 #include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
+#include "server/metrics/budget_collector.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/auth.h"
@@ -46,6 +47,8 @@ struct Flags {
   uint32_t write_split_kib = 0;
   uint32_t max_in_flight = 256;
   uint32_t max_message_bytes = 40 << 20;
+  uint64_t max_stream_bytes = uint64_t{64} << 20;
+  uint64_t max_server_bytes = uint64_t{1} << 30;
   int drain_seconds = 10;
   std::string tls_cert, tls_key, tls_client_ca;
   std::string token_file;
@@ -148,6 +151,19 @@ int Main(int argc, char** argv) {
                  "Largest gRPC message accepted (at least 33 MiB: requests carry up to 32 MiB)")
       ->envname("COWBLK_MAX_MESSAGE_BYTES")
       ->check(CLI::Range(uint32_t{33} << 20, uint32_t{1} << 30))->capture_default_str();
+  // Byte budgets of requests in flight (issue #20 item 3; docs/cowblkd.md
+  // "Limits").
+  app.add_option("--max-stream-bytes", f.max_stream_bytes,
+                 "Request bytes (read buffers, write data) one Session, call or NBD "
+                 "connection may hold in flight before the server stops reading it; larger "
+                 "requests fail RESOURCE_EXHAUSTED")
+      ->envname("COWBLK_MAX_STREAM_BYTES")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40))->capture_default_str();
+  app.add_option("--max-server-bytes", f.max_server_bytes,
+                 "Request bytes all streams and connections together may hold in flight; "
+                 "beyond it they stop reading their clients until bytes come back")
+      ->envname("COWBLK_MAX_SERVER_BYTES")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 44))->capture_default_str();
   app.add_option("--drain-seconds", f.drain_seconds,
                  "On SIGTERM/SIGINT: time given to in-flight calls before they are cancelled")
       ->envname("COWBLK_DRAIN_SECONDS")->capture_default_str();
@@ -273,6 +289,7 @@ int Main(int argc, char** argv) {
   auto store = cowblk::store::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
+  core::Budget budget(f.max_server_bytes);
   // The export starts first: every Volume answer tells its port (libcowblk
   // sends writes and large reads over it), and so do Session streams'
   // metadata, for older clients.
@@ -281,6 +298,8 @@ int Main(int argc, char** argv) {
     cowblk::nbd::NbdServerOptions nbd_options;
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
+    nbd_options.max_stream_bytes = f.max_stream_bytes;
+    nbd_options.budget = &budget;
     nbd_options.zero_copy = f.nbd_zero_copy == "on";
     nbd_options.inline_writes = f.nbd_inline_writes == "on";
     nbd_options.max_connections = f.nbd_max_connections;
@@ -293,6 +312,8 @@ int Main(int argc, char** argv) {
   }
   rpc::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
+  block_options.max_stream_bytes = f.max_stream_bytes;
+  block_options.budget = &budget;
   if (nbd) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
@@ -323,6 +344,7 @@ int Main(int argc, char** argv) {
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
+    metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

@@ -15,7 +15,15 @@ Pipeline::Pipeline(Sink* sink, PipelineOptions options)
       zero_copy_min_bytes_(options_.zero_copy_min_bytes),
       inline_writes_(options_.inline_writes) {}
 
-Pipeline::~Pipeline() = default;
+Pipeline::~Pipeline() { StopWaiting(); }
+
+void Pipeline::StopWaiting() {
+  if (options_.budget != nullptr) options_.budget->Cancel(this);
+}
+
+void Pipeline::OnBudgetRoom() {
+  if (options_.on_budget_room) options_.on_budget_room();
+}
 
 void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) {
   volume_ = std::move(volume);
@@ -35,9 +43,14 @@ void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) 
   }
 }
 
-bool Pipeline::HasRoom() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return calls_.size() < options_.max_in_flight && bytes_ < options_.max_bytes;
+bool Pipeline::HasRoom() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (calls_.size() >= options_.max_in_flight) return false;
+    if (calls_.empty()) return true;
+    if (bytes_ >= options_.max_bytes) return false;
+  }
+  return options_.budget == nullptr || options_.budget->RoomOrWait(this);
 }
 
 Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
@@ -48,6 +61,7 @@ Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
   // A request that asks for more is refused before anything is allocated.
   call.window_bytes_ = std::min(buffer_bytes, kMaxTransferBytes);
   bytes_ += call.window_bytes_;
+  if (options_.budget != nullptr) options_.budget->Take(call.window_bytes_);
   return &call;
 }
 
@@ -99,6 +113,16 @@ void Pipeline::Start(Call* call, engine::SubmitBatch* batch) {
   const engine::OpType op = *call->op;
   if (op != engine::OpType::kRead && !writable_) {
     Refuse(call, absl::PermissionDeniedError("the token allows reading this volume only"));
+    return;
+  }
+  if (const uint64_t limit = std::min(options_.max_bytes, options_.budget != nullptr
+                                                              ? options_.budget->limit()
+                                                              : options_.max_bytes);
+      call->window_bytes_ > limit) {
+    Refuse(call, absl::ResourceExhaustedError(absl::StrCat(
+                     "length: ", call->window_bytes_, " bytes is more than the ", limit,
+                     " bytes the server lets a stream hold in flight (--max-stream-bytes, "
+                     "--max-server-bytes)")));
     return;
   }
   if (op != engine::OpType::kFlush) {
@@ -175,9 +199,14 @@ void Pipeline::OnBatchEnd() {
 }
 
 void Pipeline::Finish(Call* call) {
-  std::lock_guard<std::mutex> lock(mu_);
-  bytes_ -= call->window_bytes_;
-  calls_.erase(call->self_);
+  uint64_t bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bytes = call->window_bytes_;
+    bytes_ -= bytes;
+    calls_.erase(call->self_);
+  }
+  if (options_.budget != nullptr) options_.budget->Give(bytes);
 }
 
 bool Pipeline::idle() const {
