@@ -1,0 +1,204 @@
+// cowblkd's gRPC server under hostile numbers of peers and resource limits
+// (issue #20, items 7, 10 and 13): Health/Watch streams cost no thread
+// each, Health/Check echoes no more than a bounded part of a service name,
+// a thousand idle or half-open connections are cut at the handshake
+// deadline while a well-behaved client is served, and the server's
+// descriptors, threads and memory return to their baseline once the peers
+// leave.
+//
+// cowblkd's numbers come from /proc (proc_stats.h).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/proc_stats.h"
+#include "tests/support/server_fixture.h"
+
+namespace cowblk::testing {
+namespace {
+
+using grpc::health::v1::Health;
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+using ::testing::HasSubstr;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+class GrpcResourcesTest : public ServerFixture {
+ protected:
+  void SetUp() override {}  // each test starts its own server
+
+  // A channel of its own (its own TCP connection: gRPC shares a connection
+  // between channels with equal arguments).
+  std::shared_ptr<grpc::Channel> OwnChannel(int n) {
+    grpc::ChannelArguments args;
+    args.SetInt("cowblk.test.channel", n);
+    return grpc::CreateCustomChannel(server_.address(), grpc::InsecureChannelCredentials(), args);
+  }
+  // A well-behaved client: health, a write, the same bytes read back.
+  bool ServedWell(char fill) {
+    grpc::ClientContext ctx;
+    HealthCheckRequest req;
+    HealthCheckResponse resp;
+    if (!Health::NewStub(server_.Channel())->Check(&ctx, req, &resp).ok()) return false;
+    const std::string data(64 << 10, fill);
+    std::string back;
+    return resp.status() == HealthCheckResponse::SERVING &&
+           WriteData("disk0", kMiB, data).ok() &&
+           ReadData("disk0", kMiB, data.size(), &back).ok() && back == data;
+  }
+  // A TCP connection to the gRPC port that sends `bytes` and nothing more.
+  int Peer(const std::string& bytes) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_.port()));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      return -1;
+    }
+    if (!bytes.empty()) send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    return fd;
+  }
+};
+
+// HTTP/2's client preface, and an empty SETTINGS frame after it.
+const std::string kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const std::string kSettings("\0\0\0\4\0\0\0\0\0", 9);
+
+// Item 10: a 10 MB service name came back whole in the status message.
+TEST_F(GrpcResourcesTest, HealthCheckRefusesAbsurdNamesAndEchoesAtMost64Bytes) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  auto health = Health::NewStub(server_.Channel());
+  HealthCheckRequest req;
+  HealthCheckResponse resp;
+  req.set_service(std::string(10 << 20, 'n'));
+  grpc::ClientContext big;
+  grpc::Status s = health->Check(&big, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message().size();
+  EXPECT_THAT(s.error_message(), HasSubstr("service: a name of 10485760 bytes (at most 256)"));
+  EXPECT_LE(s.error_message().size(), 200u);
+  req.set_service("x." + std::string(100, 'u'));
+  grpc::ClientContext unknown;
+  s = health->Check(&unknown, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.error_message(), "unknown service x." + std::string(62, 'u') + "...");
+  // Watch refuses the same way; a known service is still served.
+  grpc::ClientContext watch;
+  req.set_service(std::string(1000, 'w'));
+  auto stream = health->Watch(&watch, req);
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  req.set_service("cowblk.v1.BlockService");
+  grpc::ClientContext ok;
+  EXPECT_TRUE(health->Check(&ok, req, &resp).ok());
+  EXPECT_EQ(resp.status(), HealthCheckResponse::SERVING);
+}
+
+// Item 7: 500 Watch streams held 515 threads on the synchronous API.
+TEST_F(GrpcResourcesTest, FiveHundredWatchStreamsHoldNoThreadEach) {
+  constexpr int kChannels = 10, kPerChannel = 50;
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const pid_t pid = server_.pid();
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < kChannels; ++i) channels.push_back(OwnChannel(i));
+  {  // warms up what a first watcher makes once
+    grpc::ClientContext ctx;
+    auto first = Health::NewStub(channels[0])->Watch(&ctx, HealthCheckRequest());
+    HealthCheckResponse resp;
+    ASSERT_TRUE(first->Read(&resp));
+    ctx.TryCancel();
+    first->Finish();
+  }
+  const int threads = ThreadCount(pid);
+  const uint64_t rss = RssBytes(pid);
+  struct Watch {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (int i = 0; i < kChannels * kPerChannel; ++i) {
+    auto w = std::make_unique<Watch>();
+    w->reader = Health::NewStub(channels[i % kChannels])->Watch(&w->ctx, HealthCheckRequest());
+    watches.push_back(std::move(w));
+  }
+  for (auto& w : watches) {  // the server took every stream: each got its status
+    HealthCheckResponse resp;
+    ASSERT_TRUE(w->reader->Read(&resp));
+    ASSERT_EQ(resp.status(), HealthCheckResponse::SERVING);
+  }
+  const int watching = ThreadCount(pid);
+  std::cerr << "500 Watch streams: threads " << threads << " -> " << watching << ", RSS "
+            << rss / kMiB << " -> " << RssBytes(pid) / kMiB << " MiB, descriptors "
+            << FdCount(pid) << "\n";
+  EXPECT_LE(watching, threads + 8);
+  ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
+  EXPECT_TRUE(ServedWell('w'));
+  // Drain: every watcher is told NOT_SERVING, then its stream ends, and the
+  // server stops.
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  for (auto& w : watches) {
+    HealthCheckResponse resp;
+    ASSERT_TRUE(w->reader->Read(&resp));
+    EXPECT_EQ(resp.status(), HealthCheckResponse::NOT_SERVING);
+    EXPECT_FALSE(w->reader->Read(&resp));
+    const grpc::Status end = w->reader->Finish();
+    EXPECT_TRUE(end.ok()) << end.error_code() << " " << end.error_message();
+  }
+  EXPECT_EQ(StopServer(), 0);
+}
+
+// Item 13: 1,000 connections that never finish the HTTP/2 preface (or
+// finish it and stay idle): the preface's are cut at the handshake
+// deadline while they stay connected, a client is served meanwhile, and
+// everything returns to the baseline once they leave.
+TEST_F(GrpcResourcesTest, AThousandIdlePeersThenBackToTheBaseline) {
+  constexpr int kPeers = 1000;
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--grpc-handshake-timeout-seconds", "1"}));
+  const pid_t pid = server_.pid();
+  ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
+  ASSERT_TRUE(ServedWell('a'));  // warms up what serving makes once
+  const int fds = FdCount(pid), threads = ThreadCount(pid);
+  const uint64_t rss = RssBytes(pid);
+  std::vector<int> peers;
+  int idle = 0;
+  for (int i = 0; i < kPeers; ++i) {
+    // Nothing; half a preface; a preface and SETTINGS, then nothing.
+    const int kind = i % 3;
+    peers.push_back(Peer(kind == 0 ? "" : kind == 1 ? kPreface.substr(0, 10) : kPreface + kSettings));
+    ASSERT_GE(peers.back(), 0) << i;
+    idle += kind == 2;
+  }
+  EXPECT_TRUE(ServedWell('b'));
+  const int peak_threads = ThreadCount(pid);
+  EXPECT_LE(peak_threads, threads + 8);
+  // The half-open ones are cut while still connected; the idle ones stay.
+  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) <= fds + idle + 4; }))
+      << FdCount(pid) << " descriptors (" << fds << " before, " << idle << " idle peers)";
+  const uint64_t peak_rss = RssBytes(pid);
+  EXPECT_TRUE(ServedWell('c'));
+  for (int fd : peers) close(fd);
+  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) <= fds && ThreadCount(pid) <= threads + 2; }))
+      << FdCount(pid) << " descriptors (" << fds << " before), " << ThreadCount(pid)
+      << " threads (" << threads << " before)";
+  // The documented bound (docs/cowblkd.md "Limits"): what a burst leaves
+  // resident in gRPC's and malloc's caches.
+  EXPECT_LE(RssBytes(pid), rss + 32 * kMiB) << rss / kMiB << " MiB before";
+  std::cerr << "1000 idle peers: threads " << threads << " -> " << peak_threads
+            << ", descriptors " << fds << " -> (" << idle << " idle left) -> " << FdCount(pid)
+            << ", RSS " << rss / kMiB << " -> " << peak_rss / kMiB << " -> "
+            << RssBytes(pid) / kMiB << " MiB\n";
+  EXPECT_TRUE(ServedWell('d'));
+}
+
+}  // namespace
+}  // namespace cowblk::testing
