@@ -19,10 +19,12 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
+#include "server/metrics/grpc_refused_collector.h"
 #include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
+#include "server/transport/grpc/accept_guard.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/call_tracker.h"
@@ -284,6 +286,8 @@ int Main(int argc, char** argv) {
   limits.handshake_timeout_ms = f.grpc_handshake_timeout_seconds * 1000;
   limits.keepalive_time_ms = f.grpc_keepalive_seconds * 1000;
   limits.keepalive_timeout_ms = f.grpc_keepalive_timeout_seconds * 1000;
+  // At the descriptor limit gRPC 1.51 would drop its listening ports.
+  rpc::StartAcceptGuard();
   rpc::HealthServiceImpl health;
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
@@ -366,6 +370,8 @@ int Main(int argc, char** argv) {
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
+    metrics_server->Add(
+        std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();

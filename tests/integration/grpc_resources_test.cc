@@ -4,15 +4,19 @@
 // a thousand idle or half-open connections are cut at the handshake
 // deadline while a well-behaved client is served, and the server's
 // descriptors, threads and memory return to their baseline once the peers
-// leave.
+// leave; at the descriptor limit the server refuses connections and keeps
+// listening.
 //
-// cowblkd's numbers come from /proc (proc_stats.h).
+// cowblkd's numbers come from /proc (proc_stats.h); limits are set on the
+// running process with prlimit(2).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +24,8 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/integration/proc_stats.h"
+#include "tests/support/http_get.h"
+#include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
@@ -43,17 +49,33 @@ class GrpcResourcesTest : public ServerFixture {
     args.SetInt("cowblk.test.channel", n);
     return grpc::CreateCustomChannel(server_.address(), grpc::InsecureChannelCredentials(), args);
   }
-  // A well-behaved client: health, a write, the same bytes read back.
-  bool ServedWell(char fill) {
+  void SetSoftNofile(rlim_t soft) {
+    rlimit now;
+    ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, nullptr, &now), 0);
+    now.rlim_cur = soft;
+    ASSERT_EQ(prlimit(server_.pid(), RLIMIT_NOFILE, &now, nullptr), 0);
+  }
+  // A well-behaved client: health (on `channel` when given), a write, the
+  // same bytes read back.
+  bool ServedWell(char fill, std::shared_ptr<grpc::Channel> channel = nullptr) {
     grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     HealthCheckRequest req;
     HealthCheckResponse resp;
-    if (!Health::NewStub(server_.Channel())->Check(&ctx, req, &resp).ok()) return false;
+    if (!Health::NewStub(channel ? channel : server_.Channel())->Check(&ctx, req, &resp).ok()) {
+      return false;
+    }
     const std::string data(64 << 10, fill);
     std::string back;
     return resp.status() == HealthCheckResponse::SERVING &&
            WriteData("disk0", kMiB, data).ok() &&
            ReadData("disk0", kMiB, data.size(), &back).ok() && back == data;
+  }
+  double Metric(const std::string& name, const Scrape::Labels& labels) const {
+    HttpResponse r = HttpGet(server_.MetricsAddress(), "/metrics");
+    Scrape s;
+    if (r.status != 200 || !s.Parse(r.body)) return -1;
+    return s.Get(name, labels).value_or(-1);
   }
   // A TCP connection to the gRPC port that sends `bytes` and nothing more.
   int Peer(const std::string& bytes) {
@@ -198,6 +220,45 @@ TEST_F(GrpcResourcesTest, AThousandIdlePeersThenBackToTheBaseline) {
             << ", RSS " << rss / kMiB << " -> " << peak_rss / kMiB << " -> "
             << RssBytes(pid) / kMiB << " MiB\n";
   EXPECT_TRUE(ServedWell('d'));
+}
+
+// Item 13: at the descriptor limit gRPC 1.51 dropped its listening port
+// for good ("Failed accept4"): the server ran on, deaf. Now the waiting
+// connections are refused and counted, and the port serves again once
+// descriptors are free.
+TEST_F(GrpcResourcesTest, AtTheDescriptorLimitTheServerSurvivesAndServesAgain) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--grpc-handshake-timeout-seconds", "1"}));
+  const pid_t pid = server_.pid();
+  ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
+  ASSERT_TRUE(ServedWell('a'));
+  const int fds = FdCount(pid);
+  ASSERT_NO_FATAL_FAILURE(SetSoftNofile(fds + 8));
+  std::vector<int> peers;
+  for (int i = 0; i < 200; ++i) {
+    peers.push_back(Peer(""));
+    ASSERT_GE(peers.back(), 0) << i;
+  }
+  // Every peer, accepted in turn as the deadline frees descriptors or
+  // refused, sees its connection end: the server's SETTINGS may come first.
+  size_t ended = 0;
+  for (; ended < peers.size(); ++ended) {
+    const timeval patience{20, 0};  // a deaf port fails the test, not hangs it
+    setsockopt(peers[ended], SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(peers[ended], buf, sizeof buf, 0)) > 0) {
+    }
+    if (n != 0) break;
+  }
+  EXPECT_EQ(ended, peers.size()) << "a peer neither served nor refused";
+  for (int fd : peers) close(fd);
+  ASSERT_NO_FATAL_FAILURE(SetSoftNofile(20000));
+  EXPECT_EQ(kill(pid, 0), 0);
+  // A new connection: the port still listens.
+  EXPECT_TRUE(ServedWell('b', OwnChannel(1)));
+  EXPECT_GT(Metric("cowblk_grpc_connections_refused_total", {{"reason", "descriptors"}}), 0);
+  EXPECT_THAT(server_.log(), HasSubstr("event=grpc_refused reason=descriptors"));
+  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) <= fds; })) << FdCount(pid);
 }
 
 }  // namespace
