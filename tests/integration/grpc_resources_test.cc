@@ -5,7 +5,7 @@
 // deadline while a well-behaved client is served, and the server's
 // descriptors, threads and memory return to their baseline once the peers
 // leave; at the descriptor limit the server refuses connections and keeps
-// listening.
+// listening; under a process limit it refuses what needs a thread.
 //
 // cowblkd's numbers come from /proc (proc_stats.h); limits are set on the
 // running process with prlimit(2).
@@ -14,16 +14,20 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/integration/proc_stats.h"
+#include "tests/support/command.h"
 #include "tests/support/http_get.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
@@ -259,6 +263,83 @@ TEST_F(GrpcResourcesTest, AtTheDescriptorLimitTheServerSurvivesAndServesAgain) {
   EXPECT_GT(Metric("cowblk_grpc_connections_refused_total", {{"reason", "descriptors"}}), 0);
   EXPECT_THAT(server_.log(), HasSubstr("event=grpc_refused reason=descriptors"));
   EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) <= fds; })) << FdCount(pid);
+}
+
+// Item 13: under a process limit (a container's pids limit) no thread can
+// be created. The calls that need none (health, Watch streams, data) are
+// served; the administrative calls, on gRPC's synchronous pool, are
+// refused RESOURCE_EXHAUSTED and counted; the daemon lives and serves them
+// again once the limit is lifted. (Before, Health was synchronous too and
+// refused; a Watch held a thread each.) A process limit does not bind
+// root: as root, cowblkd runs as nobody (setpriv).
+TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefused) {
+  std::vector<std::string> as;  // who may set cowblkd's limits
+  if (geteuid() == 0) {
+    if (RunQuietly({"setpriv", "--version"}) != 0) GTEST_SKIP() << "no setpriv";
+    as = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+    ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
+  }
+  ServerConfig config;
+  config.wrapper = as;
+  ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+  volumes_ = v1::VolumeService::NewStub(server_.Channel());
+  blocks_ = v1::BlockService::NewStub(server_.Channel());
+  ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
+  ASSERT_TRUE(ServedWell('a'));
+  const std::string pid = std::to_string(server_.pid());
+  auto prlimit_nproc = [&](const std::string& soft) {
+    std::vector<std::string> argv = as;
+    argv.insert(argv.end(), {"prlimit", "--pid", pid, "--nproc=" + soft + ":"});
+    return RunQuietly(argv);
+  };
+  std::ifstream limits("/proc/" + pid + "/limits");
+  std::string line, soft;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max processes", 0) == 0) std::istringstream(line.substr(26)) >> soft;
+  }
+  ASSERT_NE(soft, "");
+  ASSERT_EQ(prlimit_nproc("1"), 0);
+  struct Watch {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> reader;
+  };
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < 4; ++i) channels.push_back(OwnChannel(i));
+  std::vector<std::unique_ptr<Watch>> watches;
+  for (int i = 0; i < 200; ++i) {
+    auto w = std::make_unique<Watch>();
+    w->reader = Health::NewStub(channels[i % 4])->Watch(&w->ctx, HealthCheckRequest());
+    watches.push_back(std::move(w));
+  }
+  for (auto& w : watches) {
+    HealthCheckResponse resp;
+    ASSERT_TRUE(w->reader->Read(&resp));
+    EXPECT_EQ(resp.status(), HealthCheckResponse::SERVING);
+  }
+  EXPECT_TRUE(ServedWell('b', channels[0]));
+  // An administrative call is served by a pool thread already there, or
+  // refused when the pool needed one more: never anything else.
+  v1::ListVolumesRequest list;
+  v1::ListVolumesResponse listed;
+  int exhausted = 0;
+  for (int i = 0; i < 20; ++i) {
+    grpc::ClientContext ctx;
+    grpc::Status s = volumes_->ListVolumes(&ctx, list, &listed);
+    exhausted += s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+    EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
+        << s.error_code() << " " << s.error_message();
+  }
+  EXPECT_EQ(Metric("grpc_server_handled_total", {{"grpc_service", "cowblk.v1.VolumeService"},
+                                                 {"grpc_method", "ListVolumes"},
+                                                 {"grpc_type", "unary"},
+                                                 {"grpc_code", "ResourceExhausted"}}),
+            exhausted);
+  ASSERT_EQ(prlimit_nproc(soft), 0);
+  EXPECT_EQ(kill(server_.pid(), 0), 0);
+  grpc::ClientContext served;
+  EXPECT_TRUE(volumes_->ListVolumes(&served, list, &listed).ok());
+  for (auto& w : watches) w->ctx.TryCancel();
+  for (auto& w : watches) w->reader->Finish();
 }
 
 }  // namespace
