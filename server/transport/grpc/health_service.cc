@@ -1,6 +1,7 @@
 #include "server/transport/grpc/health_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/transport/grpc/status_util.h"
 
 namespace cowblk::rpc {
 
@@ -82,11 +83,6 @@ class HealthServiceImpl::Watcher final
   bool finished_ = false;
 };
 
-std::string Abbreviated(const std::string& name, size_t max) {
-  if (name.size() <= max) return name;
-  return absl::StrCat(name.substr(0, max), "...");
-}
-
 bool HealthServiceImpl::Known(const std::string& service) {
   return service.empty() || service == "cowblk.v1.BlockService" ||
          service == "cowblk.v1.VolumeService";
@@ -127,7 +123,7 @@ grpc::Status CheckName(const std::string& service) {
       grpc::StatusCode::INVALID_ARGUMENT,
       absl::StrCat("service: a name of ", service.size(), " bytes (at most ",
                    HealthServiceImpl::kMaxServiceName, "): ",
-                   Abbreviated(service, HealthServiceImpl::kEchoedServiceName)));
+                   Abbreviated(service)));
 }
 
 }  // namespace
@@ -139,7 +135,7 @@ grpc::ServerUnaryReactor* HealthServiceImpl::Check(grpc::CallbackServerContext* 
   grpc::Status status = CheckName(req->service());
   if (status.ok() && !Known(req->service())) {
     status = grpc::Status(grpc::StatusCode::NOT_FOUND,
-                          "unknown service " + Abbreviated(req->service(), kEchoedServiceName));
+                          "unknown service " + Abbreviated(req->service()));
   }
   if (status.ok()) {
     std::lock_guard<std::mutex> lock(mu_);

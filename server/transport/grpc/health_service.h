@@ -9,7 +9,7 @@
 //
 // Service names: at most kMaxServiceName bytes are looked at; a longer name
 // is refused with INVALID_ARGUMENT, and no answer echoes more than
-// kEchoedServiceName bytes of a name.
+// 64 bytes of a name (Abbreviated, status_util.h).
 //
 // Thread-safety: all methods are thread-safe.
 
@@ -31,9 +31,6 @@ class HealthServiceImpl final : public grpc::health::v1::Health::CallbackService
  public:
   // Longest service name looked up (a gRPC full service name is far shorter).
   static constexpr size_t kMaxServiceName = 256;
-  // Longest part of a name copied into a status message (then "...").
-  static constexpr size_t kEchoedServiceName = 64;
-
   // NOT_SERVING until SetServing(true). The overall status ("") and the
   // cowblk services share one state.
   void SetServing(bool serving);
@@ -66,9 +63,6 @@ class HealthServiceImpl final : public grpc::health::v1::Health::CallbackService
   bool shutdown_ = false;
   std::set<Watcher*> watchers_;
 };
-
-// `name` cut to `max` bytes plus "..." when longer, for status messages.
-std::string Abbreviated(const std::string& name, size_t max);
 
 }  // namespace cowblk::rpc
 

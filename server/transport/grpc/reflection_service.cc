@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "server/transport/grpc/status_util.h"
+
 namespace cowblk::proto {
 extern const unsigned char kDescriptorSet[];
 extern const size_t kDescriptorSetSize;
@@ -58,23 +60,23 @@ void Answer(const Request& req, Response* out) {
     }
     case Request::kFileByFilename:
       file = pool.FindFileByName(req.file_by_filename());
-      missing = "file " + req.file_by_filename();
+      missing = "file " + Abbreviated(req.file_by_filename());
       break;
     case Request::kFileContainingSymbol:
       file = pool.FindFileContainingSymbol(req.file_containing_symbol());
-      missing = "symbol " + req.file_containing_symbol();
+      missing = "symbol " + Abbreviated(req.file_containing_symbol());
       break;
     case Request::kAllExtensionNumbersOfType: {
       const auto* type = pool.FindMessageTypeByName(req.all_extension_numbers_of_type());
       if (type == nullptr) {
-        missing = "type " + req.all_extension_numbers_of_type();
+        missing = "type " + Abbreviated(req.all_extension_numbers_of_type());
         break;
       }
       resp.mutable_all_extension_numbers_response()->set_base_type_name(type->full_name());
       break;
     }
     case Request::kFileContainingExtension:
-      missing = "extension " + req.file_containing_extension().containing_type();
+      missing = "extension " + Abbreviated(req.file_containing_extension().containing_type());
       break;
     default:
       resp.mutable_error_response()->set_error_code(grpc::StatusCode::INVALID_ARGUMENT);
