@@ -262,6 +262,35 @@ TEST_F(GrpcResourcesTest, AThousandIdlePeersThenBackToTheBaseline) {
   EXPECT_TRUE(ServedWell('d'));
 }
 
+// Item 7: a peer that finished the HTTP/2 preface and then vanished (never
+// acknowledges a ping) was kept for good; keepalive now closes it.
+TEST_F(GrpcResourcesTest, APeerThatAnswersNoPingIsClosedByKeepalive) {
+  ASSERT_NO_FATAL_FAILURE(StartServer(
+      {"--grpc-keepalive-seconds", "1", "--grpc-keepalive-timeout-seconds", "1"}));
+  const pid_t pid = server_.pid();
+  ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
+  ASSERT_TRUE(ServedWell('a'));
+  const int fds = FdCount(pid);
+  std::vector<int> peers;
+  for (int i = 0; i < 10; ++i) {
+    peers.push_back(Peer(kPreface + kSettings));
+    ASSERT_GE(peers.back(), 0);
+  }
+  // The server's SETTINGS and pings come, then the end of the connection.
+  for (int fd : peers) {
+    const timeval patience{20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+    }
+    EXPECT_EQ(n, 0) << "the connection stayed open";
+  }
+  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) <= fds; })) << FdCount(pid);
+  for (int fd : peers) close(fd);
+  EXPECT_TRUE(ServedWell('b'));
+}
+
 // Item 13: at the descriptor limit gRPC 1.51 dropped its listening port
 // for good ("Failed accept4"): the server ran on, deaf. Now the waiting
 // connections are refused and counted, and the port serves again once
