@@ -291,6 +291,35 @@ TEST_F(GrpcResourcesTest, APeerThatAnswersNoPingIsClosedByKeepalive) {
   EXPECT_TRUE(ServedWell('b'));
 }
 
+// Item 7: streams per connection were unbounded. The server's first
+// SETTINGS frame must announce SETTINGS_MAX_CONCURRENT_STREAMS (0x3):
+// 100 by default, or --max-streams-per-connection.
+TEST_F(GrpcResourcesTest, TheServerAnnouncesItsStreamsPerConnection) {
+  for (const std::string& flag : {std::string(), std::string("7")}) {
+    std::vector<std::string> args;
+    if (!flag.empty()) args = {"--max-streams-per-connection", flag};
+    ASSERT_NO_FATAL_FAILURE(StartServer(args));
+    const int fd = Peer(kPreface + kSettings);
+    ASSERT_GE(fd, 0);
+    unsigned char header[9];
+    ASSERT_EQ(recv(fd, header, sizeof header, MSG_WAITALL), 9);
+    ASSERT_EQ(header[3], 0x4);  // SETTINGS
+    const size_t length = (size_t{header[0]} << 16) | (size_t{header[1]} << 8) | header[2];
+    std::string payload(length, '\0');
+    ASSERT_EQ(recv(fd, payload.data(), length, MSG_WAITALL), static_cast<ssize_t>(length));
+    close(fd);
+    int64_t announced = -1;
+    for (size_t i = 0; i + 6 <= length; i += 6) {
+      const auto* e = reinterpret_cast<const unsigned char*>(payload.data() + i);
+      if (((e[0] << 8) | e[1]) == 0x3) {
+        announced = (int64_t{e[2]} << 24) | (e[3] << 16) | (e[4] << 8) | e[5];
+      }
+    }
+    EXPECT_EQ(announced, flag.empty() ? 100 : 7);
+    EXPECT_EQ(StopServer(), 0);
+  }
+}
+
 // Item 13: at the descriptor limit gRPC 1.51 dropped its listening port
 // for good ("Failed accept4"): the server ran on, deaf. Now the waiting
 // connections are refused and counted, and the port serves again once
