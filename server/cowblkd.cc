@@ -218,7 +218,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--grpc-memory-bytes", f.grpc_memory_bytes,
                  "Memory gRPC may use for connections and messages in transit (its resource "
-                 "quota); at the quota it reads no more and refuses new connections")
+                 "quota); under pressure it reads less from its sockets")
       ->envname("COWBLK_GRPC_MEMORY_BYTES")
       ->check(CLI::Range(uint64_t{64} << 20, uint64_t{1} << 40))->capture_default_str();
   app.add_option("--grpc-max-threads", f.grpc_max_threads,
@@ -292,7 +292,9 @@ int Main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
     grpc::ServerBuilder hb;
-    rpc::ApplyLimits(limits, &hb);
+    rpc::GrpcServerLimits health_limits = limits;
+    health_limits.max_message_bytes = 64 << 10;  // health requests are names
+    rpc::ApplyLimits(health_limits, &hb);
     hb.AddListeningPort(f.health_listen, grpc::InsecureServerCredentials());
     hb.RegisterService(&health);
     health_server = hb.BuildAndStart();

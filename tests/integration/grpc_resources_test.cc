@@ -159,6 +159,38 @@ TEST_F(GrpcResourcesTest, ReflectionEchoesAtMost64BytesOfASymbol) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// The health-only port took the main address's 40 MiB messages (gRPC's
+// default 4 MiB before the limits): health requests are names, 64 KiB is
+// its limit; the main address answers the same name INVALID_ARGUMENT.
+TEST_F(GrpcResourcesTest, TheHealthPortTakesMessagesOfAtMost64KiB) {
+  // A port free now (the kernel's next ephemeral one is another).
+  const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string health_address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  close(probe);
+  ASSERT_NO_FATAL_FAILURE(StartServer({"--health-listen", health_address}));
+  HealthCheckRequest req;
+  HealthCheckResponse resp;
+  req.set_service(std::string(100 << 10, 'n'));
+  grpc::ClientContext on_health_port;
+  auto health_port = Health::NewStub(
+      grpc::CreateChannel(health_address, grpc::InsecureChannelCredentials()));
+  EXPECT_EQ(health_port->Check(&on_health_port, req, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  grpc::ClientContext on_main;
+  EXPECT_EQ(Health::NewStub(server_.Channel())->Check(&on_main, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  req.set_service("");
+  grpc::ClientContext served;
+  EXPECT_TRUE(health_port->Check(&served, req, &resp).ok());
+  EXPECT_EQ(resp.status(), HealthCheckResponse::SERVING);
+}
+
 // Item 7: 500 Watch streams held 515 threads on the synchronous API.
 TEST_F(GrpcResourcesTest, FiveHundredWatchStreamsHoldNoThreadEach) {
   constexpr int kChannels = 10, kPerChannel = 50;

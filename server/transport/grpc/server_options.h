@@ -20,8 +20,8 @@ struct GrpcServerLimits {
   // Streams (calls) open at once on one HTTP/2 connection; more wait in
   // the client (SETTINGS_MAX_CONCURRENT_STREAMS).
   uint32_t max_streams_per_connection = 100;
-  // Memory gRPC may use for connections and messages in transit; at the
-  // quota it reads no more from its sockets and refuses new connections.
+  // Memory gRPC may use for connections and messages in transit (its
+  // resource quota); under pressure it reads less from its sockets.
   uint64_t memory_bytes = uint64_t{1} << 30;
   // Threads gRPC may run for the synchronous (administrative) calls; more
   // such calls at once are refused with RESOURCE_EXHAUSTED.
