@@ -19,16 +19,19 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
+#include "server/metrics/budget_collector.h"
+#include "server/metrics/grpc_refused_collector.h"
 #include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
-#include "server/metrics/budget_collector.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
+#include "server/transport/grpc/accept_guard.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/call_tracker.h"
 #include "server/transport/grpc/health_service.h"
 #include "server/transport/grpc/reflection_service.h"
+#include "server/transport/grpc/server_options.h"
 #include "server/transport/grpc/volume_service.h"
 #include "server/transport/nbd/nbd_server.h"
 
@@ -62,6 +65,13 @@ struct Flags {
   uint32_t nbd_idle_timeout_seconds = 0;
   uint32_t nbd_send_timeout_seconds = 60;
   std::string debug_hold_bitmap_writes;
+  // gRPC server limits (issue #20, item 7).
+  uint32_t max_streams_per_connection = 100;
+  uint64_t grpc_memory_bytes = uint64_t{1} << 30;
+  int grpc_max_threads = 64;
+  uint32_t grpc_handshake_timeout_seconds = 10;
+  uint32_t grpc_keepalive_seconds = 60;
+  uint32_t grpc_keepalive_timeout_seconds = 20;
 };
 
 std::string ReadFile(const std::string& path) {
@@ -216,6 +226,35 @@ int Main(int argc, char** argv) {
                  "An NBD connection whose client takes no reply data this long is cut; 0: never")
       ->envname("COWBLK_NBD_SEND_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  // gRPC server limits: docs/cowblkd.md "Limits".
+  app.add_option("--max-streams-per-connection", f.max_streams_per_connection,
+                 "gRPC calls open at once on one connection (HTTP/2 "
+                 "SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the client")
+      ->envname("COWBLK_MAX_STREAMS_PER_CONNECTION")->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  app.add_option("--grpc-memory-bytes", f.grpc_memory_bytes,
+                 "Memory gRPC may use for connections and messages in transit (its resource "
+                 "quota); under pressure it reads less from its sockets")
+      ->envname("COWBLK_GRPC_MEMORY_BYTES")
+      ->check(CLI::Range(uint64_t{64} << 20, uint64_t{1} << 40))->capture_default_str();
+  app.add_option("--grpc-max-threads", f.grpc_max_threads,
+                 "Threads gRPC may run for administrative (synchronous) calls; more such "
+                 "calls at once are refused with RESOURCE_EXHAUSTED")
+      ->envname("COWBLK_GRPC_MAX_THREADS")->check(CLI::Range(4, 4096))->capture_default_str();
+  app.add_option("--grpc-handshake-timeout-seconds", f.grpc_handshake_timeout_seconds,
+                 "A gRPC connection that has not finished its TLS handshake and HTTP/2 "
+                 "preface this long after connecting is closed")
+      ->envname("COWBLK_GRPC_HANDSHAKE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--grpc-keepalive-seconds", f.grpc_keepalive_seconds,
+                 "The server pings a gRPC connection quiet this long (dead peers are found)")
+      ->envname("COWBLK_GRPC_KEEPALIVE_SECONDS")->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--grpc-keepalive-timeout-seconds", f.grpc_keepalive_timeout_seconds,
+                 "A gRPC connection that does not answer the server's ping this long is "
+                 "closed")
+      ->envname("COWBLK_GRPC_KEEPALIVE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -255,11 +294,23 @@ int Main(int argc, char** argv) {
     auth = *std::move(loaded);
   }
 
+  rpc::GrpcServerLimits limits;
+  limits.max_message_bytes = f.max_message_bytes;
+  limits.max_streams_per_connection = f.max_streams_per_connection;
+  limits.memory_bytes = f.grpc_memory_bytes;
+  limits.max_threads = f.grpc_max_threads;
+  limits.handshake_timeout_ms = f.grpc_handshake_timeout_seconds * 1000;
+  limits.keepalive_time_ms = f.grpc_keepalive_seconds * 1000;
+  limits.keepalive_timeout_ms = f.grpc_keepalive_timeout_seconds * 1000;
+  // At the descriptor limit gRPC 1.51 would drop its listening ports.
+  rpc::StartAcceptGuard();
   rpc::HealthServiceImpl health;
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
     grpc::ServerBuilder hb;
-    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    rpc::GrpcServerLimits health_limits = limits;
+    health_limits.max_message_bytes = 64 << 10;  // health requests are names
+    rpc::ApplyLimits(health_limits, &hb);
     hb.AddListeningPort(f.health_listen, grpc::InsecureServerCredentials());
     hb.RegisterService(&health);
     health_server = hb.BuildAndStart();
@@ -324,9 +375,7 @@ int Main(int argc, char** argv) {
   rpc::ReflectionV1 reflection_v1;
   rpc::ReflectionV1Alpha reflection_v1alpha;
   grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(f.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(f.max_message_bytes));
+  rpc::ApplyLimits(limits, &builder);
   int port = 0;
   builder.AddListeningPort(f.listen, creds, &port);
   builder.RegisterService(&block_service);
@@ -345,6 +394,8 @@ int Main(int argc, char** argv) {
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
     metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget));
+    metrics_server->Add(
+        std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -382,6 +433,9 @@ int Main(int argc, char** argv) {
   // NBD connections read no more requests and end once their replies are
   // sent (a client that takes none is cut at the deadline).
   if (nbd) nbd->Shutdown(drain_deadline);
+  // Watchers are told NOT_SERVING and their streams end (with OK, before
+  // the server's shutdown would cancel them).
+  health.WaitWatchersGone(drain_deadline);
   const bool idle = calls.WaitIdle(drain_deadline);
   if (!idle) Log(LogLevel::kWarning, "drain_timeout", {{"action", "cancelling calls"}});
   server->Shutdown(std::chrono::system_clock::now());
