@@ -13,6 +13,7 @@
 #ifndef COWBLK_SERVER_STORE_STORE_H_
 #define COWBLK_SERVER_STORE_STORE_H_
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -82,6 +83,12 @@ class Store {
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();
 
+  // The largest blank volume and image: StoreOptions::max_volume_size, or
+  // less where the data directory's file system holds no file as large as
+  // such a volume's COW file (probed at Open: ext4 with 4 KiB blocks stops
+  // 4 KiB short of 16 TiB). Larger sizes are refused before anything is made.
+  uint64_t max_volume_size() const;
+
  private:
   struct Entry {
     std::shared_ptr<VolumeHandle> handle;  // null when not ready
@@ -101,6 +108,10 @@ class Store {
   std::string ImagePath(const std::string& name) const;
   std::string VolumePath(const std::string& name) const;
   std::string ImageNameOf(const std::string& backing) const;
+  // The canonical path of `backing` when it is a regular file beneath
+  // images/ with one link; FailedPrecondition otherwise. Opens nothing.
+  absl::StatusOr<std::string> ConfineBacking(const std::string& backing) const;
+  std::string LimitReason() const;
   VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
   absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);
   absl::StatusOr<std::string> BlankBase(uint64_t size_bytes);
@@ -114,6 +125,7 @@ class Store {
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
   std::set<std::string> commits_;  // image names being written by a commit
+  uint64_t fs_max_volume_size_ = UINT64_MAX;  // set by Open
 };
 
 }  // namespace cowblk::store

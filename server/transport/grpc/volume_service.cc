@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sector.h"
+#include "server/store/client_text.h"
 #include "server/store/names.h"
 #include "server/transport/grpc/status_util.h"
 
@@ -31,7 +32,7 @@ void VolumeServiceImpl::FillVolume(const store::VolumeInfo& info, Volume* out) c
   out->set_allocated_bytes(info.allocated_bytes);
   out->set_image(info.image);
   out->set_state(info.ready ? VOLUME_STATE_READY : VOLUME_STATE_ERROR);
-  out->set_error(info.error);
+  out->set_error(store::ForClients(info.error));
   if (!info.ready) return;
   out->set_nbd_port(options_.nbd_port);
   out->set_epoch(info.epoch);
