@@ -387,8 +387,8 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
   return ImageInfo{image, stats->image.image_size, 0};
 }
 
-absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::string& name,
-                                                                 uint64_t offset, uint64_t length) {
+absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uint64_t offset,
+                                                    uint64_t length, size_t max_runs) {
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
   const uint64_t size = (*handle)->size();
@@ -399,11 +399,15 @@ absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::stri
         absl::StrCat("offset ", offset, ": at or beyond the volume size ", size));
   }
   if (absl::Status s = CheckBlockRange(offset, length, size, RangeRules{}); !s.ok()) return s;
-  std::vector<cow::SectorRun> runs;
+  AllocationPage page;
   (*handle)->RunOnEngine([&](engine::Volume& v) {
-    runs = cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize);
+    page.runs =
+        cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize, max_runs);
   });
-  return runs;
+  const cow::SectorRun& last = page.runs.back();
+  const uint64_t covered = (last.first + last.count) * kSectorSize;
+  if (covered < offset + length) page.next_offset = covered;
+  return page;
 }
 
 absl::StatusOr<std::unique_ptr<ImageUpload>> Store::StartUpload(const std::string& name) {

@@ -41,6 +41,13 @@ struct VolumeInfo {
   std::string epoch;  // while ready (VolumeHandle::epoch)
 };
 
+// A page of GetAllocation: the runs from the requested offset on, and
+// where the next page starts (0 when `runs` reach the requested end).
+struct AllocationPage {
+  std::vector<cow::SectorRun> runs;
+  uint64_t next_offset = 0;
+};
+
 struct StoreOptions {
   std::string data_dir;
   engine::VolumeOptions volume_options;
@@ -69,8 +76,10 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
-  absl::StatusOr<std::vector<cow::SectorRun>> GetAllocation(const std::string& name,
-                                                            uint64_t offset, uint64_t length);
+  // At most `max_runs` runs of [offset, offset + length) (length 0: to the
+  // end). REQUIRES: max_runs > 0.
+  absl::StatusOr<AllocationPage> GetAllocation(const std::string& name, uint64_t offset,
+                                               uint64_t length, size_t max_runs);
   // NotFound unless the volume exists and is ready.
   absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
   std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();
