@@ -366,11 +366,10 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
         {{"volume", name}, {"image", image}, {"error", std::string(stats.status().message())}});
     return stats.status();
   }
-  const int rc = link(tmp.c_str(), final_path.c_str());
-  const int err = errno;
-  unlink(tmp.c_str());
+  const int err = RenameNoReplace(tmp, final_path);
+  if (err != 0) unlink(tmp.c_str());
   release();
-  if (rc != 0) {
+  if (err != 0) {
     if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
     return ErrnoStatus(err, absl::StrCat("publish ", final_path));
   }
