@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_io.h"
+#include "common/log.h"
 #include "common/sector.h"
 #include "server/cow/cow_header.h"
 #include "server/store/random_id.h"
@@ -44,6 +45,20 @@ uint64_t MaxVolumeSizeForFile(uint64_t max_file_size) {
   auto geometry = cow::ComputeGeometry(h);
   if (!geometry.ok() || geometry->data_offset >= max_file_size) return 0;
   return RoundDownToSector(max_file_size - geometry->data_offset);
+}
+
+uint64_t MaxVolumeSizeIn(const std::vector<std::string>& dirs) {
+  uint64_t max = UINT64_MAX;
+  for (const std::string& dir : dirs) {
+    auto max_file = ProbeMaxFileSize(dir);
+    if (!max_file.ok()) {
+      Log(LogLevel::kWarning, "volume_size_unprobed",
+          {{"dir", dir}, {"error", std::string(max_file.status().message())}});
+      continue;
+    }
+    max = std::min(max, MaxVolumeSizeForFile(*max_file));
+  }
+  return max;
 }
 
 }  // namespace cowblk::store

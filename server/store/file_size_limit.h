@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -27,6 +28,12 @@ absl::StatusOr<uint64_t> ProbeMaxFileSize(const std::string& dir);
 // The largest volume (a multiple of 512 bytes) whose COW file, header and
 // bitmap included, fits in a file of `max_file_size` bytes.
 uint64_t MaxVolumeSizeForFile(uint64_t max_file_size);
+
+// The largest volume whose COW file and blank base fit in every one of
+// `dirs` (UINT64_MAX when none could be probed). A directory where the
+// probe cannot create its file (a read-only images volume, which gets no
+// new files anyway) is logged (`volume_size_unprobed`) and skipped.
+uint64_t MaxVolumeSizeIn(const std::vector<std::string>& dirs);
 
 }  // namespace cowblk::store
 

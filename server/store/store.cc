@@ -55,11 +55,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options,
   RemoveLeftovers(store->images_dir_, store->volumes_dir_);
   // The largest file that fits where images and volumes live bounds the
   // largest volume (and so image) below the configured limit.
-  for (const std::string& dir : {store->images_dir_ + "/.blank", store->volumes_dir_}) {
-    auto max_file = ProbeMaxFileSize(dir);
-    if (!max_file.ok()) return max_file.status();
-    store->fs_max_volume_size_ = std::min(store->fs_max_volume_size_, MaxVolumeSizeForFile(*max_file));
-  }
+  store->fs_max_volume_size_ = MaxVolumeSizeIn({store->images_dir_ + "/.blank", store->volumes_dir_});
   Log(LogLevel::kInfo, "volume_size_limit",
       {{"bytes", std::to_string(store->max_volume_size())},
        {"file_system_bytes", std::to_string(store->fs_max_volume_size_)}});

@@ -3,6 +3,7 @@
 // epoch records, never blocks on a FIFO, refuses hard links, and no error
 // text names the data directory's absolute path.
 
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -188,6 +189,30 @@ TEST_F(ServerDataDirTest, AnOrphanEpochRecordIsRemovedAtStartAndNotInherited) {
   EXPECT_THAT(server_.log(), HasSubstr("event=orphan_state_removed"));
   ASSERT_TRUE(Create("vm1", kMiB).ok());
   EXPECT_NE(Get("vm1").epoch(), old_epoch);
+}
+
+TEST_F(ServerDataDirTest, AReadOnlyImagesDirectoryStillServes) {
+  // A fixed catalogue (docs/kubernetes.md): the size probe cannot create
+  // its file in images/.blank, and the server serves anyway.
+  ASSERT_TRUE(Upload("base", RandomBytes(kMiB, 8)).ok());
+  ASSERT_TRUE(Create("vm1", 0, "base").ok());
+  ASSERT_EQ(StopServer(), 0);
+  const std::string images = dir_.File("images");
+  ASSERT_EQ(RunShell("mount --bind " + images + " " + images + " && mount -o remount,bind,ro " +
+                     images + " " + images),
+            0)
+      << "needs root (as CI has)";
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{images};
+  StartServer();
+  EXPECT_THAT(server_.log(), HasSubstr("event=volume_size_unprobed"));
+  ASSERT_TRUE(WriteData("vm1", 0, std::string(4096, 'w'), /*flush=*/true).ok());
+  std::string got;
+  ASSERT_TRUE(ReadData("vm1", 0, 4096, &got).ok());
+  EXPECT_EQ(got, std::string(4096, 'w'));
+  ASSERT_EQ(StopServer(), 0);
 }
 
 }  // namespace
