@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/block_range.h"
 #include "common/log.h"
+#include "server/store/client_text.h"
 
 namespace cowblk::core {
 
@@ -162,6 +163,7 @@ void Pipeline::Refuse(Call* call, absl::Status why) {
   call->status_ = std::move(why);
   call->located_ = false;
   LogFailure(*call);
+  call->status_ = store::ForClients(call->status_);  // the log kept the paths
   Call* const calls[] = {call};
   sink_->OnAnswered(calls);
 }
@@ -178,6 +180,7 @@ void Pipeline::OnEngineDone(Call* call, absl::Status status) {
     call->buffer_.reset();  // nothing to send: the memory goes back now
     call->status_ = std::move(status);
     LogFailure(*call);
+    call->status_ = store::ForClients(call->status_);  // the log kept the paths
   }
   std::lock_guard<std::mutex> lock(mu_);
   answered_.push_back(call);
