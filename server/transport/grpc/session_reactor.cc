@@ -80,6 +80,7 @@ SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerCo
   reading_ = true;
   StartRead(&in_raw_);
   service->calls()->Watch(this);
+  handoff_.Publish();
 }
 
 void SessionReactor::OnDrain() {
@@ -90,6 +91,7 @@ void SessionReactor::OnDrain() {
 }
 
 void SessionReactor::OnReadDone(bool ok) {
+  handoff_.Receive();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!ok || finished_) {
@@ -223,6 +225,7 @@ void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
 }
 
 void SessionReactor::OnWriteDone(bool ok) {
+  handoff_.Receive();
   std::lock_guard<std::mutex> lock(mu_);
   out_raw_.Clear();
   for (core::Call* c : written_) pipeline_.Finish(c);
@@ -239,6 +242,8 @@ void SessionReactor::OnWriteDone(bool ok) {
 }
 
 void SessionReactor::OnCancel() {
+  // Often the first reaction, on another thread than the constructor's.
+  handoff_.Receive();
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
   const size_t in_flight = pipeline_.in_flight();
@@ -263,6 +268,13 @@ void SessionReactor::OnCancel() {
 }
 
 void SessionReactor::OnDone() {
+  handoff_.Receive();
+  {
+    // Every other reaction ended with mu_ released: taking it once makes
+    // them happen-before the delete for TSan too (gRPC orders them already,
+    // unseen: reactor_handoff.h).
+    std::lock_guard<std::mutex> lock(mu_);
+  }
   service_->calls()->Unwatch(this);
   service_->calls()->End();
   delete this;
