@@ -272,7 +272,7 @@ void SessionReactor::OnDone() {
   {
     // Every other reaction ended with mu_ released: taking it once makes
     // them happen-before the delete for TSan too (gRPC orders them already,
-    // unseen: reactor_handoff.h).
+    // unseen: common/handoff.h).
     std::lock_guard<std::mutex> lock(mu_);
   }
   service_->calls()->Unwatch(this);

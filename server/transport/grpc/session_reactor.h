@@ -30,10 +30,10 @@
 #include <string>
 #include <vector>
 
+#include "common/handoff.h"
 #include "cowblk/v1/block.pb.h"
 #include "server/core/pipeline.h"
 #include "server/transport/grpc/call_tracker.h"
-#include "server/transport/grpc/reactor_handoff.h"
 
 namespace cowblk::rpc {
 
@@ -81,8 +81,8 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
   // Published last in the constructor; received first in each gRPC
-  // reaction (reactor_handoff.h).
-  ReactorHandOff handoff_;
+  // reaction (common/handoff.h).
+  HandOff handoff_;
 
   std::mutex mu_;  // guards everything below
   std::deque<core::Call*> queue_;     // answered, waiting for the message being written
