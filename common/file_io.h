@@ -44,6 +44,14 @@ absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what);
 // survive a crash.
 absl::Status FsyncDir(const std::string& dir);
 
+// Gives the file `from` the name `to` unless `to` exists, atomically, and
+// without a moment in which the file has two names (the store refuses
+// images with more than one link): renameat2(RENAME_NOREPLACE), or, on a
+// file system without it (EINVAL), link(2) then unlink(2) of `from`.
+// Returns 0, or the errno value (EEXIST when `to` exists; `from` is then
+// left as it was).
+int RenameNoReplace(const std::string& from, const std::string& to);
+
 // The first bytes (at most 511) of a small file; empty if it cannot be read.
 std::string ReadSmallFile(const std::string& path);
 

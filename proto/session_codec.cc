@@ -8,12 +8,13 @@
 #include <cstring>
 #include <limits>
 
+#include "proto/slice_input.h"
+
 namespace cowblk::wire {
 namespace {
 
 using google::protobuf::io::CodedInputStream;
 using google::protobuf::io::CodedOutputStream;
-using google::protobuf::io::ZeroCopyInputStream;
 using WireFormatLite = google::protobuf::internal::WireFormatLite;
 using Request = v1::SessionRequest;
 using Response = v1::SessionResponse;
@@ -47,72 +48,6 @@ uint8_t* WriteDelimited(int field, std::string_view bytes, uint8_t* p) {
 uint8_t* Writable(grpc::Slice* slice, size_t size) {
   *slice = grpc::Slice(size);
   return const_cast<uint8_t*>(slice->begin());
-}
-
-// The slices of a received message as one stream for CodedInputStream,
-// which then hands out pointers into them (no copy).
-class SliceInput final : public ZeroCopyInputStream {
- public:
-  explicit SliceInput(const std::vector<grpc::Slice>& slices) : slices_(slices) {}
-
-  bool Next(const void** data, int* size) override {
-    if (backed_up_ > 0) {
-      *data = current_end_ - backed_up_;
-      *size = backed_up_;
-      count_ += backed_up_;
-      backed_up_ = 0;
-      return true;
-    }
-    while (next_ < slices_.size()) {
-      const grpc::Slice& s = slices_[next_++];
-      if (s.size() == 0) continue;
-      *data = s.begin();
-      *size = static_cast<int>(s.size());
-      current_end_ = s.begin() + s.size();
-      count_ += *size;
-      return true;
-    }
-    return false;
-  }
-  void BackUp(int count) override {
-    backed_up_ = count;
-    count_ -= count;
-  }
-  bool Skip(int count) override {
-    const void* data;
-    int size;
-    while (count > 0) {
-      if (!Next(&data, &size)) return false;
-      if (size > count) {
-        BackUp(size - count);
-        return true;
-      }
-      count -= size;
-    }
-    return true;
-  }
-  int64_t ByteCount() const override { return count_; }
-
- private:
-  const std::vector<grpc::Slice>& slices_;
-  size_t next_ = 0;
-  const uint8_t* current_end_ = nullptr;  // of the slice last handed out
-  int backed_up_ = 0;
-  int64_t count_ = 0;
-};
-
-// The next `n` bytes of `in` as pieces of its slices.
-bool ReadView(CodedInputStream* in, int n, DataView* view) {
-  while (n > 0) {
-    const void* p;
-    int here;
-    if (!in->GetDirectBufferPointer(&p, &here)) return false;
-    here = std::min(here, n);
-    view->Add(static_cast<const char*>(p), static_cast<size_t>(here));
-    in->Skip(here);
-    n -= here;
-  }
-  return true;
 }
 
 // Parses the fields of one answer up to the current limit; an entry of the

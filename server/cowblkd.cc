@@ -19,15 +19,19 @@
 #include "common/malloc_tuning.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
+#include "server/metrics/budget_collector.h"
+#include "server/metrics/grpc_refused_collector.h"
 #include "server/metrics/malloc_collector.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
+#include "server/transport/grpc/accept_guard.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/call_tracker.h"
 #include "server/transport/grpc/health_service.h"
 #include "server/transport/grpc/reflection_service.h"
+#include "server/transport/grpc/server_options.h"
 #include "server/transport/grpc/volume_service.h"
 #include "server/transport/nbd/nbd_server.h"
 
@@ -46,6 +50,8 @@ struct Flags {
   uint32_t write_split_kib = 0;
   uint32_t max_in_flight = 256;
   uint32_t max_message_bytes = 40 << 20;
+  uint64_t max_stream_bytes = uint64_t{64} << 20;
+  uint64_t max_server_bytes = uint64_t{1} << 30;
   int drain_seconds = 10;
   std::string tls_cert, tls_key, tls_client_ca;
   std::string token_file;
@@ -59,6 +65,13 @@ struct Flags {
   uint32_t nbd_idle_timeout_seconds = 0;
   uint32_t nbd_send_timeout_seconds = 60;
   std::string debug_hold_bitmap_writes;
+  // gRPC server limits (issue #20, item 7).
+  uint32_t max_streams_per_connection = 100;
+  uint64_t grpc_memory_bytes = uint64_t{1} << 30;
+  int grpc_max_threads = 64;
+  uint32_t grpc_handshake_timeout_seconds = 10;
+  uint32_t grpc_keepalive_seconds = 60;
+  uint32_t grpc_keepalive_timeout_seconds = 20;
 };
 
 std::string ReadFile(const std::string& path) {
@@ -148,6 +161,19 @@ int Main(int argc, char** argv) {
                  "Largest gRPC message accepted (at least 33 MiB: requests carry up to 32 MiB)")
       ->envname("COWBLK_MAX_MESSAGE_BYTES")
       ->check(CLI::Range(uint32_t{33} << 20, uint32_t{1} << 30))->capture_default_str();
+  // Byte budgets of requests in flight (issue #20 item 3; docs/cowblkd.md
+  // "Limits").
+  app.add_option("--max-stream-bytes", f.max_stream_bytes,
+                 "Request bytes (read buffers, write data) one Session, call or NBD "
+                 "connection may hold in flight before the server stops reading it; larger "
+                 "requests fail RESOURCE_EXHAUSTED")
+      ->envname("COWBLK_MAX_STREAM_BYTES")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 40))->capture_default_str();
+  app.add_option("--max-server-bytes", f.max_server_bytes,
+                 "Request bytes all streams and connections together may hold in flight; "
+                 "beyond it they stop reading their clients until bytes come back")
+      ->envname("COWBLK_MAX_SERVER_BYTES")
+      ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 44))->capture_default_str();
   app.add_option("--drain-seconds", f.drain_seconds,
                  "On SIGTERM/SIGINT: time given to in-flight calls before they are cancelled")
       ->envname("COWBLK_DRAIN_SECONDS")->capture_default_str();
@@ -200,6 +226,35 @@ int Main(int argc, char** argv) {
                  "An NBD connection whose client takes no reply data this long is cut; 0: never")
       ->envname("COWBLK_NBD_SEND_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  // gRPC server limits: docs/cowblkd.md "Limits".
+  app.add_option("--max-streams-per-connection", f.max_streams_per_connection,
+                 "gRPC calls open at once on one connection (HTTP/2 "
+                 "SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the client")
+      ->envname("COWBLK_MAX_STREAMS_PER_CONNECTION")->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  app.add_option("--grpc-memory-bytes", f.grpc_memory_bytes,
+                 "Memory gRPC may use for connections and messages in transit (its resource "
+                 "quota); under pressure it reads less from its sockets")
+      ->envname("COWBLK_GRPC_MEMORY_BYTES")
+      ->check(CLI::Range(uint64_t{64} << 20, uint64_t{1} << 40))->capture_default_str();
+  app.add_option("--grpc-max-threads", f.grpc_max_threads,
+                 "Threads gRPC may run for administrative (synchronous) calls; more such "
+                 "calls at once are refused with RESOURCE_EXHAUSTED")
+      ->envname("COWBLK_GRPC_MAX_THREADS")->check(CLI::Range(4, 4096))->capture_default_str();
+  app.add_option("--grpc-handshake-timeout-seconds", f.grpc_handshake_timeout_seconds,
+                 "A gRPC connection that has not finished its TLS handshake and HTTP/2 "
+                 "preface this long after connecting is closed")
+      ->envname("COWBLK_GRPC_HANDSHAKE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  app.add_option("--grpc-keepalive-seconds", f.grpc_keepalive_seconds,
+                 "The server pings a gRPC connection quiet this long (dead peers are found)")
+      ->envname("COWBLK_GRPC_KEEPALIVE_SECONDS")->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--grpc-keepalive-timeout-seconds", f.grpc_keepalive_timeout_seconds,
+                 "A gRPC connection that does not answer the server's ping this long is "
+                 "closed")
+      ->envname("COWBLK_GRPC_KEEPALIVE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app.add_option("--debug-hold-bitmap-writes", f.debug_hold_bitmap_writes,
                  "Debugging aid: a FIFO; each bitmap block write waits for one byte written "
                  "to it (docs/metrics.md)");
@@ -239,11 +294,23 @@ int Main(int argc, char** argv) {
     auth = *std::move(loaded);
   }
 
+  rpc::GrpcServerLimits limits;
+  limits.max_message_bytes = f.max_message_bytes;
+  limits.max_streams_per_connection = f.max_streams_per_connection;
+  limits.memory_bytes = f.grpc_memory_bytes;
+  limits.max_threads = f.grpc_max_threads;
+  limits.handshake_timeout_ms = f.grpc_handshake_timeout_seconds * 1000;
+  limits.keepalive_time_ms = f.grpc_keepalive_seconds * 1000;
+  limits.keepalive_timeout_ms = f.grpc_keepalive_timeout_seconds * 1000;
+  // At the descriptor limit gRPC 1.51 would drop its listening ports.
+  rpc::StartAcceptGuard();
   rpc::HealthServiceImpl health;
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
     grpc::ServerBuilder hb;
-    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    rpc::GrpcServerLimits health_limits = limits;
+    health_limits.max_message_bytes = 64 << 10;  // health requests are names
+    rpc::ApplyLimits(health_limits, &hb);
     hb.AddListeningPort(f.health_listen, grpc::InsecureServerCredentials());
     hb.RegisterService(&health);
     health_server = hb.BuildAndStart();
@@ -273,6 +340,7 @@ int Main(int argc, char** argv) {
   auto store = cowblk::store::Store::Open(store_options, engines->get());
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
+  core::Budget budget(f.max_server_bytes);
   // The export starts first: every Volume answer tells its port (libcowblk
   // sends writes and large reads over it), and so do Session streams'
   // metadata, for older clients.
@@ -281,6 +349,8 @@ int Main(int argc, char** argv) {
     cowblk::nbd::NbdServerOptions nbd_options;
     nbd_options.listen = f.nbd_listen;
     nbd_options.max_in_flight = f.max_in_flight;
+    nbd_options.max_stream_bytes = f.max_stream_bytes;
+    nbd_options.budget = &budget;
     nbd_options.zero_copy = f.nbd_zero_copy == "on";
     nbd_options.inline_writes = f.nbd_inline_writes == "on";
     nbd_options.max_connections = f.nbd_max_connections;
@@ -293,6 +363,8 @@ int Main(int argc, char** argv) {
   }
   rpc::BlockServiceOptions block_options;
   block_options.max_in_flight = f.max_in_flight;
+  block_options.max_stream_bytes = f.max_stream_bytes;
+  block_options.budget = &budget;
   if (nbd) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
@@ -303,9 +375,7 @@ int Main(int argc, char** argv) {
   rpc::ReflectionV1 reflection_v1;
   rpc::ReflectionV1Alpha reflection_v1alpha;
   grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(f.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(f.max_message_bytes));
+  rpc::ApplyLimits(limits, &builder);
   int port = 0;
   builder.AddListeningPort(f.listen, creds, &port);
   builder.RegisterService(&block_service);
@@ -323,6 +393,9 @@ int Main(int argc, char** argv) {
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
+    metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget));
+    metrics_server->Add(
+        std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -360,6 +433,9 @@ int Main(int argc, char** argv) {
   // NBD connections read no more requests and end once their replies are
   // sent (a client that takes none is cut at the deadline).
   if (nbd) nbd->Shutdown(drain_deadline);
+  // Watchers are told NOT_SERVING and their streams end (with OK, before
+  // the server's shutdown would cancel them).
+  health.WaitWatchersGone(drain_deadline);
   const bool idle = calls.WaitIdle(drain_deadline);
   if (!idle) Log(LogLevel::kWarning, "drain_timeout", {{"action", "cancelling calls"}});
   server->Shutdown(std::chrono::system_clock::now());

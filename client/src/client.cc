@@ -325,19 +325,23 @@ absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
                                                            const std::string& name, uint64_t offset,
                                                            uint64_t length,
                                                            std::chrono::milliseconds timeout) {
-  grpc::ClientContext ctx;
-  client.Prepare(&ctx, timeout);
-  v1::GetAllocationRequest req;
-  req.set_name(name);
-  req.set_offset(offset);
-  req.set_length(length);
-  v1::GetAllocationResponse resp;
-  grpc::Status s = client.volumes()->GetAllocation(&ctx, req, &resp);
-  if (!s.ok()) return FromGrpc(s);
   std::vector<AllocationRange> out;
-  out.reserve(static_cast<size_t>(resp.ranges_size()));
-  for (const auto& r : resp.ranges()) out.push_back({r.offset(), r.length(), r.allocated()});
-  return out;
+  // The server answers a page at a time; the end stays where it was asked.
+  const uint64_t end = length == 0 ? 0 : offset + length;
+  for (uint64_t from = offset;;) {
+    grpc::ClientContext ctx;
+    client.Prepare(&ctx, timeout);
+    v1::GetAllocationRequest req;
+    req.set_name(name);
+    req.set_offset(from);
+    req.set_length(end == 0 ? 0 : end - from);
+    v1::GetAllocationResponse resp;
+    grpc::Status s = client.volumes()->GetAllocation(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    for (const auto& r : resp.ranges()) out.push_back({r.offset(), r.length(), r.allocated()});
+    if (resp.next_offset() <= from) return out;  // 0: the last page
+    from = resp.next_offset();
+  }
 }
 
 }  // namespace internal

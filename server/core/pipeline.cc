@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/block_range.h"
 #include "common/log.h"
+#include "server/store/client_text.h"
 
 namespace cowblk::core {
 
@@ -15,7 +16,15 @@ Pipeline::Pipeline(Sink* sink, PipelineOptions options)
       zero_copy_min_bytes_(options_.zero_copy_min_bytes),
       inline_writes_(options_.inline_writes) {}
 
-Pipeline::~Pipeline() = default;
+Pipeline::~Pipeline() { StopWaiting(); }
+
+void Pipeline::StopWaiting() {
+  if (options_.budget != nullptr) options_.budget->Cancel(this);
+}
+
+void Pipeline::OnBudgetRoom() {
+  if (options_.on_budget_room) options_.on_budget_room();
+}
 
 void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) {
   volume_ = std::move(volume);
@@ -35,9 +44,14 @@ void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) 
   }
 }
 
-bool Pipeline::HasRoom() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return calls_.size() < options_.max_in_flight && bytes_ < options_.max_bytes;
+bool Pipeline::HasRoom() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (calls_.size() >= options_.max_in_flight) return false;
+    if (calls_.empty()) return true;
+    if (bytes_ >= options_.max_bytes) return false;
+  }
+  return options_.budget == nullptr || options_.budget->RoomOrWait(this);
 }
 
 Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
@@ -48,6 +62,7 @@ Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
   // A request that asks for more is refused before anything is allocated.
   call.window_bytes_ = std::min(buffer_bytes, kMaxTransferBytes);
   bytes_ += call.window_bytes_;
+  if (options_.budget != nullptr) options_.budget->Take(call.window_bytes_);
   return &call;
 }
 
@@ -101,6 +116,16 @@ void Pipeline::Start(Call* call, engine::SubmitBatch* batch) {
     Refuse(call, absl::PermissionDeniedError("the token allows reading this volume only"));
     return;
   }
+  if (const uint64_t limit = std::min(options_.max_bytes, options_.budget != nullptr
+                                                              ? options_.budget->limit()
+                                                              : options_.max_bytes);
+      call->window_bytes_ > limit) {
+    Refuse(call, absl::ResourceExhaustedError(absl::StrCat(
+                     "length: ", call->window_bytes_, " bytes is more than the ", limit,
+                     " bytes the server lets a stream hold in flight (--max-stream-bytes, "
+                     "--max-server-bytes)")));
+    return;
+  }
   if (op != engine::OpType::kFlush) {
     const bool transfer = op == engine::OpType::kRead || op == engine::OpType::kWrite;
     absl::Status valid = CheckBlockRange(call->offset, call->length, volume_->size(),
@@ -138,6 +163,7 @@ void Pipeline::Refuse(Call* call, absl::Status why) {
   call->status_ = std::move(why);
   call->located_ = false;
   LogFailure(*call);
+  call->status_ = store::ForClients(call->status_);  // the log kept the paths
   Call* const calls[] = {call};
   sink_->OnAnswered(calls);
 }
@@ -154,6 +180,7 @@ void Pipeline::OnEngineDone(Call* call, absl::Status status) {
     call->buffer_.reset();  // nothing to send: the memory goes back now
     call->status_ = std::move(status);
     LogFailure(*call);
+    call->status_ = store::ForClients(call->status_);  // the log kept the paths
   }
   std::lock_guard<std::mutex> lock(mu_);
   answered_.push_back(call);
@@ -175,9 +202,14 @@ void Pipeline::OnBatchEnd() {
 }
 
 void Pipeline::Finish(Call* call) {
-  std::lock_guard<std::mutex> lock(mu_);
-  bytes_ -= call->window_bytes_;
-  calls_.erase(call->self_);
+  uint64_t bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    bytes = call->window_bytes_;
+    bytes_ -= bytes;
+    calls_.erase(call->self_);
+  }
+  if (options_.budget != nullptr) options_.budget->Give(bytes);
 }
 
 bool Pipeline::idle() const {

@@ -11,7 +11,9 @@
 //    (zero-copy), writes whose data this thread writes itself (inline);
 //  - buffers (page-aligned, not zeroed);
 //  - the window: calls in flight and the buffer bytes they hold, checked by
-//    the transport before it takes another request;
+//    the transport before it takes another request; the bytes are also
+//    taken from the server-wide budget (budget.h), and a transport told
+//    "no room" for its sake is called back when there is;
 //  - one engine wake-up per burst of submissions (engine::SubmitBatch);
 //  - answers handed over once per batch of engine completions, so answers
 //    that complete together leave together (engine::BatchEndListener);
@@ -30,6 +32,7 @@
 #define COWBLK_SERVER_CORE_PIPELINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -38,6 +41,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "server/core/budget.h"
 #include "server/core/call.h"
 #include "server/engine/engine.h"
 #include "server/store/volume_handle.h"
@@ -52,9 +56,16 @@ struct PipelineOptions {
   // Calls begun and not finished before HasRoom() says no.
   uint32_t max_in_flight = 256;
   // Buffer bytes (read buffers, write payloads) of those calls before
-  // HasRoom() says no. With requests of up to 32 MiB each, memory would
-  // otherwise follow the client's whims.
+  // HasRoom() says no (--max-stream-bytes). With requests of up to 32 MiB
+  // each, memory would otherwise follow the client's whims. A request of
+  // more is refused RESOURCE_EXHAUSTED.
   uint64_t max_bytes = uint64_t{64} << 20;
+  // The server-wide budget the bytes are taken from (outlives the
+  // pipeline); null: none. A request of more than its limit is refused.
+  Budget* budget = nullptr;
+  // Called, on the budget's thread, once the budget has room again after
+  // HasRoom() said no for its sake: the transport looks at HasRoom() again.
+  std::function<void()> on_budget_room;
   // The transport gains from a short latency more than from a free core:
   // with EngineOptions::poll_us the engine polls after these requests.
   bool poll_after = false;
@@ -67,7 +78,7 @@ struct PipelineOptions {
   bool inline_writes = false;
 };
 
-class Pipeline final : public engine::BatchEndListener {
+class Pipeline final : public engine::BatchEndListener, private Budget::Waiter {
  public:
   class Sink {
    public:
@@ -84,6 +95,10 @@ class Pipeline final : public engine::BatchEndListener {
   Pipeline(Sink* sink, PipelineOptions options);
   // REQUIRES: idle().
   ~Pipeline();
+  // No on_budget_room call starts after this returns, and none runs. A
+  // transport whose callback touches its own members calls this before they
+  // go (the destructor calls it too).
+  void StopWaiting();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
@@ -100,8 +115,11 @@ class Pipeline final : public engine::BatchEndListener {
   // The volume's files, for sending located reads; null without them.
   const store::VolumeFiles* files() const { return files_.get(); }
 
-  // Whether the window takes another call.
-  bool HasRoom() const;
+  // Whether the window takes another call: below max_in_flight calls, and
+  // with none in flight always (every client makes progress); else below
+  // max_bytes and the budget's line (see budget.h; when only the budget
+  // says no, on_budget_room is called once it says yes).
+  bool HasRoom();
   // Takes a call into the window, holding `buffer_bytes` of the byte budget
   // (at most a request's limit is counted). Never refuses: the transport
   // asks HasRoom() first, and a message that carries several requests may
@@ -141,6 +159,7 @@ class Pipeline final : public engine::BatchEndListener {
 
  private:
   void OnBatchEnd() override;
+  void OnBudgetRoom() override;
   // Submit and SubmitAlone; `batch` null for the latter.
   void Start(Call* call, engine::SubmitBatch* batch);
   void OnEngineDone(Call* call, absl::Status status);

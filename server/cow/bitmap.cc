@@ -79,11 +79,11 @@ uint64_t Bitmap::CountSet() const {
 }
 
 std::vector<SectorRun> SplitRuns(const Bitmap& bitmap, uint64_t first,
-                                 uint64_t count) {
+                                 uint64_t count, size_t max_runs) {
   std::vector<SectorRun> runs;
   uint64_t s = first;
   const uint64_t end = first + count;
-  while (s < end) {
+  while (s < end && runs.size() < max_runs) {
     const uint64_t n = bitmap.RunLength(s, end - s);
     runs.push_back(SectorRun{s, n, bitmap.Test(s)});
     s += n;

@@ -73,9 +73,11 @@ struct SectorRun {
   bool allocated = false;
 };
 
-// Splits [first, first + count) into maximal runs of equal bits, in order.
+// Splits [first, first + count) into maximal runs of equal bits, in order;
+// only the first `max_runs` of them (the cost, in time and memory, of a
+// fragmented range stays bounded).
 std::vector<SectorRun> SplitRuns(const Bitmap& bitmap, uint64_t first,
-                                 uint64_t count);
+                                 uint64_t count, size_t max_runs = SIZE_MAX);
 
 // The bitmap blocks holding the bits of a sector range. Block k covers the
 // file bytes [k * block_size, (k + 1) * block_size); writes of it are clipped

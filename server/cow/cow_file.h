@@ -9,6 +9,7 @@
 #define COWBLK_SERVER_COW_COW_FILE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ struct OpenOptions {
   // which is enough for info/map of a file whose backing is gone; Read() then
   // fails for unallocated sectors.
   bool open_backing = true;
+  // Called with the header's backing path before the backing file is
+  // opened (when open_backing); an error fails Open with it, and the file
+  // is never opened. The store confines backing files to its images with it.
+  std::function<absl::Status(const std::string& backing)> check_backing = nullptr;
 };
 
 struct CreateOptions {
@@ -50,7 +55,9 @@ class CowFile {
   // Opens and validates `path`. Errors (each names the file and the problem):
   // NotFound (COW or backing file missing), InvalidArgument (anything wrong
   // with the header or geometry, file shorter than its bitmap),
-  // FailedPrecondition (backing size or mtime mismatch, with both values),
+  // FailedPrecondition (backing size or mtime mismatch, with both values;
+  // a COW or backing file that is not a regular file or block device, never
+  // waited on: a FIFO fails at once),
   // Unavailable (locked by another process), or the errno status of I/O.
   static absl::StatusOr<std::unique_ptr<CowFile>> Open(const std::string& path,
                                                        const OpenOptions& options);

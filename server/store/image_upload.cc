@@ -47,11 +47,10 @@ absl::Status ImageUpload::Append(absl::string_view data) {
 absl::StatusOr<ImageInfo> ImageUpload::Finish() {
   if (size_ == 0) return absl::InvalidArgumentError(absl::StrCat("image ", name_, ": no data"));
   if (fsync(fd_) != 0) return ErrnoStatus(errno, absl::StrCat("fsync ", tmp_path_));
-  if (link(tmp_path_.c_str(), final_path_.c_str()) != 0) {
-    if (errno == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", name_, " exists"));
-    return ErrnoStatus(errno, absl::StrCat("publish ", final_path_));
+  if (const int err = RenameNoReplace(tmp_path_, final_path_); err != 0) {
+    if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", name_, " exists"));
+    return ErrnoStatus(err, absl::StrCat("publish ", final_path_));
   }
-  unlink(tmp_path_.c_str());
   finished_ = true;
   absl::Status s = FsyncDir(std::filesystem::path(final_path_).parent_path().string());
   if (!s.ok()) return s;

@@ -1,7 +1,7 @@
 // An image being uploaded: written to a hidden temporary file in the images
-// directory and published under its name only by Finish, with link(2),
-// which never replaces an existing image (a concurrent upload of the same
-// name loses cleanly).
+// directory and published under its name only by Finish, with
+// RenameNoReplace (file_io.h), which never replaces an existing image (a
+// concurrent upload of the same name loses cleanly).
 //
 // Thread-safety: one caller at a time.
 

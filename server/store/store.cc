@@ -14,6 +14,9 @@
 #include "common/file_io.h"
 #include "common/log.h"
 #include "common/sector.h"
+#include "server/store/client_text.h"
+#include "server/store/file_size_limit.h"
+#include "server/store/leftovers.h"
 #include "server/store/names.h"
 #include "server/store/random_id.h"
 #include "server/store/snapshot_copy.h"
@@ -21,6 +24,20 @@
 namespace cowblk::store {
 namespace {
 namespace fs = std::filesystem;
+
+absl::Status LinkCountError(absl::string_view what, const std::string& path, nlink_t links) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      what, " ", path, " has ", links, " hard links (one is required: a link may lead anywhere)"));
+}
+
+// A regular file, not a symlink, with one name.
+absl::Status StatSingleLink(const std::string& path, absl::string_view what) {
+  auto st = StatRegular(path, what);
+  if (!st.ok()) return st.status();
+  if (st->st_nlink > 1) return LinkCountError(what, path, st->st_nlink);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 
@@ -34,17 +51,14 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options,
     fs::create_directories(dir, ec);
     if (ec) return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
   }
-  // Temporaries of uploads, commits and blank bases cut short by a crash.
-  for (const std::string& dir : {store->images_dir_, store->images_dir_ + "/.blank"}) {
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      const std::string file = entry.path().filename().string();
-      if (file.rfind(".upload-", 0) == 0 || file.rfind(".commit-", 0) == 0 ||
-          file.find(".tmp-") != std::string::npos) {
-        fs::remove(entry.path(), ec);
-        Log(LogLevel::kInfo, "temporary_removed", {{"file", entry.path().string()}});
-      }
-    }
-  }
+  SetClientTextDataDir(root.string());
+  RemoveLeftovers(store->images_dir_, store->volumes_dir_);
+  // The largest file that fits where images and volumes live bounds the
+  // largest volume (and so image) below the configured limit.
+  store->fs_max_volume_size_ = MaxVolumeSizeIn({store->images_dir_ + "/.blank", store->volumes_dir_});
+  Log(LogLevel::kInfo, "volume_size_limit",
+      {{"bytes", std::to_string(store->max_volume_size())},
+       {"file_system_bytes", std::to_string(store->fs_max_volume_size_)}});
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(store->volumes_dir_, ec)) {
     const fs::path& p = entry.path();
@@ -81,6 +95,16 @@ absl::Status Store::CloseAll() {
   return first;
 }
 
+uint64_t Store::max_volume_size() const {
+  return std::min(options_.max_volume_size, fs_max_volume_size_);
+}
+
+std::string Store::LimitReason() const {
+  return fs_max_volume_size_ < options_.max_volume_size
+             ? " (the data directory's file system holds no larger COW file)"
+             : "";
+}
+
 std::string Store::ImagePath(const std::string& name) const {
   return absl::StrCat(images_dir_, "/", name, ".img");
 }
@@ -98,9 +122,16 @@ std::string Store::ImageNameOf(const std::string& backing) const {
 void Store::OpenExisting(const std::string& name) {
   Entry& e = volumes_[name];
   const std::string path = VolumePath(name);
-  auto st = StatRegular(path, "volume");
+  absl::Status st = StatSingleLink(path, "volume");
+  // The backing file is confined before it is opened: opening a FIFO
+  // elsewhere would block start-up.
+  cow::OpenOptions open_options;
+  open_options.writable = true;
+  open_options.check_backing = [this](const std::string& backing) {
+    return ConfineBacking(backing).status();
+  };
   absl::StatusOr<std::unique_ptr<cow::CowFile>> file =
-      st.ok() ? cow::CowFile::Open(path, cow::OpenOptions{.writable = true}) : st.status();
+      st.ok() ? cow::CowFile::Open(path, open_options) : st;
   absl::Status s = file.ok() ? Serve(name, *std::move(file), e) : file.status();
   if (!s.ok()) {
     e.error = std::string(s.message());
@@ -114,16 +145,9 @@ void Store::OpenExisting(const std::string& name) {
 absl::Status Store::Serve(const std::string& name, std::unique_ptr<cow::CowFile> file, Entry& e) {
   e.backing = file->header().backing_file;
   e.size_bytes = file->geometry().device_size;
-  // Every file we open lives beneath the data directory.
-  std::error_code ec;
-  const fs::path real_backing = fs::canonical(e.backing, ec);
-  const fs::path real_images = fs::canonical(images_dir_, ec);
-  e.backing_real = real_backing.string();
-  const std::string prefix = real_images.string() + "/";
-  if (ec || real_backing.string().compare(0, prefix.size(), prefix) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("backing file ", e.backing, " is outside ", images_dir_));
-  }
+  auto real_backing = ConfineBacking(e.backing);
+  if (!real_backing.ok()) return real_backing.status();
+  e.backing_real = *std::move(real_backing);
   const std::string epoch = epochs_.Open(name);
   engine::Engine* engine = engines_->Pick();
   auto volume = engine->OpenVolume(std::move(file), options_.volume_options);
@@ -133,10 +157,34 @@ absl::Status Store::Serve(const std::string& name, std::unique_ptr<cow::CowFile>
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Store::ConfineBacking(const std::string& backing) const {
+  // Every file we open lives beneath the data directory.
+  std::error_code ec;
+  const fs::path real_backing = fs::canonical(backing, ec);
+  const fs::path real_images = fs::canonical(images_dir_, ec);
+  const std::string prefix = real_images.string() + "/";
+  if (ec || real_backing.string().compare(0, prefix.size(), prefix) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backing file ", backing, " is outside ", images_dir_));
+  }
+  // A hard link makes any file of the file system look like one beneath it.
+  struct stat st;
+  if (stat(real_backing.c_str(), &st) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("backing file ", backing));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backing file ", backing, " is not a regular file"));
+  }
+  if (st.st_nlink > 1) return LinkCountError("backing file", backing, st.st_nlink);
+  return real_backing.string();
+}
+
 absl::StatusOr<std::string> Store::BlankBase(uint64_t size_bytes) {
   const std::string path = absl::StrCat(images_dir_, "/.blank/", size_bytes, ".img");
   if (access(path.c_str(), F_OK) == 0) return path;
-  const std::string tmp = absl::StrCat(path, ".tmp-", RandomHexId());
+  const std::string tmp =
+      absl::StrCat(images_dir_, "/.blank/", kBlankTempPrefix, size_bytes, "-", RandomHexId());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("create ", tmp));
   const bool ok = ftruncate(fd, static_cast<off_t>(size_bytes)) == 0 && fsync(fd) == 0;
@@ -182,9 +230,10 @@ absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const st
       return absl::InvalidArgumentError(
           absl::StrFormat("size_bytes: %u is not a multiple of 512", size_bytes));
     }
-    if (size_bytes > options_.max_volume_size) {
+    if (size_bytes > max_volume_size()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "size_bytes: %u is above the limit of %u", size_bytes, options_.max_volume_size));
+          "size_bytes: %u is above the limit of %u%s", size_bytes, max_volume_size(),
+          LimitReason()));
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -197,6 +246,11 @@ absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const st
         return absl::NotFoundError(absl::StrCat("image ", image, " not found"));
       }
       return st.status();
+    }
+    if (static_cast<uint64_t>(st->st_size) > max_volume_size()) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "image %s: %u bytes, above the volume size limit of %u%s", image, st->st_size,
+          max_volume_size(), LimitReason()));
     }
   } else {
     auto base = BlankBase(size_bytes);
@@ -241,11 +295,16 @@ absl::Status Store::DeleteVolume(const std::string& name) {
   auto it = volumes_.find(name);
   if (it == volumes_.end()) return absl::NotFoundError(absl::StrCat("volume ", name, " not found"));
   if (it->second.handle) it->second.handle->Close().IgnoreError();  // deleted anyway
+  // The record first: a crash between the two leaves a volume that opens
+  // with a new epoch, never a record a later volume of the name inherits.
+  const std::string state = epochs_.PathOf(name);
+  if (unlink(state.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(errno, absl::StrCat("delete ", state));
+  }
   const std::string path = VolumePath(name);
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
     return ErrnoStatus(errno, absl::StrCat("delete ", path));
   }
-  unlink(epochs_.PathOf(name).c_str());
   volumes_.erase(it);
   FsyncDir(volumes_dir_).IgnoreError();
   Log(LogLevel::kInfo, "volume_deleted", {{"volume", name}});
@@ -303,11 +362,10 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
         {{"volume", name}, {"image", image}, {"error", std::string(stats.status().message())}});
     return stats.status();
   }
-  const int rc = link(tmp.c_str(), final_path.c_str());
-  const int err = errno;
-  unlink(tmp.c_str());
+  const int err = RenameNoReplace(tmp, final_path);
+  if (err != 0) unlink(tmp.c_str());
   release();
-  if (rc != 0) {
+  if (err != 0) {
     if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
     return ErrnoStatus(err, absl::StrCat("publish ", final_path));
   }
@@ -324,8 +382,8 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
   return ImageInfo{image, stats->image.image_size, 0};
 }
 
-absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::string& name,
-                                                                 uint64_t offset, uint64_t length) {
+absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uint64_t offset,
+                                                    uint64_t length, size_t max_runs) {
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
   const uint64_t size = (*handle)->size();
@@ -336,16 +394,20 @@ absl::StatusOr<std::vector<cow::SectorRun>> Store::GetAllocation(const std::stri
         absl::StrCat("offset ", offset, ": at or beyond the volume size ", size));
   }
   if (absl::Status s = CheckBlockRange(offset, length, size, RangeRules{}); !s.ok()) return s;
-  std::vector<cow::SectorRun> runs;
+  AllocationPage page;
   (*handle)->RunOnEngine([&](engine::Volume& v) {
-    runs = cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize);
+    page.runs =
+        cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize, max_runs);
   });
-  return runs;
+  const cow::SectorRun& last = page.runs.back();
+  const uint64_t covered = (last.first + last.count) * kSectorSize;
+  if (covered < offset + length) page.next_offset = covered;
+  return page;
 }
 
 absl::StatusOr<std::unique_ptr<ImageUpload>> Store::StartUpload(const std::string& name) {
   if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
-  return ImageUpload::Start(images_dir_, name, options_.max_volume_size);
+  return ImageUpload::Start(images_dir_, name, max_volume_size());
 }
 
 absl::StatusOr<ImageInfo> Store::ImageInfoLocked(const std::string& name) {

@@ -13,6 +13,7 @@
 #ifndef COWBLK_SERVER_STORE_STORE_H_
 #define COWBLK_SERVER_STORE_STORE_H_
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,13 @@ struct VolumeInfo {
   bool ready = false;
   std::string error;  // why it is not ready
   std::string epoch;  // while ready (VolumeHandle::epoch)
+};
+
+// A page of GetAllocation: the runs from the requested offset on, and
+// where the next page starts (0 when `runs` reach the requested end).
+struct AllocationPage {
+  std::vector<cow::SectorRun> runs;
+  uint64_t next_offset = 0;
 };
 
 struct StoreOptions {
@@ -68,8 +76,10 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
-  absl::StatusOr<std::vector<cow::SectorRun>> GetAllocation(const std::string& name,
-                                                            uint64_t offset, uint64_t length);
+  // At most `max_runs` runs of [offset, offset + length) (length 0: to the
+  // end). REQUIRES: max_runs > 0.
+  absl::StatusOr<AllocationPage> GetAllocation(const std::string& name, uint64_t offset,
+                                               uint64_t length, size_t max_runs);
   // NotFound unless the volume exists and is ready.
   absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
   std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();
@@ -81,6 +91,12 @@ class Store {
 
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();
+
+  // The largest blank volume and image: StoreOptions::max_volume_size, or
+  // less where the data directory's file system holds no file as large as
+  // such a volume's COW file (probed at Open: ext4 with 4 KiB blocks stops
+  // 4 KiB short of 16 TiB). Larger sizes are refused before anything is made.
+  uint64_t max_volume_size() const;
 
  private:
   struct Entry {
@@ -101,6 +117,10 @@ class Store {
   std::string ImagePath(const std::string& name) const;
   std::string VolumePath(const std::string& name) const;
   std::string ImageNameOf(const std::string& backing) const;
+  // The canonical path of `backing` when it is a regular file beneath
+  // images/ with one link; FailedPrecondition otherwise. Opens nothing.
+  absl::StatusOr<std::string> ConfineBacking(const std::string& backing) const;
+  std::string LimitReason() const;
   VolumeInfo InfoOf(const std::string& name, const Entry& e) const;
   absl::StatusOr<ImageInfo> ImageInfoLocked(const std::string& name);
   absl::StatusOr<std::string> BlankBase(uint64_t size_bytes);
@@ -114,6 +134,7 @@ class Store {
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
   std::set<std::string> commits_;  // image names being written by a commit
+  uint64_t fs_max_volume_size_ = UINT64_MAX;  // set by Open
 };
 
 }  // namespace cowblk::store

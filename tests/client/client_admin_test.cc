@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/client/client_fixture.h"
+#include "tests/support/fragmented_bitmap.h"
 
 namespace cowblk::testing {
 namespace {
@@ -156,6 +157,28 @@ TEST_F(ClientAdminTest, GetAllocationShowsWrittenRanges) {
   ASSERT_EQ(window.size(), 1u);
   EXPECT_TRUE(window[0].allocated);
   EXPECT_EQ(client_->GetAllocation("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ClientAdminTest, GetAllocationFollowsTheServersPages) {
+  // 20480 one-sector runs: the server answers at most 10000 a call.
+  ASSERT_TRUE(client_->CreateVolume("disk0", 16 * kMiB).ok());
+  ASSERT_EQ(server_.Stop(), 0);
+  ASSERT_TRUE(FragmentBitmap(dir_.File("volumes/disk0.cow"), 20480));
+  StartServer();
+  COWBLK_ASSERT_OK_AND_ASSIGN(ranges, client_->GetAllocation("disk0"));
+  ASSERT_EQ(ranges.size(), 20480u);
+  uint64_t covered = 0;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    ASSERT_EQ(ranges[i].offset, covered) << i;
+    EXPECT_EQ(ranges[i].allocated, i % 2 == 0) << i;
+    covered += ranges[i].length;
+  }
+  EXPECT_EQ(covered, 16 * kMiB);
+  // A window that ends inside the runs keeps its end across pages.
+  COWBLK_ASSERT_OK_AND_ASSIGN(window, client_->GetAllocation("disk0", 512, 15000 * 512));
+  ASSERT_EQ(window.size(), 15000u);
+  EXPECT_FALSE(window.front().allocated);
+  EXPECT_EQ(window.back().offset + window.back().length, 15001u * 512);
 }
 
 TEST_F(ClientAdminTest, HealthIsServing) {

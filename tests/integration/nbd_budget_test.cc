@@ -1,5 +1,7 @@
-// The per-connection budget of the NBD export: a connection with 64 MiB of
-// request data in progress is not read further until a reply makes room.
+// The byte budgets of the NBD export: a connection with 64 MiB of request
+// data in progress is not read further until a reply makes room, and all
+// connections together hold no more than --max-server-bytes while a client
+// that reads its replies is still served.
 
 #include <endian.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/integration/nbd_fixture.h"
+#include "tests/integration/proc_stats.h"
 #include "tests/support/http_get.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/scratch.h"
@@ -93,6 +96,61 @@ TEST_F(NbdBudgetTest, AConnectionWith64MiBInProgressIsNotReadFurther) {
   close(fd);
   EXPECT_NE(order.front(), 65u);
   EXPECT_EQ(std::count(order.begin(), order.end(), 65u), 1);
+}
+
+// The server-wide budget: 8 connections that ask for 64 reads of 1 MiB each
+// and never read a reply (512 MiB asked) hold at most --max-server-bytes.
+class NbdServerBudgetTest : public NbdTest {
+ protected:
+  static constexpr uint64_t kLimit = 128 << 20;
+  std::vector<std::string> ServerArgs() const override {
+    // Zero-copy reads hold no buffer: copies make the bytes real memory.
+    return {"--nbd-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+            "--nbd-zero-copy", "off", "--max-server-bytes", std::to_string(kLimit)};
+  }
+};
+
+TEST_F(NbdServerBudgetTest, ConnectionsThatNeverReadHoldAtMostTheServerBudget) {
+  ASSERT_EQ(Metric("cowblk_server_bytes_limit"), static_cast<double>(kLimit));
+  ASSERT_TRUE(ResetPeakRss(server_.pid()));
+  const uint64_t rss_before = RssBytes(server_.pid());
+  std::vector<int> hogs;
+  for (int c = 0; c < 8; ++c) {
+    const int fd = RawConnect("disk0");
+    ASSERT_GE(fd, 0);
+    std::string burst;
+    for (uint64_t cookie = 1; cookie <= 64; ++cookie) {
+      burst += Request(0, 0, cookie, (cookie % 8) << 20, 1 << 20);
+    }
+    ASSERT_TRUE(SendAll(fd, burst));
+    hogs.push_back(fd);
+  }
+  // The budget fills up to its line (the limit minus an eighth) and
+  // connections wait for it.
+  ASSERT_TRUE(WaitUntil([&] {
+    return Metric("cowblk_bytes_in_flight") >= static_cast<double>(kLimit - kLimit / 8) &&
+           Metric("cowblk_budget_waits_total") > 0;
+  })) << "in flight: " << Metric("cowblk_bytes_in_flight");
+  EXPECT_LE(Metric("cowblk_bytes_in_flight"), static_cast<double>(kLimit));
+  // A client that reads its replies is served meanwhile (with nothing in
+  // flight it always gets a request through), and the total stays within
+  // the limit.
+  const int good = RawConnect("disk0");
+  ASSERT_GE(good, 0);
+  for (uint64_t cookie = 1; cookie <= 4; ++cookie) {
+    ASSERT_TRUE(SendAll(good, Request(0, 0, cookie, 0, 4096)));
+    EXPECT_EQ(ReplyError(good, cookie), 0);
+    std::string data(4096, '\x55');
+    ASSERT_TRUE(RecvAll(good, data.data(), data.size()));
+    EXPECT_EQ(data, std::string(4096, '\0'));
+  }
+  close(good);
+  EXPECT_LE(Metric("cowblk_bytes_in_flight"), static_cast<double>(kLimit));
+  // Peak memory: the budget, plus the replies in the sockets' buffers.
+  const uint64_t peak = PeakRssBytes(server_.pid());
+  EXPECT_LE(peak - std::min(peak, rss_before), kLimit + (64 << 20)) << "peak resident growth";
+  for (int fd : hogs) close(fd);
+  EXPECT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 0; }));
 }
 
 }  // namespace

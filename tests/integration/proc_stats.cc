@@ -43,13 +43,29 @@ int ThreadCount(pid_t pid, const std::string& prefix) {
   return n;
 }
 
-uint64_t RssBytes(pid_t pid) {
+namespace {
+
+// A "Name:   N kB" line of /proc/PID/status, in bytes; 0 if missing.
+uint64_t StatusBytes(pid_t pid, const std::string& name) {
   std::ifstream in(Proc(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    if (line.rfind(name, 0) == 0) return std::stoull(line.substr(name.size())) * 1024;
   }
   return 0;
+}
+
+}  // namespace
+
+uint64_t RssBytes(pid_t pid) { return StatusBytes(pid, "VmRSS:"); }
+
+uint64_t PeakRssBytes(pid_t pid) { return StatusBytes(pid, "VmHWM:"); }
+
+bool ResetPeakRss(pid_t pid) {
+  std::ofstream out(Proc(pid) + "/clear_refs");
+  out << "5";  // proc(5): resets the peak resident set size
+  out.flush();
+  return out.good();
 }
 
 uint64_t ThreadCpuTicks(pid_t pid, const std::string& comm) {

@@ -23,6 +23,12 @@ int FdCount(pid_t pid);
 int ThreadCount(pid_t pid, const std::string& prefix = "");
 // Resident bytes (VmRSS).
 uint64_t RssBytes(pid_t pid);
+// The peak of resident bytes (VmHWM) since the process started or the last
+// ResetPeakRss.
+uint64_t PeakRssBytes(pid_t pid);
+// Sets the peak to the current resident bytes (/proc/PID/clear_refs);
+// false when the kernel refused.
+bool ResetPeakRss(pid_t pid);
 // User plus system CPU time, in clock ticks, of the threads named `comm`.
 uint64_t ThreadCpuTicks(pid_t pid, const std::string& comm);
 // Whether some open descriptor of `pid` links to a path containing `part`.

@@ -7,6 +7,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/cow/cow_file.h"
 #include "tests/support/command.h"
+#include "tests/support/fragmented_bitmap.h"
 #include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
@@ -51,6 +52,51 @@ TEST_F(ServerApiTest, BlankVolumeReadsZerosAndKeepsWhatIsWritten) {
   EXPECT_EQ(alloc.ranges(1).length(), 8192u);
   EXPECT_TRUE(alloc.ranges(1).allocated());
   EXPECT_EQ(alloc.ranges(2).offset() + alloc.ranges(2).length(), kMiB);
+}
+
+TEST_F(ServerApiTest, GetAllocationAnswersAFragmentedVolumeInPages) {
+  // Every other sector of the first 20480 allocated (the last run reaches
+  // the end): 20480 ranges, more than one answer holds.
+  ASSERT_TRUE(Create("vm1", 16 * kMiB).ok());
+  ASSERT_EQ(StopServer(), 0);
+  ASSERT_TRUE(FragmentBitmap(dir_.File("volumes/vm1.cow"), 20480));
+  StartServer();
+  auto page = [&](uint64_t offset, uint32_t page_size, v1::GetAllocationResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::GetAllocationRequest req;
+    req.set_name("vm1");
+    req.set_offset(offset);
+    req.set_page_size(page_size);
+    return volumes_->GetAllocation(&ctx, req, resp);
+  };
+  v1::GetAllocationResponse resp;
+  ASSERT_TRUE(page(0, 0, &resp).ok());
+  ASSERT_EQ(resp.ranges_size(), 10000);
+  EXPECT_EQ(resp.next_offset(), 10000u * 512);
+  ASSERT_TRUE(page(0, 7, &resp).ok());
+  EXPECT_EQ(resp.ranges_size(), 7);
+  EXPECT_EQ(resp.next_offset(), 7u * 512);
+  // Followed to the end: consecutive, alternating, covering the volume.
+  uint64_t from = 0, covered = 0;
+  int ranges = 0, pages = 0;
+  bool last_allocated = false;
+  do {
+    ASSERT_TRUE(page(from, 0, &resp).ok());
+    ++pages;
+    for (const v1::AllocationRange& r : resp.ranges()) {
+      ASSERT_EQ(r.offset(), covered);
+      if (ranges > 0) {
+        EXPECT_NE(r.allocated(), last_allocated) << r.offset();
+      }
+      last_allocated = r.allocated();
+      covered += r.length();
+      ++ranges;
+    }
+    from = resp.next_offset();
+  } while (from != 0);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(ranges, 20480);
+  EXPECT_EQ(covered, 16 * kMiB);
 }
 
 TEST_F(ServerApiTest, VolumeOverAnUploadedImageReadsTheImage) {

@@ -69,8 +69,9 @@ TEST_F(InlineWriteTest, TheDataLandsAndReadsBackAfterAReopen) {
   // Closed (flushed) and opened again: the bits were written too.
   files_.reset();
   ASSERT_NO_FATAL_FAILURE(ReopenStore());
-  auto runs = store_->GetAllocation("v", 0, 0);
-  ASSERT_TRUE(runs.ok()) << runs.status();
+  auto page = store_->GetAllocation("v", 0, 0, 100);
+  ASSERT_TRUE(page.ok()) << page.status();
+  const std::vector<cow::SectorRun>* runs = &page->runs;
   ASSERT_EQ(runs->size(), 3u);
   EXPECT_TRUE((*runs)[1].allocated);
   EXPECT_EQ((*runs)[1].first, 9u);
@@ -137,8 +138,9 @@ TEST_F(InlineWriteTest, AFailedWriteFailsItsRequestIsCountedAndSetsNoBit) {
   ASSERT_TRUE(status.has_value());
   EXPECT_FALSE(status->ok());
   EXPECT_NE(status->message().find("Bad file descriptor"), std::string::npos) << *status;
-  auto runs = store_->GetAllocation("v", 0, 0);
-  ASSERT_TRUE(runs.ok()) << runs.status();
+  auto page = store_->GetAllocation("v", 0, 0, 100);
+  ASSERT_TRUE(page.ok()) << page.status();
+  const std::vector<cow::SectorRun>* runs = &page->runs;
   ASSERT_EQ(runs->size(), 1u);
   EXPECT_FALSE((*runs)[0].allocated);
   const int write = static_cast<int>(engine::OpType::kWrite);

@@ -115,7 +115,8 @@ class COWBLK_EXPORT Client {
   // deadline the server stops and leaves no image.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
   // Which ranges of [offset, offset+length) live in the COW file; length 0
-  // means to the end. The ranges are consecutive and cover the request.
+  // means to the end. The ranges are consecutive and cover the request:
+  // the server answers at most 10000 a call, and this follows its pages.
   absl::StatusOr<std::vector<AllocationRange>> GetAllocation(const std::string& name,
                                                              uint64_t offset = 0,
                                                              uint64_t length = 0);

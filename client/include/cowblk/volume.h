@@ -157,7 +157,8 @@ class COWBLK_EXPORT Volume {
                                              const IoOptions& options = {});
 
   // Which ranges of [offset, offset+length) live in the COW file; length 0
-  // means to the end. A unary call, with the volume's default deadline.
+  // means to the end. Unary calls (one per page of 10000 ranges), each with
+  // the volume's default deadline.
   absl::StatusOr<std::vector<AllocationRange>> GetAllocation(uint64_t offset = 0,
                                                              uint64_t length = 0);
 

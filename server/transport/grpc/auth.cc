@@ -1,15 +1,37 @@
 #include "server/transport/grpc/auth.h"
 
 #include <fnmatch.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace cowblk::rpc {
+namespace {
+
+// The first control character (tab, CR, ...) in `line`, or npos.
+size_t FindControl(absl::string_view line) {
+  for (size_t i = 0; i < line.size(); ++i) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (c < 0x20 || c == 0x7f) return i;
+  }
+  return absl::string_view::npos;
+}
+
+}  // namespace
+
+Authorizer::Digest Authorizer::DigestOf(absl::string_view token) {
+  static_assert(SHA256_DIGEST_LENGTH == sizeof(Digest));
+  Digest d;
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d.data());
+  return d;
+}
 
 absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::string& path) {
   std::ifstream in(path);
@@ -20,15 +42,20 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::stri
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
+    if (const size_t at = FindControl(line); at != absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s:%d: control character 0x%02x at column %u (separate fields with spaces)", path,
+          lineno, static_cast<unsigned char>(line[at]), at + 1));
+    }
     const std::string uncommented = line.substr(0, line.find('#'));
     absl::string_view text = absl::StripAsciiWhitespace(uncommented);
     if (text.empty()) continue;
-    std::vector<absl::string_view> parts = absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    std::vector<absl::string_view> parts = absl::StrSplit(text, ' ', absl::SkipEmpty());
     if (parts.size() != 2) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":", lineno, ": want `TOKEN SCOPE[,SCOPE...]`"));
     }
-    Token token{std::string(parts[0]), {}};
+    Token token{DigestOf(parts[0]), {}};
     for (absl::string_view scope : absl::StrSplit(parts[1], ',')) {
       if (scope == "admin") {
         token.scopes.push_back({Access::kAdmin, ""});
@@ -52,14 +79,15 @@ const Authorizer::Token* Authorizer::Find(const grpc::ServerContextBase& ctx) co
   if (it == md.end()) return nullptr;
   absl::string_view value(it->second.data(), it->second.size());
   if (!absl::ConsumePrefix(&value, "Bearer ")) return nullptr;
+  const Digest digest = DigestOf(value);
+  const Token* found = nullptr;
   for (const Token& t : tokens_) {
-    // Constant-time comparison: no early exit on the first differing byte.
-    if (t.secret.size() != value.size()) continue;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < value.size(); ++i) diff |= t.secret[i] ^ value[i];
-    if (diff == 0) return &t;
+    // Every token is compared, so the time does not tell which one matched.
+    if (CRYPTO_memcmp(t.digest.data(), digest.data(), digest.size()) == 0 && found == nullptr) {
+      found = &t;
+    }
   }
-  return nullptr;
+  return found;
 }
 
 absl::Status Authorizer::Authenticate(const grpc::ServerContextBase& ctx) const {

@@ -1,13 +1,19 @@
 // Bearer-token authorization with scopes.
 //
-// The token file has one token per line: `TOKEN SCOPE[,SCOPE...]`, where a
-// scope is `admin` (everything), `rw:PATTERN` (read and write volumes whose
-// name matches the glob PATTERN) or `read:PATTERN`. `#` starts a comment.
+// The token file has one token per line: `TOKEN SCOPE[,SCOPE...]`, separated
+// by spaces, where a scope is `admin` (everything), `rw:PATTERN` (read and
+// write volumes whose name matches the glob PATTERN) or `read:PATTERN`. `#`
+// starts a comment. Tabs and other control characters are refused with the
+// line's number.
 // Clients send `authorization: Bearer TOKEN`. Without a token file every
 // call is allowed (loopback development); with one, calls without a valid
 // token are UNAUTHENTICATED and calls outside the token's scopes are
 // PERMISSION_DENIED or, for volumes the token cannot see, NOT_FOUND, so a
 // client learns nothing about other volumes.
+//
+// Only SHA-256 digests of the tokens are kept, and a presented token is
+// compared by its digest with CRYPTO_memcmp against every token: the time
+// taken depends on neither the tokens' lengths nor their contents.
 //
 // Thread-safety: immutable after construction; safe from any thread.
 
@@ -16,6 +22,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,10 +55,12 @@ class Authorizer {
     Access access;
     std::string pattern;  // glob; unused for admin
   };
+  using Digest = std::array<unsigned char, 32>;  // SHA-256
   struct Token {
-    std::string secret;
+    Digest digest;
     std::vector<Scope> scopes;
   };
+  static Digest DigestOf(absl::string_view token);
   const Token* Find(const grpc::ServerContextBase& ctx) const;
 
   bool enabled_ = false;

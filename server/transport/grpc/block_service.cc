@@ -32,6 +32,12 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* BlockServiceImpl::S
     return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(
         CallTracker::Refusal());
   }
+  // Before any message is read: a caller without a valid token costs
+  // nothing more.
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) {
+    calls_->End();
+    return new Refused<grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>>(ToGrpc(s));
+  }
   return new SessionReactor(this, ctx);
 }
 
@@ -52,14 +58,18 @@ grpc::ServerWriteReactor<v1::ReadResponse>* BlockServiceImpl::Read(
       !s.ok()) {
     return fail(s);
   }
-  return NewReadReactor(calls_, ctx->peer(), *std::move(handle), request->offset(),
-                        request->length(), options_.read_chunk);
+  return NewReadReactor(calls_, options_.budget, ctx->peer(), *std::move(handle),
+                        request->offset(), request->length(), options_.read_chunk);
 }
 
 grpc::ServerReadReactor<v1::WriteRequest>* BlockServiceImpl::Write(
     grpc::CallbackServerContext* ctx, v1::WriteResponse* response) {
   if (!calls_->Begin()) {
     return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(CallTracker::Refusal());
+  }
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) {  // before any message is read
+    calls_->End();
+    return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(ToGrpc(s));
   }
   return NewWriteReactor(this, ctx, response);
 }
@@ -78,7 +88,7 @@ grpc::ServerUnaryReactor* BlockServiceImpl::Flush(grpc::CallbackServerContext* c
     calls_->End();
     return refuse(ToGrpc(handle.status()));
   }
-  return NewFlushReactor(calls_, ctx->peer(), *std::move(handle));
+  return NewFlushReactor(calls_, options_.budget, ctx->peer(), *std::move(handle));
 }
 
 }  // namespace cowblk::rpc

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cowblk/v1/block.grpc.pb.h"
+#include "server/core/budget.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/call_tracker.h"
@@ -21,6 +22,11 @@ struct BlockServiceOptions {
   // Requests of one Session in progress (submitted, or answered but not yet
   // sent) before the server stops reading that stream.
   uint32_t max_in_flight = 256;
+  // Request bytes one call may hold in flight (--max-stream-bytes), and the
+  // server-wide budget every call's bytes come from (null: none; outlives
+  // the service).
+  uint64_t max_stream_bytes = uint64_t{64} << 20;
+  core::Budget* budget = nullptr;
   // Chunk size of the Read RPC.
   uint32_t read_chunk = 1 << 20;
   // The port of the NBD export (--nbd-listen), told to Session clients in

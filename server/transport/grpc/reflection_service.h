@@ -3,6 +3,9 @@
 // Debian's libgrpc++_reflection serves only v1alpha and only the generated
 // descriptors (which have no comments); this replaces it.
 //
+// Callback (reactor) services: a reflection stream holds no thread while it
+// waits for its client's next request.
+//
 // Thread-safety: the pool is immutable after construction; each call has
 // its own stream state.
 
@@ -21,20 +24,19 @@ namespace cowblk::rpc {
 // The pool built from the embedded descriptor set (every served file).
 const google::protobuf::DescriptorPool& ServedDescriptors();
 
-class ReflectionV1 final : public grpc::reflection::v1::ServerReflection::Service {
+class ReflectionV1 final : public grpc::reflection::v1::ServerReflection::CallbackService {
  public:
-  grpc::Status ServerReflectionInfo(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<grpc::reflection::v1::ServerReflectionResponse,
-                               grpc::reflection::v1::ServerReflectionRequest>* stream) override;
+  grpc::ServerBidiReactor<grpc::reflection::v1::ServerReflectionRequest,
+                          grpc::reflection::v1::ServerReflectionResponse>*
+  ServerReflectionInfo(grpc::CallbackServerContext* ctx) override;
 };
 
-class ReflectionV1Alpha final : public grpc::reflection::v1alpha::ServerReflection::Service {
+class ReflectionV1Alpha final
+    : public grpc::reflection::v1alpha::ServerReflection::CallbackService {
  public:
-  grpc::Status ServerReflectionInfo(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<grpc::reflection::v1alpha::ServerReflectionResponse,
-                               grpc::reflection::v1alpha::ServerReflectionRequest>* stream) override;
+  grpc::ServerBidiReactor<grpc::reflection::v1alpha::ServerReflectionRequest,
+                          grpc::reflection::v1alpha::ServerReflectionResponse>*
+  ServerReflectionInfo(grpc::CallbackServerContext* ctx) override;
 };
 
 }  // namespace cowblk::rpc

@@ -1,19 +1,16 @@
 #include "server/transport/grpc/session_reactor.h"
 
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "proto/session_codec.h"
+#include "server/transport/grpc/status_util.h"
 #include "server/transport/grpc/block_service.h"
 
 namespace cowblk::rpc {
 namespace {
-
-using cowblk::v1::SessionRequest;
 
 absl::StatusOr<engine::OpType> ToEngineOp(cowblk::v1::Op op) {
   switch (op) {
@@ -54,11 +51,15 @@ void EncodeAnswer(core::Call* c, const wire::AnswerFields& f, bool batch_entry,
   if (f.data_length != 0) slices->emplace_back(c->ReleaseBuffer(), f.data_length, &FreeReadBuffer);
 }
 
-core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer) {
+core::PipelineOptions SessionPipeline(const BlockServiceOptions& o, std::string peer,
+                                      SessionReactor* reactor) {
   core::PipelineOptions p;
   p.transport = "session";
   p.peer = std::move(peer);
   p.max_in_flight = o.max_in_flight;
+  p.max_bytes = o.max_stream_bytes;
+  p.budget = o.budget;
+  p.on_budget_room = [reactor] { reactor->OnBudgetRoom(); };
   return p;
 }
 
@@ -69,7 +70,7 @@ SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerCo
       ctx_(ctx),
       max_in_flight_(service->options().max_in_flight),
       peer_(ctx->peer()),
-      pipeline_(this, SessionPipeline(service->options(), peer_)) {
+      pipeline_(this, SessionPipeline(service->options(), peer_, this)) {
   const auto& md = ctx->client_metadata();
   auto it = md.find("cowblk-batch");
   batch_answers_ = it != md.end() && it->second == "1";
@@ -113,67 +114,95 @@ void SessionReactor::OnReadDone(bool ok) {
     handling_ = true;
     ++messages_read_;
   }
-  in_.Clear();
-  grpc::Status parsed =
-      grpc::GenericDeserialize<grpc::ProtoBufferReader, SessionRequest>(&in_raw_, &in_);
-  if (!parsed.ok()) {
-    // Not a SessionRequest: answer what is in flight, then end the stream.
-    Log(LogLevel::kWarning, "session_malformed", {{"error", parsed.error_message()}});
+  in_slices_.clear();
+  absl::Status decoded = in_raw_.Dump(&in_slices_).ok()
+                             ? decoder_.Start(in_slices_, max_in_flight_)
+                             : absl::InvalidArgumentError("a Session message could not be read");
+  if (!decoded.ok()) {
+    // Nothing of the message is handled: answer what is in flight, then
+    // end the stream with why.
+    Log(LogLevel::kWarning, "session_refused",
+        {{"peer", peer_}, {"error", std::string(decoded.message())}});
+    in_slices_.clear();
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = handling_ = false;
-    reads_done_ = malformed_ = true;
+    reads_done_ = true;
+    refused_ = std::move(decoded);
     MaybeFinishLocked();
     return;
   }
-  Handle();
-  pipeline_.FlushSubmissions();  // one engine wake-up for the message's requests
-  std::lock_guard<std::mutex> lock(mu_);
-  reading_ = handling_ = false;
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  head_pending_ = decoder_.batch_size() == 0 || decoder_.head().IsRequest();
+  Continue();
 }
 
-void SessionReactor::Handle() {
-  if (in_.batch_size() == 0) {
-    HandleOne(&in_, in_.volume(), absl::OkStatus());
-    return;
-  }
-  // A batch: the message's own request first (if it holds one), then each
-  // request of the batch, as if they had come one per message.
-  if (in_.op() != cowblk::v1::OP_UNSPECIFIED || in_.id() != 0 || in_.offset() != 0 ||
-      in_.length() != 0 || !in_.data().empty() || in_.fua()) {
-    HandleOne(&in_, in_.volume(), absl::OkStatus());
-  }
-  uint32_t handled = 0;
-  for (SessionRequest& r : *in_.mutable_batch()) {
-    absl::Status refusal;
-    if (r.batch_size() != 0) {
-      refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
-    } else if (++handled > max_in_flight_) {
-      // The cap keeps a tiny message from asking for gigabytes of buffers.
-      refusal = absl::ResourceExhaustedError(absl::StrFormat(
-          "batch: more than the session's window of %u requests in one message", max_in_flight_));
+// A batch: the message's own request first (if it holds one), then each
+// request of the batch, as if they had come one per message; each only once
+// the window has room for it, so a message asks for no more than a stream
+// may hold.
+void SessionReactor::Continue() {
+  const wire::DecodedRequest& head = decoder_.head();
+  while (true) {
+    bool done = false;
+    while (pipeline_.HasRoom()) {
+      if (head_pending_) {
+        head_pending_ = false;
+        HandleOne(head, head.volume, absl::OkStatus());
+      } else if (decoder_.NextEntry(&entry_)) {
+        absl::Status refusal;
+        if (entry_.has_batch) {
+          refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
+        }
+        HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
+      } else {
+        done = true;
+        break;
+      }
     }
-    HandleOne(&r, r.volume().empty() ? in_.volume() : r.volume(), refusal);
+    pipeline_.FlushSubmissions();  // one engine wake-up for what was submitted
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done || cancelled_ || broken_) {  // nobody would read the rest's answers
+      in_slices_.clear();
+      reading_ = handling_ = false;
+      MaybeReadLocked();
+      MaybeFinishLocked();
+      return;
+    }
+    // Out of room: an answer sent, or the budget's call, resumes.
+    paused_ = true;
+    if (!ResumeLocked()) return;
   }
 }
 
-void SessionReactor::HandleOne(SessionRequest* req, const std::string& volume,
+bool SessionReactor::ResumeLocked() {
+  if (!paused_ || !pipeline_.HasRoom()) return false;
+  paused_ = false;
+  return true;
+}
+
+void SessionReactor::OnBudgetRoom() {
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    resume = ResumeLocked();
+    MaybeReadLocked();
+  }
+  if (resume) Continue();
+}
+
+void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::string& volume,
                                const absl::Status& refusal) {
-  const bool write = req->op() == cowblk::v1::OP_WRITE;
-  const uint64_t buffer = write ? req->data().size()
-                          : req->op() == cowblk::v1::OP_READ ? req->length()
-                                                             : 0;
-  core::Call* call = pipeline_.Begin(req->id(), buffer);
-  auto op = ToEngineOp(req->op());
+  const bool write = req.op == cowblk::v1::OP_WRITE;
+  const uint64_t buffer = write ? req.data.size() : req.op == cowblk::v1::OP_READ ? req.length : 0;
+  core::Call* call = pipeline_.Begin(req.id, buffer);
+  auto op = ToEngineOp(static_cast<cowblk::v1::Op>(req.op));
   if (op.ok()) call->op = *op;
-  call->offset = req->offset();
-  call->fua = req->fua();
+  call->offset = req.offset;
+  call->fua = req.fua;
   if (write) {
-    call->length = req->data().size();  // a write's length is its data's
-    call->UseString(std::move(*req->mutable_data()));
+    call->length = req.data.size();  // a write's length is its data's
+    call->UseString(req.data.ToString());
   } else {
-    call->length = req->length();
+    call->length = req.length;
   }
   absl::Status s = refusal;
   if (s.ok()) s = Bind(volume);
@@ -210,35 +239,45 @@ absl::Status SessionReactor::Bind(const std::string& name) {
 }
 
 void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (broken_ || cancelled_) {  // nobody will read them
-    for (core::Call* c : calls) pipeline_.Finish(c);
-  } else {
-    queue_.insert(queue_.end(), calls.begin(), calls.end());
-    if (!writing_) {
-      writing_ = true;
-      StartWriteLocked();
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (broken_ || cancelled_) {  // nobody will read them
+      for (core::Call* c : calls) pipeline_.Finish(c);
+    } else {
+      queue_.insert(queue_.end(), calls.begin(), calls.end());
+      if (!writing_) {
+        writing_ = true;
+        StartWriteLocked();
+      }
     }
+    resume = ResumeLocked();
+    MaybeReadLocked();
+    MaybeFinishLocked();
   }
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  if (resume) Continue();
 }
 
 void SessionReactor::OnWriteDone(bool ok) {
   handoff_.Receive();
-  std::lock_guard<std::mutex> lock(mu_);
-  out_raw_.Clear();
-  for (core::Call* c : written_) pipeline_.Finish(c);
-  written_.clear();
-  if (!ok) broken_ = true;
-  if (broken_) DropQueueLocked();
-  if (!queue_.empty()) {
-    StartWriteLocked();
-  } else {
-    writing_ = false;
+  bool resume;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_raw_.Clear();
+    for (core::Call* c : written_) pipeline_.Finish(c);
+    written_.clear();
+    if (!ok) broken_ = true;
+    if (broken_) DropQueueLocked();
+    if (!queue_.empty()) {
+      StartWriteLocked();
+    } else {
+      writing_ = false;
+    }
+    resume = ResumeLocked();
+    MaybeReadLocked();
+    MaybeFinishLocked();
   }
-  MaybeReadLocked();
-  MaybeFinishLocked();
+  if (resume) Continue();
 }
 
 void SessionReactor::OnCancel() {
@@ -264,15 +303,20 @@ void SessionReactor::OnCancel() {
          {"finished", finished_ ? "1" : "0"}});
   }
   DropQueueLocked();
+  if (paused_) {  // the rest of the message will not be handled
+    paused_ = false;
+    reading_ = handling_ = false;
+  }
   MaybeFinishLocked();
 }
 
 void SessionReactor::OnDone() {
   handoff_.Receive();
+  pipeline_.StopWaiting();  // its callback locks mu_
   {
-    // Every other reaction ended with mu_ released: taking it once makes
-    // them happen-before the delete for TSan too (gRPC orders them already,
-    // unseen: common/handoff.h).
+    // Every other reaction, and the pipeline's callback, ended with mu_
+    // released: taking it once makes them happen-before the delete for
+    // TSan too (gRPC orders them already, unseen: common/handoff.h).
     std::lock_guard<std::mutex> lock(mu_);
   }
   service_->calls()->Unwatch(this);
@@ -341,12 +385,11 @@ void SessionReactor::MaybeFinishLocked() {
        {"cancelled", cancelled_ ? "1" : "0"},
        {"broken", broken_ ? "1" : "0"},
        {"drained", drained_ ? "1" : "0"},
-       {"malformed", malformed_ ? "1" : "0"}});
-  Finish(cancelled_   ? grpc::Status::CANCELLED
-         : malformed_ ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "a Session message is not a cowblk.v1.SessionRequest")
-         : drained_   ? CallTracker::Refusal()
-                      : grpc::Status::OK);
+       {"refused", refused_.ok() ? "" : std::string(refused_.message())}});
+  Finish(cancelled_     ? grpc::Status::CANCELLED
+         : !refused_.ok() ? ToGrpc(refused_)
+         : drained_     ? CallTracker::Refusal()
+                        : grpc::Status::OK);
 }
 
 }  // namespace cowblk::rpc

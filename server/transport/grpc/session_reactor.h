@@ -6,13 +6,22 @@
 // (ByteBuffer) for that reason; reflection is unaffected.
 //
 // Batches (docs/design.md, "The Session wire path"): a message may carry
-// many requests (`batch`); they are submitted together (one engine
+// many requests (`batch`, at most --max-in-flight); they are submitted together (one engine
 // wake-up). A client that sends `cowblk-batch: 1` gets the answers that are
 // ready together in one message, up to 512 answers or 4 MiB.
 //
 // Back-pressure: the stream stops reading while the pipeline's window is
-// full (--max-in-flight requests, or their buffers' byte budget); a
-// request counts until its answer was written.
+// full (--max-in-flight requests, --max-stream-bytes of their buffers, or
+// the server's --max-server-bytes: core/budget.h); a request counts until
+// its answer was written. A batch is taken one request at a time: when the
+// window fills in the middle of a message, the rest waits for room.
+//
+// Messages are decoded lazily (proto/session_decoder.h): a message whose
+// batch holds more requests than the window ends the stream
+// RESOURCE_EXHAUSTED, bytes that are not a SessionRequest end it
+// INVALID_ARGUMENT; either way nothing of that message is handled. The
+// token is checked before the stream is opened (block_service.cc): a call
+// without a valid one reads nothing.
 //
 // Lifetime (gRPC's callback API): the reactor owns its per-call state,
 // never blocks, and frees itself only in OnDone; it calls Finish only once
@@ -30,8 +39,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/handoff.h"
-#include "cowblk/v1/block.pb.h"
+#include "proto/session_decoder.h"
 #include "server/core/pipeline.h"
 #include "server/transport/grpc/call_tracker.h"
 
@@ -56,13 +66,20 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void OnCancel() override;
   void OnDone() override;
   void OnAnswered(absl::Span<core::Call* const> calls) override;
+  // The server's byte budget has room again (on the budget's thread).
+  void OnBudgetRoom();
 
  private:
-  // Handles the message in `in_`: one request, a batch, or both.
-  void Handle();
+  // Handles the requests of the message decoder_ started on (one, a batch,
+  // or both) while the window has room; pauses when it has none.
+  void Continue();
+  // Whether a paused message is to be continued now (it is then no longer
+  // paused: the caller calls Continue once it released mu_).
+  bool ResumeLocked();
   // Handles one request; `volume` names its volume (empty: the one bound),
   // and a non-OK `refusal` answers it with that status.
-  void HandleOne(v1::SessionRequest* req, const std::string& volume, const absl::Status& refusal);
+  void HandleOne(const wire::DecodedRequest& req, const std::string& volume,
+                 const absl::Status& refusal);
   // Binds the stream to its volume on the first request.
   absl::Status Bind(const std::string& name);
   // All REQUIRE mu_ held.
@@ -76,8 +93,13 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   const uint32_t max_in_flight_;
   const std::string peer_;  // for the logs (gRPC forgets it once cancelled)
   core::Pipeline pipeline_;
-  grpc::ByteBuffer in_raw_;  // the read buffer; touched only between StartRead and OnReadDone
-  v1::SessionRequest in_;    // in_raw_ parsed, until the next StartRead
+  // The receiving side's, between StartRead and the end of OnReadDone: the
+  // read buffer, its slices, and their decoder (with one entry of a batch).
+  grpc::ByteBuffer in_raw_;
+  std::vector<grpc::Slice> in_slices_;
+  wire::SessionDecoder decoder_;
+  wire::DecodedRequest entry_;
+  bool head_pending_ = false;  // the message's own request is still to be handled
   grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
   // Published last in the constructor; received first in each gRPC
@@ -93,8 +115,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool cancelled_ = false;
   bool broken_ = false;
   bool drained_ = false;
-  bool malformed_ = false;
-  bool handling_ = false;  // OnReadDone is handling a message
+  absl::Status refused_;  // the stream's input was refused: its final status
+  bool handling_ = false;  // a message is being handled, or paused
+  bool paused_ = false;    // its handling waits for room in the window
   bool finished_ = false;
   uint64_t messages_read_ = 0, messages_written_ = 0;  // for session_cancelled
 };

@@ -10,21 +10,25 @@ using cowblk::v1::ReadResponse;
 using cowblk::v1::WriteRequest;
 using cowblk::v1::WriteResponse;
 
-core::PipelineOptions OneAtATime(const char* transport, std::string peer) {
+// With one call at a time, the budget never makes these wait (see
+// core::Pipeline::HasRoom), but their bytes count.
+core::PipelineOptions OneAtATime(const char* transport, std::string peer, core::Budget* budget) {
   core::PipelineOptions p;
   p.transport = transport;
   p.peer = std::move(peer);
   p.max_in_flight = 1;
+  p.budget = budget;
   return p;
 }
 
 class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
                           public core::Pipeline::Sink {
  public:
-  ReadReactor(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
-              uint64_t offset, uint64_t length, uint32_t chunk)
+  ReadReactor(CallTracker* calls, core::Budget* budget, std::string peer,
+              std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
+              uint32_t chunk)
       : calls_(calls),
-        pipeline_(this, OneAtATime("read", std::move(peer))),
+        pipeline_(this, OneAtATime("read", std::move(peer), budget)),
         next_(offset),
         end_(offset + length),
         chunk_(chunk) {
@@ -89,7 +93,7 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
       : service_(service),
         ctx_(ctx),
         response_(response),
-        pipeline_(this, OneAtATime("write", ctx->peer())) {
+        pipeline_(this, OneAtATime("write", ctx->peer(), service->options().budget)) {
     StartRead(&in_);
   }
 
@@ -167,8 +171,9 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
 
 class FlushReactor final : public grpc::ServerUnaryReactor, public core::Pipeline::Sink {
  public:
-  FlushReactor(CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume)
-      : calls_(calls), pipeline_(this, OneAtATime("flush", std::move(peer))) {
+  FlushReactor(CallTracker* calls, core::Budget* budget, std::string peer,
+               std::shared_ptr<store::VolumeHandle> volume)
+      : calls_(calls), pipeline_(this, OneAtATime("flush", std::move(peer), budget)) {
     pipeline_.Bind(std::move(volume), /*writable=*/true);
     core::Call* call = pipeline_.Begin(0, 0);
     call->op = engine::OpType::kFlush;
@@ -193,9 +198,10 @@ class FlushReactor final : public grpc::ServerUnaryReactor, public core::Pipelin
 }  // namespace
 
 grpc::ServerWriteReactor<ReadResponse>* NewReadReactor(
-    CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
-    uint64_t offset, uint64_t length, uint32_t chunk) {
-  return new ReadReactor(calls, std::move(peer), std::move(volume), offset, length, chunk);
+    CallTracker* calls, core::Budget* budget, std::string peer,
+    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
+    uint32_t chunk) {
+  return new ReadReactor(calls, budget, std::move(peer), std::move(volume), offset, length, chunk);
 }
 
 grpc::ServerReadReactor<WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
@@ -204,9 +210,10 @@ grpc::ServerReadReactor<WriteRequest>* NewWriteReactor(BlockServiceImpl* service
   return new WriteReactor(service, ctx, response);
 }
 
-grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, std::string peer,
+grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, core::Budget* budget,
+                                          std::string peer,
                                           std::shared_ptr<store::VolumeHandle> volume) {
-  return new FlushReactor(calls, std::move(peer), std::move(volume));
+  return new FlushReactor(calls, budget, std::move(peer), std::move(volume));
 }
 
 }  // namespace cowblk::rpc

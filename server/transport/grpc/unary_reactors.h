@@ -25,8 +25,9 @@ class BlockServiceImpl;
 // Reads [offset, offset + length) of `volume` in chunks of `chunk` bytes.
 // REQUIRES: the range was checked; `calls` counted this call (OnDone ends it).
 grpc::ServerWriteReactor<v1::ReadResponse>* NewReadReactor(
-    CallTracker* calls, std::string peer, std::shared_ptr<store::VolumeHandle> volume,
-    uint64_t offset, uint64_t length, uint32_t chunk);
+    CallTracker* calls, core::Budget* budget, std::string peer,
+    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
+    uint32_t chunk);
 
 // REQUIRES: `service` counted this call (OnDone ends it).
 grpc::ServerReadReactor<v1::WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
@@ -35,7 +36,8 @@ grpc::ServerReadReactor<v1::WriteRequest>* NewWriteReactor(BlockServiceImpl* ser
 
 // Flushes `volume` and answers with the result.
 // REQUIRES: `calls` counted this call (OnDone ends it).
-grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, std::string peer,
+grpc::ServerUnaryReactor* NewFlushReactor(CallTracker* calls, core::Budget* budget,
+                                          std::string peer,
                                           std::shared_ptr<store::VolumeHandle> volume);
 
 }  // namespace cowblk::rpc

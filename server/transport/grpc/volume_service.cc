@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sector.h"
+#include "server/store/client_text.h"
 #include "server/store/names.h"
 #include "server/transport/grpc/status_util.h"
 
@@ -11,6 +12,7 @@ namespace {
 using namespace cowblk::v1;  // NOLINT: the generated messages
 
 constexpr uint32_t kMaxPage = 1000;
+constexpr uint32_t kMaxAllocationPage = 10000;  // ranges in one GetAllocation answer
 
 void Fill(const store::ImageInfo& info, Image* out) {
   out->set_name(info.name);
@@ -18,8 +20,8 @@ void Fill(const store::ImageInfo& info, Image* out) {
   out->set_volume_count(info.volume_count);
 }
 
-uint32_t PageSize(uint32_t requested) {
-  return requested == 0 || requested > kMaxPage ? kMaxPage : requested;
+uint32_t PageSize(uint32_t requested, uint32_t max = kMaxPage) {
+  return requested == 0 || requested > max ? max : requested;
 }
 
 }  // namespace
@@ -31,7 +33,7 @@ void VolumeServiceImpl::FillVolume(const store::VolumeInfo& info, Volume* out) c
   out->set_allocated_bytes(info.allocated_bytes);
   out->set_image(info.image);
   out->set_state(info.ready ? VOLUME_STATE_READY : VOLUME_STATE_ERROR);
-  out->set_error(info.error);
+  out->set_error(store::ForClients(info.error));
   if (!info.ready) return;
   out->set_nbd_port(options_.nbd_port);
   out->set_epoch(info.epoch);
@@ -130,9 +132,11 @@ grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
   if (!call.ok()) return CallTracker::Refusal();
   if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
-  auto runs = store_->GetAllocation(req->name(), req->offset(), req->length());
-  if (!runs.ok()) return ToGrpc(runs.status());
-  for (const cow::SectorRun& r : *runs) {
+  auto page = store_->GetAllocation(req->name(), req->offset(), req->length(),
+                                   PageSize(req->page_size(), kMaxAllocationPage));
+  if (!page.ok()) return ToGrpc(page.status());
+  resp->set_next_offset(page->next_offset);
+  for (const cow::SectorRun& r : page->runs) {
     AllocationRange* out = resp->add_ranges();
     out->set_offset(r.first * kSectorSize);
     out->set_length(r.count * kSectorSize);

@@ -38,10 +38,18 @@ Connection::Connection(int fd, store::Store* store, core::PipelineOptions pipeli
       store_(store),
       peer_(pipeline.peer),
       in_(fd, kRecvBufferBytes),
-      pipeline_(this, std::move(pipeline)),
+      pipeline_(this, WakingSender(std::move(pipeline), this)),
       sender_(fd, &pipeline_, peer_) {}
 
-Connection::~Connection() { close(fd_); }
+Connection::~Connection() {
+  pipeline_.StopWaiting();  // its callback wakes sender_, which goes first
+  close(fd_);
+}
+
+core::PipelineOptions Connection::WakingSender(core::PipelineOptions options, Connection* self) {
+  options.on_budget_room = [self] { self->sender_.WakeForRoom(); };
+  return options;
+}
 
 absl::Status Connection::Start() {
   // From the greeting on: the handshake's sends too.

@@ -84,6 +84,8 @@ class Connection final : public core::Pipeline::Sink {
   void OnAnswered(absl::Span<core::Call* const> calls) override { sender_.Queue(calls); }
   void ReaderMain();
   void WriterMain();
+  // `options` with the budget's callback waking the reader in WaitForRoom.
+  static core::PipelineOptions WakingSender(core::PipelineOptions options, Connection* self);
   // Binds the pipeline to the chosen volume and logs nbd_export; false
   // (with `why`) when the transmission phase cannot begin.
   bool Export(std::shared_ptr<store::VolumeHandle> volume, std::string* why);

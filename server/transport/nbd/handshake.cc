@@ -1,6 +1,7 @@
 #include "server/transport/nbd/handshake.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/store/client_text.h"
 
 namespace cowblk::nbd {
 namespace {
@@ -113,7 +114,7 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
   const std::optional<std::string> name = ParseInfoOrGoName(data);
   if (!name) return send(kRepErrInvalid, "malformed NBD_OPT_GO/NBD_OPT_INFO");
   auto volume = store_->FindVolume(*name);
-  if (!volume.ok()) return send(kRepErrUnknown, std::string(volume.status().message()));
+  if (!volume.ok()) return send(kRepErrUnknown, store::ForClients(volume.status().message()));
   std::string info;
   Put16(&info, kInfoExport);
   Put64(&info, (*volume)->size());

@@ -232,6 +232,8 @@ bool NbdServer::AcceptOne(bool first_failure) {
   pipeline.transport = "nbd";
   pipeline.peer = name;
   pipeline.max_in_flight = options_.max_in_flight;
+  pipeline.max_bytes = options_.max_stream_bytes;
+  pipeline.budget = options_.budget;
   // --engine-poll-us polls after NBD requests only: through gRPC it cost
   // more than it gained (gRPC's threads need the core the engine spins
   // on; bench/RESULTS.md, "Engine polling").

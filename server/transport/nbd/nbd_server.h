@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/core/budget.h"
 #include "server/store/store.h"
 #include "server/transport/nbd/nbd_stats.h"
 
@@ -50,6 +51,11 @@ struct NbdServerOptions {
   // Requests of one connection submitted but not yet answered before the
   // server stops reading that connection.
   uint32_t max_in_flight = 256;
+  // Request bytes one connection may hold in flight (--max-stream-bytes),
+  // and the server-wide budget they come from (null: none; outlives the
+  // server).
+  uint64_t max_stream_bytes = uint64_t{64} << 20;
+  core::Budget* budget = nullptr;
   // For volumes that use the page cache, reads of kZeroCopyMinBytes and
   // more are sent from the volume's files (engine::LocateRead): each
   // run is spliced from the file through a pipe into the socket, so the

@@ -187,6 +187,11 @@ bool ReplySender::WaitForRoom() {
   return !broken_;
 }
 
+void ReplySender::WakeForRoom() {
+  std::lock_guard<std::mutex> lock(mu_);
+  room_cv_.notify_one();
+}
+
 void ReplySender::ReaderDone() {
   std::lock_guard<std::mutex> lock(mu_);
   reader_done_ = true;

@@ -57,6 +57,8 @@ class ReplySender {
   // Blocks until the pipeline has room for another call; false once a reply
   // could not be sent (the connection is broken: read no more).
   bool WaitForRoom();
+  // The server's byte budget has room again: WaitForRoom looks again.
+  void WakeForRoom();
   // The reading side ended: once every call is answered and sent, Run
   // returns.
   void ReaderDone();

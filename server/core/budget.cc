@@ -1,0 +1,89 @@
+#include "server/core/budget.h"
+
+#include <pthread.h>
+
+namespace cowblk::core {
+
+Budget::Budget(uint64_t limit)
+    : limit_(limit), line_(limit - limit / 8), thread_([this] { Run(); }) {
+  pthread_setname_np(thread_.native_handle(), "cowblk-budget");
+}
+
+Budget::~Budget() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+bool Budget::BelowLineLocked() const { return used_.load(std::memory_order_relaxed) < line_; }
+
+bool Budget::RoomOrWait(Waiter* waiter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (BelowLineLocked()) return true;
+  if (!waiter->queued_) {
+    waiter->queued_ = true;
+    waiting_.push_back(waiter);
+    waits_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return false;
+}
+
+void Budget::Take(uint64_t bytes) {
+  if (bytes == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  used_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void Budget::Give(uint64_t bytes) {
+  if (bytes == 0) return;
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    used_.fetch_sub(bytes, std::memory_order_relaxed);
+    wake = !waiting_.empty() && BelowLineLocked();
+    if (wake) wake_ = true;
+  }
+  if (wake) cv_.notify_one();
+}
+
+void Budget::Cancel(Waiter* waiter) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (waiter->queued_) {
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+      if (*it == waiter) {
+        waiting_.erase(it);
+        break;
+      }
+    }
+    waiter->queued_ = false;
+  }
+  if (std::this_thread::get_id() == thread_.get_id()) return;  // from its own callback
+  called_.wait(lock, [&] { return calling_ != waiter; });
+}
+
+void Budget::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] { return stop_ || wake_; });
+    if (stop_) return;
+    wake_ = false;
+    // Everyone waiting gets a turn, in order; each checks the room again
+    // (and may queue again) from its callback.
+    for (size_t n = waiting_.size(); n > 0 && !waiting_.empty(); --n) {
+      Waiter* w = waiting_.front();
+      waiting_.pop_front();
+      w->queued_ = false;
+      calling_ = w;
+      lock.unlock();
+      w->OnBudgetRoom();
+      lock.lock();
+      calling_ = nullptr;
+      called_.notify_all();
+    }
+  }
+}
+
+}  // namespace cowblk::core
