@@ -44,6 +44,8 @@ SessionCall::~SessionCall() {
 }
 
 void SessionCall::Start() {
+  // This thread built the call, under the volume's lock, after the lanes.
+  handoff_.Publish();
   StartRead(&in_);
   StartCall();
 }
@@ -109,6 +111,7 @@ void SessionCall::BuildMessageLocked() {
 }
 
 void SessionCall::OnWriteDone(bool ok) {
+  handoff_.Receive();
   bool next = false;
   bool release = false;
   {
@@ -141,6 +144,7 @@ void SessionCall::OnWriteDone(bool ok) {
 }
 
 void SessionCall::OnReadInitialMetadataDone(bool ok) {
+  handoff_.Receive();
   if (ok) LearnInitialMetadata();
 }
 
@@ -178,6 +182,7 @@ void SessionCall::LearnInitialMetadata() {
 }
 
 void SessionCall::OnReadDone(bool ok) {
+  handoff_.Receive();
   if (!ok) {
     EndWrites();
     return;
@@ -234,6 +239,7 @@ void SessionCall::EndWrites() {
 }
 
 void SessionCall::OnDone(const grpc::Status& status) {
+  handoff_.Receive();
   // `self` may be the last reference: the call is freed when it goes.
   std::shared_ptr<SessionCall> self = std::move(self_);
   lanes_->OnStreamDone(this, status);

@@ -24,6 +24,7 @@
 
 #include "client/src/client_core.h"
 #include "client/src/transport.h"
+#include "common/handoff.h"
 #include "proto/session_codec.h"
 
 namespace cowblk::internal {
@@ -97,6 +98,9 @@ class SessionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   std::unique_ptr<grpc::ClientContext> ctx_;
   grpc::ByteBuffer in_;                // touched only between StartRead and OnReadDone
   std::shared_ptr<SessionCall> self_;  // set by Create(), dropped in OnDone()
+  // Published by Start() before StartCall; received first in each gRPC
+  // reaction (common/handoff.h).
+  HandOff handoff_;
 
   // Guards the context's initial metadata (filled lazily, unlocked, by
   // gRPC) and epoch_. Taken before mu_ or the volume's lock, never while

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/handoff.h"
 #include "cowblk/v1/block.grpc.pb.h"
 #include "cowblk/v1/volume.grpc.pb.h"
 
@@ -44,6 +45,11 @@ class FakeServer {
   ~FakeServer() {
     server_->Shutdown(std::chrono::system_clock::now());
     server_.reset();  // waits for the reactors' OnDone()
+    // gRPC ran their last reactions on its threads, ordered by its own
+    // (uninstrumented) sync: taking each lock they released shows
+    // ThreadSanitizer that order before the reactors are freed
+    // (common/handoff.h).
+    for (auto& r : state_.streams) r->Quiesce();
   }
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
@@ -108,7 +114,10 @@ class FakeServer {
 
   class Reactor : public grpc::ServerBidiReactor<v1::SessionRequest, v1::SessionResponse> {
    public:
-    Reactor(State* state, int number) : state_(state), number_(number) { StartRead(&in_); }
+    Reactor(State* state, int number) : state_(state), number_(number) {
+      StartRead(&in_);
+      handoff_.Publish();
+    }
 
     void Break(const grpc::Status& status) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -119,6 +128,7 @@ class FakeServer {
     }
 
     void OnReadDone(bool ok) override {
+      handoff_.Receive();
       if (!ok) {
         Break(grpc::Status::OK);
         return;
@@ -147,13 +157,20 @@ class FakeServer {
       if (!finished_) StartRead(&in_);
     }
     void OnWriteDone(bool ok) override {
+      handoff_.Receive();
       std::lock_guard<std::mutex> lock(mu_);
       out_.pop_front();
       if (!ok) out_.clear();
       if (!out_.empty()) StartWrite(out_.front().get());
       MaybeFinishLocked();
     }
-    void OnCancel() override { Break(grpc::Status::CANCELLED); }
+    void OnCancel() override {
+      // Often the first reaction, on another thread than the constructor's.
+      handoff_.Receive();
+      Break(grpc::Status::CANCELLED);
+    }
+    // After the server stopped (see ~FakeServer).
+    void Quiesce() { std::lock_guard<std::mutex> lock(mu_); }
     void OnDone() override {}
 
    private:
@@ -172,6 +189,7 @@ class FakeServer {
     grpc::Status break_;
     bool breaking_ = false;
     bool finished_ = false;
+    HandOff handoff_;  // gRPC's hand-off, shown to TSan
   };
 
   class Blocks : public v1::BlockService::CallbackService {

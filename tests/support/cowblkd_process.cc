@@ -10,6 +10,8 @@
 #include <random>
 #include <utility>
 
+#include "gtest/gtest.h"
+
 namespace cowblk::testing {
 
 CowblkdProcess::~CowblkdProcess() {
@@ -77,10 +79,22 @@ bool CowblkdProcess::StartOnFixedPort(const std::string& data_dir, ServerConfig 
 int CowblkdProcess::Stop(int sig) {
   const int code = child_.Stop(sig);
   if (reader_.joinable()) reader_.join();
+  if (code != -1) ExpectNoSanitizerReport();
   if (code != -1 && getenv("COWBLK_TEST_SERVER_LOG") != nullptr) {
     fprintf(stderr, "%s", log().c_str());
   }
   return code;
+}
+
+void CowblkdProcess::ExpectNoSanitizerReport() const {
+  const std::string text = log();
+  for (const char* mark : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer"}) {
+    const size_t at = text.find(mark);
+    if (at != std::string::npos) {
+      ADD_FAILURE() << "cowblkd reported (its log from there):\n" << text.substr(at, 16384);
+      return;
+    }
+  }
 }
 
 bool CowblkdProcess::Restart(int sig, const std::function<void()>& between) {

@@ -68,7 +68,10 @@ class CowblkdProcess {
   bool StartOnFixedPort(const std::string& data_dir, ServerConfig config = {});
 
   // Sends `sig`, waits for the exit, returns the exit code (128 + signal
-  // when a signal ended it; -1 when not running).
+  // when a signal ended it; -1 when not running). A ThreadSanitizer or
+  // AddressSanitizer report in the server's log (make test-tsan, make
+  // test-asan) is a failure of the running test: nothing else reads the
+  // log, and a report during a test's teardown would otherwise pass unseen.
   int Stop(int sig = SIGTERM);
 
   // Stops the server with `sig` and starts it again over the same data
@@ -104,6 +107,8 @@ class CowblkdProcess {
  private:
   // The log reader's thread: appends to log_ until end of file.
   void Drain(int fd);
+  // ADD_FAILURE with the first sanitizer report in log(), if any.
+  void ExpectNoSanitizerReport() const;
 
   ChildProcess child_;
   std::thread reader_;

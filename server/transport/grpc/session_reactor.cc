@@ -82,6 +82,7 @@ SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerCo
   StartRead(&in_raw_);
   service->calls()->Watch(this);
   if (auto* w = service->options().send_watchdog) w->Watch(this);
+  handoff_.Publish();
 }
 
 void SessionReactor::OnSendTimeout() {
@@ -105,6 +106,7 @@ void SessionReactor::OnDrain() {
 }
 
 void SessionReactor::OnReadDone(bool ok) {
+  handoff_.Receive();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!ok || finished_) {
@@ -275,6 +277,7 @@ void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
 }
 
 void SessionReactor::OnWriteDone(bool ok) {
+  handoff_.Receive();
   bool resume;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -297,6 +300,8 @@ void SessionReactor::OnWriteDone(bool ok) {
 }
 
 void SessionReactor::OnCancel() {
+  // Often the first reaction, on another thread than the constructor's.
+  handoff_.Receive();
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
   const size_t in_flight = pipeline_.in_flight();
@@ -325,8 +330,15 @@ void SessionReactor::OnCancel() {
 }
 
 void SessionReactor::OnDone() {
+  handoff_.Receive();
   if (auto* w = service_->options().send_watchdog) w->Unwatch(this);  // its callback locks mu_
   pipeline_.StopWaiting();  // its callback locks mu_
+  {
+    // Every other reaction, and the pipeline's callback, ended with mu_
+    // released: taking it once makes them happen-before the delete for
+    // TSan too (gRPC orders them already, unseen: common/handoff.h).
+    std::lock_guard<std::mutex> lock(mu_);
+  }
   service_->calls()->Unwatch(this);
   service_->calls()->End();
   delete this;

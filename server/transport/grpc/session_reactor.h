@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/handoff.h"
 #include "proto/session_decoder.h"
 #include "server/core/pipeline.h"
 #include "server/core/send_watchdog.h"
@@ -114,6 +115,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool entry_pending_ = false;  // entry_ is decoded but still to be handled
   grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
+  // Published last in the constructor; received first in each gRPC
+  // reaction (common/handoff.h).
+  HandOff handoff_;
 
   std::mutex mu_;  // guards everything below
   std::deque<core::Call*> queue_;     // answered, waiting for the message being written
