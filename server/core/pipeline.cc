@@ -1,6 +1,7 @@
 #include "server/core/pipeline.h"
 
 #include <algorithm>
+#include <new>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
@@ -79,7 +80,11 @@ absl::Status Pipeline::Prepare(Call* call) {
         break;
       }
       if (call->uses_string_) {
-        call->string_.resize(call->length);
+        try {
+          call->string_.resize(call->length);
+        } catch (const std::bad_alloc&) {
+          return absl::ResourceExhaustedError("out of memory for the read buffer");
+        }
       } else if (!call->buffer_) {
         call->buffer_ = AllocateAligned(call->length);
         if (!call->buffer_) return absl::ResourceExhaustedError("out of memory for the read buffer");

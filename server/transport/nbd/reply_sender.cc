@@ -42,7 +42,7 @@ uint32_t ReplyErrno(const core::Call& call) {
       // The protocol's words: a write (trim, zeroing) past the end is ENOSPC.
       return call.op == engine::OpType::kRead ? EINVAL : ENOSPC;
     case absl::StatusCode::kResourceExhausted:
-      return ENOSPC;
+      return ENOMEM;  // no memory for it, or more than the server holds at once
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kFailedPrecondition:
       return EPERM;
