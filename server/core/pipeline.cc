@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/block_range.h"
 #include "common/log.h"
+#include "server/core/out_of_memory.h"
 #include "server/store/client_text.h"
 
 namespace cowblk::core {
@@ -83,11 +84,11 @@ absl::Status Pipeline::Prepare(Call* call) {
         try {
           call->string_.resize(call->length);
         } catch (const std::bad_alloc&) {
-          return absl::ResourceExhaustedError("out of memory for the read buffer");
+          return OutOfMemory("the read buffer");
         }
       } else if (!call->buffer_) {
         call->buffer_ = AllocateAligned(call->length);
-        if (!call->buffer_) return absl::ResourceExhaustedError("out of memory for the read buffer");
+        if (!call->buffer_) return OutOfMemory("the read buffer");
       }
       r.kind = engine::Read{call->storage()};
       break;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "proto/session_codec.h"
+#include "server/core/out_of_memory.h"
 #include "server/transport/grpc/status_util.h"
 #include "server/transport/grpc/block_service.h"
 
@@ -206,7 +207,7 @@ void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::strin
     if (char* payload = call->PayloadBuffer(); payload != nullptr) {
       req.data.CopyTo(payload);
     } else {
-      s = absl::ResourceExhaustedError("out of memory for a write's data");
+      s = core::OutOfMemory("a write's data");
     }
   }
   if (!s.ok()) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/nbd_wire.h"
+#include "server/core/out_of_memory.h"
 #include "server/transport/nbd/handshake.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -99,7 +100,7 @@ bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::str
       return false;
     }
     if (payload == nullptr) {
-      pipeline_->Refuse(call, absl::ResourceExhaustedError("out of memory for a write's payload"));
+      pipeline_->Refuse(call, core::OutOfMemory("a write's payload"));
       return true;
     }
   }
