@@ -1,13 +1,12 @@
 // Allocation failure at the request edge refuses one call (issue 20, items
 // 1 and 13): cowblkd runs under tests/support/fail_alloc.c, a preloaded
 // library that makes every allocation above 16 MiB fail as it would under a
-// memory limit. A 32 MiB read or write then fails RESOURCE_EXHAUSTED (a
-// Session) or ENOMEM (NBD) with a `request_failed` line; the same stream or
+// memory limit. A 32 MiB read or write then fails RESOURCE_EXHAUSTED (gRPC)
+// or ENOMEM (NBD) with a `request_failed` line; the same stream or
 // connection goes on to serve 1 MiB requests, and the process stays up.
 // (The unary Read call reads in 1 MiB chunks, and NBD reads with zero-copy
 // are spliced from the files: neither asks for a large buffer, and both
-// serve 32 MiB under the same library. A unary Write of 32 MiB is not here:
-// gRPC's protobuf parsing of the message throws before cowblkd sees it.)
+// serve 32 MiB under the same library.)
 
 #include <libnbd.h>
 
@@ -89,12 +88,17 @@ TEST_F(AllocFailureTest, ASessionRefuses32MiBRequestsAndServes1MiBOnes) {
   EXPECT_TRUE(server_.running());
 }
 
+// A unary Write message of 32 MiB fails the call; the next call is served.
 // The unary Read call asks for 1 MiB at a time: 32 MiB are served.
-TEST_F(AllocFailureTest, AUnaryReadOf32MiBNeedsNoLargeBuffer) {
+TEST_F(AllocFailureTest, UnaryCallsRefuseA32MiBWriteAndServeTheRest) {
+  grpc::Status s = WriteData("big", 0, std::string(32 * kMiB, 'w'));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAndUp(1));
   ASSERT_TRUE(WriteData("big", kMiB, std::string(kMiB, 'w')).ok());
   std::string out;
   ASSERT_TRUE(ReadData("big", 0, 32 * kMiB, &out).ok());
   ASSERT_EQ(out.size(), 32 * kMiB);
+  // The refused write changed nothing: zeros, then the 1 MiB written.
   EXPECT_TRUE(out.substr(0, 2 * kMiB) == std::string(kMiB, '\0') + std::string(kMiB, 'w'));
   EXPECT_TRUE(server_.running());
 }
