@@ -89,16 +89,29 @@ TEST_F(AllocFailureTest, ASessionRefuses32MiBRequestsAndServes1MiBOnes) {
 }
 
 // A unary Write message of 32 MiB fails the call; the next call is served.
-// The unary Read call asks for 1 MiB at a time: 32 MiB are served.
-TEST_F(AllocFailureTest, UnaryCallsRefuseA32MiBWriteAndServeTheRest) {
+// Not in a sanitizer build: there protobuf's parse allocates with a
+// throwing operator new, which ASan turns into a fatal report instead of
+// std::bad_alloc, whatever its options.
+#if !COWBLK_FAIL_ALLOC_ASAN
+TEST_F(AllocFailureTest, AUnaryWriteOf32MiBFailsAloneAndTheNextIsServed) {
   grpc::Status s = WriteData("big", 0, std::string(32 * kMiB, 'w'));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
   ASSERT_NO_FATAL_FAILURE(ExpectRefusedAndUp(1));
   ASSERT_TRUE(WriteData("big", kMiB, std::string(kMiB, 'w')).ok());
   std::string out;
+  ASSERT_TRUE(ReadData("big", 0, 2 * kMiB, &out).ok());
+  // The refused write changed nothing: zeros, then the 1 MiB written.
+  EXPECT_TRUE(out == std::string(kMiB, '\0') + std::string(kMiB, 'w'));
+  EXPECT_TRUE(server_.running());
+}
+#endif
+
+// The unary Read call asks for 1 MiB at a time: 32 MiB are served.
+TEST_F(AllocFailureTest, AUnaryReadOf32MiBNeedsNoLargeBuffer) {
+  ASSERT_TRUE(WriteData("big", kMiB, std::string(kMiB, 'w')).ok());
+  std::string out;
   ASSERT_TRUE(ReadData("big", 0, 32 * kMiB, &out).ok());
   ASSERT_EQ(out.size(), 32 * kMiB);
-  // The refused write changed nothing: zeros, then the 1 MiB written.
   EXPECT_TRUE(out.substr(0, 2 * kMiB) == std::string(kMiB, '\0') + std::string(kMiB, 'w'));
   EXPECT_TRUE(server_.running());
 }
