@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/malloc_tuning.h"
+#include "server/core/budget.h"
+#include "server/core/send_watchdog.h"
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
 #include "server/metrics/budget_collector.h"
@@ -64,6 +66,7 @@ struct Flags {
   uint32_t nbd_handshake_timeout_seconds = 30;
   uint32_t nbd_idle_timeout_seconds = 0;
   uint32_t nbd_send_timeout_seconds = 60;
+  uint32_t grpc_send_timeout_seconds = 60;
   std::string debug_hold_bitmap_writes;
   // gRPC server limits (issue #20, item 7).
   uint32_t max_streams_per_connection = 100;
@@ -174,6 +177,11 @@ int Main(int argc, char** argv) {
                  "beyond it they stop reading their clients until bytes come back")
       ->envname("COWBLK_MAX_SERVER_BYTES")
       ->check(CLI::Range(uint64_t{1} << 20, uint64_t{1} << 44))->capture_default_str();
+  app.add_option("--grpc-send-timeout-seconds", f.grpc_send_timeout_seconds,
+                 "A Session or Read call whose client takes no answer this long is "
+                 "cancelled (its bytes go back to the budget); 0: never")
+      ->envname("COWBLK_GRPC_SEND_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--drain-seconds", f.drain_seconds,
                  "On SIGTERM/SIGINT: time given to in-flight calls before they are cancelled")
       ->envname("COWBLK_DRAIN_SECONDS")->capture_default_str();
@@ -341,6 +349,7 @@ int Main(int argc, char** argv) {
   if (!store.ok()) return Fatal("data_dir_failed", std::string(store.status().message()));
 
   core::Budget budget(f.max_server_bytes);
+  core::SendWatchdog send_watchdog(std::chrono::seconds(f.grpc_send_timeout_seconds));
   // The export starts first: every Volume answer tells its port (libcowblk
   // sends writes and large reads over it), and so do Session streams'
   // metadata, for older clients.
@@ -365,6 +374,7 @@ int Main(int argc, char** argv) {
   block_options.max_in_flight = f.max_in_flight;
   block_options.max_stream_bytes = f.max_stream_bytes;
   block_options.budget = &budget;
+  block_options.send_watchdog = &send_watchdog;
   if (nbd) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
@@ -393,7 +403,7 @@ int Main(int argc, char** argv) {
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
-    metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget));
+    metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget, &send_watchdog));
     metrics_server->Add(
         std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));

@@ -20,21 +20,30 @@ Budget::~Budget() {
 
 bool Budget::BelowLineLocked() const { return used_.load(std::memory_order_relaxed) < line_; }
 
+void Budget::WaitLocked(Waiter* waiter) {
+  if (waiter->queued_) return;
+  waiter->queued_ = true;
+  waiting_.push_back(waiter);
+  waits_.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool Budget::RoomOrWait(Waiter* waiter) {
   std::lock_guard<std::mutex> lock(mu_);
   if (BelowLineLocked()) return true;
-  if (!waiter->queued_) {
-    waiter->queued_ = true;
-    waiting_.push_back(waiter);
-    waits_.fetch_add(1, std::memory_order_relaxed);
-  }
+  WaitLocked(waiter);
   return false;
 }
 
-void Budget::Take(uint64_t bytes) {
-  if (bytes == 0) return;
+bool Budget::TryTake(uint64_t bytes, bool holds, Waiter* waiter) {
   std::lock_guard<std::mutex> lock(mu_);
-  used_.fetch_add(bytes, std::memory_order_relaxed);
+  const uint64_t used = used_.load(std::memory_order_relaxed);
+  const uint64_t ceiling = holds ? line_ : limit_;
+  if (bytes <= ceiling && used <= ceiling - bytes) {
+    used_.store(used + bytes, std::memory_order_relaxed);
+    return true;
+  }
+  WaitLocked(waiter);
+  return false;
 }
 
 void Budget::Give(uint64_t bytes) {
@@ -43,7 +52,8 @@ void Budget::Give(uint64_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     used_.fetch_sub(bytes, std::memory_order_relaxed);
-    wake = !waiting_.empty() && BelowLineLocked();
+    // Any waiter may fit now (a first request up to the limit): each looks.
+    wake = !waiting_.empty();
     if (wake) wake_ = true;
   }
   if (wake) cv_.notify_one();

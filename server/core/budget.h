@@ -3,19 +3,21 @@
 // from one Budget and gives them back when the transport is done with them
 // (the answer sent or dropped). Per-stream caps stay in the pipeline
 // (PipelineOptions::max_bytes); this is the cap over all of them
-// (--max-server-bytes).
+// (--max-server-bytes), and a hard one: the total never passes the limit.
 //
 // Fairness: a pipeline with calls in flight may take another only while
-// the total is below the limit minus a reserve (an eighth of the limit);
-// a pipeline with nothing in flight always may (Pipeline::HasRoom). So a
-// client that reads its answers always makes progress however many others
-// hold theirs unread, and the reserve absorbs those first requests: the
-// total passes the limit only when they add up to more than the reserve.
+// the total stays within the limit minus a reserve (an eighth of the
+// limit); a pipeline with nothing in flight may use the reserve too, up to
+// the limit. So a client that reads its answers makes progress however many
+// others hold theirs unread, as long as those holders leave the reserve free
+// for it (a stream that never reads its answers is cut by the transport's
+// send timeout, --grpc-send-timeout-seconds, --nbd-send-timeout-seconds).
+// A request that does not fit waits (TryTake says no) like any other.
 //
 // A transport told "no room" stops reading its peer and is called back
-// (Waiter::OnBudgetRoom) once bytes came back and the total is below the
-// line again. Callbacks run on the budget's own thread, never under a lock
-// of whoever gave the bytes back, so a waiter may take its own locks.
+// (Waiter::OnBudgetRoom) once bytes came back. Callbacks run on the
+// budget's own thread, never under a lock of whoever gave the bytes back,
+// so a waiter may take its own locks.
 //
 // Thread-safety: every method may be called from any thread.
 
@@ -56,10 +58,12 @@ class Budget {
   // it is (counted in waits(); a waiter already waiting is not queued
   // twice).
   bool RoomOrWait(Waiter* waiter);
-  // Counts `bytes` as in flight; never refuses (the caller asked first).
-  void Take(uint64_t bytes);
-  // Gives back `bytes` taken before; wakes the waiters when the total is
-  // below the line again.
+  // Counts `bytes` as in flight if they fit: under the limit minus the
+  // reserve when the caller `holds` calls already, under the limit when not.
+  // If they do not, takes nothing and `waiter` is called back once bytes
+  // came back (counted in waits() like RoomOrWait).
+  bool TryTake(uint64_t bytes, bool holds, Waiter* waiter);
+  // Gives back `bytes` taken before; wakes the waiters.
   void Give(uint64_t bytes);
   // `waiter` is no longer called back; once this returns, no callback of it
   // runs (it waits for one running on another thread).
@@ -73,6 +77,7 @@ class Budget {
 
  private:
   bool BelowLineLocked() const;
+  void WaitLocked(Waiter* waiter);
   void Run();
 
   const uint64_t limit_;

@@ -94,7 +94,8 @@ class Call {
   bool uses_string_ = false;
   bool located_ = false;
   std::vector<engine::ReadExtent> extents_;
-  uint64_t window_bytes_ = 0;  // what it counts against the pipeline's budget
+  uint64_t window_bytes_ = 0;  // what it counts against the pipeline's max_bytes
+  uint64_t budget_bytes_ = 0;  // what it took from the server's Budget
   engine::Request request_;
   std::list<Call>::iterator self_;  // in Pipeline::calls_
 };

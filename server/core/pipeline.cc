@@ -25,6 +25,7 @@ void Pipeline::StopWaiting() {
 }
 
 void Pipeline::OnBudgetRoom() {
+  budget_wait_.store(false, std::memory_order_release);
   if (options_.on_budget_room) options_.on_budget_room();
 }
 
@@ -47,6 +48,7 @@ void Pipeline::Bind(std::shared_ptr<store::VolumeHandle> volume, bool writable) 
 }
 
 bool Pipeline::HasRoom() {
+  if (budget_wait_.load(std::memory_order_acquire)) return false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (calls_.size() >= options_.max_in_flight) return false;
@@ -56,15 +58,28 @@ bool Pipeline::HasRoom() {
   return options_.budget == nullptr || options_.budget->RoomOrWait(this);
 }
 
+uint64_t Pipeline::max_request_bytes() const {
+  return std::min(options_.max_bytes,
+                  options_.budget != nullptr ? options_.budget->limit() : options_.max_bytes);
+}
+
 Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
+  // A request that asks for more is refused before anything is allocated.
+  const uint64_t window_bytes = std::min(buffer_bytes, kMaxTransferBytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (options_.budget != nullptr && window_bytes <= max_request_bytes()) {
+    budget_wait_.store(true, std::memory_order_release);  // before the callback may run
+    if (!options_.budget->TryTake(window_bytes, !calls_.empty(), this)) return nullptr;
+    budget_wait_.store(false, std::memory_order_release);
+  }
   Call& call = calls_.emplace_back();
   call.self_ = std::prev(calls_.end());
   call.tag = tag;
-  // A request that asks for more is refused before anything is allocated.
-  call.window_bytes_ = std::min(buffer_bytes, kMaxTransferBytes);
+  call.window_bytes_ = window_bytes;
+  call.budget_bytes_ = options_.budget != nullptr && window_bytes <= max_request_bytes()
+                           ? window_bytes
+                           : 0;  // refused alone by Start, never allocated
   bytes_ += call.window_bytes_;
-  if (options_.budget != nullptr) options_.budget->Take(call.window_bytes_);
   return &call;
 }
 
@@ -122,10 +137,7 @@ void Pipeline::Start(Call* call, engine::SubmitBatch* batch) {
     Refuse(call, absl::PermissionDeniedError("the token allows reading this volume only"));
     return;
   }
-  if (const uint64_t limit = std::min(options_.max_bytes, options_.budget != nullptr
-                                                              ? options_.budget->limit()
-                                                              : options_.max_bytes);
-      call->window_bytes_ > limit) {
+  if (const uint64_t limit = max_request_bytes(); call->window_bytes_ > limit) {
     Refuse(call, absl::ResourceExhaustedError(absl::StrCat(
                      "length: ", call->window_bytes_, " bytes is more than the ", limit,
                      " bytes the server lets a stream hold in flight (--max-stream-bytes, "
@@ -211,8 +223,8 @@ void Pipeline::Finish(Call* call) {
   uint64_t bytes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    bytes = call->window_bytes_;
-    bytes_ -= bytes;
+    bytes = call->budget_bytes_;
+    bytes_ -= call->window_bytes_;
     calls_.erase(call->self_);
   }
   if (options_.budget != nullptr) options_.budget->Give(bytes);

@@ -31,6 +31,7 @@
 #ifndef COWBLK_SERVER_CORE_PIPELINE_H_
 #define COWBLK_SERVER_CORE_PIPELINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -121,10 +122,16 @@ class Pipeline final : public engine::BatchEndListener, private Budget::Waiter {
   // says no, on_budget_room is called once it says yes).
   bool HasRoom();
   // Takes a call into the window, holding `buffer_bytes` of the byte budget
-  // (at most a request's limit is counted). Never refuses: the transport
-  // asks HasRoom() first, and a message that carries several requests may
-  // pass the limits by its own.
+  // (at most a request's limit is counted). The transport asks HasRoom()
+  // first; the pipeline's own max_bytes may be passed by this one call, the
+  // server's budget never: when `buffer_bytes` do not fit there, nothing is
+  // taken, null is returned, HasRoom() says no and on_budget_room is called
+  // once it may say yes (the transport keeps the request and begins it
+  // again then). A request over max_request_bytes() takes no budget: Submit
+  // refuses it.
   Call* Begin(uint64_t tag, uint64_t buffer_bytes);
+  // The most one request may hold: max_bytes and the budget's limit.
+  uint64_t max_request_bytes() const;
   // Validates `call` against the bound volume and submits it to the engine,
   // which FlushSubmissions wakes. A request that fails validation, or meets
   // a closed volume, is answered at once. REQUIRES: call->op is set; Bind()
@@ -168,6 +175,8 @@ class Pipeline final : public engine::BatchEndListener, private Budget::Waiter {
   absl::Status Prepare(Call* call);
 
   Sink* const sink_;
+  // Begin waits for the budget's callback: HasRoom says no until it came.
+  std::atomic<bool> budget_wait_{false};
   const PipelineOptions options_;
   uint64_t zero_copy_min_bytes_;
   bool inline_writes_;

@@ -21,6 +21,11 @@ std::vector<prometheus::MetricFamily> BudgetCollector::Collect() const {
                        "the server-wide byte budget",
                        MetricType::Counter));
   AddCounter(&out.back(), {}, static_cast<double>(budget_->waits()));
+  out.push_back(Family("cowblk_grpc_send_timeouts_total",
+                       "Session and Read calls cancelled because their client took no answer "
+                       "for --grpc-send-timeout-seconds",
+                       MetricType::Counter));
+  AddCounter(&out.back(), {}, static_cast<double>(send_watchdog_->timeouts()));
   return out;
 }
 

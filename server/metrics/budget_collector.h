@@ -6,6 +6,9 @@
 //   cowblk_budget_waits_total    counter: times a stream or connection was
 //                                told to wait for the budget (it stopped
 //                                reading its client meanwhile)
+//   cowblk_grpc_send_timeouts_total  counter: Session and Read calls cut by
+//                                --grpc-send-timeout-seconds
+//                                (core/send_watchdog.h)
 // docs/metrics.md says what each means.
 //
 // Thread-safety: Collect may run on any thread.
@@ -19,17 +22,20 @@
 #include <vector>
 
 #include "server/core/budget.h"
+#include "server/core/send_watchdog.h"
 
 namespace cowblk::metrics {
 
 class BudgetCollector : public prometheus::Collectable {
  public:
-  // `budget` outlives the collector's scrapes.
-  explicit BudgetCollector(const core::Budget* budget) : budget_(budget) {}
+  // `budget` and `send_watchdog` outlive the collector's scrapes.
+  BudgetCollector(const core::Budget* budget, const core::SendWatchdog* send_watchdog)
+      : budget_(budget), send_watchdog_(send_watchdog) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const core::Budget* const budget_;
+  const core::SendWatchdog* const send_watchdog_;
 };
 
 }  // namespace cowblk::metrics

@@ -397,12 +397,12 @@ TEST_F(GrpcResourcesTest, AtTheDescriptorLimitTheServerSurvivesAndServesAgain) {
 // refused RESOURCE_EXHAUSTED and counted; the daemon lives and serves them
 // again once the limit is lifted. (Before, Health was synchronous too and
 // refused; a Watch held a thread each.) A process limit does not bind
-// root: as root, cowblkd runs as nobody (setpriv).
+// root: as root, cowblkd runs as a user of its own (setpriv).
 TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefused) {
   std::vector<std::string> as;  // who may set cowblkd's limits
   if (geteuid() == 0) {
     if (RunQuietly({"setpriv", "--version"}) != 0) GTEST_SKIP() << "no setpriv";
-    as = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+    as = AsUserOfItsOwn();
     ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
   }
   ServerConfig config;
@@ -434,6 +434,9 @@ TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefu
   std::vector<std::unique_ptr<Watch>> watches;
   for (int i = 0; i < 200; ++i) {
     auto w = std::make_unique<Watch>();
+    // Deadlines everywhere here: a server that stopped answering under the
+    // limit fails the test in seconds instead of hanging it.
+    w->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     w->reader = Health::NewStub(channels[i % 4])->Watch(&w->ctx, HealthCheckRequest());
     watches.push_back(std::move(w));
   }
@@ -450,6 +453,7 @@ TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefu
   int exhausted = 0;
   for (int i = 0; i < 20; ++i) {
     grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     grpc::Status s = volumes_->ListVolumes(&ctx, list, &listed);
     exhausted += s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
     EXPECT_TRUE(s.ok() || s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
@@ -463,6 +467,7 @@ TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefu
   ASSERT_EQ(prlimit_nproc(soft), 0);
   EXPECT_EQ(kill(server_.pid(), 0), 0);
   grpc::ClientContext served;
+  served.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   EXPECT_TRUE(volumes_->ListVolumes(&served, list, &listed).ok());
   for (auto& w : watches) w->ctx.TryCancel();
   for (auto& w : watches) w->reader->Finish();

@@ -7,7 +7,7 @@
 //
 // Limits are set on the running cowblkd from outside, with prlimit (the
 // command, or prlimit(2)). A process limit does not bind root: when the
-// tests run as root, cowblkd runs as nobody (setpriv) for that test.
+// tests run as root, cowblkd runs as a user of its own (setpriv) for that test.
 
 #include <libnbd.h>
 #include <signal.h>
@@ -31,10 +31,6 @@
 
 namespace cowblk::testing {
 namespace {
-
-// nobody, for a process limit that binds.
-const std::vector<std::string> kAsNobody = {"setpriv", "--reuid=65534", "--regid=65534",
-                                            "--clear-groups"};
 
 class NbdResourcesTest : public NbdTest {
  protected:
@@ -95,7 +91,7 @@ TEST_F(NbdResourcesTest, AThreadThatCannotBeCreatedRefusesItsConnectionNotTheDae
   std::vector<std::string> as;  // who may set cowblkd's limits
   if (geteuid() == 0) {
     if (RunQuietly({"setpriv", "--version"}) != 0) GTEST_SKIP() << "no setpriv";
-    as = kAsNobody;
+    as = AsUserOfItsOwn();  // a process limit binds it alone
     ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
   }
   ASSERT_NO_FATAL_FAILURE(Start({}, as));

@@ -1,11 +1,19 @@
 // The byte budgets of the gRPC transport against a real cowblkd (issue 20,
 // item 3): a Session holds at most --max-stream-bytes of request buffers in
 // flight, however many requests one message asks for; a request larger than
-// that is refused; the metrics say what is held.
+// that is refused; the server's total never passes --max-server-bytes,
+// however many streams hold an unread answer; a stream whose client takes
+// no answer is cut after --grpc-send-timeout-seconds; the metrics say what
+// is held.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "tests/integration/proc_stats.h"
@@ -18,8 +26,11 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 
-v1::SessionRequest Read(uint64_t id, uint64_t offset, uint64_t length) {
+// A read request; the first of a stream names its `volume`.
+v1::SessionRequest Read(uint64_t id, uint64_t offset, uint64_t length,
+                        const std::string& volume = "") {
   v1::SessionRequest r;
+  r.set_volume(volume);
   r.set_id(id);
   r.set_op(v1::OP_READ);
   r.set_offset(offset);
@@ -88,9 +99,7 @@ TEST_F(StreamBudgetTest, ARequestLargerThanTheStreamBytesIsRefused) {
   ASSERT_NO_FATAL_FAILURE(StartServer({"--max-stream-bytes", std::to_string(16 * kMiB)}));
   grpc::ClientContext ctx;
   auto stream = blocks_->Session(&ctx);
-  v1::SessionRequest big = Read(1, 0, 32 * kMiB);
-  big.set_volume("vm1");
-  ASSERT_TRUE(stream->Write(big));
+  ASSERT_TRUE(stream->Write(Read(1, 0, 32 * kMiB, "vm1")));
   v1::SessionResponse resp;
   ASSERT_TRUE(stream->Read(&resp));
   EXPECT_EQ(resp.code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -102,6 +111,127 @@ TEST_F(StreamBudgetTest, ARequestLargerThanTheStreamBytesIsRefused) {
   stream->WritesDone();
   EXPECT_TRUE(stream->Finish().ok());
   EXPECT_EQ(Metric("cowblk_server_bytes_limit"), 1024.0 * kMiB);
+}
+
+class ServerBudgetTest : public StreamBudgetTest {
+ protected:
+  void SetUp() override {
+    // Under AddressSanitizer, freed buffers wait in its quarantine (256 MB)
+    // before they are reused: a small one, so peak RSS measures cowblkd.
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    ServerConfig config;
+    config.args = {"--max-server-bytes", std::to_string(256 * kMiB),
+                   "--grpc-send-timeout-seconds", "2"};
+    config.env = {{"ASAN_OPTIONS", std::string(asan != nullptr ? asan : "") +
+                                       ":quarantine_size_mb=16"}};
+    ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
+    volumes_ = v1::VolumeService::NewStub(server_.Channel());
+    blocks_ = v1::BlockService::NewStub(server_.Channel());
+    ASSERT_TRUE(Create("vm1", 64 * kMiB).ok());
+  }
+  // A channel of its own (its own TCP connection).
+  std::unique_ptr<v1::BlockService::Stub> Connect(int n) const {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("cowblk.test.connection", n);
+    return v1::BlockService::NewStub(server_.Channel(grpc::InsecureChannelCredentials(), args));
+  }
+};
+
+// A Session that sent a read and reads no answer.
+struct Hostile {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::SessionRequest, v1::SessionResponse>> stream;
+};
+
+// 64 Sessions over 4 connections, each with one unread 32 MiB read answer
+// (2 GiB asked): the server holds at most its 256 MiB; the first requests
+// that do not fit wait; the send timeout cuts each hostile stream in turn,
+// and a client that reads its answers is served meanwhile.
+TEST_F(ServerBudgetTest, ManyStreamsWithUnreadAnswersHoldAtMostTheServerBytes) {
+  ASSERT_TRUE(ResetPeakRss(server_.pid()));
+  const uint64_t rss_before = RssBytes(server_.pid());
+  std::atomic<bool> sampling{true};
+  std::atomic<double> max_in_flight{0};
+  std::thread sampler([&] {  // the gauge, sampled throughout
+    while (sampling.load()) {
+      const double v = Metric("cowblk_bytes_in_flight");
+      if (v > max_in_flight.load()) max_in_flight.store(v);
+    }
+  });
+  std::vector<std::unique_ptr<v1::BlockService::Stub>> connections;
+  for (int c = 0; c < 4; ++c) connections.push_back(Connect(c));
+  std::vector<std::unique_ptr<Hostile>> hostile;
+  for (uint64_t i = 0; i < 64; ++i) {
+    auto h = std::make_unique<Hostile>();
+    h->stream = connections[i % 4]->Session(&h->ctx);
+    ASSERT_TRUE(h->stream->Write(Read(1, (i % 2) * 32 * kMiB, 32 * kMiB, "vm1"))) << i;
+    hostile.push_back(std::move(h));
+  }
+  // The budget is full (8 answers of 32 MiB) and streams wait for it.
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_budget_waits_total") >= 1; }))
+      << "in flight: " << Metric("cowblk_bytes_in_flight");
+
+  auto good = Connect(100);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto stream = good->Session(&ctx);
+  ASSERT_TRUE(stream->Write(Read(7, 0, 1 * kMiB, "vm1")));
+  v1::SessionResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.id(), 7u);
+  EXPECT_EQ(resp.code(), 0) << resp.message();
+  EXPECT_EQ(resp.data().size(), 1 * kMiB);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+
+  // Every hostile stream is cut in turn, and their bytes come back.
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_grpc_send_timeouts_total") == 64; },
+                        std::chrono::seconds(120)))
+      << "cut: " << Metric("cowblk_grpc_send_timeouts_total");
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 0; }));
+  sampling.store(false);
+  sampler.join();
+  EXPECT_LE(max_in_flight.load(), 256.0 * kMiB);
+  const uint64_t peak = PeakRssBytes(server_.pid());
+  EXPECT_LE(peak - std::min(peak, rss_before), 384 * kMiB) << "peak resident growth";
+  for (auto& h : hostile) h->ctx.TryCancel();
+}
+
+// A Session whose client never reads its answer is cancelled after the send
+// timeout: logged once, counted, and its bytes go back to the budget.
+TEST_F(ServerBudgetTest, ASessionThatNeverReadsIsCancelledAfterTheSendTimeout) {
+  grpc::ClientContext ctx;
+  auto stream = blocks_->Session(&ctx);
+  ASSERT_TRUE(stream->Write(Read(1, 0, 32 * kMiB, "vm1")));
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 32.0 * kMiB; }));
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_grpc_send_timeouts_total") == 1; }))
+      << "cut: " << Metric("cowblk_grpc_send_timeouts_total");
+  EXPECT_THAT(server_.log(), ::testing::HasSubstr("event=grpc_send_timeout call=Session"));
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 0; }))
+      << "in flight: " << Metric("cowblk_bytes_in_flight");
+  v1::SessionResponse resp;
+  while (stream->Read(&resp)) {
+  }
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// The same for the Read call: a client that takes no chunk is cut.
+TEST_F(ServerBudgetTest, AReadCallThatIsNeverReadIsCancelledAfterTheSendTimeout) {
+  grpc::ClientContext ctx;
+  v1::ReadRequest r;
+  r.set_volume("vm1");
+  r.set_offset(0);
+  r.set_length(64 * kMiB);
+  auto reader = blocks_->Read(&ctx, r);
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_grpc_send_timeouts_total") == 1; }))
+      << "cut: " << Metric("cowblk_grpc_send_timeouts_total");
+  EXPECT_THAT(server_.log(), ::testing::HasSubstr("event=grpc_send_timeout call=Read"));
+  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 0; }));
+  v1::ReadResponse chunk;
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 }  // namespace

@@ -51,4 +51,9 @@ int RunShell(const std::string& script) {
   return pid > 0 ? WaitExitCode(pid) : -1;
 }
 
+std::vector<std::string> AsUserOfItsOwn() {
+  const std::string id = std::to_string(200000 + static_cast<unsigned>(getpid()));
+  return {"setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups"};
+}
+
 }  // namespace cowblk::testing

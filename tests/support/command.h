@@ -38,6 +38,14 @@ int RunQuietly(const std::vector<std::string>& argv);
 // Quote what the script is given with ShellQuote().
 int RunShell(const std::string& script);
 
+// A prefix for a command line that runs it as a user of its own: setpriv
+// with a numeric uid and gid (no passwd entry needed) that no other test
+// process running at the same time uses (it is made from this process's
+// pid). Process limits (RLIMIT_NPROC) count per user, so two tests that
+// each run cowblkd under such a limit as one shared user (nobody) would
+// eat into each other's limit when ctest runs them in parallel.
+std::vector<std::string> AsUserOfItsOwn();
+
 }  // namespace cowblk::testing
 
 #endif  // COWBLK_TESTS_SUPPORT_COMMAND_H_

@@ -58,8 +58,7 @@ grpc::ServerWriteReactor<v1::ReadResponse>* BlockServiceImpl::Read(
       !s.ok()) {
     return fail(s);
   }
-  return NewReadReactor(calls_, options_.budget, ctx->peer(), *std::move(handle),
-                        request->offset(), request->length(), options_.read_chunk);
+  return NewReadReactor(this, ctx, *std::move(handle), request->offset(), request->length());
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* BlockServiceImpl::Write(

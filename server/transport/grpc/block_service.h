@@ -12,6 +12,7 @@
 
 #include "cowblk/v1/block.grpc.pb.h"
 #include "server/core/budget.h"
+#include "server/core/send_watchdog.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/call_tracker.h"
@@ -27,6 +28,9 @@ struct BlockServiceOptions {
   // the service).
   uint64_t max_stream_bytes = uint64_t{64} << 20;
   core::Budget* budget = nullptr;
+  // Cuts a Session or Read whose answer write is outstanding too long
+  // (--grpc-send-timeout-seconds; null: none; outlives the service).
+  core::SendWatchdog* send_watchdog = nullptr;
   // Chunk size of the Read RPC.
   uint32_t read_chunk = 1 << 20;
   // The port of the NBD export (--nbd-listen), told to Session clients in

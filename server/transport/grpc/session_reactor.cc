@@ -82,6 +82,20 @@ SessionReactor::SessionReactor(BlockServiceImpl* service, grpc::CallbackServerCo
   reading_ = true;
   StartRead(&in_raw_);
   service->calls()->Watch(this);
+  if (auto* w = service->options().send_watchdog) w->Watch(this);
+}
+
+void SessionReactor::OnSendTimeout() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Log(LogLevel::kWarning, "grpc_send_timeout",
+        {{"call", "Session"},
+         {"peer", peer_},
+         {"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
+         {"in_flight", std::to_string(pipeline_.in_flight())},
+         {"bytes_in_flight", std::to_string(pipeline_.bytes_in_flight())}});
+  }
+  ctx_->TryCancel();  // no lock held: gRPC may call OnCancel from here
 }
 
 void SessionReactor::OnDrain() {
@@ -131,6 +145,7 @@ void SessionReactor::OnReadDone(bool ok) {
     return;
   }
   head_pending_ = decoder_.batch_size() == 0 || decoder_.head().IsRequest();
+  entry_pending_ = false;
   Continue();
 }
 
@@ -144,14 +159,15 @@ void SessionReactor::Continue() {
     bool done = false;
     while (pipeline_.HasRoom()) {
       if (head_pending_) {
-        head_pending_ = false;
-        HandleOne(head, head.volume, absl::OkStatus());
-      } else if (decoder_.NextEntry(&entry_)) {
+        // Still pending when the budget has no room for it yet.
+        head_pending_ = !HandleOne(head, head.volume, absl::OkStatus());
+      } else if (entry_pending_ || decoder_.NextEntry(&entry_)) {
         absl::Status refusal;
         if (entry_.has_batch) {
           refusal = absl::InvalidArgumentError("batch: a request in a batch carries no batch");
         }
-        HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
+        entry_pending_ =
+            !HandleOne(entry_, entry_.volume.empty() ? head.volume : entry_.volume, refusal);
       } else {
         done = true;
         break;
@@ -188,11 +204,12 @@ void SessionReactor::OnBudgetRoom() {
   if (resume) Continue();
 }
 
-void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::string& volume,
+bool SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::string& volume,
                                const absl::Status& refusal) {
   const bool write = req.op == cowblk::v1::OP_WRITE;
   const uint64_t buffer = write ? req.data.size() : req.op == cowblk::v1::OP_READ ? req.length : 0;
   core::Call* call = pipeline_.Begin(req.id, buffer);
+  if (call == nullptr) return false;  // the budget calls back
   auto op = ToEngineOp(static_cast<cowblk::v1::Op>(req.op));
   if (op.ok()) call->op = *op;
   call->offset = req.offset;
@@ -212,9 +229,10 @@ void SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::strin
   }
   if (!s.ok()) {
     pipeline_.Refuse(call, std::move(s));
-    return;
+    return true;
   }
   pipeline_.Submit(call);
+  return true;
 }
 
 absl::Status SessionReactor::Bind(const std::string& name) {
@@ -265,6 +283,7 @@ void SessionReactor::OnWriteDone(bool ok) {
   bool resume;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    WriteDone();
     out_raw_.Clear();
     for (core::Call* c : written_) pipeline_.Finish(c);
     written_.clear();
@@ -311,6 +330,7 @@ void SessionReactor::OnCancel() {
 }
 
 void SessionReactor::OnDone() {
+  if (auto* w = service_->options().send_watchdog) w->Unwatch(this);  // its callback locks mu_
   pipeline_.StopWaiting();  // its callback locks mu_
   service_->calls()->Unwatch(this);
   service_->calls()->End();
@@ -350,6 +370,7 @@ void SessionReactor::StartWriteLocked() {
   }
   out_raw_ = grpc::ByteBuffer(slices.data(), slices.size());
   ++messages_written_;
+  WriteStarted();
   StartWrite(&out_raw_);
 }
 

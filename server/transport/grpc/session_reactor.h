@@ -23,6 +23,11 @@
 // token is checked before the stream is opened (block_service.cc): a call
 // without a valid one reads nothing.
 //
+// Send timeout: a client that takes no answer for --grpc-send-timeout-seconds
+// (an answer write outstanding that long) is cut by the server's
+// SendWatchdog (core/send_watchdog.h): the stream is cancelled and the bytes
+// of its calls go back to the budget.
+//
 // Lifetime (gRPC's callback API): the reactor owns its per-call state,
 // never blocks, and frees itself only in OnDone; it calls Finish only once
 // the pipeline is idle, so nothing of the engine's can reach it after.
@@ -42,6 +47,7 @@
 #include "absl/status/status.h"
 #include "proto/session_decoder.h"
 #include "server/core/pipeline.h"
+#include "server/core/send_watchdog.h"
 #include "server/transport/grpc/call_tracker.h"
 
 namespace cowblk::rpc {
@@ -50,7 +56,8 @@ class BlockServiceImpl;
 
 class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                              public CallTracker::DrainListener,
-                             public core::Pipeline::Sink {
+                             public core::Pipeline::Sink,
+                             public core::SendWatchdog::Watched {
  public:
   // `service` outlives the reactor; the caller has counted the call in the
   // service's CallTracker (Begin), which OnDone ends.
@@ -67,6 +74,9 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   void OnAnswered(absl::Span<core::Call* const> calls) override;
   // The server's byte budget has room again (on the budget's thread).
   void OnBudgetRoom();
+  // An answer has waited for the client --grpc-send-timeout-seconds: logged
+  // (grpc_send_timeout) and the stream cancelled, which drops its answers.
+  void OnSendTimeout() override;
 
  private:
   // Handles the requests of the message decoder_ started on (one, a batch,
@@ -76,8 +86,10 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   // paused: the caller calls Continue once it released mu_).
   bool ResumeLocked();
   // Handles one request; `volume` names its volume (empty: the one bound),
-  // and a non-OK `refusal` answers it with that status.
-  void HandleOne(const wire::DecodedRequest& req, const std::string& volume,
+  // and a non-OK `refusal` answers it with that status. False when the
+  // server's byte budget has no room for it yet: it is handled again once
+  // the budget calls back.
+  bool HandleOne(const wire::DecodedRequest& req, const std::string& volume,
                  const absl::Status& refusal);
   // Binds the stream to its volume on the first request.
   absl::Status Bind(const std::string& name);
@@ -99,6 +111,7 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   wire::SessionDecoder decoder_;
   wire::DecodedRequest entry_;
   bool head_pending_ = false;  // the message's own request is still to be handled
+  bool entry_pending_ = false;  // entry_ is decoded but still to be handled
   grpc::ByteBuffer out_raw_;  // the message being written
   bool batch_answers_ = false;  // the client sent `cowblk-batch: 1`
 

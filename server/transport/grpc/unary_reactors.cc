@@ -2,6 +2,7 @@
 
 #include <new>
 
+#include "common/log.h"
 #include "server/core/out_of_memory.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/status_util.h"
@@ -13,33 +14,41 @@ using cowblk::v1::ReadResponse;
 using cowblk::v1::WriteRequest;
 using cowblk::v1::WriteResponse;
 
-// With one call at a time, the budget never makes these wait (see
-// core::Pipeline::HasRoom), but their bytes count.
-core::PipelineOptions OneAtATime(const char* transport, std::string peer, core::Budget* budget) {
+// One call at a time. The server's byte budget may have no room for it:
+// then `on_room` (on the budget's thread) begins it again.
+core::PipelineOptions OneAtATime(const char* transport, std::string peer, core::Budget* budget,
+                                 std::function<void()> on_room = nullptr) {
   core::PipelineOptions p;
   p.transport = transport;
   p.peer = std::move(peer);
   p.max_in_flight = 1;
   p.budget = budget;
+  p.on_budget_room = std::move(on_room);
   return p;
 }
 
 class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
-                          public core::Pipeline::Sink {
+                          public core::Pipeline::Sink,
+                          public core::SendWatchdog::Watched {
  public:
-  ReadReactor(CallTracker* calls, core::Budget* budget, std::string peer,
-              std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
-              uint32_t chunk)
-      : calls_(calls),
-        pipeline_(this, OneAtATime("read", std::move(peer), budget)),
+  ReadReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
+              std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length)
+      : calls_(service->calls()),
+        ctx_(ctx),
+        watchdog_(service->options().send_watchdog),
+        peer_(ctx->peer()),
+        pipeline_(this,
+                  OneAtATime("read", peer_, service->options().budget, [this] { Next(); })),
         next_(offset),
         end_(offset + length),
-        chunk_(chunk) {
+        chunk_(service->options().read_chunk) {
     pipeline_.Bind(std::move(volume), /*writable=*/false);
+    if (watchdog_ != nullptr) watchdog_->Watch(this);
     Next();
   }
 
   void OnWriteDone(bool ok) override {
+    WriteDone();
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       return;
@@ -47,8 +56,15 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
     Next();
   }
   void OnDone() override {
+    if (watchdog_ != nullptr) watchdog_->Unwatch(this);
+    pipeline_.StopWaiting();
     calls_->End();
     delete this;
+  }
+  void OnSendTimeout() override {
+    Log(LogLevel::kWarning, "grpc_send_timeout",
+        {{"call", "Read"}, {"peer", peer_}, {"volume", pipeline_.volume()->name()}});
+    ctx_->TryCancel();
   }
   // The chunk is read into the response's own bytes: no copy.
   void OnAnswered(absl::Span<core::Call* const> calls) override {
@@ -61,6 +77,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
       return;
     }
     next_ += response_.data().size();
+    WriteStarted();
     StartWrite(&response_);
   }
 
@@ -73,6 +90,7 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
     const uint64_t len = std::min<uint64_t>(chunk_, end_ - next_);
     response_.set_offset(next_);
     core::Call* call = pipeline_.Begin(0, len);
+    if (call == nullptr) return;  // the budget calls Next again
     call->op = engine::OpType::kRead;
     call->offset = next_;
     call->length = len;
@@ -81,6 +99,9 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
   }
 
   CallTracker* const calls_;
+  grpc::CallbackServerContext* const ctx_;
+  core::SendWatchdog* const watchdog_;
+  const std::string peer_;
   core::Pipeline pipeline_;
   uint64_t next_;
   const uint64_t end_;
@@ -96,7 +117,8 @@ class WriteReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
       : service_(service),
         ctx_(ctx),
         out_(response),
-        pipeline_(this, OneAtATime("write", ctx->peer(), service->options().budget)) {
+        pipeline_(this, OneAtATime("write", ctx->peer(), service->options().budget,
+                                   [this] { Submit(); })) {
     StartRead(&in_raw_);
   }
 
@@ -139,6 +161,7 @@ class WriteReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
     Submit(engine::OpType::kWrite, in_.offset(), std::move(*in_.mutable_data()));
   }
   void OnDone() override {
+    pipeline_.StopWaiting();
     service_->calls()->End();
     delete this;
   }
@@ -182,11 +205,20 @@ class WriteReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
   }
 
   void Submit(engine::OpType op, uint64_t offset, std::string data) {
-    core::Call* call = pipeline_.Begin(0, data.size());
-    call->op = op;
-    call->offset = offset;
-    call->length = data.size();
-    if (op == engine::OpType::kWrite) call->UseString(std::move(data));
+    op_ = op;
+    offset_ = offset;
+    data_ = std::move(data);
+    Submit();
+  }
+  // Submits op_; again from the budget's call when it had no room.
+  void Submit() {
+    core::Call* call = pipeline_.Begin(0, data_.size());
+    if (call == nullptr) return;
+    call->op = op_;
+    call->offset = offset_;
+    call->length = data_.size();
+    if (op_ == engine::OpType::kWrite) call->UseString(std::move(data_));
+    data_.clear();
     pipeline_.SubmitAlone(call);  // last: the answer may finish this reactor
   }
 
@@ -198,6 +230,10 @@ class WriteReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
   grpc::ByteBuffer in_raw_;
   WriteRequest in_;
   bool flush_ = false;
+  // The request being submitted (kept while the budget has no room).
+  engine::OpType op_ = engine::OpType::kWrite;
+  uint64_t offset_ = 0;
+  std::string data_;
 };
 
 class FlushReactor final : public grpc::ServerUnaryReactor, public core::Pipeline::Sink {
@@ -229,10 +265,9 @@ class FlushReactor final : public grpc::ServerUnaryReactor, public core::Pipelin
 }  // namespace
 
 grpc::ServerWriteReactor<ReadResponse>* NewReadReactor(
-    CallTracker* calls, core::Budget* budget, std::string peer,
-    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
-    uint32_t chunk) {
-  return new ReadReactor(calls, budget, std::move(peer), std::move(volume), offset, length, chunk);
+    BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
+    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length) {
+  return new ReadReactor(service, ctx, std::move(volume), offset, length);
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* NewWriteReactor(BlockServiceImpl* service,

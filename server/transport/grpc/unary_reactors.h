@@ -16,18 +16,20 @@
 
 #include "cowblk/v1/block.pb.h"
 #include "server/core/pipeline.h"
+#include "server/core/send_watchdog.h"
 #include "server/transport/grpc/call_tracker.h"
 
 namespace cowblk::rpc {
 
 class BlockServiceImpl;
 
-// Reads [offset, offset + length) of `volume` in chunks of `chunk` bytes.
-// REQUIRES: the range was checked; `calls` counted this call (OnDone ends it).
+// Reads [offset, offset + length) of `volume` in chunks of the service's
+// read_chunk bytes; a chunk the client takes not within the send timeout
+// cancels the call (the service's send_watchdog).
+// REQUIRES: the range was checked; `service` counted this call (OnDone ends it).
 grpc::ServerWriteReactor<v1::ReadResponse>* NewReadReactor(
-    CallTracker* calls, core::Budget* budget, std::string peer,
-    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length,
-    uint32_t chunk);
+    BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
+    std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length);
 
 // Reads WriteRequest messages, parsed here: one whose data cannot be
 // allocated fails the call RESOURCE_EXHAUSTED (a `request_failed` line) and

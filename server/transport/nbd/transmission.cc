@@ -73,7 +73,15 @@ std::string Transmission::Run() {
 bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::string* why) {
   const std::optional<engine::OpType> op = OpOf(h.type);
   const bool transfers = h.type == kCmdRead || h.type == kCmdWrite;
-  core::Call* call = pipeline_->Begin(h.cookie, transfers ? h.length : 0);
+  core::Call* call;
+  // The server's byte budget may have no room for it yet: wait for its call.
+  while ((call = pipeline_->Begin(h.cookie, transfers ? h.length : 0)) == nullptr) {
+    pipeline_->FlushSubmissions();
+    if (!sender_->WaitForRoom()) {
+      *why = "a reply could not be sent";
+      return false;
+    }
+  }
   call->op = op;
   call->offset = h.offset;
   call->length = h.length;
