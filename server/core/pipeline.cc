@@ -1,11 +1,13 @@
 #include "server/core/pipeline.h"
 
 #include <algorithm>
+#include <new>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "common/block_range.h"
 #include "common/log.h"
+#include "server/core/out_of_memory.h"
 #include "server/store/client_text.h"
 
 namespace cowblk::core {
@@ -94,10 +96,14 @@ absl::Status Pipeline::Prepare(Call* call) {
         break;
       }
       if (call->uses_string_) {
-        call->string_.resize(call->length);
+        try {
+          call->string_.resize(call->length);
+        } catch (const std::bad_alloc&) {
+          return OutOfMemory("the read buffer");
+        }
       } else if (!call->buffer_) {
         call->buffer_ = AllocateAligned(call->length);
-        if (!call->buffer_) return absl::ResourceExhaustedError("out of memory for the read buffer");
+        if (!call->buffer_) return OutOfMemory("the read buffer");
       }
       r.kind = engine::Read{call->storage()};
       break;

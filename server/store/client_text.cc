@@ -65,7 +65,10 @@ std::string ForClients(absl::string_view text) {
 
 absl::Status ForClients(const absl::Status& status) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), ForClients(status.message()));
+  absl::Status out(status.code(), ForClients(status.message()));
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
 }
 
 }  // namespace cowblk::store

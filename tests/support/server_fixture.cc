@@ -3,7 +3,11 @@
 namespace cowblk::testing {
 
 void ServerFixture::StartServer(const std::vector<std::string>& args) {
-  ASSERT_TRUE(server_.Start(dir_.path(), args)) << server_.log();
+  StartServer(ServerConfig{.args = args});
+}
+
+void ServerFixture::StartServer(const ServerConfig& config) {
+  ASSERT_TRUE(server_.Start(dir_.path(), config)) << server_.log();
   volumes_ = v1::VolumeService::NewStub(server_.Channel());
   blocks_ = v1::BlockService::NewStub(server_.Channel());
 }

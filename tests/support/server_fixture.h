@@ -32,6 +32,8 @@ class ServerFixture : public ::testing::Test {
   // Starts cowblkd over dir_ with `args` (a test failure if it does not
   // serve) and makes volumes_ and blocks_ for it.
   void StartServer(const std::vector<std::string>& args = {});
+  // The same with more than flags (an environment, a wrapper).
+  void StartServer(const ServerConfig& config);
   // server_.Stop(sig).
   int StopServer(int sig = SIGTERM) { return server_.Stop(sig); }
 

@@ -61,14 +61,14 @@ grpc::ServerWriteReactor<v1::ReadResponse>* BlockServiceImpl::Read(
   return NewReadReactor(this, ctx, *std::move(handle), request->offset(), request->length());
 }
 
-grpc::ServerReadReactor<v1::WriteRequest>* BlockServiceImpl::Write(
-    grpc::CallbackServerContext* ctx, v1::WriteResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* BlockServiceImpl::Write(
+    grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
   if (!calls_->Begin()) {
-    return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(CallTracker::Refusal());
+    return new Refused<grpc::ServerReadReactor<grpc::ByteBuffer>>(CallTracker::Refusal());
   }
   if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) {  // before any message is read
     calls_->End();
-    return new Refused<grpc::ServerReadReactor<v1::WriteRequest>>(ToGrpc(s));
+    return new Refused<grpc::ServerReadReactor<grpc::ByteBuffer>>(ToGrpc(s));
   }
   return NewWriteReactor(this, ctx, response);
 }

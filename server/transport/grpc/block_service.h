@@ -39,9 +39,11 @@ struct BlockServiceOptions {
 };
 
 // Session is a raw method (ByteBuffer in and out, see session_reactor.h);
-// the others use the generated message types.
+// so is Write, which parses its messages itself (a message whose data
+// cannot be allocated fails the call, see unary_reactors.h); the others use
+// the generated message types.
 using BlockServiceBase = cowblk::v1::BlockService::WithRawCallbackMethod_Session<
-    cowblk::v1::BlockService::WithCallbackMethod_Read<cowblk::v1::BlockService::WithCallbackMethod_Write<
+    cowblk::v1::BlockService::WithCallbackMethod_Read<cowblk::v1::BlockService::WithRawCallbackMethod_Write<
         cowblk::v1::BlockService::WithCallbackMethod_Flush<cowblk::v1::BlockService::Service>>>>;
 
 class BlockServiceImpl final : public BlockServiceBase {
@@ -55,8 +57,8 @@ class BlockServiceImpl final : public BlockServiceBase {
       grpc::CallbackServerContext* ctx) override;
   grpc::ServerWriteReactor<cowblk::v1::ReadResponse>* Read(
       grpc::CallbackServerContext* ctx, const cowblk::v1::ReadRequest* request) override;
-  grpc::ServerReadReactor<cowblk::v1::WriteRequest>* Write(
-      grpc::CallbackServerContext* ctx, cowblk::v1::WriteResponse* response) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* Write(grpc::CallbackServerContext* ctx,
+                                                   grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Flush(grpc::CallbackServerContext* ctx,
                                   const cowblk::v1::FlushRequest* request,
                                   cowblk::v1::FlushResponse* response) override;

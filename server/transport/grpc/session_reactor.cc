@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "proto/session_codec.h"
+#include "server/core/out_of_memory.h"
 #include "server/transport/grpc/status_util.h"
 #include "server/transport/grpc/block_service.h"
 
@@ -215,15 +216,19 @@ bool SessionReactor::HandleOne(const wire::DecodedRequest& req, const std::strin
   if (op.ok()) call->op = *op;
   call->offset = req.offset;
   call->fua = req.fua;
-  if (write) {
-    call->length = req.data.size();  // a write's length is its data's
-    call->UseString(req.data.ToString());
-  } else {
-    call->length = req.length;
-  }
+  call->length = write ? req.data.size() : req.length;  // a write's length is its data's
   absl::Status s = refusal;
   if (s.ok()) s = Bind(volume);
   if (s.ok()) s = op.status();
+  if (s.ok() && write) {
+    // Into a buffer of its own (the message's slices go with the message);
+    // without memory for it, this request fails and the stream goes on.
+    if (char* payload = call->PayloadBuffer(); payload != nullptr) {
+      req.data.CopyTo(payload);
+    } else {
+      s = core::OutOfMemory("a write's data");
+    }
+  }
   if (!s.ok()) {
     pipeline_.Refuse(call, std::move(s));
     return true;

@@ -1,6 +1,9 @@
 #include "server/transport/grpc/unary_reactors.h"
 
+#include <new>
+
 #include "common/log.h"
+#include "server/core/out_of_memory.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/status_util.h"
 
@@ -106,17 +109,17 @@ class ReadReactor final : public grpc::ServerWriteReactor<ReadResponse>,
   ReadResponse response_;
 };
 
-class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
+class WriteReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer>,
                            public core::Pipeline::Sink {
  public:
   WriteReactor(BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
-               WriteResponse* response)
+               grpc::ByteBuffer* response)
       : service_(service),
         ctx_(ctx),
-        response_(response),
+        out_(response),
         pipeline_(this, OneAtATime("write", ctx->peer(), service->options().budget,
                                    [this] { Submit(); })) {
-    StartRead(&in_);
+    StartRead(&in_raw_);
   }
 
   void OnReadDone(bool ok) override {
@@ -126,10 +129,16 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
         return;
       }
       if (!flush_) {
-        Finish(grpc::Status::OK);
+        FinishOk();
         return;
       }
       Submit(engine::OpType::kFlush, 0, "");
+      return;
+    }
+    if (absl::Status parsed = Parse(); !parsed.ok()) {
+      core::Call* call = pipeline_.Begin(0, 0);
+      call->op = engine::OpType::kWrite;
+      pipeline_.Refuse(call, std::move(parsed));  // logged; OnAnswered ends the call
       return;
     }
     if (!pipeline_.volume()) {
@@ -146,7 +155,7 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
     }
     flush_ = in_.flush();
     if (in_.data().empty()) {
-      StartRead(&in_);
+      StartRead(&in_raw_);
       return;
     }
     Submit(engine::OpType::kWrite, in_.offset(), std::move(*in_.mutable_data()));
@@ -167,14 +176,34 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
       return;
     }
     if (op == engine::OpType::kFlush) {
-      Finish(grpc::Status::OK);
+      FinishOk();
       return;
     }
-    response_->set_bytes_written(response_->bytes_written() + length);
-    StartRead(&in_);
+    response_.set_bytes_written(response_.bytes_written() + length);
+    StartRead(&in_raw_);
   }
 
  private:
+  // in_raw_ into in_. protobuf allocates a message's data in one piece and
+  // throws when it cannot: that fails this call only.
+  absl::Status Parse() {
+    try {
+      if (!grpc::SerializationTraits<WriteRequest>::Deserialize(&in_raw_, &in_).ok()) {
+        return absl::InvalidArgumentError("a Write message could not be parsed");
+      }
+    } catch (const std::bad_alloc&) {
+      in_raw_.Clear();
+      in_.Clear();
+      return core::OutOfMemory("a Write message's data");
+    }
+    return absl::OkStatus();
+  }
+  void FinishOk() {
+    bool own_buffer;
+    grpc::Status s = grpc::SerializationTraits<WriteResponse>::Serialize(response_, out_, &own_buffer);
+    Finish(s);
+  }
+
   void Submit(engine::OpType op, uint64_t offset, std::string data) {
     op_ = op;
     offset_ = offset;
@@ -195,8 +224,10 @@ class WriteReactor final : public grpc::ServerReadReactor<WriteRequest>,
 
   BlockServiceImpl* const service_;
   grpc::CallbackServerContext* const ctx_;
-  WriteResponse* const response_;
+  grpc::ByteBuffer* const out_;
+  WriteResponse response_;
   core::Pipeline pipeline_;
+  grpc::ByteBuffer in_raw_;
   WriteRequest in_;
   bool flush_ = false;
   // The request being submitted (kept while the budget has no room).
@@ -239,9 +270,9 @@ grpc::ServerWriteReactor<ReadResponse>* NewReadReactor(
   return new ReadReactor(service, ctx, std::move(volume), offset, length);
 }
 
-grpc::ServerReadReactor<WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
-                                                       grpc::CallbackServerContext* ctx,
-                                                       WriteResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewWriteReactor(BlockServiceImpl* service,
+                                                           grpc::CallbackServerContext* ctx,
+                                                           grpc::ByteBuffer* response) {
   return new WriteReactor(service, ctx, response);
 }
 

@@ -31,10 +31,13 @@ grpc::ServerWriteReactor<v1::ReadResponse>* NewReadReactor(
     BlockServiceImpl* service, grpc::CallbackServerContext* ctx,
     std::shared_ptr<store::VolumeHandle> volume, uint64_t offset, uint64_t length);
 
+// Reads WriteRequest messages, parsed here: one whose data cannot be
+// allocated fails the call RESOURCE_EXHAUSTED (a `request_failed` line) and
+// the process goes on. `response` gets the serialized WriteResponse.
 // REQUIRES: `service` counted this call (OnDone ends it).
-grpc::ServerReadReactor<v1::WriteRequest>* NewWriteReactor(BlockServiceImpl* service,
+grpc::ServerReadReactor<grpc::ByteBuffer>* NewWriteReactor(BlockServiceImpl* service,
                                                            grpc::CallbackServerContext* ctx,
-                                                           v1::WriteResponse* response);
+                                                           grpc::ByteBuffer* response);
 
 // Flushes `volume` and answers with the result.
 // REQUIRES: `calls` counted this call (OnDone ends it).

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/nbd_wire.h"
+#include "server/core/out_of_memory.h"
 
 namespace cowblk::nbd {
 namespace {
@@ -42,7 +43,7 @@ uint32_t ReplyErrno(const core::Call& call) {
       // The protocol's words: a write (trim, zeroing) past the end is ENOSPC.
       return call.op == engine::OpType::kRead ? EINVAL : ENOSPC;
     case absl::StatusCode::kResourceExhausted:
-      return ENOSPC;
+      return core::IsOutOfMemory(s) ? ENOMEM : ENOSPC;
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kFailedPrecondition:
       return EPERM;

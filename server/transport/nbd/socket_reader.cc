@@ -52,6 +52,16 @@ bool SocketReader::Take(void* dest, size_t n) {
   return false;
 }
 
+bool SocketReader::Skip(size_t n) {
+  while (n > 0) {
+    if (buffered() == 0 && !Fill()) return false;
+    const size_t drop = std::min(n, buffered());
+    pos_ += drop;
+    n -= drop;
+  }
+  return true;
+}
+
 bool SocketReader::TakeString(std::string* out, size_t n) {
   out->resize(n);
   return Take(out->data(), n);

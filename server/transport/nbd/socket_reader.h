@@ -47,6 +47,9 @@ class SocketReader {
   // socket. False at the end of the stream.
   bool Take(void* dest, size_t n);
   bool TakeString(std::string* out, size_t n);
+  // Receives `n` bytes and drops them (through the buffer: no memory of
+  // their own). False at the end of the stream or on an error.
+  bool Skip(size_t n);
 
  private:
   const int fd_;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/nbd_wire.h"
+#include "server/core/out_of_memory.h"
 #include "server/transport/nbd/handshake.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -94,20 +95,21 @@ bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::str
     return false;
   }
   if (const uint32_t length = PayloadBytes(h); length > 0) {
+    // Without memory for its payload, this write fails (ENOMEM) and the
+    // connection goes on past the payload.
     char* payload = call->PayloadBuffer();
-    if (payload == nullptr) {
-      *why = "out of memory for a write's payload";
-      pipeline_->Refuse(call, absl::ResourceExhaustedError(*why));
-      return false;
-    }
     if (length > in_->buffered()) pipeline_->FlushSubmissions();
-    if (!in_->Take(payload, length)) {
+    if (payload != nullptr ? !in_->Take(payload, length) : !in_->Skip(length)) {
       idle_timed_out_ = in_->timed_out();
       *why = in_->timed_out() ? "idle timeout: the client stalled in a write's payload"
                               : "the client closed the connection in a write";
       // Not written (the reply will hardly reach anyone).
       pipeline_->Refuse(call, absl::AbortedError(*why));
       return false;
+    }
+    if (payload == nullptr) {
+      pipeline_->Refuse(call, core::OutOfMemory("a write's payload"));
+      return true;
     }
   }
   if (verdict == RequestVerdict::kUnknownCommand) {
