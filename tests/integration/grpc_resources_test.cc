@@ -42,7 +42,7 @@ using grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 
 constexpr uint64_t kMiB = 1 << 20;
-#ifdef __SANITIZE_ADDRESS__  // cowblkd is built alike (COWBLK_SANITIZE)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)  // cowblkd is built alike
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;
@@ -282,9 +282,9 @@ TEST_F(GrpcResourcesTest, AThousandIdlePeersThenBackToTheBaseline) {
       << FdCount(pid) << " descriptors (" << fds << " before), " << ThreadCount(pid)
       << " threads (" << threads << " before)";
   // The documented bound (docs/cowblkd.md "Limits"): what a burst leaves
-  // resident in gRPC's and malloc's caches. ASan's allocator gives nothing
-  // back (quarantine, its own free lists): there, only no growth past the
-  // peak is asked.
+  // resident in gRPC's and malloc's caches. The sanitizers' allocators give
+  // nothing back (ASan's quarantine, their own free lists): there, only no
+  // growth past the peak is asked.
   EXPECT_LE(RssBytes(pid), (kSanitized ? peak_rss : rss) + 32 * kMiB)
       << rss / kMiB << " MiB before, " << peak_rss / kMiB << " MiB at the peak";
   std::cerr << "1000 idle peers: threads " << threads << " -> " << peak_threads

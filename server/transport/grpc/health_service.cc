@@ -1,6 +1,7 @@
 #include "server/transport/grpc/health_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/handoff.h"
 #include "server/transport/grpc/status_util.h"
 
 namespace cowblk::rpc {
@@ -22,6 +23,7 @@ class HealthServiceImpl::Watcher final
     } else {
       SendLocked();
     }
+    handoff_.Publish();
   }
 
   // The service's state changed. REQUIRES: service_->mu_ held.
@@ -35,6 +37,7 @@ class HealthServiceImpl::Watcher final
   }
 
   void OnWriteDone(bool ok) override {
+    handoff_.Receive();
     std::lock_guard<std::mutex> lock(service_->mu_);
     writing_ = false;
     if (!ok) {  // the peer is gone
@@ -47,12 +50,14 @@ class HealthServiceImpl::Watcher final
   }
 
   void OnCancel() override {
+    handoff_.Receive();
     std::lock_guard<std::mutex> lock(service_->mu_);
     if (!writing_) FinishLocked();
     // else OnWriteDone(false) follows and finishes.
   }
 
   void OnDone() override {
+    handoff_.Receive();
     {
       std::lock_guard<std::mutex> lock(service_->mu_);
       service_->watchers_.erase(this);
@@ -81,6 +86,8 @@ class HealthServiceImpl::Watcher final
   bool writing_ = false;
   bool dirty_ = false;  // a change came during the write
   bool finished_ = false;
+  // Built on the handler's thread, reacted to on gRPC's: common/handoff.h.
+  HandOff handoff_;
 };
 
 bool HealthServiceImpl::Known(const std::string& service) {
