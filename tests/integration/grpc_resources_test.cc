@@ -412,18 +412,11 @@ TEST_F(GrpcResourcesTest, UnderAProcessLimitHealthAndDataAreServedAdminCallsRefu
   blocks_ = v1::BlockService::NewStub(server_.Channel());
   ASSERT_TRUE(Create("disk0", 4 * kMiB).ok());
   ASSERT_TRUE(ServedWell('a'));
-  const std::string pid = std::to_string(server_.pid());
-  auto prlimit_nproc = [&](const std::string& soft) {
-    std::vector<std::string> argv = as;
-    argv.insert(argv.end(), {"prlimit", "--pid", pid, "--nproc=" + soft + ":"});
-    return RunQuietly(argv);
-  };
-  std::ifstream limits("/proc/" + pid + "/limits");
-  std::string line, soft;
-  while (std::getline(limits, line)) {
-    if (line.rfind("Max processes", 0) == 0) std::istringstream(line.substr(26)) >> soft;
-  }
+  const std::string soft = SoftProcessLimit(server_.pid());
   ASSERT_NE(soft, "");
+  auto prlimit_nproc = [&](const std::string& n) {
+    return SetSoftProcessLimit(as, server_.pid(), n);
+  };
   ASSERT_EQ(prlimit_nproc("1"), 0);
   struct Watch {
     grpc::ClientContext ctx;

@@ -95,21 +95,13 @@ TEST_F(NbdResourcesTest, AThreadThatCannotBeCreatedRefusesItsConnectionNotTheDae
     ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
   }
   ASSERT_NO_FATAL_FAILURE(Start({}, as));
-  const std::string pid = std::to_string(server_.pid());
   // RLIMIT_NPROC counts every task of cowblkd's user: at 1 no thread can
-  // be created. (prlimit as that user: it may lower and restore its own
-  // soft limit; root without CAP_SYS_RESOURCE may not.)
-  auto prlimit_nproc = [&](const std::string& soft) {
-    std::vector<std::string> argv = as;
-    argv.insert(argv.end(), {"prlimit", "--pid", pid, "--nproc=" + soft + ":"});
-    return RunQuietly(argv);
+  // be created.
+  const std::string soft = SoftProcessLimit(server_.pid());
+  ASSERT_NE(soft, "");
+  auto prlimit_nproc = [&](const std::string& n) {
+    return SetSoftProcessLimit(as, server_.pid(), n);
   };
-  std::ifstream limits("/proc/" + pid + "/limits");
-  std::string line, soft, hard;
-  while (std::getline(limits, line)) {
-    if (line.rfind("Max processes", 0) == 0) std::istringstream(line.substr(26)) >> soft >> hard;
-  }
-  ASSERT_NE(hard, "");
   ASSERT_EQ(prlimit_nproc("1"), 0);
   for (int i = 0; i < 5; ++i) {
     const int fd = RawSocket();

@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/command.h"
+
 namespace cowblk::testing {
 namespace {
 
@@ -103,6 +105,21 @@ bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds time
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return true;
+}
+
+std::string SoftProcessLimit(pid_t pid) {
+  std::ifstream limits("/proc/" + std::to_string(pid) + "/limits");
+  std::string line, soft;
+  while (std::getline(limits, line)) {
+    if (line.rfind("Max processes", 0) == 0) std::istringstream(line.substr(26)) >> soft;
+  }
+  return soft;
+}
+
+int SetSoftProcessLimit(const std::vector<std::string>& as, pid_t pid, const std::string& soft) {
+  std::vector<std::string> argv = as;
+  argv.insert(argv.end(), {"prlimit", "--pid", std::to_string(pid), "--nproc=" + soft + ":"});
+  return RunQuietly(argv);
 }
 
 }  // namespace cowblk::testing

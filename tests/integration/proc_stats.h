@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace cowblk::testing {
 
@@ -38,6 +39,16 @@ bool HoldsFile(pid_t pid, const std::string& part);
 // its last value.
 bool WaitUntil(const std::function<bool()>& done,
                std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+// The soft RLIMIT_NPROC of `pid` as /proc/PID/limits writes it (a number,
+// or "unlimited"); empty if it cannot be read.
+std::string SoftProcessLimit(pid_t pid);
+
+// Sets the soft RLIMIT_NPROC of `pid` to `soft` with prlimit run behind
+// `as` (the setpriv prefix cowblkd was started with: a user may lower and
+// restore its own soft limit; root without CAP_SYS_RESOURCE may not).
+// Returns prlimit's exit code.
+int SetSoftProcessLimit(const std::vector<std::string>& as, pid_t pid, const std::string& soft);
 
 }  // namespace cowblk::testing
 
