@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -22,14 +23,18 @@ namespace cowblk::testing {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
+// ASAN_OPTIONS or TSAN_OPTIONS in a sanitizer build, else empty.
+constexpr const char kSanitizer[] = COWBLK_FAIL_ALLOC_SANITIZER;
 
 class AllocFailureTest : public NbdTest {
  protected:
   void SetUp() override {
     // NBD reads through a buffer (zero-copy ones take none).
     ServerConfig config{.args = {"--nbd-listen", "127.0.0.1:0", "--nbd-zero-copy", "off"}};
-    if (COWBLK_FAIL_ALLOC_ASAN) {  // a sanitizer build: its allocator fails them
-      config.env = {{"ASAN_OPTIONS", "allocator_may_return_null=1:max_allocation_size_mb=16"}};
+    if (kSanitizer[0] != '\0') {  // a sanitizer build: its allocator fails them
+      const char* inherited = std::getenv(kSanitizer);  // suppressions, halt_on_error
+      config.env = {{kSanitizer, std::string(inherited != nullptr ? inherited : "") +
+                                     " allocator_may_return_null=1 max_allocation_size_mb=16"}};
     } else {
       config.env = {{"LD_PRELOAD", COWBLK_FAIL_ALLOC_LIB},
                     {"COWBLK_TEST_FAIL_ALLOC_ABOVE", std::to_string(16 * kMiB)}};
@@ -90,9 +95,9 @@ TEST_F(AllocFailureTest, ASessionRefuses32MiBRequestsAndServes1MiBOnes) {
 
 // A unary Write message of 32 MiB fails the call; the next call is served.
 // Not in a sanitizer build: there protobuf's parse allocates with a
-// throwing operator new, which ASan turns into a fatal report instead of
-// std::bad_alloc, whatever its options.
-#if !COWBLK_FAIL_ALLOC_ASAN
+// throwing operator new, which the sanitizers' allocators turn into a fatal
+// report instead of std::bad_alloc, whatever their options.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 TEST_F(AllocFailureTest, AUnaryWriteOf32MiBFailsAloneAndTheNextIsServed) {
   grpc::Status s = WriteData("big", 0, std::string(32 * kMiB, 'w'));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
