@@ -51,7 +51,6 @@ struct Flags {
   uint32_t commit_interval_ms = 1000;
   uint32_t write_split_kib = 0;
   uint32_t max_in_flight = 256;
-  uint32_t max_message_bytes = 40 << 20;
   uint64_t max_stream_bytes = uint64_t{64} << 20;
   uint64_t max_server_bytes = uint64_t{1} << 30;
   int drain_seconds = 10;
@@ -68,13 +67,9 @@ struct Flags {
   uint32_t nbd_send_timeout_seconds = 60;
   uint32_t grpc_send_timeout_seconds = 60;
   std::string debug_hold_bitmap_writes;
-  // gRPC server limits (issue #20, item 7).
-  uint32_t max_streams_per_connection = 100;
-  uint64_t grpc_memory_bytes = uint64_t{1} << 30;
-  int grpc_max_threads = 64;
-  uint32_t grpc_handshake_timeout_seconds = 10;
-  uint32_t grpc_keepalive_seconds = 60;
-  uint32_t grpc_keepalive_timeout_seconds = 20;
+  // gRPC server limits, --max-message-bytes among them (issue #20, item 7);
+  // their defaults are GrpcServerLimits'.
+  rpc::GrpcServerLimits grpc;
 };
 
 std::string ReadFile(const std::string& path) {
@@ -160,7 +155,7 @@ int Main(int argc, char** argv) {
   app.add_option("--max-in-flight", f.max_in_flight,
                  "Requests in progress per Session stream before it stops reading")
       ->envname("COWBLK_MAX_IN_FLIGHT")->check(CLI::Range(1, 65536))->capture_default_str();
-  app.add_option("--max-message-bytes", f.max_message_bytes,
+  app.add_option("--max-message-bytes", f.grpc.max_message_bytes,
                  "Largest gRPC message accepted (at least 33 MiB: requests carry up to 32 MiB)")
       ->envname("COWBLK_MAX_MESSAGE_BYTES")
       ->check(CLI::Range(uint32_t{33} << 20, uint32_t{1} << 30))->capture_default_str();
@@ -235,30 +230,30 @@ int Main(int argc, char** argv) {
       ->envname("COWBLK_NBD_SEND_TIMEOUT_SECONDS")->check(CLI::Range(0, 86400))
       ->capture_default_str();
   // gRPC server limits: docs/cowblkd.md "Limits".
-  app.add_option("--max-streams-per-connection", f.max_streams_per_connection,
+  app.add_option("--max-streams-per-connection", f.grpc.max_streams_per_connection,
                  "gRPC calls open at once on one connection (HTTP/2 "
                  "SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the client")
       ->envname("COWBLK_MAX_STREAMS_PER_CONNECTION")->check(CLI::Range(1, 65536))
       ->capture_default_str();
-  app.add_option("--grpc-memory-bytes", f.grpc_memory_bytes,
+  app.add_option("--grpc-memory-bytes", f.grpc.memory_bytes,
                  "Memory gRPC may use for connections and messages in transit (its resource "
                  "quota); under pressure it reads less from its sockets")
       ->envname("COWBLK_GRPC_MEMORY_BYTES")
       ->check(CLI::Range(uint64_t{64} << 20, uint64_t{1} << 40))->capture_default_str();
-  app.add_option("--grpc-max-threads", f.grpc_max_threads,
+  app.add_option("--grpc-max-threads", f.grpc.max_threads,
                  "Threads gRPC may run for administrative (synchronous) calls; more such "
                  "calls at once are refused with RESOURCE_EXHAUSTED")
       ->envname("COWBLK_GRPC_MAX_THREADS")->check(CLI::Range(4, 4096))->capture_default_str();
-  app.add_option("--grpc-handshake-timeout-seconds", f.grpc_handshake_timeout_seconds,
+  app.add_option("--grpc-handshake-timeout-seconds", f.grpc.handshake_timeout_seconds,
                  "A gRPC connection that has not finished its TLS handshake and HTTP/2 "
                  "preface this long after connecting is closed")
       ->envname("COWBLK_GRPC_HANDSHAKE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  app.add_option("--grpc-keepalive-seconds", f.grpc_keepalive_seconds,
+  app.add_option("--grpc-keepalive-seconds", f.grpc.keepalive_seconds,
                  "The server pings a gRPC connection quiet this long (dead peers are found)")
       ->envname("COWBLK_GRPC_KEEPALIVE_SECONDS")->check(CLI::Range(1, 86400))
       ->capture_default_str();
-  app.add_option("--grpc-keepalive-timeout-seconds", f.grpc_keepalive_timeout_seconds,
+  app.add_option("--grpc-keepalive-timeout-seconds", f.grpc.keepalive_timeout_seconds,
                  "A gRPC connection that does not answer the server's ping this long is "
                  "closed")
       ->envname("COWBLK_GRPC_KEEPALIVE_TIMEOUT_SECONDS")->check(CLI::Range(1, 3600))
@@ -302,21 +297,13 @@ int Main(int argc, char** argv) {
     auth = *std::move(loaded);
   }
 
-  rpc::GrpcServerLimits limits;
-  limits.max_message_bytes = f.max_message_bytes;
-  limits.max_streams_per_connection = f.max_streams_per_connection;
-  limits.memory_bytes = f.grpc_memory_bytes;
-  limits.max_threads = f.grpc_max_threads;
-  limits.handshake_timeout_ms = f.grpc_handshake_timeout_seconds * 1000;
-  limits.keepalive_time_ms = f.grpc_keepalive_seconds * 1000;
-  limits.keepalive_timeout_ms = f.grpc_keepalive_timeout_seconds * 1000;
   // At the descriptor limit gRPC 1.51 would drop its listening ports.
   rpc::StartAcceptGuard();
   rpc::HealthServiceImpl health;
   std::unique_ptr<grpc::Server> health_server;
   if (!f.health_listen.empty()) {
     grpc::ServerBuilder hb;
-    rpc::GrpcServerLimits health_limits = limits;
+    rpc::GrpcServerLimits health_limits = f.grpc;
     health_limits.max_message_bytes = 64 << 10;  // health requests are names
     rpc::ApplyLimits(health_limits, &hb);
     hb.AddListeningPort(f.health_listen, grpc::InsecureServerCredentials());
@@ -385,7 +372,7 @@ int Main(int argc, char** argv) {
   rpc::ReflectionV1 reflection_v1;
   rpc::ReflectionV1Alpha reflection_v1alpha;
   grpc::ServerBuilder builder;
-  rpc::ApplyLimits(limits, &builder);
+  rpc::ApplyLimits(f.grpc, &builder);
   int port = 0;
   builder.AddListeningPort(f.listen, creds, &port);
   builder.RegisterService(&block_service);

@@ -28,6 +28,10 @@ void Budget::WaitLocked(Waiter* waiter) {
 }
 
 bool Budget::RoomOrWait(Waiter* waiter) {
+  // Asked before every request of every stream: below the line, no lock.
+  // A yes is advice (TryTake decides under the lock); a no is checked
+  // again under the lock, so a waiter is never queued past a Give.
+  if (used_.load(std::memory_order_relaxed) < line_) return true;
   std::lock_guard<std::mutex> lock(mu_);
   if (BelowLineLocked()) return true;
   WaitLocked(waiter);

@@ -15,11 +15,11 @@ void ApplyLimits(const GrpcServerLimits& limits, grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                               static_cast<int>(limits.max_streams_per_connection));
   builder->AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-                              static_cast<int>(limits.handshake_timeout_ms));
+                              static_cast<int>(limits.handshake_timeout_seconds * 1000));
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                              static_cast<int>(limits.keepalive_time_ms));
+                              static_cast<int>(limits.keepalive_seconds * 1000));
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                              static_cast<int>(limits.keepalive_timeout_ms));
+                              static_cast<int>(limits.keepalive_timeout_seconds * 1000));
   // Idle connections are pinged too (a dead idle peer holds a descriptor),
   // and clients may ping them (at the rate below).
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -28,11 +28,11 @@ struct GrpcServerLimits {
   int max_threads = 64;
   // A connection must finish its TLS handshake and HTTP/2 preface within
   // this, or it is closed.
-  uint32_t handshake_timeout_ms = 10000;
+  uint32_t handshake_timeout_seconds = 10;
   // The server pings a connection quiet this long, and closes it when the
-  // ping is not answered within keepalive_timeout_ms.
-  uint32_t keepalive_time_ms = 60000;
-  uint32_t keepalive_timeout_ms = 20000;
+  // ping is not answered within keepalive_timeout_seconds.
+  uint32_t keepalive_seconds = 60;
+  uint32_t keepalive_timeout_seconds = 20;
   // Clients may ping no more often than this without sending data; after
   // max_ping_strikes pings too soon the connection is closed (GOAWAY
   // ENHANCE_YOUR_CALM).
