@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/malloc_tuning.h"
+#include "common/version.h"
 #include "server/core/budget.h"
 #include "server/core/send_watchdog.h"
 #include "server/engine/engine.h"
@@ -108,6 +109,9 @@ int Fatal(const std::string& event, const std::string& error) {
 int Main(int argc, char** argv) {
   Flags f;
   CLI::App app{"cowblkd: serves copy-on-write volumes (UML COW format) over gRPC"};
+  app.set_version_flag("--version", VersionLine("cowblkd"),
+                       "Print the version and git commit");
+  app.footer("Manual: docs/cowblkd.md");
   app.add_option("--data-dir", f.data_dir, "Data directory: images/ and volumes/ live here")
       ->envname("COWBLK_DATA_DIR")->capture_default_str();
   app.add_option("--listen", f.listen, "gRPC address (host:port; port 0 picks one)")

@@ -9,6 +9,7 @@
 #include "client/cli/context.h"
 #include "client/cli/output.h"
 #include "common/malloc_tuning.h"
+#include "common/version.h"
 
 namespace cowblk::cli {
 
@@ -55,6 +56,7 @@ int Main(int argc, char** argv) {
   Context ctx;
   CLI::App app{"cowblk: volumes, images and data of a cowblkd server"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", VersionLine("cowblk"), "Print the version and git commit");
   // Global flags may come after the command too: `cowblk volume ls --json`.
   app.fallthrough();
   GlobalFlags& f = ctx.flags;
@@ -98,6 +100,8 @@ int Main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "cowblk: " << e.what() << " (run with --help for usage)\n";

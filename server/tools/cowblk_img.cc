@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "common/sector.h"
+#include "common/version.h"
 #include "nlohmann/json.hpp"
 #include "server/cow/cow_commit.h"
 #include "server/cow/cow_file.h"
@@ -266,6 +267,10 @@ int CmdCommit(const std::string& path, const std::string& image, bool as_json) {
 
 int Main(int argc, char** argv) {
   CLI::App app{"cowblk-img: inspect and manage User-Mode Linux COW files"};
+  app.set_version_flag("--version", VersionLine("cowblk-img"), "Print the version and git commit");
+  app.footer(
+      "Exit status: 0 ok (check: no problem found), 1 the file is invalid, 2 bad usage,\n"
+      "3 failed otherwise (missing file, I/O error, file in use). Manual: docs/cowblk-img.md");
   app.require_subcommand(1);
   bool as_json = false;
   app.add_flag("--json", as_json, "Print machine-readable JSON");
