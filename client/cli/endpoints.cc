@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "client/cli/output.h"
 
 namespace cowblk::cli {
 namespace {
@@ -120,6 +121,7 @@ absl::Status FileSink::WriteAll(uint64_t offset, const char* buf, size_t length)
         stream_ ? write(fd_, buf + done, length - done)
                 : pwrite(fd_, buf + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EPIPE && fd_ == STDOUT_FILENO) return StdoutClosed();
     if (n < 0) return Errno(path_);
     done += static_cast<size_t>(n);
   }

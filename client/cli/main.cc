@@ -111,13 +111,13 @@ int Main(int argc, char** argv) {
     std::cerr << "cowblk: no command given (run with --help for usage)\n";
     return kExitUsage;
   }
-  // A closed stdout (cowblk read ... | head) is an error to report, not a
-  // signal to die of.
+  // A closed stdout (cowblk read ... | head) comes back as EPIPE, so that a
+  // command cleans up (a download's temporary volume) before main() ends.
   signal(SIGPIPE, SIG_IGN);
 
   absl::Status status = ctx.run();
   if (status.ok()) return kExitOk;
-  std::cerr << ErrorLine(ctx.what, status) << "\n";
+  if (!IsStdoutClosed(status)) std::cerr << ErrorLine(ctx.what, status) << "\n";
   return ExitCode(status);
 }
 
@@ -126,5 +126,12 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   cowblk::TuneMallocForLargeBuffers();
-  return cowblk::cli::Main(argc, argv);
+  const int rc = cowblk::cli::Main(argc, argv);
+  if (rc == cowblk::cli::kExitClosedPipe) {
+    // Everything is cleaned up: end as `seq 1000000 | head` does, quietly,
+    // by the signal that was held back.
+    signal(SIGPIPE, SIG_DFL);
+    raise(SIGPIPE);
+  }
+  return rc;
 }

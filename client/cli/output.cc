@@ -4,11 +4,27 @@
 #include <cctype>
 #include <cstdio>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace cowblk::cli {
 
+namespace {
+constexpr char kStdoutClosedPayload[] = "cowblk.cli/stdout-closed";
+}  // namespace
+
+absl::Status StdoutClosed() {
+  absl::Status s = absl::CancelledError("stdout: the reader closed the pipe");
+  s.SetPayload(kStdoutClosedPayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsStdoutClosed(const absl::Status& status) {
+  return status.GetPayload(kStdoutClosedPayload).has_value();
+}
+
 int ExitCode(const absl::Status& status) {
+  if (IsStdoutClosed(status)) return kExitClosedPipe;
   switch (status.code()) {
     case absl::StatusCode::kOk:
       return kExitOk;

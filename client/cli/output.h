@@ -23,6 +23,14 @@ inline constexpr int kExitUnavailable = 3;  // no server, or it ran out of time
 inline constexpr int kExitNotFound = 4;     // no such volume or image
 inline constexpr int kExitExists = 5;       // the volume or image exists already
 inline constexpr int kExitDenied = 6;       // no valid token, or not allowed
+// stdout's reader went away (`cowblk read ... | head`): main() ends quietly,
+// killed by SIGPIPE as coreutils are (a shell sees 141 = 128 + SIGPIPE).
+inline constexpr int kExitClosedPipe = 141;
+
+// The status of a write to stdout that met EPIPE; ExitCode() maps it to
+// kExitClosedPipe, and main() prints no error line for it.
+absl::Status StdoutClosed();
+bool IsStdoutClosed(const absl::Status& status);
 
 // The exit code of a failed status.
 int ExitCode(const absl::Status& status);

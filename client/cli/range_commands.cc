@@ -27,6 +27,7 @@ absl::Status WriteOut(const char* p, size_t n) {
   while (n > 0) {
     const ssize_t w = write(STDOUT_FILENO, p, n);
     if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EPIPE) return StdoutClosed();
     if (w < 0) return absl::InternalError(absl::StrCat("stdout: ", std::strerror(errno)));
     p += w;
     n -= static_cast<size_t>(w);
