@@ -24,7 +24,7 @@ RUN apt-get update \
 # .dockerignore lets in only what the build reads.
 COPY . /src
 
-# The build has no .git: the commit for cowblk_build_info comes from here.
+# The build has no .git: the commit for --version and cowblk_build_info comes from here.
 ARG COWBLK_COMMIT=unknown
 # Parallel compile jobs.
 ARG JOBS=2

@@ -1,12 +1,12 @@
 #include "server/metrics/build_info.h"
 
+#include "common/version.h"
 #include "server/metrics/families.h"
 
 namespace cowblk::metrics {
 
-// COWBLK_VERSION and COWBLK_COMMIT come from server/metrics/CMakeLists.txt.
-const char* BuildVersion() { return COWBLK_VERSION; }
-const char* BuildCommit() { return COWBLK_COMMIT; }
+const char* BuildVersion() { return Version(); }
+const char* BuildCommit() { return GitCommit(); }
 
 std::vector<prometheus::MetricFamily> BuildInfoCollector::Collect() const {
   prometheus::MetricFamily f =

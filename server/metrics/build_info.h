@@ -1,6 +1,7 @@
 // cowblk_build_info{version,commit} 1: which build is running. The version
-// is the CMake project version; the commit is `git rev-parse --short=12
-// HEAD` at configure time, or "unknown" outside a git checkout.
+// and the commit are what --version prints (common/version.h): the CMake
+// project version and the build's `git describe --always --dirty
+// --abbrev=12`, or -DCOWBLK_COMMIT= (the container build), or "unknown".
 //
 // Thread-safety: immutable; Collect may run on any thread.
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/version.h"
 #include "cowblk/v1/block.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "server/cow/cow_file.h"
@@ -137,7 +138,8 @@ TEST(BuildInfoTest, NamesTheVersionAndACommit) {
   EXPECT_EQ(all[0].metric[0].gauge.value, 1);
   EXPECT_EQ(Label(all[0].metric[0], "version"), metrics::BuildVersion());
   EXPECT_THAT(std::string(metrics::BuildCommit()),
-              ::testing::MatchesRegex("unknown|[0-9a-f]{7,40}"));
+              ::testing::MatchesRegex("unknown|([0-9A-Za-z._-]+-g)?[0-9a-f]{7,40}(-dirty)?"));
+  EXPECT_EQ(std::string(metrics::BuildCommit()), GitCommit());  // what --version says
 }
 
 }  // namespace
