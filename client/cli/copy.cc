@@ -58,6 +58,10 @@ absl::StatusOr<CopyStats> Copy(Source& source, Sink& sink,
   if (!map.ok()) return map.status();
   std::string buf(kPiece, '\0');
   const uint64_t end = RoundUp(stats.bytes, align);  // what the sink sees
+  // The part of [from, from+len) inside the source: what the stats count.
+  auto in_source = [&](uint64_t from, uint64_t len) {
+    return std::min(from + len, stats.bytes) - std::min(from, stats.bytes);
+  };
 
   // Zero runs are merged across pieces and extents, and sent when data
   // follows or at the end.
@@ -65,7 +69,7 @@ absl::StatusOr<CopyStats> Copy(Source& source, Sink& sink,
   auto flush_zero = [&]() -> absl::Status {
     if (zero_len == 0) return absl::OkStatus();
     absl::Status s = sink.Zero(zero_from, zero_len);
-    stats.zero_bytes += zero_len;
+    stats.zero_bytes += in_source(zero_from, zero_len);
     zero_len = 0;
     return s;
   };
@@ -121,7 +125,7 @@ absl::StatusOr<CopyStats> Copy(Source& source, Sink& sink,
         }
         if (absl::Status s = flush_zero(); !s.ok()) return s;
         if (absl::Status s = sink.Write(run, p, data_end - run); !s.ok()) return s;
-        stats.data_bytes += data_end - run;
+        stats.data_bytes += in_source(run, data_end - run);
         run = data_end;
       }
       pos = std::max(pos + n, to);

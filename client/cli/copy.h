@@ -50,6 +50,9 @@ class Sink {
   virtual absl::Status Finish() = 0;
 };
 
+// Counted in the source's bytes: data_bytes + zero_bytes == bytes, also
+// when the sink's alignment pads the last block (3 bytes into a volume are
+// one 512-byte write, and count 3).
 struct CopyStats {
   uint64_t bytes = 0;       // the source's size
   uint64_t data_bytes = 0;  // sent to Sink::Write

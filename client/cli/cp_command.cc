@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "client/cli/context.h"
 #include "client/cli/copy.h"
 #include "client/cli/endpoints.h"
@@ -84,17 +85,21 @@ absl::Status RunCp(Context& ctx, const CpArgs& a) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (a.dst == "-" && !ctx.flags.json) return absl::OkStatus();
+  const double rate = secs > 0 ? static_cast<double>(stats->bytes) / secs : 0;
   ctx.Print({{"source", a.src},
              {"destination", a.dst},
              {"bytes", stats->bytes},
              {"data_bytes", stats->data_bytes},
              {"zero_bytes", stats->zero_bytes},
-             {"seconds", secs}},
-            ctx.flags.quiet ? ""
-                            : absl::StrCat("copied ", FormatSize(stats->bytes), " (",
-                                           FormatSize(stats->data_bytes), " data, ",
-                                           FormatSize(stats->zero_bytes), " zeros) from ", a.src,
-                                           " to ", a.dst));
+             {"seconds", secs},
+             {"bytes_per_second", rate}},
+            ctx.flags.quiet
+                ? ""
+                : absl::StrCat("copied ", FormatSize(stats->bytes), " (",
+                               FormatSize(stats->data_bytes), " data, ",
+                               FormatSize(stats->zero_bytes), " zeros) from ", a.src, " to ",
+                               a.dst, " in ", absl::StrFormat("%.2f", secs), " s (",
+                               FormatSize(static_cast<uint64_t>(rate)), "/s)"));
   return absl::OkStatus();
 }
 
