@@ -16,6 +16,7 @@
 #include "common/sector.h"
 #include "server/store/client_text.h"
 #include "server/store/file_size_limit.h"
+#include "server/store/header_facts.h"
 #include "server/store/leftovers.h"
 #include "server/store/names.h"
 #include "server/store/random_id.h"
@@ -135,6 +136,13 @@ void Store::OpenExisting(const std::string& name) {
   absl::Status s = file.ok() ? Serve(name, *std::move(file), e) : file.status();
   if (!s.ok()) {
     e.error = std::string(s.message());
+    // Not served, but listed with the size and image its header names.
+    if (st.ok() && e.size_bytes == 0) {
+      if (auto facts = ReadHeaderFacts(path); facts.ok()) {
+        e.size_bytes = facts->size_bytes;
+        e.backing = facts->backing;
+      }
+    }
     Log(LogLevel::kError, "volume_unavailable", {{"volume", name}, {"error", e.error}});
     return;
   }
