@@ -56,6 +56,8 @@ void AddImageCommands(CLI::App& app, Context& ctx);
 void AddCopyCommand(CLI::App& app, Context& ctx);
 void AddRangeCommands(CLI::App& app, Context& ctx);
 void AddHealthCommand(CLI::App& app, Context& ctx);
+// `volume map` (REQUIRES: AddVolumeCommands ran) and `du`.
+void AddAllocationCommands(CLI::App& app, Context& ctx);
 
 // `NOUN rm NAME...` (alias `delete`) under `parent`: removes each name with
 // `remove`, in order, stopping at the first failure; prints

@@ -90,6 +90,7 @@ int Main(int argc, char** argv) {
       "5 already exists, 6 not authenticated or not allowed. Manual: docs/cli.md");
 
   AddVolumeCommands(app, ctx);
+  AddAllocationCommands(app, ctx);
   AddImageCommands(app, ctx);
   AddCopyCommand(app, ctx);
   AddRangeCommands(app, ctx);
