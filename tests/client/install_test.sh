@@ -1,8 +1,9 @@
 # Installs the client component into a scratch prefix and checks what an
 # application gets: libcowblk.so (SONAME libcowblk.so.0, exporting the
 # public API only) and libcowblk.a, built against through the CMake package
-# (cowblk::client and cowblk::client_static) and through pkg-config, each
-# program run against a real cowblkd, as is the installed cowblk CLI.
+# (cowblk::client and cowblk::client_static) and through pkg-config (also
+# with client/examples/README.md's lines as written), each program run
+# against a real cowblkd, as is the installed cowblk CLI.
 # Usage: install_test.sh BUILD_DIR SOURCE_DIR COWBLKD [CXXFLAGS]
 # CXXFLAGS are added when compiling and linking the examples (a sanitizer
 # build installs instrumented code).
@@ -70,10 +71,24 @@ c++ -std=c++17 $FLAGS "$SRC/client/examples/hello_volume.cc" -o "$TMP/hello_pc" 
   $(pc --cflags --libs) -Wl,-rpath,"$libdir" || fail "pkg-config build"
 needs "$TMP/hello_pc" libcowblk.so.0 || fail "pkg-config does not link libcowblk.so.0"
 
+# 3. client/examples/README.md's pkg-config lines as a reader runs them:
+# the shell block after "or with pkg-config", in a shell where
+# PKG_CONFIG_PATH is unset, with its prefix /tmp/cowblk made ours (and the
+# sanitizer flags added).
+mkdir "$TMP/readme"
+cp "$SRC/client/examples/hello_volume.cc" "$TMP/readme/"
+awk '/^or with pkg-config/ { found = 1 } found && /^```/ { if (inside) exit; inside = 1; next }
+     inside' "$SRC/client/examples/README.md" >"$TMP/readme/lines.sh"
+grep -q "pkg-config --cflags --libs cowblk" "$TMP/readme/lines.sh" ||
+  fail "no pkg-config block in client/examples/README.md"
+sed -i "s|/tmp/cowblk/lib|$libdir|g; s|c++ -std=c++17|c++ -std=c++17 $FLAGS|" "$TMP/readme/lines.sh"
+(cd "$TMP/readme" && env -u PKG_CONFIG_PATH sh -eu lines.sh) >"$TMP/readme.log" 2>&1 ||
+  { cat "$TMP/readme/lines.sh" "$TMP/readme.log"; fail "client/examples/README.md's pkg-config lines"; }
+
 # All of them against a real server.
 start_server
 addr=$COWBLK_SERVER
-for p in examples/hello_volume examples/hello_volume_static hello_pc; do
+for p in examples/hello_volume examples/hello_volume_static hello_pc readme/hello_volume; do
   [ "$("$TMP/$p" "$addr" hello)" = ok ] || fail "$p failed"
 done
 [ "$("$TMP/prefix/bin/cowblk" --server "$addr" --json volume info hello | grep -c '"allocated_bytes": 4194304')" = 1 ] \
