@@ -48,7 +48,8 @@ install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 # Builds, makes a demo image and volume in $(DATA_DIR), and runs cowblkd in
-# the foreground on 127.0.0.1:7800 (README.md shows how to talk to it).
+# the foreground (127.0.0.1:7800 unless RUN_ARGS says otherwise; the banner
+# names the address; README.md shows how to talk to it).
 run: build
 	./scripts/demo $(BUILD_DIR)/bin $(DATA_DIR) $(RUN_ARGS)
 
