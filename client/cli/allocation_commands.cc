@@ -41,6 +41,8 @@ absl::Status RunMap(Context& ctx, const MapArgs& a) {
   if (!ranges.ok()) return ranges.status();
   // Where an unallocated range reads from.
   const char* under = volume->image.empty() ? "zeros" : "image";
+  const std::string under_text =
+      volume->image.empty() ? under : absl::StrCat(under, " ", volume->image);
   nlohmann::json j = nlohmann::json::array();
   std::vector<std::vector<std::string>> rows = {{"OFFSET", "LENGTH", "SOURCE"}};
   for (const AllocationRange& r : *ranges) {
@@ -50,8 +52,7 @@ absl::Status RunMap(Context& ctx, const MapArgs& a) {
                  {"allocated", r.allocated},
                  {"source", source}});
     rows.push_back({absl::StrFormat("0x%x", r.offset), absl::StrFormat("0x%x", r.length),
-                    r.allocated || volume->image.empty() ? source
-                                                         : absl::StrCat(source, " ", volume->image)});
+                    r.allocated ? source : under_text});
   }
   ctx.Print(j, Table(rows));
   return absl::OkStatus();

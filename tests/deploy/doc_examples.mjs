@@ -45,12 +45,15 @@ for (const o of objects) {
   for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
     const mounts = c.volumeMounts ?? [];
     for (const m of mounts) {
-      if (!declared.has(m.name)) problems.push(`${name}: ${c.name} mounts undeclared volume ${m.name}`);
+      if (!declared.has(m.name)) {
+        problems.push(`${name}: ${c.name} mounts undeclared volume ${m.name}`);
+      }
     }
     // The first word is the program; absolute paths after it are files.
     for (const arg of [...(c.command ?? []).slice(1), ...(c.args ?? [])]) {
       if (typeof arg !== "string" || !arg.startsWith("/")) continue;
-      const under = mounts.some((m) => arg === m.mountPath || arg.startsWith(m.mountPath.replace(/\/?$/, "/")));
+      const under = mounts.some(
+          (m) => arg === m.mountPath || arg.startsWith(m.mountPath.replace(/\/?$/, "/")));
       if (!under) problems.push(`${name}: ${c.name} uses ${arg}, which no volumeMount provides`);
     }
   }
