@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "tests/support/command.h"
+#include "tests/support/scratch.h"
 #include "tests/support/server_fixture.h"
 
 namespace cowblk::testing {
@@ -94,6 +95,51 @@ TEST_F(ServerDataDirTest, FifoBackingFilesPutTheirVolumesInErrorAndStartDoesNotW
   std::string got;
   ASSERT_TRUE(ReadData("good", 0, kMiB, &got).ok());
   EXPECT_TRUE(got == image);
+}
+
+TEST_F(ServerDataDirTest, AVolumeInErrorKeepsTheSizeAndImageItsHeaderNames) {
+  ASSERT_TRUE(Upload("base", RandomBytes(3 * kMiB, 11)).ok());
+  ASSERT_TRUE(Create("layered", 0, "base").ok());
+  ASSERT_TRUE(Create("blank", 2 * kMiB, "").ok());
+  std::string bad_bytes(4096, 'X');
+  WriteFileBytes(dir_.File("volumes/garbage.cow"), bad_bytes);
+  ASSERT_EQ(StopServer(), 0);
+  // Both images change under their volumes (UML's mtime check).
+  SetMtime(dir_.File("images/base.img"), 981173106);
+  SetMtime(dir_.File("images/.blank/2097152.img"), 981173106);
+  StartServer();
+  const v1::Volume layered = Get("layered");
+  EXPECT_EQ(layered.state(), v1::VOLUME_STATE_ERROR);
+  EXPECT_THAT(layered.error(), HasSubstr("mtime mismatch"));
+  EXPECT_EQ(layered.size_bytes(), 3 * kMiB);
+  EXPECT_EQ(layered.image(), "base");
+  const v1::Volume blank = Get("blank");
+  EXPECT_EQ(blank.state(), v1::VOLUME_STATE_ERROR);
+  EXPECT_EQ(blank.size_bytes(), 2 * kMiB);
+  EXPECT_EQ(blank.image(), "");
+  // A header that cannot be read says nothing.
+  const v1::Volume garbage = Get("garbage");
+  EXPECT_EQ(garbage.state(), v1::VOLUME_STATE_ERROR);
+  EXPECT_EQ(garbage.size_bytes(), 0u);
+  EXPECT_EQ(garbage.image(), "");
+  {
+    grpc::ClientContext ctx;
+    v1::ListVolumesRequest req;
+    v1::ListVolumesResponse resp;
+    ASSERT_TRUE(volumes_->ListVolumes(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.volumes_size(), 3);
+    EXPECT_EQ(resp.volumes(2).name(), "layered");  // name order: blank, garbage, layered
+    EXPECT_EQ(resp.volumes(2).size_bytes(), 3 * kMiB);
+    EXPECT_EQ(resp.volumes(2).image(), "base");
+  }
+  // The image still has its volume, and is not deleted from under it.
+  grpc::ClientContext ctx;
+  v1::DeleteImageRequest req;
+  req.set_name("base");
+  v1::DeleteImageResponse resp;
+  EXPECT_EQ(volumes_->DeleteImage(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(std::filesystem::exists(dir_.File("images/base.img")));
 }
 
 TEST_F(ServerDataDirTest, ErrorTextsNameFilesRelativeToTheDataDirectory) {
