@@ -124,8 +124,10 @@ TEST_F(DeadConnectionTest, SyncCallsOnASilentConnectionCompleteOnANewOne) {
 }
 
 // 64 MiB of writes in flight at the cut (the default window: 64 chunks of
-// 1 MiB), more than the sockets between client and proxy can hold: whether
-// they or HTTP/2's flow control stop the sending, the silence is found.
+// 1 MiB), more than the sockets between client and proxy can hold: a
+// stream's write is then stuck, and only the connection's end completes
+// it. The silence is found all the same, and the volume closes (without
+// the keepalive its destructor waited for that write for ever).
 TEST_F(DeadConnectionTest, MebibytesOfWritesInFlightOnASilentConnectionCompleteOnANewOne) {
   constexpr int kWrites = 64;
   constexpr uint64_t kSize = 1 << 20;

@@ -84,8 +84,9 @@ struct ClientOptions {
   // keep `keepalive_time` above that (the default leaves room for timer
   // jitter). A dead connection costs at most keepalive_time +
   // keepalive_timeout after its last byte received (20 s, inside the
-  // default `deadline`). 0: no keepalive. Both at most 24 h;
-  // `keepalive_timeout` must be positive.
+  // default `deadline`). 0: no keepalive (then Volume::Close() may wait
+  // for ever for a stream whose write is stuck on a silent connection).
+  // Both at most 24 h; `keepalive_timeout` must be positive.
   std::chrono::milliseconds keepalive_time{15000};
   std::chrono::milliseconds keepalive_timeout{5000};
 };
