@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "common/nbd_wire.h"  // SendAll
@@ -60,7 +61,7 @@ struct BlackholeProxy::Link {
   }
 };
 
-BlackholeProxy::BlackholeProxy(int upstream_port) {
+BlackholeProxy::BlackholeProxy(int upstream_port) : upstream_port_(upstream_port) {
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr = Loopback(0);
@@ -73,30 +74,7 @@ BlackholeProxy::BlackholeProxy(int upstream_port) {
   }
   listen_fd_ = fd;
   port_ = ntohs(addr.sin_port);
-  accept_thread_ = std::thread([this, upstream_port] {
-    for (;;) {
-      pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-      if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if (fds[0].revents == 0) continue;
-      const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (client < 0) continue;
-      auto link = std::make_unique<Link>();
-      link->client = client;
-      link->server = Connect(upstream_port);
-      link->cut_fd = eventfd(0, EFD_CLOEXEC);
-      if (link->server < 0 || link->cut_fd < 0) continue;  // the client sees its connection end
-      NoDelay(link->client);
-      NoDelay(link->server);
-      Link* l = link.get();
-      std::lock_guard<std::mutex> lock(mu_);
-      l->up = std::thread([this, l] { Forward(l, l->client, l->server); });
-      l->down = std::thread([this, l] { Forward(l, l->server, l->client); });
-      links_.push_back(std::move(link));
-      ++accepted_;
-      cv_.notify_all();
-    }
-  });
+  accept_thread_ = std::thread([this] { Accept(); });
 }
 
 BlackholeProxy::~BlackholeProxy() {
@@ -130,10 +108,28 @@ int BlackholeProxy::connections() const {
   return accepted_;
 }
 
-int BlackholeProxy::WaitForConnectionsAbove(int n) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return accepted_ > n; });
-  return accepted_;
+void BlackholeProxy::Accept() {
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[1].revents != 0) return;
+    if (fds[0].revents == 0) continue;
+    const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) continue;
+    auto link = std::make_unique<Link>();
+    link->client = client;
+    link->server = Connect(upstream_port_);
+    link->cut_fd = eventfd(0, EFD_CLOEXEC);
+    if (link->server < 0 || link->cut_fd < 0) continue;  // the client sees its connection end
+    NoDelay(link->client);
+    NoDelay(link->server);
+    Link* l = link.get();
+    std::lock_guard<std::mutex> lock(mu_);
+    l->up = std::thread([this, l] { Forward(l, l->client, l->server); });
+    l->down = std::thread([this, l] { Forward(l, l->server, l->client); });
+    links_.push_back(std::move(link));
+    ++accepted_;
+  }
 }
 
 void BlackholeProxy::Forward(Link* link, int from, int to) {
@@ -157,7 +153,6 @@ void BlackholeProxy::Forward(Link* link, int from, int to) {
       shutdown(from, SHUT_RDWR);
       return;
     }
-    bytes_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   }
 }
 

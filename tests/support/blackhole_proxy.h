@@ -21,9 +21,6 @@
 #ifndef COWBLK_TESTS_SUPPORT_BLACKHOLE_PROXY_H_
 #define COWBLK_TESTS_SUPPORT_BLACKHOLE_PROXY_H_
 
-#include <atomic>
-#include <condition_variable>
-#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -53,26 +50,22 @@ class BlackholeProxy {
   void Cut();
   // Connections accepted (and forwarded upstream) so far.
   int connections() const;
-  // Waits until more than `n` connections were accepted; returns how many.
-  int WaitForConnectionsAbove(int n);
-  // Bytes forwarded so far, both directions, all connections.
-  uint64_t bytes_forwarded() const { return bytes_.load(std::memory_order_relaxed); }
 
  private:
   struct Link;
 
+  // The accept thread: forwards each new connection until the destructor.
   void Accept();
   // Copies `from` to `to` until either ends or the link is cut.
   void Forward(Link* link, int from, int to);
 
+  const int upstream_port_;
   std::string error_;
   int listen_fd_ = -1;
   int port_ = 0;
   int stop_fd_ = -1;  // eventfd: readable once the destructor runs
-  std::atomic<uint64_t> bytes_{0};
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
   std::vector<std::unique_ptr<Link>> links_;  // guarded by mu_
   int accepted_ = 0;                          // guarded by mu_
   std::thread accept_thread_;                 // last: starts once the rest is built
