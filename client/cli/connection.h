@@ -1,6 +1,7 @@
 // The connection settings the cowblk CLI and cowblk-bench share (the
 // --server, --tls*, --token-file, --timeout and --channels flags, with the
-// same COWBLK_* environment variables), and how they become ClientOptions.
+// same COWBLK_* environment variables; --keepalive* are the CLI's, the
+// bench keeps their defaults), and how they become ClientOptions.
 
 #ifndef COWBLK_CLIENT_CLI_CONNECTION_H_
 #define COWBLK_CLIENT_CLI_CONNECTION_H_
@@ -20,6 +21,9 @@ struct ConnectionFlags {
   std::string token_file;
   int timeout_seconds = 30;
   int channels = 2;
+  // ClientOptions::keepalive_time (0: none) and keepalive_timeout.
+  int keepalive_seconds = 15;
+  int keepalive_timeout_seconds = 5;
 };
 
 // The client options for `target` (a host:port) with these settings; reads
@@ -35,6 +39,8 @@ inline absl::StatusOr<ClientOptions> ToClientOptions(const ConnectionFlags& f,
   o.tls_server_name = f.tls_server_name;
   o.channels = f.channels;
   o.deadline = std::chrono::seconds(f.timeout_seconds);
+  o.keepalive_time = std::chrono::seconds(f.keepalive_seconds);
+  o.keepalive_timeout = std::chrono::seconds(f.keepalive_timeout_seconds);
   if (!f.token_file.empty()) {
     auto token = ReadTokenFile(f.token_file);
     if (!token.ok()) return token.status();

@@ -83,6 +83,17 @@ int Main(int argc, char** argv) {
       ->envname("COWBLK_CHANNELS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--keepalive", f.keepalive_seconds,
+                 "Seconds of silence on a connection before the client pings the server "
+                 "(0: never; below 10 the server may refuse the pings)")
+      ->envname("COWBLK_KEEPALIVE")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--keepalive-timeout", f.keepalive_timeout_seconds,
+                 "Seconds a ping may go unanswered before the connection counts as dead")
+      ->envname("COWBLK_KEEPALIVE_TIMEOUT")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
   app.add_flag("--json", f.json, "Print results as JSON");
   app.add_flag("-q,--quiet", f.quiet, "No progress bar, no summary line of cp");
   app.footer(

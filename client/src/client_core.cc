@@ -59,6 +59,17 @@ absl::StatusOr<std::shared_ptr<ClientCore>> ClientCore::Create(const ClientOptio
       options.upload_deadline <= std::chrono::milliseconds(0)) {
     return absl::InvalidArgumentError("deadline: must be positive");
   }
+  constexpr std::chrono::milliseconds kDay = std::chrono::hours(24);
+  if (options.keepalive_time < std::chrono::milliseconds(0) || options.keepalive_time > kDay) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "keepalive_time: ", options.keepalive_time.count(), " ms is not between 0 and 24 h"));
+  }
+  if (options.keepalive_timeout <= std::chrono::milliseconds(0) ||
+      options.keepalive_timeout > kDay) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive_timeout: ", options.keepalive_timeout.count(),
+                     " ms is not between 1 ms and 24 h"));
+  }
   auto creds = Credentials(options);
   if (!creds.ok()) return creds.status();
 
@@ -84,6 +95,20 @@ absl::StatusOr<std::shared_ptr<ClientCore>> ClientCore::Create(const ClientOptio
     // gRPC also uses it as the connect timeout, TLS handshake included.)
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff_ms);
+    if (options.keepalive_time.count() > 0) {
+      // A connection that died without a FIN (the peer silent) is found by
+      // its unanswered ping, not by the requests' deadlines: the transport
+      // closes, its calls end UNAVAILABLE, the subchannel reconnects.
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options.keepalive_time.count()));
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                  static_cast<int>(options.keepalive_timeout.count()));
+      // Idle channels too: the next call must not be the one that finds a
+      // dead connection. And unlimited pings without data (gRPC's default
+      // stops after 2), or a long-idle stream would stop being watched;
+      // cowblkd permits both at its minimum interval (server_options.cc).
+      args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+      args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    }
     if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
     auto channel = grpc::CreateCustomChannel(options.target, *creds, args);
     core->volumes_.push_back(v1::VolumeService::NewStub(channel));

@@ -6,8 +6,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "tests/client/client_fixture.h"
 #include "tests/support/pki.h"
 
@@ -162,6 +164,26 @@ TEST(ClientOptionsTest, BadOptionsAreRefused) {
   o = {};
   o.target = "";
   EXPECT_EQ(Client::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ClientOptionsTest, KeepaliveOutOfRangeIsRefusedByName) {
+  using std::chrono::hours;
+  using std::chrono::milliseconds;
+  for (auto [time, timeout, field] :
+       {std::tuple{milliseconds(-1), milliseconds(5000), "keepalive_time"},
+        std::tuple{milliseconds(hours(25)), milliseconds(5000), "keepalive_time"},
+        std::tuple{milliseconds(15000), milliseconds(0), "keepalive_timeout"},
+        std::tuple{milliseconds(15000), milliseconds(hours(25)), "keepalive_timeout"}}) {
+    ClientOptions o;
+    o.keepalive_time = time;
+    o.keepalive_timeout = timeout;
+    const absl::Status s = Client::Create(o).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(field));
+  }
+  ClientOptions off;
+  off.keepalive_time = milliseconds(0);  // no keepalive
+  EXPECT_TRUE(Client::Create(off).ok());
 }
 
 TEST(ClientOptionsTest, ReadTokenFileTakesTheFirstLineTrimmed) {

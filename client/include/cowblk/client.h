@@ -72,6 +72,23 @@ struct ClientOptions {
   // Upper bound of the wait between two attempts to reach a server that is
   // down (gRPC's reconnect backoff, and the library's own between streams).
   std::chrono::milliseconds max_backoff{2000};
+
+  // Keepalive: a channel whose connection received nothing for
+  // `keepalive_time` pings the server, and a ping not answered within
+  // `keepalive_timeout` closes the connection. Its streams and calls then
+  // end UNAVAILABLE (volume I/O is sent again on a new connection, see
+  // volume.h), instead of waiting out their deadlines on a connection that
+  // died without a FIN or RST (a stopped server, a network cut). Idle
+  // channels are pinged too. cowblkd refuses pings more often than every
+  // 10 s on a connection it sends nothing on (GOAWAY after the third):
+  // keep `keepalive_time` above that (the default leaves room for timer
+  // jitter). A dead connection costs at most keepalive_time +
+  // keepalive_timeout after its last byte received (20 s, inside the
+  // default `deadline`). 0: no keepalive (then Volume::Close() may wait
+  // for ever for a stream whose write is stuck on a silent connection).
+  // Both at most 24 h; `keepalive_timeout` must be positive.
+  std::chrono::milliseconds keepalive_time{15000};
+  std::chrono::milliseconds keepalive_timeout{5000};
 };
 
 // Returns the token in `path`: its first line, without surrounding blanks.

@@ -18,3 +18,11 @@ expect_exit 0 env COWBLK_SERVER="$addr" "$COWBLK" volume ls --json
 expect_exit 0 "$COWBLK" --help
 expect_output "COWBLK_SERVER"
 expect_output "COWBLK_TOKEN_FILE"
+# The keepalive flags reach the client; out of range is a usage error.
+expect_exit 0 "$COWBLK" --server "$addr" --keepalive 20 --keepalive-timeout 3 volume ls
+expect_output "disk"
+expect_exit 0 env COWBLK_KEEPALIVE=0 "$COWBLK" --server "$addr" volume ls
+expect_output "disk"
+expect_exit 2 "$COWBLK" --server "$addr" --keepalive-timeout 0 volume ls
+expect_exit 0 "$COWBLK" --help
+expect_output "COWBLK_KEEPALIVE"
