@@ -15,6 +15,18 @@ import { parse, parseAllDocuments } from "yaml";
 const FLUSH_MARGIN_SECONDS = 30;
 const DATA_DIR = "/data";
 const RUNTIME_UID = 10001;  // the Dockerfile's runtime user
+// What cowblkd holds beside its budgets: its baseline, the bitmaps of its
+// volumes (docs/cowblkd.md "Limits").
+const BASELINE_BYTES = 300 * 2 ** 20;
+const MiB = 2 ** 20;
+
+// A Kubernetes quantity of bytes ("2Gi", "512Mi", "1G", "1048576").
+function bytesOf(quantity) {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(quantity ?? ""));
+  if (!m) return NaN;
+  const unit = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+  return Number(m[1]) * (m[2] ? unit[m[2]] : 1);
+}
 
 const failures = [];
 let checks = 0;
@@ -171,6 +183,17 @@ function checkOverlay(name, objects, help, promJob) {
       expect(c.resources?.[kind]?.[r] !== undefined, at(`resources.${kind}.${r} missing`));
     }
   }
+
+  // Memory: the byte budgets and gRPC's quota, plus the baseline, fit under
+  // the container's limit (past it the kernel OOM-kills cowblkd, or gRPC
+  // meets allocations that fail: docs/reliability.md "Resource limits").
+  const limit = bytesOf(c.resources?.limits?.memory);
+  const serverBytes = Number(setting("--max-server-bytes", "COWBLK_MAX_SERVER_BYTES") ?? 2 ** 30);
+  const grpcBytes = Number(setting("--grpc-memory-bytes", "COWBLK_GRPC_MEMORY_BYTES") ?? 2 ** 30);
+  expect(serverBytes + grpcBytes + BASELINE_BYTES <= limit,
+         at(`--max-server-bytes ${serverBytes / MiB} MiB + --grpc-memory-bytes ` +
+            `${grpcBytes / MiB} MiB + ${BASELINE_BYTES / MiB} MiB baseline is more than the ` +
+            `memory limit ${c.resources?.limits?.memory}`));
 
   // Shutdown: the kubelet's SIGKILL must come after the drain and the flush.
   const drain = Number(setting("--drain-seconds", "COWBLK_DRAIN_SECONDS") ?? 10);

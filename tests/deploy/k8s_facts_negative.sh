@@ -65,6 +65,11 @@ mutate overlays/tls/statefulset-patch.yaml "--tls-key=/etc/cowblk/tls/tls.key" "
 expect_failure "a TLS key outside the Secret's files" \
   "--tls-key /etc/cowblk/tls.key is not a file of a mounted Secret" facts
 
+copy_manifests
+mutate overlays/dev/statefulset-patch.yaml "      memory: 1Gi" "      memory: 512Mi"
+expect_failure "budgets above the memory limit" \
+  "--max-server-bytes 256 MiB + --grpc-memory-bytes 256 MiB + 300 MiB baseline is more than the memory limit 512Mi" facts
+
 # A value facts.mjs cannot judge: the real cowblkd refuses it at start.
 copy_manifests
 sh "$DEPLOY_TESTS/k8s_config_starts.sh" "$cowblkd" "$TMP/k8s" >/dev/null ||
