@@ -61,6 +61,8 @@ uint64_t StatusBytes(pid_t pid, const std::string& name) {
 
 uint64_t RssBytes(pid_t pid) { return StatusBytes(pid, "VmRSS:"); }
 
+uint64_t VirtualBytes(pid_t pid) { return StatusBytes(pid, "VmSize:"); }
+
 uint64_t PeakRssBytes(pid_t pid) { return StatusBytes(pid, "VmHWM:"); }
 
 bool ResetPeakRss(pid_t pid) {

@@ -24,6 +24,8 @@ int FdCount(pid_t pid);
 int ThreadCount(pid_t pid, const std::string& prefix = "");
 // Resident bytes (VmRSS).
 uint64_t RssBytes(pid_t pid);
+// Mapped address space (VmSize): what RLIMIT_AS limits.
+uint64_t VirtualBytes(pid_t pid);
 // The peak of resident bytes (VmHWM) since the process started or the last
 // ResetPeakRss.
 uint64_t PeakRssBytes(pid_t pid);
