@@ -1,8 +1,10 @@
 #include "server/engine/threads_io.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,7 +91,27 @@ void ThreadsIo::Submit(const IoOp& op) {
   }
 }
 
+bool ThreadsIo::ReadInline(const IoOp& op) {
+  // Never O_DIRECT: RWF_NOWAIT would still wait for the device there.
+  const int flags = fcntl(op.fd, F_GETFL);
+  if (flags < 0 || (flags & O_DIRECT) != 0) return false;
+  struct iovec iov = {op.buf, op.len};
+  const ssize_t rc = preadv2(op.fd, &iov, 1, static_cast<off_t>(op.offset), RWF_NOWAIT);
+  // Nothing cached (EAGAIN), or any error: a worker tries for real. Short:
+  // the rest was not cached (or the end of the file), and the volume
+  // continues it as it continues io_uring's short reads.
+  if (rc < 0) return false;
+  local_done_.push_back({op.user_data, static_cast<int32_t>(rc)});
+  return true;
+}
+
 void ThreadsIo::SubmitQueued() {
+  if (pending_.empty()) return;
+  // Reads the page cache holds complete here, as io_uring completes them
+  // inline: a hand-off to a worker and back costs more than the copy.
+  std::erase_if(pending_, [this](const IoOp& op) {
+    return op.opcode == IoOpcode::kRead && ReadInline(op);
+  });
   if (pending_.empty()) return;
   const size_t n = pending_.size();
   {

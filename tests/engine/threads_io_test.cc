@@ -98,6 +98,20 @@ TEST_F(ThreadsIoTest, ReportsWhatEachSyscallReturnedShortReadsIncluded) {
   EXPECT_EQ(io_->in_flight(), 0u);
 }
 
+TEST_F(ThreadsIoTest, ACachedReadDoneOnTheEngineThreadStillCompletesFromPoll) {
+  std::string data(4096, 'c');
+  ASSERT_EQ(pwrite(fd_, data.data(), data.size(), 0), 4096);  // in the page cache
+  std::string back(4096, '?');
+  Submit(IoOpcode::kRead, 20, back.data(), back.size(), 0);
+  io_->SubmitQueued();
+  EXPECT_TRUE(sink_.order.empty()) << "completed from SubmitQueued";
+  EXPECT_TRUE(io_->CompletionsReady());
+  PollUntil(1);
+  EXPECT_EQ(sink_.results[20], 4096);
+  EXPECT_EQ(back, data);
+  EXPECT_EQ(io_->in_flight(), 0u);
+}
+
 TEST_F(ThreadsIoTest, CompletionsReachTheSinkOnlyOnThePollingThread) {
   constexpr int kOps = 256;
   std::vector<std::string> bufs(kOps, std::string(4096, 'w'));
