@@ -4,10 +4,14 @@
 // worker threads with one warning line and serves; `uring` exits with
 // engine_failed; `threads` never makes an io_uring call at all.
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/command.h"
 #include "tests/support/http_get.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
@@ -90,6 +94,27 @@ TEST_F(ServerIoBackendTest, ThreadsNeverMakesAnIoUringCall) {
   EXPECT_EQ(BackendInfo("threads"), 1.0);
   ASSERT_NO_FATAL_FAILURE(ExpectServes());
   EXPECT_EQ(StopServer(), 0) << server_.log();
+}
+
+// A process limit (RLIMIT_NPROC) that leaves room for a few threads: the
+// 64 workers cannot all start. A limit does not bind root, so as root the
+// server runs as a user of its own (setpriv), as in grpc_resources_test.cc.
+TEST_F(ServerIoBackendTest, AnIoWorkerThatCannotStartIsEngineFailedNotACrash) {
+  std::vector<std::string> wrapper = {"prlimit", "--nproc=8"};
+  if (geteuid() == 0) {
+    const std::vector<std::string> as = AsUserOfItsOwn();
+    wrapper.insert(wrapper.end(), as.begin(), as.end());
+    ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
+  }
+  ASSERT_FALSE(server_.Start(
+      dir_.path(), ServerConfig{.args = {"--io-backend", "threads", "--io-threads", "64"},
+                                .wrapper = wrapper}))
+      << server_.log();
+  EXPECT_EQ(server_.Stop(), 1) << server_.log();
+  EXPECT_NE(server_.log().find("level=error event=engine_failed error=\"starting an I/O worker "
+                               "thread: Resource temporarily unavailable\""),
+            std::string::npos)
+      << server_.log();
 }
 
 TEST_F(ServerIoBackendTest, AutoRunsIoUringWhereItIsAllowed) {
