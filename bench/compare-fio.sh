@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# compare-fio.sh: each engine_bench workload next to fio --ioengine=io_uring on
-# a plain file of the same size, in one run on one file system, then a
+# compare-fio.sh: each engine_bench workload (on each I/O backend asked for)
+# next to fio --ioengine=io_uring on a plain file of the same size, in one run on one file system, then a
 # markdown table of the IOPS ratios against the floors of issue #3:
 #   COW reads and rewrites           >= 0.8x fio (same block size and depth)
 #   first writes, ordered durability >= 0.5x fio with --fdatasync=32
@@ -13,12 +13,14 @@
 # every engine workload that maps to it.
 #
 # Usage: bench/compare-fio.sh [-d DIR] [-s SIZE] [-t SECONDS] [-c writeback|none]
-#                             [-w PATTERNS] [-b ENGINE_BENCH] [-o OUTDIR]
+#                             [-w PATTERNS] [-i BACKENDS] [-b ENGINE_BENCH] [-o OUTDIR]
 #   -d  directory on a real file system, not tmpfs (default /var/tmp/cowblk-bench)
 #   -s  image and fio file size (default 1G)
 #   -t  seconds per workload, a whole number (default 5)
 #   -c  COW file cache mode; fio gets --direct=1 for `none` (default writeback)
 #   -w  engine_bench --workloads patterns, comma-separated (default: all)
+#   -i  the engine's I/O backends, comma-separated: uring, threads (default
+#       uring); each workload runs once per backend, next to the same fio peer
 #   -b  engine_bench binary (default build/bin/engine_bench)
 #   -o  keep the JSON results, the table and summary.md here (default: a new
 #       directory under $COWBLK_BENCH_OUT, see bench/README.md)
@@ -33,17 +35,23 @@ size=1G
 secs=5
 cache=writeback
 patterns=
+backends=uring
 bin=$bench_root/build/bin/engine_bench
-while getopts d:s:t:c:w:b:o:h opt; do
+while getopts d:s:t:c:w:i:b:o:h opt; do
   case $opt in
     c) cache=$OPTARG ;;
     w) patterns=$OPTARG ;;
+    i) backends=$OPTARG ;;
     *) bench_opt "$opt" "${OPTARG-}" ;;
   esac
 done
 need_whole_seconds
 case $cache in writeback) direct=0 ;; none) direct=1 ;;
   *) die 2 "-c must be writeback or none" ;; esac
+IFS=, read -r -a backend_list <<<"$backends"
+for b in "${backend_list[@]}"; do
+  case $b in uring | threads) ;; *) die 2 "-i takes uring and threads" ;; esac
+done
 need_tools fio python3 "$bin"
 need_disk_dir "$dir"
 bench_rm_at_exit "$dir"/backing.img "$dir"/full.cow "$dir"/empty.cow "$dir"/first.cow \
@@ -108,9 +116,12 @@ fio --name=layout --filename="$dir/fio.img" --size="$size" --rw=write --bs=1M \
 : >"$out/peers"
 for w in "${workloads[@]}"; do
   read -r name rw bs qd sync floor <<<"$(peer_of "$w")"
-  log "cowblk $w"
-  "$bin" --dir "$dir" --size "$size" --seconds "$secs" --cache "$cache" --keep \
-         --workloads "$w" --json "$out/$w.cowblk.json" >>"$out/engine_bench.log"
+  for b in "${backend_list[@]}"; do
+    log "cowblk $w ($b)"
+    "$bin" --dir "$dir" --size "$size" --seconds "$secs" --cache "$cache" --keep \
+           --io-backend "$b" --workloads "$w" --json "$out/$w.$b.cowblk.json" \
+           >>"$out/engine_bench.log"
+  done
   if [ ! -f "$out/$name.fio.json" ]; then
     log "fio    $name"
     run_fio "$name" "$rw" "$bs" "$qd" "$sync"
@@ -123,7 +134,7 @@ for w in "${workloads[@]}"; do
       run_fio "$sparse" "$rw" "$bs" "$qd" "$sync" sparse
     fi ;;
   esac
-  echo "$w $name $floor $sparse" >>"$out/peers"
+  for b in "${backend_list[@]}"; do echo "$w $name $floor $sparse $b" >>"$out/peers"; done
 done
 log "done"
 
@@ -143,19 +154,19 @@ def us(v):
     return f"{v:.1f}" if v < 100 else f"{v:.0f}"
 
 print(f"cache={cache}, size={size}, {secs} s per workload\n")
-print("| workload | fio peer | cowblk IOPS | fio IOPS | ratio | floor | met "
+print("| workload | backend | fio peer | cowblk IOPS | fio IOPS | ratio | floor | met "
       "| fio IOPS, sparse file | ratio to sparse | p99 µs cowblk / fio "
       "| fsyncs/write cowblk / fio | bitmap writes/write |")
-print("|" + "---|" * 12)
+print("|" + "---|" * 13)
 for line in open(f"{out}/peers"):
-    w, peer, floor, sparse = line.split()
-    c = json.load(open(f"{out}/{w}.cowblk.json"))["results"][0]
+    w, peer, floor, sparse, backend = line.split()
+    c = json.load(open(f"{out}/{w}.{backend}.cowblk.json"))["results"][0]
     write = c["op"] == "write"
     iops, p99, syncs, _ = fio(peer, c["op"])
     ratio = c["iops"] / iops if iops else 0
     met = "-" if floor == "-" else ("yes" if ratio >= float(floor) else "**no**")
     name = w + (f" (full after {c['seconds']:.1f} s)" if c["ended_early_device_full"] else "")
-    cells = [name, peer, f"{c['iops']:.0f}", f"{iops:.0f}", f"{ratio:.2f}", floor, met]
+    cells = [name, backend, peer, f"{c['iops']:.0f}", f"{iops:.0f}", f"{ratio:.2f}", floor, met]
     if sparse != "-":
         s_iops, _, _, s_secs = fio(sparse, c["op"])
         full = f" (full after {s_secs:.1f} s)" if s_secs < float(secs) - 0.5 else ""

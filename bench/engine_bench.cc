@@ -60,6 +60,7 @@ namespace {
 using engine::CacheMode;
 using engine::Durability;
 using engine::Engine;
+using engine::EngineOptions;
 using engine::OpType;
 using engine::Volume;
 using engine::VolumeOptions;
@@ -334,9 +335,10 @@ void PrintRow(const json& j) {
 }
 
 int Main(int argc, char** argv) {
-  CLI::App app{"engine_bench: the cowblk io_uring engine on one COW volume"};
+  CLI::App app{"engine_bench: the cowblk engine (io_uring or worker threads) on one COW volume"};
   Config cfg;
-  std::string cache = "writeback", submit = "engine", workloads, json_path;
+  std::string cache = "writeback", submit = "engine", workloads, json_path, io_backend = "uring";
+  EngineOptions engine_options;
   bool list = false;
   app.add_option("--dir", cfg.dir, "Directory on a real file system for the image and COW files");
   app.add_option("--size", cfg.size, "Image size (e.g. 1G)")
@@ -363,6 +365,14 @@ int Main(int argc, char** argv) {
   app.add_option("--scrape-interval", cfg.scrape_interval,
                  "Seconds between scrapes of the metrics when they are on")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--io-backend", io_backend,
+                 "The engine's I/O backend, as cowblkd's --io-backend")
+      ->check(CLI::IsMember({"auto", "uring", "threads"}))
+      ->capture_default_str();
+  app.add_option("--io-threads", engine_options.io_threads,
+                 "Worker threads of the threads backend, as cowblkd's --io-threads")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_flag("--keep", cfg.keep, "Keep backing.img and full.cow for the next run, reuse them");
   app.add_flag("--list", list, "Print the workload names and exit");
@@ -408,7 +418,8 @@ int Main(int argc, char** argv) {
     return 1;
   };
 
-  auto engine = Engine::Start({});
+  engine::ParseIoBackend(io_backend, &engine_options.io_backend);
+  auto engine = Engine::Start(engine_options);
   if (!engine.ok()) return fail(engine.status());
   struct stat st;
   const bool reuse_backing = cfg.keep && stat(cfg.backing.c_str(), &st) == 0 &&

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -46,6 +47,8 @@ struct Flags {
   std::string listen = "127.0.0.1:7800";
   std::string health_listen;
   int engine_threads = 1;
+  std::string io_backend = "auto";
+  unsigned io_threads = 8;
   unsigned engine_poll_us = 0;
   std::string durability = "ordered";
   std::string cache = "writeback";
@@ -119,8 +122,17 @@ int Main(int argc, char** argv) {
   app.add_option("--health-listen", f.health_listen,
                  "Extra plaintext address serving only grpc.health.v1 (kubelet probes); empty: off")
       ->envname("COWBLK_HEALTH_LISTEN");
-  app.add_option("--engine-threads", f.engine_threads, "io_uring engine threads")
+  app.add_option("--engine-threads", f.engine_threads, "Engine threads (each with its own I/O backend)")
       ->envname("COWBLK_ENGINE_THREADS")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--io-backend", f.io_backend,
+                 "auto: io_uring, or worker threads when io_uring is refused (seccomp, "
+                 "kernel.io_uring_disabled); uring: io_uring only; threads: worker threads only")
+      ->envname("COWBLK_IO_BACKEND")
+      ->check(CLI::IsMember({"auto", "uring", "threads"}))
+      ->capture_default_str();
+  app.add_option("--io-threads", f.io_threads,
+                 "Threads backend: I/O worker threads per engine thread")
+      ->envname("COWBLK_IO_THREADS")->check(CLI::Range(1, 64))->capture_default_str();
   app.add_option("--engine-poll-us", f.engine_poll_us,
                  "After NBD requests, an engine thread polls for more this long (microseconds, "
                  "0-1000) before it sleeps: lower latency at low queue depth, a busy core while "
@@ -325,6 +337,20 @@ int Main(int argc, char** argv) {
     };
   }
   engine_options.poll_us = f.engine_poll_us;
+  engine_options.io_threads = f.io_threads;
+  engine::ParseIoBackend(f.io_backend, &engine_options.io_backend);
+  if (engine_options.io_backend == engine::IoBackendKind::kAuto) {
+    // Resolved once here, so that the fallback is logged once, not per engine.
+    int refused = 0;
+    engine_options.io_backend = engine::ResolveIoBackend(engine::IoBackendKind::kAuto, &refused);
+    if (refused != 0) {
+      const char* errno_name = strerrorname_np(refused);
+      Log(LogLevel::kWarning, "io_backend_fallback",
+          {{"backend", "threads"},
+           {"errno", errno_name != nullptr ? errno_name : std::to_string(refused)},
+           {"error", std::string("io_uring_setup: ") + strerror(refused)}});
+    }
+  }
   auto engines = engine::EngineGroup::Start(f.engine_threads, engine_options);
   if (!engines.ok()) return Fatal("engine_failed", std::string(engines.status().message()));
   store::StoreOptions store_options;
@@ -409,6 +435,7 @@ int Main(int argc, char** argv) {
        {"tls", f.tls_cert.empty() ? "off" : f.tls_client_ca.empty() ? "on" : "mutual"},
        {"tokens", auth->enabled() ? "on" : "off"},
        {"engine_threads", std::to_string(f.engine_threads)},
+       {"io_backend", (*engines)->engines()[0]->io_backend()},
        {"engine_poll_us", std::to_string(f.engine_poll_us)},
        {"durability", f.durability},
        {"commit_interval_ms", std::to_string(f.commit_interval_ms)},

@@ -6,6 +6,7 @@
 #include <future>
 
 #include "common/clock.h"
+#include "server/engine/threads_io.h"
 #include "server/engine/uring_io.h"
 
 namespace cowblk::engine {
@@ -37,7 +38,7 @@ void Engine::WakeForBatch() {
 
 void Engine::WakeUnlessPolling() {
   if (poll_ns_ == 0) {  // never polls: no flag to look at
-    ring_->Wake();
+    backend_->Wake();
     return;
   }
   {
@@ -45,7 +46,7 @@ void Engine::WakeUnlessPolling() {
     work_hint_.store(true, std::memory_order_release);
     if (polling_) return;  // it looks at the inbox before it sleeps
   }
-  ring_->Wake();
+  backend_->Wake();
 }
 
 bool Engine::PollBriefly() {
@@ -53,10 +54,10 @@ bool Engine::PollBriefly() {
     std::lock_guard<std::mutex> lock(mu_);
     polling_ = true;
   }
-  ring_->SubmitQueued();  // what this thread queued goes out now
+  backend_->SubmitQueued();  // what this thread queued goes out now
   const int64_t end = MonotonicNs() + poll_ns_;
   for (int i = 0;; ++i) {
-    if (work_hint_.load(std::memory_order_acquire) || ring_->CompletionsReady()) break;
+    if (work_hint_.load(std::memory_order_acquire) || backend_->CompletionsReady()) break;
     CpuRelax();
     if (i % 16 == 15 && MonotonicNs() >= end) break;
   }
@@ -67,18 +68,25 @@ bool Engine::PollBriefly() {
   return !inbox_.empty() || !posted_.empty() || !ordered_.empty();
 }
 
-// Out of line: the ring's type is complete only here.
+// Out of line: the backends' types are complete only here.
 Engine::Engine(Passkey) {}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& options) {
   auto e = std::make_unique<Engine>(Passkey());
-  auto ring = UringIo::Create(options.ring_entries, &e->sink_);
-  if (!ring.ok()) return ring.status();
-  e->ring_ = *std::move(ring);
-  e->io_ = e->ring_.get();
+  int refused = 0;
+  if (ResolveIoBackend(options.io_backend, &refused) == IoBackendKind::kThreads) {
+    auto threads = ThreadsIo::Create(options.io_threads, &e->sink_);
+    if (!threads.ok()) return threads.status();
+    e->backend_ = *std::move(threads);
+  } else {
+    auto ring = UringIo::Create(options.ring_entries, &e->sink_);
+    if (!ring.ok()) return ring.status();
+    e->backend_ = *std::move(ring);
+  }
+  e->io_ = e->backend_.get();
   if (options.wrap_io) {
     auto wrapped =
-        options.wrap_io(e->ring_.get(), [raw = e.get()](std::function<void()> fn) {
+        options.wrap_io(e->backend_.get(), [raw = e.get()](std::function<void()> fn) {
           raw->Post(std::move(fn));
         });
     if (!wrapped.ok()) return wrapped.status();
@@ -93,14 +101,15 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& optio
 }
 
 Engine::~Engine() {
-  // Start() fails before the thread exists (and ring_ may be null) when the
-  // ring cannot be set up, e.g. io_uring refused by a seccomp profile.
+  // Start() fails before the thread exists (and backend_ may be null) when
+  // the backend cannot be set up, e.g. --io-backend uring where a seccomp
+  // profile refuses io_uring.
   if (thread_.joinable()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    ring_->Wake();
+    backend_->Wake();
     thread_.join();
   }
   // Before the ring and the inbox: it may still post (and wake) until it
@@ -124,7 +133,7 @@ void Engine::Run() {
       stop = stop_;
     }
     const bool worked = !requests.empty() || !posted.empty() || !ordered.empty() ||
-                        ring_->delivered() > 0;
+                        backend_->delivered() > 0;
     if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
       for (const Inbound& in : requests) poll_after_ = poll_after_ || in.poll_after;
@@ -156,9 +165,9 @@ void Engine::Run() {
       }
       done();
     }
-    // The metric counts the ring's operations; stopping waits for every
+    // The metric counts the backend's operations; stopping waits for every
     // operation a volume submitted, including any a wrapper keeps back.
-    io_in_flight_.store(ring_->in_flight(), std::memory_order_relaxed);
+    io_in_flight_.store(backend_->in_flight(), std::memory_order_relaxed);
     if (stop && io_->in_flight() == 0) return;
     {
       // Work queued by this thread itself (no wake-up was sent for it).
@@ -174,15 +183,15 @@ void Engine::Run() {
     const int64_t idle_from = polls ? MonotonicNs() : 0;
     const bool found = polls && worked && poll_after_ && !stop && idle_ewma_ns_ < poll_ns_ &&
                        PollBriefly();
-    // The ring itself failed: nothing can continue.
-    if (!found && !ring_->Poll()) abort();
+    // The backend itself failed: nothing can continue.
+    if (!found && !backend_->Poll()) abort();
     if (polls) idle_ewma_ns_ += (MonotonicNs() - idle_from - idle_ewma_ns_) / 8;
     if (found) continue;
     // Before the answers leave (at the batch end): a client that saw its
     // last answer must not scrape an operation still in flight.
-    io_in_flight_.store(ring_->in_flight(), std::memory_order_relaxed);
+    io_in_flight_.store(backend_->in_flight(), std::memory_order_relaxed);
     batch_ends_.Run();
-    ring_->TakeWake();
+    backend_->TakeWake();
   }
 }
 
@@ -225,7 +234,7 @@ void Engine::Submit(Volume* volume, Request* req, SubmitBatch* batch) {
   }
   // Later submitters ride on the first one's wake-up; the engine thread
   // itself looks at the inbox before it waits.
-  if (first && t_engine != this) ring_->Wake();
+  if (first && t_engine != this) backend_->Wake();
 }
 
 absl::StatusOr<Volume*> Engine::OpenVolume(std::unique_ptr<cow::CowFile> file,

@@ -1,7 +1,8 @@
-// Engine: one thread that owns one io_uring and every volume assigned to it.
-// Other threads hand it requests through a queue plus an eventfd that the
-// ring itself waits on; completions come back through Request::done on the
-// engine thread. EngineGroup spreads volumes over several engines.
+// Engine: one thread that owns one I/O backend (an io_uring, or a pool of
+// worker threads: loop_io.h) and every volume assigned to it. Other threads
+// hand it requests through a queue plus an eventfd that the backend's wait
+// covers; completions come back through Request::done on the engine thread.
+// EngineGroup spreads volumes over several engines.
 //
 // Thread-safety: every public method of Engine and EngineGroup may be called
 // from any thread. Volume objects are touched only on their engine thread.
@@ -19,12 +20,11 @@
 #include "absl/status/statusor.h"
 #include "server/cow/cow_file.h"
 #include "server/engine/io.h"
+#include "server/engine/loop_io.h"
 #include "server/engine/request.h"
 #include "server/engine/volume.h"
 
 namespace cowblk::engine {
-
-class UringIo;
 
 // Runs a closure on an engine's thread (Engine::Post).
 using PostFn = std::function<void(std::function<void()>)>;
@@ -35,7 +35,12 @@ using IoWrapper =
     std::function<absl::StatusOr<std::unique_ptr<IoBackend>>(IoBackend* real, PostFn post)>;
 
 struct EngineOptions {
-  unsigned ring_entries = 256;
+  // cowblkd --io-backend: kAuto runs io_uring unless io_uring_setup is
+  // refused (ResolveIoBackend), then worker threads.
+  IoBackendKind io_backend = IoBackendKind::kAuto;
+  unsigned ring_entries = 256;  // io_uring
+  // cowblkd --io-threads: the threads backend's workers per engine.
+  unsigned io_threads = 8;
   // Empty: volumes submit to the ring. Otherwise called once per engine,
   // before its thread starts; the volumes submit to what it returns. The
   // engine destroys that backend after its thread ended, so closures it
@@ -109,9 +114,11 @@ class Engine {
   // before any submitted after it: a marker in the stream of requests (a
   // snapshot's moment, snapshot.h).
   void PostAfterSubmitted(std::function<void()> fn);
-  // io_uring operations in flight (approximate when read from outside);
-  // not those a wrap_io backend keeps from the ring.
+  // Backend operations in flight (approximate when read from outside);
+  // not those a wrap_io backend keeps from the backend.
   size_t io_in_flight() const;
+  // The backend this engine runs: "uring" or "threads" (LoopIo::name).
+  const char* io_backend() const { return backend_->name(); }
   // Calls `fn` with every open volume, under a lock that only opening and
   // closing a volume also take (never the I/O path), so each volume stays
   // alive during its call. `fn` must be quick and must not call into this
@@ -126,11 +133,11 @@ class Engine {
   void WakeForBatch();
 
   VolumeIoSink sink_;
-  std::unique_ptr<UringIo> ring_;
-  // EngineOptions::wrap_io's backend around ring_, or null. Destroyed
+  std::unique_ptr<LoopIo> backend_;  // UringIo or ThreadsIo
+  // EngineOptions::wrap_io's backend around backend_, or null. Destroyed
   // explicitly after the thread ended (it may post to this engine).
   std::unique_ptr<IoBackend> wrapped_;
-  IoBackend* io_ = nullptr;  // what the volumes submit to: wrapped_ or ring_
+  IoBackend* io_ = nullptr;  // what the volumes submit to: wrapped_ or backend_
   BatchEnds batch_ends_;  // engine thread only
   std::thread thread_;
 

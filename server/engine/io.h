@@ -52,6 +52,13 @@ struct IoOp {
   uint64_t user_data = 0;
 };
 
+// Runs a file operation (kRead, kWrite, kFdatasync, kPunchHole) with its
+// plain syscall on the calling thread, retried while a signal interrupts it,
+// and returns what an io_uring completion would: bytes transferred (possibly
+// short) or -errno. -EINVAL for the timer opcodes. ManualIo and ThreadsIo's
+// workers run their operations with it. (io.cc)
+int32_t RunSyncIo(const IoOp& op);
+
 class IoSink {
  public:
   virtual ~IoSink() = default;

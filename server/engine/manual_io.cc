@@ -1,9 +1,5 @@
 #include "server/engine/manual_io.h"
 
-#include <fcntl.h>
-#include <linux/falloc.h>
-#include <unistd.h>
-
 #include <cerrno>
 
 namespace cowblk::engine {
@@ -42,21 +38,7 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
   if (forced_result.has_value()) {
     res = *forced_result;
   } else {
-    ssize_t n = 0;
     switch (op.opcode) {
-      case IoOpcode::kRead:
-        n = pread(op.fd, op.buf, op.len, static_cast<off_t>(op.offset));
-        break;
-      case IoOpcode::kWrite:
-        n = pwrite(op.fd, op.buf, op.len, static_cast<off_t>(op.offset));
-        break;
-      case IoOpcode::kFdatasync:
-        n = fdatasync(op.fd);
-        break;
-      case IoOpcode::kPunchHole:
-        n = fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                      static_cast<off_t>(op.offset), op.len);
-        break;
       case IoOpcode::kTimeout:  // the test decides when the time is up
         break;
       case IoOpcode::kTimeoutRemove: {
@@ -64,8 +46,7 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
           return o.opcode == IoOpcode::kTimeout && o.user_data == op.offset;
         });
         if (target < 0) {
-          n = -1;
-          errno = ENOENT;
+          res = -ENOENT;
           break;
         }
         const uint64_t timer = queued_[static_cast<size_t>(target)].user_data;
@@ -74,8 +55,9 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
         sink_->OnIoComplete(timer, -ECANCELED);
         break;
       }
+      default:
+        res = RunSyncIo(op);
     }
-    res = n < 0 ? -errno : static_cast<int32_t>(n);
   }
   if (res >= 0 && (op.opcode == IoOpcode::kWrite || op.opcode == IoOpcode::kFdatasync ||
                    op.opcode == IoOpcode::kPunchHole)) {

@@ -28,15 +28,14 @@ absl::StatusOr<std::unique_ptr<UringIo>> UringIo::Create(unsigned entries,
   if (rc < 0) return ErrnoStatus(-rc, "io_uring_queue_init");
   io->ring_ok_ = true;
   io->entries_ = params.sq_entries;
-  io->event_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (io->event_fd_ < 0) return ErrnoStatus(errno, "eventfd");
+  io->wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (io->wake_fd_ < 0) return ErrnoStatus(errno, "eventfd");
   io->ArmWakeRead();
   return io;
 }
 
 UringIo::~UringIo() {
   if (ring_ok_) io_uring_queue_exit(&ring_);
-  if (event_fd_ >= 0) close(event_fd_);
 }
 
 void UringIo::ArmWakeRead() {
@@ -45,7 +44,7 @@ void UringIo::ArmWakeRead() {
     io_uring_submit(&ring_);
     sqe = io_uring_get_sqe(&ring_);
   }
-  io_uring_prep_read(sqe, event_fd_, &event_buf_, sizeof event_buf_, 0);
+  io_uring_prep_read(sqe, wake_fd_, &event_buf_, sizeof event_buf_, 0);
   io_uring_sqe_set_data64(sqe, kWakeTag);
   wake_armed_ = true;
 }
@@ -135,18 +134,6 @@ bool UringIo::Poll() {
 void UringIo::SubmitQueued() {
   if (!wake_armed_) ArmWakeRead();
   io_uring_submit(&ring_);
-}
-
-void UringIo::Wake() {
-  const uint64_t one = 1;
-  ssize_t rc = write(event_fd_, &one, sizeof one);
-  (void)rc;  // the counter only saturates; a wake-up is never lost
-}
-
-bool UringIo::TakeWake() {
-  const bool w = woken_;
-  woken_ = false;
-  return w;
 }
 
 }  // namespace cowblk::engine

@@ -1,7 +1,7 @@
-// UringIo: the real IoBackend, one io_uring per engine thread.
+// UringIo: the io_uring LoopIo (loop_io.h), one ring per engine thread.
 //
 // Thread-safety: owned and used by one engine thread. The ring is created in
-// the constructor; Wake() is the only method other threads may call.
+// Create; Wake() is the only method other threads may call.
 
 #ifndef COWBLK_SERVER_ENGINE_URING_IO_H_
 #define COWBLK_SERVER_ENGINE_URING_IO_H_
@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/engine/io.h"
+#include "server/engine/loop_io.h"
 
 namespace cowblk::engine {
 
-class UringIo : public IoBackend {
+class UringIo : public LoopIo {
   // Only Create constructs a UringIo: the constructor is public for
   // std::make_unique, and callable only with this private key.
   struct Passkey {
@@ -36,20 +36,11 @@ class UringIo : public IoBackend {
   void Submit(const IoOp& op) override;
   size_t in_flight() const override { return in_flight_ + overflow_.size(); }
 
-  // Submits what is queued and waits for at least one completion or a
-  // Wake(), then delivers every completion ready. Returns false when the
-  // ring failed (fatal for the engine).
-  bool Poll();
-  // Submits what is queued without waiting (the engine's polling).
-  void SubmitQueued();
-  // Completions the last Poll() delivered.
-  unsigned delivered() const { return delivered_; }
-  // Completions are waiting to be reaped (owning thread).
-  bool CompletionsReady() { return io_uring_cq_ready(&ring_) > 0; }
-  // Makes a concurrent or the next Poll return. Any thread.
-  void Wake();
-  // Consumes a pending wake-up (engine thread, after Poll returned).
-  bool TakeWake();
+  bool Poll() override;
+  void SubmitQueued() override;
+  unsigned delivered() const override { return delivered_; }
+  bool CompletionsReady() override { return io_uring_cq_ready(&ring_) > 0; }
+  const char* name() const override { return "uring"; }
   unsigned entries() const { return entries_; }
 
  private:
@@ -65,10 +56,8 @@ class UringIo : public IoBackend {
   // kTimeout operations in flight, by user_data: the kernel reads the
   // timespec when it takes the SQE, so it lives until the completion.
   std::map<uint64_t, __kernel_timespec> timeouts_;
-  int event_fd_ = -1;
   uint64_t event_buf_ = 0;
   bool wake_armed_ = false;
-  bool woken_ = false;
   unsigned delivered_ = 0;
 };
 

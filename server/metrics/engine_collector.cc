@@ -54,8 +54,12 @@ struct Families {
       Family("cowblk_reads_stalled", "Reads held until an overlapping bitmap update completes",
              MetricType::Gauge);
   MetricFamily inflight =
-      Family("cowblk_uring_inflight", "io_uring operations in flight on an engine thread",
+      Family("cowblk_uring_inflight",
+             "I/O backend operations in flight on an engine thread (io_uring or worker threads)",
              MetricType::Gauge);
+  MetricFamily backend = Family("cowblk_io_backend_info",
+                                "Always 1; the label names the I/O backend the engines run",
+                                MetricType::Gauge);
   MetricFamily size = Family("cowblk_volume_size_bytes", "Volume size", MetricType::Gauge);
   MetricFamily allocated =
       Family("cowblk_volume_allocated_bytes", "Bytes of the volume held in its COW file (bits set)",
@@ -90,7 +94,7 @@ struct Families {
   std::vector<MetricFamily> Take() {
     std::vector<MetricFamily> all;
     for (MetricFamily* f :
-         {&queue_depth, &pending, &waiting, &uncommitted, &stalled, &inflight, &size, &allocated, &ops, &bytes,
+         {&queue_depth, &pending, &waiting, &uncommitted, &stalled, &inflight, &backend, &size, &allocated, &ops, &bytes,
           &bitmap_writes, &coalesced, &waited, &fsyncs, &stalls, &errors, &duration, &stall_time}) {
       all.push_back(std::move(*f));
     }
@@ -140,6 +144,8 @@ EngineCollector::EngineCollector(std::vector<const engine::Engine*> engines, Nam
 
 std::vector<MetricFamily> EngineCollector::Collect() const {
   Families f;
+  // Every engine of a process runs the same backend (--io-backend).
+  if (!engines_.empty()) AddGauge(&f.backend, {{"backend", engines_[0]->io_backend()}}, 1);
   for (size_t i = 0; i < engines_.size(); ++i) {
     AddGauge(&f.inflight, {{"engine", std::to_string(i)}},
              static_cast<double>(engines_[i]->io_in_flight()));

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
+#include "tests/engine/backends.h"
 #include "tests/support/command.h"
 #include "tests/support/edge_ranges.h"
 #include "tests/support/scratch.h"
@@ -46,9 +47,10 @@ std::string CowblkImg() {
 }
 
 struct Mode {
-  const char* name;
+  std::string name;
   Durability durability;
   CacheMode cache;
+  IoBackendKind backend = IoBackendKind::kUring;  // OnBothBackends sets it
 };
 // Names the mode in test listings (ctest shows GetParam() values).
 void PrintTo(const Mode& mode, std::ostream* os) { *os << mode.name; }
@@ -59,9 +61,12 @@ class EngineInteropTest : public ::testing::TestWithParam<Mode> {
     ASSERT_FALSE(dir_.path().empty()) << "cannot make a directory under " << kDirBase;
     ASSERT_EQ(RunQuietly({"sh", "-c", "command -v uml_mkcow && command -v uml_moo"}), 0)
         << "uml-utilities (uml_mkcow, uml_moo) are not installed";
-    auto engine = Engine::Start(EngineOptions{});
+    EngineOptions options;
+    options.io_backend = GetParam().backend;
+    auto engine = Engine::Start(options);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
+    ASSERT_STREQ(engine_->io_backend(), BackendName(GetParam().backend));
   }
   void TearDown() override {
     if (volume_ != nullptr) engine_->CloseVolume(volume_);
@@ -254,10 +259,11 @@ TEST_P(EngineInteropTest, EngineWritesAndTrimsAreMergedByUmlMooIntoTheExpectedIm
 
 INSTANTIATE_TEST_SUITE_P(
     Modes, EngineInteropTest,
-    ::testing::Values(Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback},
-                      Mode{"UnorderedWriteback", Durability::kUnordered, CacheMode::kWriteback},
-                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone},
-                      Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback}),
+    ::testing::ValuesIn(OnBothBackends<Mode>(
+        {Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback},
+         Mode{"UnorderedWriteback", Durability::kUnordered, CacheMode::kWriteback},
+         Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone},
+         Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback}})),
     [](const ::testing::TestParamInfo<Mode>& info) { return info.param.name; });
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Randomized stress of the engine on real io_uring. Four client threads issue
+// Randomized stress of the engine on real I/O, on both backends (io_uring
+// and worker threads, backends.h). Four client threads issue
 // overlapping requests to one volume: reads anywhere (several in flight),
 // writes and trims in their own range (one at a time, so the versions of a
 // sector are totally ordered) and flushes. Every read is checked sector by
@@ -25,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "server/cow/cow_file.h"
 #include "server/engine/engine.h"
+#include "tests/engine/backends.h"
 #include "tests/support/scratch.h"
 
 namespace cowblk::engine {
@@ -150,7 +152,7 @@ struct Client {
 };
 
 struct Mode {
-  const char* name;
+  std::string name;
   Durability durability;
   CacheMode cache;
   uint32_t alignment;  // 512: 24 bitmap blocks; 4096: three
@@ -159,6 +161,7 @@ struct Mode {
   // submitters skip the wake-up while it does (a lost wake-up hangs a
   // client, and the test with it).
   unsigned poll_us = 0;
+  IoBackendKind backend = IoBackendKind::kUring;  // OnBothBackends sets it
 };
 // Names the mode in test listings (ctest shows GetParam() values).
 void PrintTo(const Mode& mode, std::ostream* os) { *os << mode.name; }
@@ -318,9 +321,11 @@ TEST_P(EngineStressTest, ConcurrentReadsSeeOnlyAllowedVersionsAndReopenAsAcked) 
   ASSERT_TRUE(file.ok()) << file.status();
   EngineOptions engine_options;
   engine_options.poll_us = mode.poll_us;
+  engine_options.io_backend = mode.backend;
   auto engine = Engine::Start(engine_options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   engine_ = *std::move(engine);
+  ASSERT_STREQ(engine_->io_backend(), BackendName(mode.backend));
   VolumeOptions options{mode.durability, mode.cache};
   options.commit_interval_ms = mode.commit_interval_ms;
   auto volume = engine_->OpenVolume(*std::move(file), options);
@@ -379,18 +384,16 @@ TEST_P(EngineStressTest, ConcurrentReadsSeeOnlyAllowedVersionsAndReopenAsAcked) 
 
 INSTANTIATE_TEST_SUITE_P(
     Modes, EngineStressTest,
-    ::testing::Values(Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback, 512},
-                      Mode{"UnorderedWriteback", Durability::kUnordered,
-                           CacheMode::kWriteback, 4096},
-                      Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone, 4096},
-                      Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback, 512},
-                      Mode{"DeferredDirect", Durability::kDeferred, CacheMode::kNone, 4096},
-                      Mode{"DeferredTimedWriteback", Durability::kDeferred,
-                           CacheMode::kWriteback, 4096, 2},
-                      Mode{"OrderedWritebackPolling", Durability::kOrdered,
-                           CacheMode::kWriteback, 512, 0, 200},
-                      Mode{"DeferredTimedPolling", Durability::kDeferred, CacheMode::kWriteback,
-                           4096, 2, 200}),
+    ::testing::ValuesIn(OnBothBackends<Mode>({
+        Mode{"OrderedWriteback", Durability::kOrdered, CacheMode::kWriteback, 512},
+        Mode{"UnorderedWriteback", Durability::kUnordered, CacheMode::kWriteback, 4096},
+        Mode{"OrderedDirect", Durability::kOrdered, CacheMode::kNone, 4096},
+        Mode{"DeferredWriteback", Durability::kDeferred, CacheMode::kWriteback, 512},
+        Mode{"DeferredDirect", Durability::kDeferred, CacheMode::kNone, 4096},
+        Mode{"DeferredTimedWriteback", Durability::kDeferred, CacheMode::kWriteback, 4096, 2},
+        Mode{"OrderedWritebackPolling", Durability::kOrdered, CacheMode::kWriteback, 512, 0, 200},
+        Mode{"DeferredTimedPolling", Durability::kDeferred, CacheMode::kWriteback, 4096, 2, 200},
+    })),
     [](const ::testing::TestParamInfo<Mode>& info) { return info.param.name; });
 
 }  // namespace

@@ -52,9 +52,21 @@ bool CowblkdProcess::Start(const std::string& data_dir, const ServerConfig& conf
     return false;
   }
   reader_ = std::thread([this, fd = fds[0]] { Drain(fd); });
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return serving_ || eof_; });
-  return serving_;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return serving_ || eof_; });
+    if (!serving_) return false;
+  }
+  // A suite run with COWBLK_IO_BACKEND=threads (the threads.* tests) runs
+  // every server it starts on that backend, unless the test chooses.
+  const char* env_backend = getenv("COWBLK_IO_BACKEND");
+  const std::string backend = env_backend != nullptr ? env_backend : "";
+  if ((backend == "threads" || backend == "uring") && !given("--io-backend") &&
+      std::none_of(env.begin(), env.end(),
+                   [](const auto& e) { return e.first == "COWBLK_IO_BACKEND"; })) {
+    EXPECT_EQ(ServingField("io_backend"), backend) << "COWBLK_IO_BACKEND=" << backend;
+  }
+  return true;
 }
 
 bool CowblkdProcess::Start(const std::string& data_dir, const std::vector<std::string>& args) {
