@@ -28,6 +28,14 @@ namespace cowblk::testing {
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
+// Under ThreadSanitizer (cowblkd is built alike) the shadow memory of what
+// the server touches besides the request buffers (gRPC's and malloc's own
+// memory) is resident too: measured 16-25 MiB over the bounds below.
+#ifdef __SANITIZE_THREAD__
+constexpr uint64_t kShadowSlack = 64 * kMiB;
+#else
+constexpr uint64_t kShadowSlack = 0;
+#endif
 
 // A read request; the first of a stream names its `volume`.
 v1::SessionRequest Read(uint64_t id, uint64_t offset, uint64_t length,
@@ -81,7 +89,8 @@ TEST_F(StreamBudgetTest, ASessionThatReadsNoAnswersHoldsAtMostItsStreamBytes) {
     return Metric("cowblk_io_ops_total", {{"volume", "vm1"}, {"op", "read"}}) >= 2;
   })) << "reads done: " << Metric("cowblk_io_ops_total", {{"volume", "vm1"}, {"op", "read"}});
   const uint64_t peak = PeakRssBytes(server_.pid());
-  EXPECT_LE(peak - std::min(peak, rss_before), 128 * kMiB) << "peak resident growth";
+  EXPECT_LE(peak - std::min(peak, rss_before), 128 * kMiB + kShadowSlack)
+      << "peak resident growth";
   EXPECT_LE(Metric("cowblk_bytes_in_flight"), 64.0 * kMiB);
   // Once the client reads, every request is answered, in whole.
   v1::SessionResponse resp;
@@ -217,7 +226,8 @@ TEST_F(ServerBudgetTest, ManyStreamsWithUnreadAnswersHoldAtMostTheServerBytes) {
   ASSERT_NO_FATAL_FAILURE(HostileStreamsAndAGoodClient(&max_in_flight));
   EXPECT_LE(max_in_flight, 256.0 * kMiB);
   const uint64_t peak = PeakRssBytes(server_.pid());
-  EXPECT_LE(peak - std::min(peak, rss_before), 384 * kMiB) << "peak resident growth";
+  EXPECT_LE(peak - std::min(peak, rss_before), 384 * kMiB + kShadowSlack)
+      << "peak resident growth";
 }
 
 // Item 13, a memory limit. cowblkd warm, its address space may grow by
