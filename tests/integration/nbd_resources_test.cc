@@ -142,7 +142,8 @@ TEST_F(NbdResourcesTest, AtTheDescriptorLimitAcceptingBacksOffInsteadOfSpinning)
   EXPECT_NE(server_.log().find("event=nbd_accept_paused"), std::string::npos) << server_.log();
   for (int fd : peers) close(fd);
   SetSoftLimit(RLIMIT_NOFILE, 20000);
-  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) == baseline; })) << FdCount(pid);
+  EXPECT_TRUE(WaitUntil([&] { return FdCount(pid) == baseline; }))
+      << FdCount(pid) << "\n" << server_.log();
   EXPECT_TRUE(ServedWell(92));
   EXPECT_GE(Metric("cowblk_nbd_accept_pauses_total"), 1);
 }
