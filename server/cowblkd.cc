@@ -26,6 +26,7 @@
 #include "server/metrics/budget_collector.h"
 #include "server/metrics/grpc_refused_collector.h"
 #include "server/metrics/malloc_collector.h"
+#include "server/metrics/process_collector.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/nbd_collector.h"
 #include "server/store/store.h"
@@ -420,6 +421,7 @@ int Main(int argc, char** argv) {
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());
+    metrics_server->Add(std::make_shared<metrics::ProcessCollector>());
     metrics_server->Add(std::make_shared<metrics::BudgetCollector>(&budget, &send_watchdog));
     metrics_server->Add(
         std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));

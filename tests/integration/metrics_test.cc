@@ -5,17 +5,20 @@
 // scrape taken under load, and the --metrics-listen switch.
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "tests/integration/proc_stats.h"
 #include "tests/support/command.h"
 #include "tests/support/http_get.h"
 #include "tests/support/metrics_scrape.h"
@@ -269,6 +272,37 @@ TEST_F(HoldTest, WritesBehindAHeldBitmapWriteShowAsWaitingUpdates) {
   EXPECT_EQ(
       after.Get("cowblk_io_bytes_total", {{"volume", "vm1"}, {"op", "write"}, {"source", "cow"}}),
       4 * 4096);
+}
+
+// The process_* metrics every Prometheus client exports say what /proc says
+// of cowblkd, and the descriptor limit as it is now (set on the running
+// process).
+TEST_F(MetricsTest, ProcessMetricsSayWhatProcSaysOfCowblkd) {
+  const pid_t pid = server_.pid();
+  // Work that costs cowblkd CPU time well above a clock tick (10 ms).
+  ASSERT_TRUE(Create("vm1", 32 * kMiB).ok());
+  const std::string data = RandomBytes(32 * kMiB, 7);
+  std::string got;
+  ASSERT_TRUE(WriteData("vm1", 0, data).ok());
+  ASSERT_TRUE(ReadData("vm1", 0, data.size(), &got).ok());
+  rlimit nofile;
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &nofile), 0);
+  nofile.rlim_cur = 4321;
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &nofile, nullptr), 0);
+  const double now = static_cast<double>(time(nullptr));
+  Scrape s = ScrapeNow();
+  EXPECT_EQ(s.Get("process_max_fds", {}), 4321);
+  // The scrape's own connection may come and go meanwhile.
+  EXPECT_NEAR(s.Get("process_open_fds", {}).value_or(-1), FdCount(pid), 2);
+  const double rss = static_cast<double>(RssBytes(pid));
+  EXPECT_NEAR(s.Get("process_resident_memory_bytes", {}).value_or(-1), rss, rss / 4);
+  const double vm = static_cast<double>(VirtualBytes(pid));
+  EXPECT_NEAR(s.Get("process_virtual_memory_bytes", {}).value_or(-1), vm, vm / 4);
+  // Started by this test's fixture: within the last minute.
+  const double start = s.Get("process_start_time_seconds", {}).value_or(-1);
+  EXPECT_LE(start, now + 1);
+  EXPECT_GT(start, now - 60);
+  EXPECT_GT(s.Get("process_cpu_seconds_total", {}).value_or(-1), 0);
 }
 
 TEST_F(MetricsTest, GrpcServerMetricsCountEveryCallByMethodAndCode) {
