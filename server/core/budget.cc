@@ -74,8 +74,7 @@ void Budget::Cancel(Waiter* waiter) {
     }
     waiter->queued_ = false;
   }
-  if (std::this_thread::get_id() == thread_.get_id()) return;  // from its own callback
-  called_.wait(lock, [&] { return calling_ != waiter; });
+  gate_.WaitOut(lock, waiter, thread_.get_id());
 }
 
 void Budget::Run() {
@@ -90,12 +89,7 @@ void Budget::Run() {
       Waiter* w = waiting_.front();
       waiting_.pop_front();
       w->queued_ = false;
-      calling_ = w;
-      lock.unlock();
-      w->OnBudgetRoom();
-      lock.lock();
-      calling_ = nullptr;
-      called_.notify_all();
+      gate_.Call(lock, w, [w] { w->OnBudgetRoom(); });
     }
   }
 }

@@ -31,6 +31,8 @@
 #include <mutex>
 #include <thread>
 
+#include "server/core/callback_gate.h"
+
 namespace cowblk::core {
 
 class Budget {
@@ -87,10 +89,9 @@ class Budget {
 
   std::mutex mu_;  // guards below, and Waiter::queued_
   std::condition_variable cv_;
-  std::condition_variable called_;  // a callback returned
+  CallbackGate gate_;  // the waiter whose callback runs
   std::deque<Waiter*> waiting_;
   bool wake_ = false;            // waiters are due a callback
-  Waiter* calling_ = nullptr;    // the waiter whose callback runs
   bool stop_ = false;
   std::thread thread_;  // calls the waiters back; named cowblk-budget
 };

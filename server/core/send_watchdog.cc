@@ -45,8 +45,7 @@ void SendWatchdog::Unwatch(Watched* w) {
   if (timeout_.count() == 0) return;
   std::unique_lock<std::mutex> lock(mu_);
   watched_.erase(w);
-  if (std::this_thread::get_id() == thread_.get_id()) return;  // from its own callback
-  called_.wait(lock, [&] { return calling_ != w; });
+  gate_.WaitOut(lock, w, thread_.get_id());
 }
 
 void SendWatchdog::Run() {
@@ -69,12 +68,7 @@ void SendWatchdog::Run() {
       if (watched_.count(w) == 0 || !is_stale(w)) continue;
       w->fired_ = true;
       timeouts_.fetch_add(1, std::memory_order_relaxed);
-      calling_ = w;
-      lock.unlock();
-      w->OnSendTimeout();
-      lock.lock();
-      calling_ = nullptr;
-      called_.notify_all();
+      gate_.Call(lock, w, [w] { w->OnSendTimeout(); });
     }
   }
 }

@@ -24,6 +24,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "server/core/callback_gate.h"
+
 namespace cowblk::core {
 
 class SendWatchdog {
@@ -63,9 +65,8 @@ class SendWatchdog {
   std::atomic<uint64_t> timeouts_{0};
   std::mutex mu_;  // guards below, and Watched::fired_
   std::condition_variable cv_;
-  std::condition_variable called_;  // a callback returned
+  CallbackGate gate_;  // the stream whose OnSendTimeout runs
   std::unordered_set<Watched*> watched_;
-  Watched* calling_ = nullptr;
   bool stop_ = false;
   std::thread thread_;
 };
