@@ -19,6 +19,7 @@
 #include "cowblk/v1/block.grpc.pb.h"
 #include "cowblk/v1/volume.grpc.pb.h"
 #include "tests/client/client_fixture.h"
+#include "tests/support/child_process.h"
 
 namespace cowblk::testing {
 namespace {
@@ -279,7 +280,7 @@ TEST_F(NbdPathTest, ADeadlineCutsAnExportThatStoppedAnswering) {
   ASSERT_NE(volume, nullptr);
   ASSERT_NO_FATAL_FAILURE(UntilNbdCarriesOne(volume.get()));
   const uint64_t nbd_before = volume->stats().nbd_requests;
-  ASSERT_EQ(kill(server_.pid(), SIGSTOP), 0);
+  ASSERT_TRUE(StopAndWait(server_.pid()));
   {
     auto buf = std::make_unique<std::string>(kMiB, '\0');
     const auto start = std::chrono::steady_clock::now();

@@ -4,7 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <thread>
 
 extern char** environ;
 
@@ -72,6 +75,24 @@ bool ChildProcess::Exited() {
   int status;
   if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) pid_ = -1;
   return pid_ <= 0;
+}
+
+bool StopAndWait(pid_t pid) {
+  if (kill(pid, SIGSTOP) != 0) return false;
+  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(path);
+    std::string stat;
+    std::getline(in, stat);
+    // The state follows the command name's closing parenthesis.
+    const size_t close = stat.rfind(')');
+    if (close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'T') {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a state to poll, no event
+  }
+  return false;
 }
 
 }  // namespace cowblk::testing

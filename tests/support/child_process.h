@@ -37,6 +37,12 @@ pid_t Spawn(const std::vector<std::string>& argv, const Env& env = {}, int out_f
 // plus the signal of one a signal ended. `status` is waitpid's.
 int ExitCode(int status);
 
+// Sends SIGSTOP to `pid` and returns once the kernel says it is stopped
+// (state T in /proc/PID/stat): kill() returns before every thread has
+// stopped, and a thread on another core may still answer meanwhile. False
+// if it was not stopped within 10 s.
+bool StopAndWait(pid_t pid);
+
 // One child process: started by Start(), stopped by Stop() or, if it is
 // still running, by the destructor with `stop_signal` (and reaped).
 // Thread-compatible: one thread uses it at a time.
