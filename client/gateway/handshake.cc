@@ -57,7 +57,10 @@ class Handshake {
     *why = std::move(reason);
     return nullptr;
   }
+  // The empty name is the default export when there is only one (as
+  // qemu-nbd and nbdkit have it: `nbdfuse --unix S` asks for "").
   Volume* Find(const std::string& name) const {
+    if (name.empty() && exports_.size() == 1) return exports_.begin()->second.get();
     auto it = exports_.find(name);
     return it == exports_.end() ? nullptr : it->second.get();
   }

@@ -1,5 +1,6 @@
 // The gateway's NBD handshake (fixed newstyle): NBD_OPT_GO and
-// NBD_OPT_EXPORT_NAME choose one of the exports; NBD_OPT_INFO, NBD_OPT_LIST
+// NBD_OPT_EXPORT_NAME choose one of the exports (the empty name: the only
+// one, when there is one); NBD_OPT_INFO, NBD_OPT_LIST
 // and NBD_OPT_ABORT are answered; other options NBD_REP_ERR_UNSUP (so that
 // structured replies, block status or STARTTLS can be added here as cases).
 // The bytes are cowblkd's (server/transport/nbd/wire_parse.h: the parsers and
