@@ -20,43 +20,11 @@ gw_logger=$!
 exec 3<&-
 [ "$(cat gw.pid)" = "$gw" ] || fail "pid file: $(cat gw.pid), gateway $gw"
 
-# A raw NBD client: NBD_OPT_GO, one 64 KiB write (no FUA, no flush), then
-# it waits for a line on stdin before reading the reply.
-cat >client.py <<'PY'
-import socket, struct, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-def recvn(n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            sys.exit("server closed")
-        b += c
-    return b
-recvn(18)
-s.sendall(struct.pack(">I", 3))
-name = b"disk"
-data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
-s.sendall(struct.pack(">QII", 0x49484156454F5054, 7, len(data)) + data)
-while True:
-    _, _, kind, length = struct.unpack(">QIII", recvn(20))
-    recvn(length)
-    if kind == 1:
-        break
-    if kind & 0x80000000:
-        sys.exit("GO refused")
-payload = open(sys.argv[2], "rb").read()
-s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 42, 0, len(payload)) + payload)
-print("sent", flush=True)
-sys.stdin.readline()
-magic, error, cookie = struct.unpack(">IIQ", recvn(16))
-print("reply", hex(magic), error, cookie, flush=True)
-print("eof" if s.recv(1) == b"" else "more", flush=True)
-PY
+# A raw NBD client (../nbd_raw.py): NBD_OPT_GO, one 64 KiB write (no FUA,
+# no flush), then it waits for a line on stdin before reading the reply.
 head -c 65536 /dev/urandom >payload.bin
 mkfifo ctl client.out
-python3 client.py "$TMP/nbd.sock" payload.bin <ctl >client.out &
+python3 "$COWBLK_TESTS/client/nbd_raw.py" write-then-wait "$TMP/nbd.sock" disk payload.bin <ctl >client.out &
 client=$!
 exec 4>ctl 5<client.out
 read -r sent <&5
