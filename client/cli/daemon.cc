@@ -1,6 +1,7 @@
 #include "client/cli/daemon.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,6 +27,11 @@ bool WriteAll(int fd, const std::string& s) {
 // The parent: waits for the child's word ('R' and text for stdout, or 'F',
 // an exit code byte and an error line) and exits.
 [[noreturn]] void ParentWaits(int fd) {
+  // The caller may have blocked signals for the child's sigwait: the
+  // parent's wait stays interruptible (Ctrl-C ends it, not the daemon).
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   std::string word;
   char buf[4096];
   ssize_t n;
