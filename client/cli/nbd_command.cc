@@ -91,8 +91,15 @@ absl::Status Serve(Context& ctx, const NbdArgs& a, gateway::Listener* listener,
   options.max_connections = a.max_connections;
   auto server = gateway::Server::Start(listener->fd, &*exports, options);
   if (!server.ok()) return server.status();
+  // One URI a line, or with --json {"exports": [{"name", "uri", "size"}]}.
   std::string uris;
-  for (const auto& [name, volume] : *exports) uris += gateway::ExportUri(*listener, name) + "\n";
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, volume] : *exports) {
+    const std::string uri = gateway::ExportUri(*listener, name);
+    uris += uri + "\n";
+    list.push_back({{"name", name}, {"uri", uri}, {"size", volume->size()}});
+  }
+  if (ctx.flags.json) uris = nlohmann::json{{"exports", list}}.dump(2) + "\n";
   Log(LogLevel::kInfo, "nbd_gateway_serving",
       {{"address", listener->socket_path.empty()
                        ? absl::StrCat(listener->host, ":", listener->port)

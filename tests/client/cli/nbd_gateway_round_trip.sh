@@ -45,6 +45,15 @@ cmp q.out q.bin || fail "qemu-img read back other bytes"
 expect_exit 5 "$COWBLK" nbd disk --socket "$TMP/nbd.sock"
 expect_error "is in use"
 
+# The default socket is in $XDG_RUNTIME_DIR; --json lists the exports.
+expect_exit 0 env XDG_RUNTIME_DIR="$TMP" "$COWBLK" --json nbd small --daemon \
+  --pid-file "$TMP/gw3.pid"
+[ "$(json 'j["exports"][0]["uri"]')" = "nbd+unix:///small?socket=$TMP/cowblk-nbd.sock" ] ||
+  fail "default socket: $(cat "$TMP/out")"
+[ "$(json 'j["exports"][0]["size"]')" = 1048576 ] || fail "JSON size"
+[ "$(nbdinfo --size "nbd+unix:///small?socket=$TMP/cowblk-nbd.sock")" = 1048576 ] ||
+  fail "default socket size"
+
 # TCP: loopback only, unless forced.
 expect_exit 2 "$COWBLK" nbd disk --listen 0.0.0.0:0
 expect_error "not a loopback address"
@@ -58,5 +67,6 @@ head -c 12582912 tcp.bin | cmp - in.bin || fail "TCP read back other bytes"
 
 # SIGTERM: each gateway flushes, removes its socket and pid file, exits.
 stop_gateway
-[ ! -e "$TMP/nbd.sock" ] || fail "the socket is left"
-[ ! -e "$TMP/gw.pid" ] && [ ! -e "$TMP/gw2.pid" ] || fail "a pid file is left"
+[ ! -e "$TMP/nbd.sock" ] && [ ! -e "$TMP/cowblk-nbd.sock" ] || fail "a socket is left"
+[ ! -e "$TMP/gw.pid" ] && [ ! -e "$TMP/gw2.pid" ] && [ ! -e "$TMP/gw3.pid" ] ||
+  fail "a pid file is left"
