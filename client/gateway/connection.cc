@@ -38,6 +38,7 @@ struct Connection::Request {
   bool read = false;
   uint32_t length = 0;  // a read's bytes
   uint32_t error = 0;   // the reply's errno
+  bool out_of_memory = false;  // no buffer for its data: ENOMEM
   uint64_t bytes = 0;   // of `data`, counted in Connection::bytes_
   std::unique_ptr<char[]> data;
 };
@@ -171,7 +172,7 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
   try {
     if (bytes > 0) r->data = std::make_unique_for_overwrite<char[]>(bytes);
   } catch (const std::bad_alloc&) {
-    r->bytes = 0;  // counted still, freed with the reply
+    r->out_of_memory = true;  // its bytes stay counted until the reply
   }
   auto done = [this, r](absl::Status s) { Complete(r, s); };
   if (verdict == RequestVerdict::kWriteTooLarge) {
@@ -191,7 +192,7 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
     Complete(r, absl::InvalidArgumentError("refused"));
     return true;
   }
-  if (bytes > 0 && !r->data) {
+  if (r->out_of_memory) {
     Complete(r, absl::ResourceExhaustedError("out of memory"));
     return true;
   }
@@ -219,7 +220,7 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
 }
 
 void Connection::Complete(Request* r, const absl::Status& status) {
-  r->error = ReplyErrnoFor(status.code(), r->read, false);
+  r->error = ReplyErrnoFor(status.code(), r->read, r->out_of_memory);
   std::lock_guard<std::mutex> lock(mu_);
   done_.push_back(r);
   writer_cv_.notify_one();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -17,7 +18,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(int listen_fd, const Expor
   const int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake < 0) return absl::ErrnoToStatus(errno, "eventfd");
   std::unique_ptr<Server> s(new Server(listen_fd, wake, exports, std::move(options)));
-  s->acceptor_ = std::thread([p = s.get()] { p->AcceptLoop(); });
+  try {
+    s->acceptor_ = std::thread([p = s.get()] { p->AcceptLoop(); });
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
+  }
   return s;
 }
 

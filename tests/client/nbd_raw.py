@@ -7,6 +7,10 @@
   nbd_raw.py bad-input SOCKET EXPORT SIZE
       Options and requests the protocol or the export refuse, each answered with
       the right error while the connection goes on; prints "ok" or exits non-zero.
+  nbd_raw.py no-memory SOCKET EXPORT
+      For a gateway whose allocations above 16 MiB fail: a 32 MiB read and a
+      32 MiB write get ENOMEM, twice (their bytes are given back), and the
+      connection goes on (a 4 KiB read); prints "ok".
 """
 import errno
 import socket
@@ -113,9 +117,26 @@ def bad_input(path, export, size):
     print("ok")
 
 
+def no_memory(path, export):
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    big = 32 << 20
+    for cookie in (1, 2):
+        c.send(READ, cookie, 0, big)
+        assert c.reply() == (errno.ENOMEM, cookie)
+        c.send(WRITE, 10 + cookie, 0, big, payload=b"\7" * big)
+        assert c.reply() == (errno.ENOMEM, 10 + cookie)
+    c.send(READ, 3, 0, 4096)
+    assert c.reply() == (0, 3)
+    c.recvn(4096)
+    print("ok")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "write-then-wait":
         write_then_wait(*sys.argv[2:5])
+    elif sys.argv[1] == "no-memory":
+        no_memory(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "bad-input":
         bad_input(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
