@@ -169,10 +169,12 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
   r->read = read;
   r->length = h.length;
   r->bytes = bytes;
-  try {
-    if (bytes > 0) r->data = std::make_unique_for_overwrite<char[]>(bytes);
-  } catch (const std::bad_alloc&) {
-    r->out_of_memory = true;  // its bytes stay counted until the reply
+  // Not zeroed (pages are touched as used); nothrow: under a memory limit
+  // this request fails, not the gateway (a sanitizer's operator new would
+  // end the process rather than throw).
+  if (bytes > 0) {
+    r->data.reset(new (std::nothrow) char[bytes]);
+    r->out_of_memory = !r->data;  // its bytes stay counted until the reply
   }
   auto done = [this, r](absl::Status s) { Complete(r, s); };
   if (verdict == RequestVerdict::kWriteTooLarge) {
