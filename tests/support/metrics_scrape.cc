@@ -3,7 +3,18 @@
 #include <cstdlib>
 #include <utility>
 
+#include "tests/support/http_get.h"
+
 namespace cowblk::testing {
+
+bool Scrape::Fetch(const std::string& address) {
+  HttpResponse r = HttpGet(address, "/metrics");
+  if (r.status != 200) {
+    error_ = "GET /metrics: " + std::to_string(r.status) + " " + r.error;
+    return false;
+  }
+  return Parse(r.body);
+}
 
 bool Scrape::Parse(const std::string& text) {
   size_t pos = 0;
