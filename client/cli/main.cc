@@ -106,6 +106,7 @@ int Main(int argc, char** argv) {
   AddCopyCommand(app, ctx);
   AddRangeCommands(app, ctx);
   AddHealthCommand(app, ctx);
+  AddTopCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

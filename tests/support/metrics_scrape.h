@@ -42,8 +42,6 @@ class Scrape {
   const std::string& error() const { return error_; }
 
  private:
-  bool ParseLine(const std::string& line);
-
   std::vector<Sample> samples_;
   std::string error_;
 };
