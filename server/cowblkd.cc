@@ -65,6 +65,7 @@ struct Flags {
   std::string token_file;
   std::string log_level = "info";
   std::string metrics_listen = "127.0.0.1:9780";
+  std::string metrics_detail = "volume";
   std::string nbd_listen;
   std::string nbd_zero_copy = "on";
   std::string nbd_inline_writes = "on";
@@ -215,6 +216,11 @@ int Main(int argc, char** argv) {
                  "Prometheus metrics address, GET /metrics (host:port; port 0 picks one); "
                  "empty: off")
       ->envname("COWBLK_METRICS_LISTEN")->capture_default_str();
+  app.add_option("--metrics-detail", f.metrics_detail,
+                 "volume: latency histograms per volume (192 series a volume); server: "
+                 "histograms per server, the rest per volume (30 series a volume)")
+      ->envname("COWBLK_METRICS_DETAIL")->check(CLI::IsMember({"volume", "server"}))
+      ->capture_default_str();
   app.add_option("--nbd-listen", f.nbd_listen,
                  "Also serve the volumes over NBD at this address (host:port; port 0 picks "
                  "one); no authentication, so not with --token-file or TLS; empty: off")
@@ -421,7 +427,9 @@ int Main(int argc, char** argv) {
         f.metrics_listen, **engines,
         {"cowblk.v1.BlockService", "cowblk.v1.VolumeService", "grpc.health.v1.Health",
          "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"},
-        &builder);
+        &builder,
+        f.metrics_detail == "server" ? metrics::MetricsDetail::kServer
+                                     : metrics::MetricsDetail::kVolume);
     if (!m.ok()) return Fatal("listen_failed", std::string(m.status().message()));
     metrics_server = *std::move(m);
     metrics_server->Add(std::make_shared<metrics::MallocCollector>());

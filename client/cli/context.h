@@ -59,6 +59,8 @@ void AddHealthCommand(CLI::App& app, Context& ctx);
 // `nbd` (the gateway), and `map`, `unmap`, `showmapped`.
 void AddNbdCommand(CLI::App& app, Context& ctx);
 void AddMapCommands(CLI::App& app, Context& ctx);
+// `top` (per-volume I/O rates from cowblkd's metrics endpoint).
+void AddTopCommand(CLI::App& app, Context& ctx);
 // `volume map` (REQUIRES: AddVolumeCommands ran) and `du`.
 void AddAllocationCommands(CLI::App& app, Context& ctx);
 

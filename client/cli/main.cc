@@ -108,6 +108,7 @@ int Main(int argc, char** argv) {
   AddHealthCommand(app, ctx);
   AddNbdCommand(app, ctx);
   AddMapCommands(app, ctx);
+  AddTopCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

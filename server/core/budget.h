@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "server/core/callback_gate.h"
+#include "server/core/in_flight_gauges.h"
 
 namespace cowblk::core {
 
@@ -76,6 +77,10 @@ class Budget {
   // again while it waits does not count).
   uint64_t used() const { return used_.load(std::memory_order_relaxed); }
   uint64_t waits() const { return waits_.load(std::memory_order_relaxed); }
+  // The same bytes, and the calls holding them, by transport: every
+  // Pipeline with this budget counts its calls there (in_flight_gauges.h).
+  InFlightGauges& in_flight() { return in_flight_; }
+  const InFlightGauges& in_flight() const { return in_flight_; }
 
  private:
   bool BelowLineLocked() const;
@@ -86,6 +91,7 @@ class Budget {
   const uint64_t line_;  // limit_ minus the reserve
   std::atomic<uint64_t> used_{0};
   std::atomic<uint64_t> waits_{0};
+  InFlightGauges in_flight_;
 
   std::mutex mu_;  // guards below, and Waiter::queued_
   std::condition_variable cv_;

@@ -15,6 +15,7 @@ namespace cowblk::core {
 Pipeline::Pipeline(Sink* sink, PipelineOptions options)
     : sink_(sink),
       options_(std::move(options)),
+      transport_(InFlightGauges::Of(options_.transport)),
       zero_copy_min_bytes_(options_.zero_copy_min_bytes),
       inline_writes_(options_.inline_writes) {}
 
@@ -80,6 +81,9 @@ Call* Pipeline::Begin(uint64_t tag, uint64_t buffer_bytes) {
                            ? window_bytes
                            : 0;  // refused alone by Start, never allocated
   bytes_ += call.window_bytes_;
+  if (options_.budget != nullptr) {
+    options_.budget->in_flight().Add(transport_, 1, static_cast<int64_t>(call.budget_bytes_));
+  }
   return &call;
 }
 
@@ -227,7 +231,10 @@ void Pipeline::Finish(Call* call) {
     bytes_ -= call->window_bytes_;
     calls_.erase(call->self_);
   }
-  if (options_.budget != nullptr) options_.budget->Give(bytes);
+  if (options_.budget != nullptr) {
+    options_.budget->in_flight().Add(transport_, -1, -static_cast<int64_t>(bytes));
+    options_.budget->Give(bytes);
+  }
 }
 
 bool Pipeline::idle() const {

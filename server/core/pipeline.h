@@ -44,6 +44,7 @@
 #include "absl/types/span.h"
 #include "server/core/budget.h"
 #include "server/core/call.h"
+#include "server/core/in_flight_gauges.h"
 #include "server/engine/engine.h"
 #include "server/store/volume_handle.h"
 
@@ -178,6 +179,7 @@ class Pipeline final : public engine::BatchEndListener, private Budget::Waiter {
   // Begin waits for the budget's callback: HasRoom says no until it came.
   std::atomic<bool> budget_wait_{false};
   const PipelineOptions options_;
+  const int transport_;  // InFlightGauges::Of(options_.transport)
   uint64_t zero_copy_min_bytes_;
   bool inline_writes_;
 

@@ -2,6 +2,9 @@
 // read at scrape time:
 //   cowblk_bytes_in_flight       gauge: request buffer bytes held now, every
 //                                transport together
+//   cowblk_requests_in_flight{transport}, cowblk_request_bytes_in_flight{transport}
+//                                gauges: the requests in flight and their
+//                                bytes by transport (core/in_flight_gauges.h)
 //   cowblk_server_bytes_limit    gauge: --max-server-bytes
 //   cowblk_budget_waits_total    counter: times a stream or connection was
 //                                told to wait for the budget (it stopped

@@ -1,5 +1,7 @@
 #include "server/metrics/engine_collector.h"
 
+#include <memory>
+
 #include "common/sector.h"
 #include "server/engine/request.h"
 #include "server/engine/volume_stats.h"
@@ -33,6 +35,25 @@ void AddLatency(MetricFamily* f, Labels labels, const LatencyHistogram& h) {
 }
 
 double D(const engine::Counter& c) { return static_cast<double>(c.value()); }
+
+// --metrics-detail server: the histograms of every volume summed, exposed
+// once per server (by op), not per volume.
+struct ServerHistograms {
+  struct Sum {
+    uint64_t counts[LatencyHistogram::kBuckets] = {};
+    uint64_t sum_ns = 0;
+    void Add(const LatencyHistogram& h) {
+      for (int i = 0; i < LatencyHistogram::kBuckets; ++i) counts[i] += h.bucket(i);
+      sum_ns += h.sum_ns();
+    }
+    void Expose(MetricFamily* f, Labels labels) const {
+      AddHistogram(f, std::move(labels), LatencyBounds(), counts, static_cast<double>(sum_ns) / 1e9);
+    }
+  };
+  Sum duration[engine::kOpTypeCount];
+  Sum stall;
+  Sum fdatasync;
+};
 
 // Every family, in the order they are exposed.
 struct Families {
@@ -120,7 +141,9 @@ struct Families {
   }
 };
 
-void AddVolume(Families& f, const std::string& name, const engine::Volume& v) {
+// `server` non-null: the volume's histograms go there, not into `f`.
+void AddVolume(Families& f, const std::string& name, const engine::Volume& v,
+               ServerHistograms* server) {
   const VolumeStats& s = v.stats();
   const Labels vol = {{"volume", name}};
   for (int i = 0; i < engine::kOpTypeCount; ++i) {
@@ -133,7 +156,11 @@ void AddVolume(Families& f, const std::string& name, const engine::Volume& v) {
                static_cast<double>(all >= failed ? all - failed : 0));
     AddCounter(&f.ops, {{"volume", name}, {"op", op}, {"code", "error"}},
                static_cast<double>(failed));
-    AddLatency(&f.duration, {{"volume", name}, {"op", op}}, s.io_duration[i]);
+    if (server != nullptr) {
+      server->duration[i].Add(s.io_duration[i]);
+    } else {
+      AddLatency(&f.duration, {{"volume", name}, {"op", op}}, s.io_duration[i]);
+    }
   }
   AddGauge(&f.pending, vol, D(s.bitmap_writes_pending));
   AddGauge(&f.updates_waiting, vol, D(s.updates_waiting));
@@ -153,17 +180,25 @@ void AddVolume(Families& f, const std::string& name, const engine::Volume& v) {
   AddCounter(&f.fsyncs, vol, D(s.fsyncs));
   AddCounter(&f.stalls, vol, D(s.read_stalls));
   AddCounter(&f.errors, vol, D(s.io_errors));
-  AddLatency(&f.stall_time, vol, s.read_stall);
-  AddLatency(&f.fdatasync, vol, s.fdatasync_duration);
+  if (server != nullptr) {
+    server->stall.Add(s.read_stall);
+    server->fdatasync.Add(s.fdatasync_duration);
+  } else {
+    AddLatency(&f.stall_time, vol, s.read_stall);
+    AddLatency(&f.fdatasync, vol, s.fdatasync_duration);
+  }
 }
 
 }  // namespace
 
-EngineCollector::EngineCollector(std::vector<const engine::Engine*> engines, NameFn name_of)
-    : engines_(std::move(engines)), name_of_(std::move(name_of)) {}
+EngineCollector::EngineCollector(std::vector<const engine::Engine*> engines, NameFn name_of,
+                                 MetricsDetail detail)
+    : engines_(std::move(engines)), name_of_(std::move(name_of)), detail_(detail) {}
 
 std::vector<MetricFamily> EngineCollector::Collect() const {
   Families f;
+  std::unique_ptr<ServerHistograms> server;  // about 1 KiB: not on the stack
+  if (detail_ == MetricsDetail::kServer) server = std::make_unique<ServerHistograms>();
   // Every engine of a process runs the same backend (--io-backend).
   if (!engines_.empty()) AddGauge(&f.backend, {{"backend", engines_[0]->io_backend()}}, 1);
   for (size_t i = 0; i < engines_.size(); ++i) {
@@ -171,7 +206,15 @@ std::vector<MetricFamily> EngineCollector::Collect() const {
     AddGauge(&f.inflight, engine, static_cast<double>(engines_[i]->io_in_flight()));
     AddGauge(&f.inbox_depth, engine, static_cast<double>(engines_[i]->inbox_depth()));
     AddLatency(&f.inbox_wait, engine, engines_[i]->inbox_wait());
-    engines_[i]->ForEachVolume([&](const engine::Volume& v) { AddVolume(f, name_of_(v), v); });
+    engines_[i]->ForEachVolume(
+        [&](const engine::Volume& v) { AddVolume(f, name_of_(v), v, server.get()); });
+  }
+  if (server) {
+    for (int i = 0; i < engine::kOpTypeCount; ++i) {
+      server->duration[i].Expose(&f.duration, {{"op", engine::OpTypeName(static_cast<OpType>(i))}});
+    }
+    server->stall.Expose(&f.stall_time, {});
+    server->fdatasync.Expose(&f.fdatasync, {});
   }
   return f.Take();
 }

@@ -21,6 +21,12 @@
 // cowblk_volume_allocated_bytes; per engine cowblk_uring_inflight,
 // cowblk_engine_inbox_depth, cowblk_engine_inbox_wait_seconds.
 //
+// Detail (--metrics-detail): kVolume exposes the two histograms per volume
+// (162 of a volume's 192 series); kServer sums them over every volume and
+// exposes them once per server, without the `volume` label
+// (cowblk_io_duration_seconds{op}, cowblk_read_stall_seconds), keeping every
+// other series per volume: 30 series a volume instead of 192.
+//
 // Thread-safety: Collect may run on any thread, concurrently with itself.
 
 #ifndef COWBLK_SERVER_METRICS_ENGINE_COLLECTOR_H_
@@ -37,19 +43,24 @@
 
 namespace cowblk::metrics {
 
+// How much the engine's metrics say per volume (see above).
+enum class MetricsDetail { kVolume, kServer };
+
 class EngineCollector : public prometheus::Collectable {
  public:
   // The `volume` label of a volume.
   using NameFn = std::function<std::string(const engine::Volume&)>;
 
   // `engines` (labelled "0", "1", ... in order) must outlive the collector.
-  EngineCollector(std::vector<const engine::Engine*> engines, NameFn name_of);
+  EngineCollector(std::vector<const engine::Engine*> engines, NameFn name_of,
+                  MetricsDetail detail = MetricsDetail::kVolume);
 
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const std::vector<const engine::Engine*> engines_;
   const NameFn name_of_;
+  const MetricsDetail detail_;
 };
 
 // The name cowblkd's Store serves a volume under: its COW file is

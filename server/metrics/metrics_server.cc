@@ -46,7 +46,8 @@ void MetricsServer::Add(std::shared_ptr<prometheus::Collectable> collectable) {
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartCowblkdMetrics(
     const std::string& address, const engine::EngineGroup& engines,
-    const std::vector<std::string>& grpc_services, grpc::ServerBuilder* builder) {
+    const std::vector<std::string>& grpc_services, grpc::ServerBuilder* builder,
+    MetricsDetail detail) {
   std::vector<const google::protobuf::ServiceDescriptor*> services;
   for (const std::string& name : grpc_services) {
     const auto* s = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(name);
@@ -57,7 +58,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> StartCowblkdMetrics(
   std::vector<const engine::Engine*> engine_list;
   for (const auto& e : engines.engines()) engine_list.push_back(e.get());
   auto server = MetricsServer::Start(
-      address, {std::make_shared<EngineCollector>(std::move(engine_list), StoreVolumeName),
+      address, {std::make_shared<EngineCollector>(std::move(engine_list), StoreVolumeName, detail),
                 grpc_metrics, std::make_shared<BuildInfoCollector>()});
   if (!server.ok()) return server.status();
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/engine/engine.h"
+#include "server/metrics/engine_collector.h"
 
 namespace grpc {
 class ServerBuilder;
@@ -56,10 +57,12 @@ class MetricsServer {
 // the services named in `grpc_services` (full names, e.g.
 // "cowblk.v1.BlockService", looked up in the generated descriptor pool)
 // through an interceptor added to `builder`, and cowblk_build_info.
+// `detail` is --metrics-detail (engine_collector.h).
 // REQUIRES: `engines` outlives the result; `builder` has not built yet.
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartCowblkdMetrics(
     const std::string& address, const engine::EngineGroup& engines,
-    const std::vector<std::string>& grpc_services, grpc::ServerBuilder* builder);
+    const std::vector<std::string>& grpc_services, grpc::ServerBuilder* builder,
+    MetricsDetail detail = MetricsDetail::kVolume);
 
 }  // namespace cowblk::metrics
 

@@ -45,6 +45,18 @@ std::vector<prometheus::MetricFamily> NbdCollector::Collect() const {
                        "malloc_trim calls after NBD connections ended (memory given back)",
                        MetricType::Counter));
   AddCounter(&out.back(), {}, Read(stats_->memory_trims));
+  out.push_back(Family("cowblk_nbd_requests_total",
+                       "NBD requests answered, by command (other: a command the export does "
+                       "not serve)",
+                       MetricType::Counter));
+  for (int c = 0; c < nbd::kCommands; ++c) {
+    AddCounter(&out.back(), {{"command", nbd::CommandName(c)}}, Read(stats_->requests[c]));
+  }
+  out.push_back(Family("cowblk_nbd_request_errors_total",
+                       "NBD requests answered with an error, by command", MetricType::Counter));
+  for (int c = 0; c < nbd::kCommands; ++c) {
+    AddCounter(&out.back(), {{"command", nbd::CommandName(c)}}, Read(stats_->errors[c]));
+  }
   return out;
 }
 

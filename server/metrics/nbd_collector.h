@@ -6,6 +6,8 @@
 //   cowblk_nbd_timeouts_total{phase}           handshake, idle, send
 //   cowblk_nbd_accept_pauses_total             accept failed (EMFILE, ...)
 //   cowblk_nbd_memory_trims_total              malloc_trim after connections ended
+//   cowblk_nbd_requests_total{command}         requests answered
+//   cowblk_nbd_request_errors_total{command}   those answered with an error
 // docs/metrics.md says what each means.
 //
 // Thread-safety: Collect may run on any thread (the stats are atomics).

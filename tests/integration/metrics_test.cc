@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "tests/integration/proc_stats.h"
 #include "tests/support/command.h"
+#include "tests/support/hold_fifo.h"
 #include "tests/support/http_get.h"
 #include "tests/support/metrics_fixture.h"
 #include "tests/support/metrics_scrape.h"
@@ -89,9 +90,9 @@ class MetricsTest : public MetricsFixture {};
 class HoldTest : public MetricsTest {
  protected:
   void SetUp() override {
-    fifo_ = dir_.File("hold.fifo");
-    ASSERT_EQ(mkfifo(fifo_.c_str(), 0600), 0);
-    StartWithMetrics({"--debug-hold-bitmap-writes", fifo_});
+    fifo_ = std::make_unique<HoldFifo>(dir_.File("hold.fifo"));
+    ASSERT_TRUE(fifo_->made());
+    StartWithMetrics({"--debug-hold-bitmap-writes", fifo_->path()});
   }
 
   // Waits until cowblkd logged `event` at least `n` times (the harness's
@@ -102,13 +103,7 @@ class HoldTest : public MetricsTest {
   }
 
   // Releases `n` held bitmap block writes.
-  void Release(size_t n) {
-    const int fd = open(fifo_.c_str(), O_WRONLY | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    const std::string bytes(n, 'r');
-    ASSERT_EQ(write(fd, bytes.data(), n), static_cast<ssize_t>(n));
-    close(fd);
-  }
+  void Release(size_t n) { ASSERT_TRUE(fifo_->Release(n)); }
 
   // Scrapes until `gauge{labels}` reads `value`, for a state the server does
   // not log (updates that joined the waiting list): bounded, and driven by
@@ -122,7 +117,7 @@ class HoldTest : public MetricsTest {
     }
   }
 
-  std::string fifo_;
+  std::unique_ptr<HoldFifo> fifo_;
 };
 
 using L = Scrape::Labels;

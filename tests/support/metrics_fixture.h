@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "tests/support/http_get.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
 
@@ -30,10 +29,8 @@ class MetricsFixture : public ServerFixture {
 
   // GET /metrics, parsed (a test failure if it cannot be fetched or parsed).
   Scrape ScrapeNow() {
-    HttpResponse r = HttpGet(metrics_, "/metrics");
-    EXPECT_EQ(r.status, 200) << r.error;
     Scrape s;
-    EXPECT_TRUE(s.Parse(r.body)) << s.error();
+    EXPECT_TRUE(s.Fetch(metrics_)) << s.error();
     return s;
   }
 

@@ -26,6 +26,9 @@ class Scrape {
   // Adds the samples of `text`, skipping comments (# HELP, # TYPE) and
   // blank lines. Returns false (see error()) on a line it cannot parse.
   bool Parse(const std::string& text);
+  // GETs http://`address`/metrics (HttpGet) and parses the answer. Returns
+  // false (see error()) if the answer is not a 200 or does not parse.
+  bool Fetch(const std::string& address);
 
   // The value of the series `name` with exactly `labels`, if exported.
   std::optional<double> Get(const std::string& name, const Labels& labels = {}) const;
@@ -39,8 +42,6 @@ class Scrape {
   const std::string& error() const { return error_; }
 
  private:
-  bool ParseLine(const std::string& line);
-
   std::vector<Sample> samples_;
   std::string error_;
 };

@@ -95,6 +95,7 @@ void SessionReactor::OnSendTimeout() {
          {"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
          {"in_flight", std::to_string(pipeline_.in_flight())},
          {"bytes_in_flight", std::to_string(pipeline_.bytes_in_flight())}});
+    lost_ = true;  // the server cut it: a failure, whatever else happened
   }
   ctx_->TryCancel();  // no lock held: gRPC may call OnCancel from here
 }
@@ -267,6 +268,7 @@ void SessionReactor::OnAnswered(absl::Span<core::Call* const> calls) {
     std::lock_guard<std::mutex> lock(mu_);
     if (broken_ || cancelled_) {  // nobody will read them
       for (core::Call* c : calls) pipeline_.Finish(c);
+      if (!calls.empty()) lost_ = true;
     } else {
       queue_.insert(queue_.end(), calls.begin(), calls.end());
       if (!writing_) {
@@ -290,7 +292,7 @@ void SessionReactor::OnWriteDone(bool ok) {
     out_raw_.Clear();
     for (core::Call* c : written_) pipeline_.Finish(c);
     written_.clear();
-    if (!ok) broken_ = true;
+    if (!ok) broken_ = lost_ = true;
     if (broken_) DropQueueLocked();
     if (!queue_.empty()) {
       StartWriteLocked();
@@ -328,6 +330,7 @@ void SessionReactor::OnCancel() {
   }
   DropQueueLocked();
   if (paused_) {  // the rest of the message will not be handled
+    lost_ = true;
     paused_ = false;
     reading_ = handling_ = false;
   }
@@ -350,6 +353,7 @@ void SessionReactor::OnDone() {
 }
 
 void SessionReactor::DropQueueLocked() {
+  if (!queue_.empty()) lost_ = true;
   while (!queue_.empty()) {
     pipeline_.Finish(queue_.front());
     queue_.pop_front();
@@ -409,10 +413,15 @@ void SessionReactor::MaybeFinishLocked() {
       {{"volume", pipeline_.volume() ? pipeline_.volume()->name() : ""},
        {"peer", peer_},
        {"cancelled", cancelled_ ? "1" : "0"},
+       {"lost", lost_ ? "1" : "0"},
        {"broken", broken_ ? "1" : "0"},
        {"drained", drained_ ? "1" : "0"},
        {"refused", refused_.ok() ? "" : std::string(refused_.message())}});
-  Finish(cancelled_     ? grpc::Status::CANCELLED
+  // The status is what grpc_server_handled_total counts (a cancelled
+  // client never sees it): a client that cancelled or half-closed once
+  // every answer was written closed normally, OK; one that left answers
+  // behind, or that the server cut, failed (Canceled).
+  Finish(lost_          ? grpc::Status::CANCELLED
          : !refused_.ok() ? ToGrpc(refused_)
          : drained_     ? CallTracker::Refusal()
                         : grpc::Status::OK);

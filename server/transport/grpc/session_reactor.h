@@ -28,6 +28,12 @@
 // SendWatchdog (core/send_watchdog.h): the stream is cancelled and the bytes
 // of its calls go back to the budget.
 //
+// Status: a client that cancels once every answer was written closed the
+// stream normally, as one that half-closes: it ends OK, and
+// grpc_server_handled_total counts a success. A stream that ends with
+// answers not written (the client gave up on them) or that the server cut
+// ends CANCELLED.
+//
 // Lifetime (gRPC's callback API): the reactor owns its per-call state,
 // never blocks, and frees itself only in OnDone; it calls Finish only once
 // the pipeline is idle, so nothing of the engine's can reach it after.
@@ -127,6 +133,11 @@ class SessionReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   bool reads_done_ = false;
   bool cancelled_ = false;
   bool broken_ = false;
+  // An answer was dropped or its write failed, a message was left half
+  // handled, or the send timeout cut the stream: the stream ends CANCELLED
+  // (counted as a failure). Without it a cancelled stream ends as it would
+  // have anyway (OK): the client took every answer, then closed.
+  bool lost_ = false;
   bool drained_ = false;
   absl::Status refused_;  // the stream's input was refused: its final status
   bool handling_ = false;  // a message is being handled, or paused

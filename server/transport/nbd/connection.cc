@@ -205,4 +205,11 @@ void Connection::WriterMain() {
   ThreadDone();
 }
 
+void Connection::OnAnswered(absl::Span<core::Call* const> calls) {
+  if (options_.stats != nullptr) {
+    for (const core::Call* c : calls) options_.stats->Answered(c->op, c->status().ok());
+  }
+  sender_.Queue(calls);
+}
+
 }  // namespace cowblk::nbd

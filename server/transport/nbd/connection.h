@@ -81,7 +81,7 @@ class Connection final : public core::Pipeline::Sink {
   void Join();
 
  private:
-  void OnAnswered(absl::Span<core::Call* const> calls) override { sender_.Queue(calls); }
+  void OnAnswered(absl::Span<core::Call* const> calls) override;
   void ReaderMain();
   void WriterMain();
   // `options` with the budget's callback waking the reader in WaitForRoom.

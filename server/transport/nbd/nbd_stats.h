@@ -1,8 +1,9 @@
 // What cowblkd's NBD export counts about its connections: how many are
 // open, which were refused and why, which were cut by a timeout, and how
-// often accepting paused at the descriptor limit. The metrics collector
+// often accepting paused at the descriptor limit; and its requests, by
+// command, and those answered with an error. The metrics collector
 // (server/metrics/nbd_collector.h) reads them at scrape time; the export
-// only bumps relaxed atomics (never per request).
+// only bumps relaxed atomics (per request: one or two, no lock).
 //
 // Thread-safety: any thread.
 
@@ -12,6 +13,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <optional>
+
+#include "server/engine/request.h"
 
 namespace cowblk::nbd {
 
@@ -53,6 +57,17 @@ inline const char* TimeoutName(Timeout t) {
   return "?";
 }
 
+// The command of a request, as a label: the engine's op names (read, write,
+// flush, trim, write_zeroes), `other` for a command the export does not
+// serve (answered EINVAL).
+inline constexpr int kCommands = engine::kOpTypeCount + 1;
+inline int CommandIndex(std::optional<engine::OpType> op) {
+  return op ? static_cast<int>(*op) : kCommands - 1;
+}
+inline const char* CommandName(int c) {
+  return c == kCommands - 1 ? "other" : engine::OpTypeName(static_cast<engine::OpType>(c));
+}
+
 struct NbdStats {
   // Connections being served: accepted, threads running or not yet reaped.
   std::atomic<int64_t> open{0};
@@ -64,9 +79,17 @@ struct NbdStats {
   std::atomic<uint64_t> accept_pauses{0};
   // malloc_trim calls after connections ended (memory given back).
   std::atomic<uint64_t> memory_trims{0};
+  // Requests answered, by CommandIndex, and those answered with an error.
+  std::array<std::atomic<uint64_t>, kCommands> requests{};
+  std::array<std::atomic<uint64_t>, kCommands> errors{};
 
   void Refused(Refusal r) { refused[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
   void TimedOut(Timeout t) { timeouts[static_cast<int>(t)].fetch_add(1, std::memory_order_relaxed); }
+  void Answered(std::optional<engine::OpType> op, bool ok) {
+    const int c = CommandIndex(op);
+    requests[c].fetch_add(1, std::memory_order_relaxed);
+    if (!ok) errors[c].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 }  // namespace cowblk::nbd
