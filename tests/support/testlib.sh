@@ -27,8 +27,8 @@ fail() {
 }
 
 # start_server [FLAGS...]: cowblkd over $TMP/data; exports COWBLK_SERVER.
-# Waits for the `event=serving` line with a blocking read of the server's
-# stderr (a fifo), then keeps draining it into $TMP/server.log.
+# Waits for the serving line (in any --log-format) with a blocking read of
+# the server's stderr (a fifo), then keeps draining it into $TMP/server.log.
 start_server() {
   mkdir -p "$TMP/data"
   rm -f "$TMP/log.fifo"
@@ -41,8 +41,9 @@ start_server() {
   while IFS= read -r line <&3; do
     printf '%s\n' "$line" >>"$TMP/server.log"
     case $line in
-      *" event=serving "*)
-        COWBLK_SERVER=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p')
+      *" event=serving "* | *'"event":"serving"'* | *" INFO  serving "*)
+        COWBLK_SERVER=$(printf '%s\n' "$line" |
+          sed -n -e 's/.* address=\([^ ]*\).*/\1/p' -e 's/.*"address":"\([^"]*\)".*/\1/p')
         break
         ;;
     esac
@@ -133,4 +134,12 @@ make_volume() {
 make_pki() {
   sh "$COWBLK_TESTS/support/make_pki.sh" "$1" >"$TMP/pki.log" 2>&1 ||
     { cat "$TMP/pki.log" >&2; fail "make_pki.sh failed"; }
+}
+
+# log_records FORMAT: the server's log (after stop_server) parsed strictly
+# by integration/log_lines.py, every line, as a JSON array in $TMP/out
+# (read it with `json`); fails naming the first line not in FORMAT.
+log_records() {
+  python3 "$COWBLK_TESTS/integration/log_lines.py" "$1" "$TMP/server.log" >"$TMP/out" ||
+    fail "cowblkd's log is not $1 throughout"
 }
