@@ -130,6 +130,15 @@ make_volume() {
   "$IMG" create -b "$TMP/base.img" "$TMP/vol.cow" >/dev/null
 }
 
+# make_truncated_volume: make_volume, then the last sector marked allocated
+# (bitmap at 8192, 2048 sectors: byte 255 bit 7) and the data area cut in
+# half, so that sector lies past the end of the file.
+make_truncated_volume() {
+  make_volume
+  printf '\200' | dd of="$TMP/vol.cow" bs=1 seek=$((8192 + 255)) conv=notrunc status=none
+  truncate -s $((12288 + 524288)) "$TMP/vol.cow"
+}
+
 # make_pki DIR: a throwaway PKI in DIR (make_pki.sh says what is in it).
 make_pki() {
   sh "$COWBLK_TESTS/support/make_pki.sh" "$1" >"$TMP/pki.log" 2>&1 ||
