@@ -48,8 +48,8 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# cowblkd, cowblk-img, the cowblk CLI, and libcowblk with its headers, CMake
-# package and pkg-config file. `cmake --install build --component client`
+# cowblkd, cowblk-img, the cowblk CLI, libcowblk with its headers, CMake
+# package and pkg-config file, and the systemd unit (docs/cowblkd.md). `cmake --install build --component client`
 # installs the client part alone.
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
