@@ -21,7 +21,8 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
   liburing-dev prometheus-cpp-dev grpc-proto uml-utilities fio \
   python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
-  gnuplot-nox podman runc containernetworking-plugins debootstrap curl
+  gnuplot-nox podman runc containernetworking-plugins debootstrap curl \
+  help2man
 
 # Cycles per durability and cache mode in `make chaos` (`make test`: 3).
 CHAOS_CYCLES ?= 300
@@ -51,8 +52,9 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# cowblkd, cowblk-img, the cowblk CLI, and libcowblk with its headers, CMake
-# package and pkg-config file. `cmake --install build --component client`
+# cowblkd, cowblk-img, the cowblk CLI, libcowblk with its headers, CMake
+# package and pkg-config file, the systemd unit (docs/cowblkd.md) and the
+# manual pages (docs/CMakeLists.txt). `cmake --install build --component client`
 # installs the client part alone.
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)

@@ -36,6 +36,7 @@
 #include "server/transport/grpc/auth.h"
 #include "server/transport/grpc/block_service.h"
 #include "server/transport/grpc/call_tracker.h"
+#include "server/transport/grpc/grpc_log.h"
 #include "server/transport/grpc/health_service.h"
 #include "server/transport/grpc/reflection_service.h"
 #include "server/transport/grpc/server_options.h"
@@ -64,6 +65,7 @@ struct Flags {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string token_file;
   std::string log_level = "info";
+  std::string log_format = "logfmt";
   std::string metrics_listen = "127.0.0.1:9780";
   std::string metrics_detail = "volume";
   std::string nbd_listen;
@@ -212,6 +214,10 @@ int Main(int argc, char** argv) {
   app.add_option("--log-level", f.log_level, "debug, info, warning or error")
       ->envname("COWBLK_LOG_LEVEL")->check(CLI::IsMember({"debug", "info", "warning", "error"}))
       ->capture_default_str();
+  app.add_option("--log-format", f.log_format,
+                 "logfmt (key=value), json (one object per line) or text (for a console)")
+      ->envname("COWBLK_LOG_FORMAT")->check(CLI::IsMember({"logfmt", "json", "text"}))
+      ->capture_default_str();
   app.add_option("--metrics-listen", f.metrics_listen,
                  "Prometheus metrics address, GET /metrics (host:port; port 0 picks one); "
                  "empty: off")
@@ -291,6 +297,10 @@ int Main(int argc, char** argv) {
               : f.log_level == "warning" ? LogLevel::kWarning
               : f.log_level == "error"   ? LogLevel::kError
                                          : LogLevel::kInfo);
+  SetLogFormat(f.log_format == "json"   ? LogFormat::kJson
+               : f.log_format == "text" ? LogFormat::kText
+                                        : LogFormat::kLogfmt);
+  rpc::RouteGrpcLogs();
 
   // Signals are taken by sigwait in this thread only; block them before any
   // other thread exists so every thread inherits the mask.

@@ -1,4 +1,4 @@
-// cowblk volume create|ls|info|rm|commit
+// cowblk volume create|ls|info|rm|commit|rebase
 
 #include <string>
 #include <vector>
@@ -22,11 +22,12 @@ const std::vector<std::string> kHeader = {"NAME", "SIZE", "ALLOCATED", "IMAGE", 
 }  // namespace
 
 void AddVolumeCommands(CLI::App& app, Context& ctx) {
-  CLI::App* volume = app.add_subcommand("volume", "Create, list, inspect, delete, commit volumes");
+  CLI::App* volume = app.add_subcommand("volume", "Create, list, inspect, delete, commit, rebase volumes");
   volume->require_subcommand(1);
 
   struct Args {
     std::string name, image, size;
+    bool unsafe = false;
   };
   auto args = std::make_shared<Args>();
 
@@ -101,6 +102,30 @@ void AddVolumeCommands(CLI::App& app, Context& ctx) {
 
   AddRemoveCommand(volume, ctx, "volume", "Delete volumes and their data",
                    [](Client& client, const std::string& name) { return client.DeleteVolume(name); });
+
+  CLI::App* rebase = volume->add_subcommand(
+      "rebase", "Take back a volume whose image's mtime changed, rewriting its header only "
+                "(as qemu-img rebase -u)");
+  rebase->add_option("NAME", args->name, "Volume name")->required();
+  rebase->add_flag("-u,--unsafe", args->unsafe, "Required: you vouch that the image's content is unchanged")
+      ->required();
+  rebase->add_option("--image", args->image,
+                     "Image to record (same size); default: the one the volume is over");
+  rebase->callback([&ctx, args] {
+    ctx.what = "volume rebase " + args->name;
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto v = (*client)->RebaseVolume(args->name, args->image);
+      if (!v.ok()) return v.status();
+      ctx.Print(ToJson(*v), absl::StrCat("rebased volume ", v->name, " onto image ",
+                                         v->image.empty() ? "- (blank)" : v->image, ": ",
+                                         v->state == VolumeState::kError
+                                             ? absl::StrCat("error: ", v->error)
+                                             : VolumeStateName(v->state)));
+      return absl::OkStatus();
+    };
+  });
 
   CLI::App* commit = volume->add_subcommand(
       "commit", "Merge a volume (its writes over its image) into a new image");

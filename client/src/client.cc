@@ -203,6 +203,18 @@ absl::StatusOr<ImageInfo> Client::CommitVolume(const std::string& name, const st
   return ToInfo(resp);
 }
 
+absl::StatusOr<VolumeInfo> Client::RebaseVolume(const std::string& name, const std::string& image) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::RebaseVolumeRequest req;
+  req.set_name(name);
+  req.set_image(image);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->RebaseVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
 absl::StatusOr<std::vector<AllocationRange>> Client::GetAllocation(const std::string& name,
                                                                    uint64_t offset,
                                                                    uint64_t length) {

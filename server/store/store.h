@@ -76,6 +76,13 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
+  // Records `image` (empty: the image of the file name the header names,
+  // or the blank base of its size, under this data directory) as the
+  // backing file of a volume that is not ready, with its current mtime
+  // (cow::RebaseUnsafe), then opens the volume again; returns it, ready or
+  // with its new error. FailedPrecondition when the volume is ready or the
+  // image's size is not the volume's; NotFound for no such volume or image.
+  absl::StatusOr<VolumeInfo> RebaseVolume(const std::string& name, const std::string& image);
   // At most `max_runs` runs of [offset, offset + length) (length 0: to the
   // end). REQUIRES: max_runs > 0.
   absl::StatusOr<AllocationPage> GetAllocation(const std::string& name, uint64_t offset,

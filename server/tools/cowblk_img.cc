@@ -20,12 +20,15 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_io.h"
 #include "common/sector.h"
 #include "common/version.h"
 #include "nlohmann/json.hpp"
 #include "server/cow/cow_commit.h"
 #include "server/cow/cow_file.h"
+#include "server/cow/cow_rebase.h"
 
 namespace cowblk::cow {
 namespace {
@@ -188,34 +191,80 @@ int CmdInfo(const std::string& path, bool force_share, bool as_json) {
   return kExitOk;
 }
 
-int CmdCheck(const std::string& path, bool force_share, bool as_json) {
-  std::vector<std::string> problems;
-  auto opened = OpenForInspection(path, force_share);
+// What `check --repair` fixes: a file cut short (by a copy, a full disk)
+// is extended to its full length, sparse, as uml_mkcow makes it; the
+// sectors whose data was lost read as zeros. A backing file that changed
+// is not repaired: only the operator knows whether its content did
+// (`rebase -u`). Returns what it did, or the error that stopped it.
+absl::StatusOr<std::string> RepairTruncation(const CowFile& cow) {
+  const Geometry& g = cow.geometry();
+  const uint64_t full = g.data_offset + g.device_size;
+  if (ftruncate(cow.cow_fd(), static_cast<off_t>(full)) != 0 || fdatasync(cow.cow_fd()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("extend ", cow.path()));
+  }
+  return absl::StrFormat("%s: extended from %u to %u bytes; the lost sectors read as zeros",
+                         cow.path(), cow.file_size(), full);
+}
+
+int CmdCheck(const std::string& path, bool force_share, bool repair, bool as_json) {
+  std::vector<std::string> problems, repaired;
+  OpenOptions for_repair;
+  for_repair.writable = true;
+  for_repair.open_backing = false;
+  absl::StatusOr<std::unique_ptr<CowFile>> opened =
+      repair ? CowFile::Open(path, for_repair) : OpenForInspection(path, force_share);
   if (!opened.ok()) {
     if (ExitCodeFor(opened.status()) != kExitInvalid) return Fail(opened.status());
     problems.push_back(std::string(opened.status().message()));
   } else {
     const CowFile& cow = **opened;
     if (uint64_t n = AllocatedPastEof(cow); n > 0) {
-      problems.push_back(absl::StrFormat(
+      std::string problem = absl::StrFormat(
           "%s: truncated: %u allocated sectors lie past the end of the file "
-          "(%u bytes)", path, n, cow.file_size()));
+          "(%u bytes)", path, n, cow.file_size());
+      absl::StatusOr<std::string> fixed =
+          repair ? RepairTruncation(cow) : absl::StatusOr<std::string>(problem);
+      if (!fixed.ok()) return Fail(fixed.status());
+      (repair ? repaired : problems).push_back(*fixed);
     }
     BackingState backing = InspectBacking(cow.header());
-    problems.insert(problems.end(), backing.problems.begin(),
-                    backing.problems.end());
+    for (const std::string& p : backing.problems) {
+      problems.push_back(repair ? p + " (not repaired: if its content is unchanged, "
+                                      "`cowblk-img rebase -u` re-accepts it)"
+                                : p);
+    }
   }
   if (as_json) {
-    std::cout << json{{"path", path}, {"valid", problems.empty()},
-                      {"problems", problems}}
-                     .dump(2)
-              << "\n";
-  } else if (problems.empty()) {
-    std::cout << "No problems were found on " << path << ".\n";
+    json j = {{"path", path}, {"valid", problems.empty()}, {"problems", problems}};
+    if (repair) j["repaired"] = repaired;
+    std::cout << j.dump(2) << "\n";
   } else {
+    for (const std::string& r : repaired) std::cout << "Repaired: " << r << "\n";
+    if (problems.empty()) std::cout << "No problems were found on " << path << ".\n";
     for (const std::string& p : problems) std::cout << "ERROR: " << p << "\n";
   }
   return problems.empty() ? kExitOk : kExitInvalid;
+}
+
+int CmdRebase(const std::string& path, const std::string& backing, bool as_json) {
+  auto rebased = RebaseUnsafe(path, backing);
+  if (!rebased.ok()) return Fail(rebased.status());
+  const Header& before = rebased->before;
+  const Header& after = rebased->after;
+  if (as_json) {
+    std::cout << json{{"path", path},
+                      {"backing_file", after.backing_file},
+                      {"mtime", after.mtime},
+                      {"old_backing_file", before.backing_file},
+                      {"old_mtime", before.mtime}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << absl::StrFormat("Rebased %s onto %s (mtime %u, was %s at %u)\n", path,
+                                 after.backing_file, after.mtime, before.backing_file,
+                                 before.mtime);
+  }
+  return kExitOk;
 }
 
 int CmdMap(const std::string& path, bool force_share, bool as_json) {
@@ -295,6 +344,11 @@ int Main(int argc, char** argv) {
   };
   CLI::App* info = add_inspect("info", "Show header, geometry and allocation");
   CLI::App* check = add_inspect("check", "Validate header, geometry and backing file");
+  bool repair = false;
+  check->add_flag("-r,--repair", repair,
+                  "Repair what can be: a truncated file is extended (lost sectors read as "
+                  "zeros); a changed backing file is left to rebase -u")
+      ->excludes("--force-share");
   CLI::App* map = add_inspect("map", "List allocated and unallocated byte ranges");
 
   CLI::App* commit = app.add_subcommand(
@@ -302,7 +356,19 @@ int Main(int argc, char** argv) {
   commit->add_option("COW", cow_path, "COW file")->required();
   commit->add_option("NEW_IMAGE", image, "Image to create (must not exist)")->required();
 
-  for (CLI::App* sub : {create, info, check, map, commit}) {
+  CLI::App* rebase = app.add_subcommand(
+      "rebase", "Record a backing file without touching data (only -u, as qemu-img rebase -u)");
+  bool unsafe = false;
+  rebase->add_flag("-u,--unsafe", unsafe,
+                   "Required: rewrite the header's backing path and mtime only; the caller "
+                   "vouches that the backing content is unchanged")
+      ->required();
+  rebase->add_option("-b,--backing", backing,
+                     "Backing file to record (same size); default: the recorded one, "
+                     "re-accepted with its current mtime");
+  rebase->add_option("COW", cow_path, "COW file (not open elsewhere)")->required();
+
+  for (CLI::App* sub : {create, info, check, map, commit, rebase}) {
     sub->add_flag("--json", as_json, "Print machine-readable JSON");
   }
   try {
@@ -313,9 +379,10 @@ int Main(int argc, char** argv) {
   }
   if (*create) return CmdCreate(cow_path, backing, alignment, as_json);
   if (*info) return CmdInfo(cow_path, force_share, as_json);
-  if (*check) return CmdCheck(cow_path, force_share, as_json);
+  if (*check) return CmdCheck(cow_path, force_share, repair, as_json);
   if (*map) return CmdMap(cow_path, force_share, as_json);
   if (*commit) return CmdCommit(cow_path, image, as_json);
+  if (*rebase) return CmdRebase(cow_path, backing, as_json);
   return kExitUsage;
 }
 

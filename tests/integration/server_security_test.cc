@@ -291,6 +291,7 @@ class TokenSecurityTest : public ServerFixture {
     return {client.Create("team-a-3"),
             client.Call(&Volumes::DeleteVolume, Named<v1::DeleteVolumeRequest>("team-a-1")),
             client.Call(&Volumes::CommitVolume, Named<v1::CommitVolumeRequest>("team-a-1")),
+            client.Call(&Volumes::RebaseVolume, Named<v1::RebaseVolumeRequest>("team-a-1")),
             client.Upload("img", std::string(4096, 'i')),
             client.Call(&Volumes::ListImages, v1::ListImagesRequest()),
             client.Call(&Volumes::GetImage, Named<v1::GetImageRequest>("base")),

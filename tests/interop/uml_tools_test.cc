@@ -3,6 +3,7 @@
 // write is merged by uml_moo into exactly the image `cowblk-img commit` makes.
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 #include <set>
 #include <string>
@@ -46,6 +47,16 @@ class UmlInteropTest : public ::testing::Test {
       ASSERT_TRUE(cow.Write(first * 512, data.data(), data.size()).ok());
       model.replace(first * 512, data.size(), data);
     }
+  }
+
+  // Writes the edge ranges (EdgeRanges) of random data into the COW file at
+  // `path` through the library, mirrored in `model`.
+  void WriteEdges(const std::string& path, std::string& model, uint32_t seed) {
+    OpenOptions rw;
+    rw.writable = true;
+    auto cow = CowFile::Open(path, rw);
+    ASSERT_TRUE(cow.ok()) << cow.status();
+    WriteRanges(**cow, model, EdgeRanges(model.size() / 512), seed);
   }
 
   TempDir dir_;
@@ -97,15 +108,35 @@ TEST_F(UmlInteropTest, UmlMkcowFileWrittenByTheLibraryIsMergedByUmlMoo) {
   WriteFileBytes(Path("base.img"), model);
   ASSERT_EQ(RunCommand({"uml_mkcow", Path("vol.cow"), Path("base.img")}).exit_code, 0);
   {
-    OpenOptions rw;
-    rw.writable = true;
-    auto cow = CowFile::Open(Path("vol.cow"), rw);
+    auto cow = CowFile::Open(Path("vol.cow"), OpenOptions{});
     ASSERT_TRUE(cow.ok()) << cow.status();
     std::string buf(size, '\0');
     ASSERT_TRUE((*cow)->Read(0, buf.data(), size).ok());
     ASSERT_EQ(buf, model);
-    WriteRanges(**cow, model, EdgeRanges(size / 512), 100);
   }
+  WriteEdges(Path("vol.cow"), model, 100);
+  ASSERT_EQ(RunCommand({"uml_moo", Path("vol.cow"), Path("merged.img")}).exit_code, 0);
+  EXPECT_TRUE(ReadFileBytes(Path("merged.img")) == model);
+}
+
+// uml_moo refuses a COW file whose backing file was touched or moved (it
+// checks the recorded mtime and opens the recorded path, as UML does);
+// after `cowblk-img rebase -u -b NEW` it reads the header we rewrote and
+// merges exactly the volume's content.
+TEST_F(UmlInteropTest, UmlMooMergesAFileRebasedOntoItsMovedTouchedBacking) {
+  const uint64_t size = 2 << 20;
+  std::string model = RandomBytes(size, 5);
+  WriteFileBytes(Path("base.img"), model);
+  ASSERT_EQ(RunCommand({"uml_mkcow", Path("vol.cow"), Path("base.img")}).exit_code, 0);
+  WriteEdges(Path("vol.cow"), model, 200);
+  ASSERT_EQ(std::rename(Path("base.img").c_str(), Path("moved.img").c_str()), 0);
+  ::cowblk::testing::SetMtime(Path("moved.img"), 978307200);
+  ASSERT_NE(RunCommand({"uml_moo", Path("vol.cow"), Path("refused.img")}).exit_code, 0);
+
+  nlohmann::json rebased = RunJson(
+      {COWBLK_IMG_BIN, "rebase", "-u", "-b", Path("moved.img"), "--json", Path("vol.cow")});
+  EXPECT_EQ(rebased["backing_file"], Path("moved.img"));
+  EXPECT_EQ(rebased["mtime"], 978307200);
   ASSERT_EQ(RunCommand({"uml_moo", Path("vol.cow"), Path("merged.img")}).exit_code, 0);
   EXPECT_TRUE(ReadFileBytes(Path("merged.img")) == model);
 }

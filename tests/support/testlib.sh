@@ -26,14 +26,15 @@ fail() {
   exit 1
 }
 
-# start_server [FLAGS...]: cowblkd over $TMP/data; exports COWBLK_SERVER.
-# Waits for the `event=serving` line with a blocking read of the server's
-# stderr (a fifo), then keeps draining it into $TMP/server.log.
+# start_server [FLAGS...]: cowblkd over $TMP/data (or $SERVER_DATA when set);
+# exports COWBLK_SERVER.
+# Waits for the serving line (in any --log-format) with a blocking read of
+# the server's stderr (a fifo), then keeps draining it into $TMP/server.log.
 start_server() {
-  mkdir -p "$TMP/data"
+  mkdir -p "${SERVER_DATA:-$TMP/data}"
   rm -f "$TMP/log.fifo"
   mkfifo "$TMP/log.fifo"
-  COWBLK_METRICS_LISTEN=127.0.0.1:0 "$COWBLKD" --data-dir "$TMP/data" --listen 127.0.0.1:0 \
+  COWBLK_METRICS_LISTEN=127.0.0.1:0 "$COWBLKD" --data-dir "${SERVER_DATA:-$TMP/data}" --listen 127.0.0.1:0 \
     --drain-seconds 1 "$@" 2>"$TMP/log.fifo" &
   SERVER_PID=$!
   exec 3<"$TMP/log.fifo"
@@ -41,8 +42,9 @@ start_server() {
   while IFS= read -r line <&3; do
     printf '%s\n' "$line" >>"$TMP/server.log"
     case $line in
-      *" event=serving "*)
-        COWBLK_SERVER=$(printf '%s\n' "$line" | sed -n 's/.* address=\([^ ]*\).*/\1/p')
+      *" event=serving "* | *'"event":"serving"'* | *" INFO  serving "*)
+        COWBLK_SERVER=$(printf '%s\n' "$line" |
+          sed -n -e 's/.* address=\([^ ]*\).*/\1/p' -e 's/.*"address":"\([^"]*\)".*/\1/p')
         break
         ;;
     esac
@@ -129,6 +131,15 @@ make_volume() {
   "$IMG" create -b "$TMP/base.img" "$TMP/vol.cow" >/dev/null
 }
 
+# make_truncated_volume: make_volume, then the last sector marked allocated
+# (bitmap at 8192, 2048 sectors: byte 255 bit 7) and the data area cut in
+# half, so that sector lies past the end of the file.
+make_truncated_volume() {
+  make_volume
+  printf '\200' | dd of="$TMP/vol.cow" bs=1 seek=$((8192 + 255)) conv=notrunc status=none
+  truncate -s $((12288 + 524288)) "$TMP/vol.cow"
+}
+
 # make_pki DIR: a throwaway PKI in DIR (make_pki.sh says what is in it).
 make_pki() {
   sh "$COWBLK_TESTS/support/make_pki.sh" "$1" >"$TMP/pki.log" 2>&1 ||
@@ -155,4 +166,12 @@ start_secure_server() {
   start_server --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" \
     --tls-client-ca "$TMP/ca.pem" --token-file "$TMP/tokens"
   tls="--tls-ca $TMP/ca.pem --tls-cert $TMP/client.pem --tls-key $TMP/client.key"
+}
+
+# log_records FORMAT: the server's log (after stop_server) parsed strictly
+# by integration/log_lines.py, every line, as a JSON array in $TMP/out
+# (read it with `json`); fails naming the first line not in FORMAT.
+log_records() {
+  python3 "$COWBLK_TESTS/integration/log_lines.py" "$1" "$TMP/server.log" >"$TMP/out" ||
+    fail "cowblkd's log is not $1 throughout"
 }

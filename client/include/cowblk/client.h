@@ -131,6 +131,14 @@ class COWBLK_EXPORT Client {
   // before it, none sent after it), while it serves on. Past the call's
   // deadline the server stops and leaves no image.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
+  // Takes back a volume in VolumeState::kError whose image's mtime changed
+  // (a copy without times) or whose recorded image path moved, as
+  // `qemu-img rebase -u`: the server records `image` (empty: the image the
+  // volume is over) with its current mtime in the volume's header, never
+  // touching data, and opens the volume again. The caller vouches that the
+  // image's content is unchanged. FailedPrecondition for a volume that is
+  // open or an image of another size. Admin only.
+  absl::StatusOr<VolumeInfo> RebaseVolume(const std::string& name, const std::string& image = "");
   // Which ranges of [offset, offset+length) live in the COW file; length 0
   // means to the end. The ranges are consecutive and cover the request:
   // the server answers at most 10000 a call, and this follows its pages.

@@ -125,6 +125,17 @@ grpc::Status VolumeServiceImpl::CommitVolume(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status VolumeServiceImpl::RebaseVolume(grpc::ServerContext* ctx,
+                                             const RebaseVolumeRequest* req, Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->RebaseVolume(req->name(), req->image());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillVolume(*info, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
                                               const GetAllocationRequest* req,
                                               GetAllocationResponse* resp) {

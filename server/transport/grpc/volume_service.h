@@ -36,6 +36,8 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
                             cowblk::v1::Image* resp) override;
   grpc::Status GetAllocation(grpc::ServerContext* ctx, const cowblk::v1::GetAllocationRequest* req,
                              cowblk::v1::GetAllocationResponse* resp) override;
+  grpc::Status RebaseVolume(grpc::ServerContext* ctx, const cowblk::v1::RebaseVolumeRequest* req,
+                            cowblk::v1::Volume* resp) override;
   grpc::Status UploadImage(grpc::ServerContext* ctx,
                            grpc::ServerReader<cowblk::v1::UploadImageRequest>* reader,
                            cowblk::v1::Image* resp) override;
