@@ -29,13 +29,16 @@ CHAOS_CYCLES ?= 300
 # ThreadSanitizer: a report fails the test (cowblkd, started by the tests,
 # inherits it); tests/tsan.supp names third-party code only.
 TSAN_ENV := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/tsan.supp)"
-TSAN_LABELS := engine|server|client
+TSAN_LABELS := engine|server|client|core
 # Not under TSan (each runs in the Release suite): the crash-state tests
 # start no thread (ManualIo on the test's thread), so TSan has nothing to
 # see and they cost minutes; under RLIMIT_NPROC=1, gRPC's event engine,
 # slowed down by TSan, waits on a thread the limit refuses (the test
 # measures the Release build's thread needs).
 TSAN_EXCLUDE := ^CrashStateTest\.|^GrpcResourcesTest\.UnderAProcessLimit
+# What those labels run (their dependencies, cowblkd and the tools, come
+# along): the TSan build leaves out benchmarks and the other test binaries.
+TSAN_TARGETS := engine_tests server_tests nbd_tests client_tests core_tests
 
 .PHONY: all deps build install run test test-asan test-tsan tsan-build fuzz-build chaos clean
 
@@ -75,7 +78,7 @@ test: build fuzz-build tsan-build
 # The ThreadSanitizer build: cowblkd, the tools, libcowblk and the tests.
 tsan-build: deps
 	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOWBLK_TSAN=ON
-	cmake --build $(TSAN_DIR) -j$(JOBS)
+	cmake --build $(TSAN_DIR) -j$(JOBS) --target $(TSAN_TARGETS)
 
 # The engine, server (gRPC and NBD) and client tests under ThreadSanitizer,
 # as `make test` runs them.

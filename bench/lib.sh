@@ -186,15 +186,16 @@ cowblkd_stop() {
   return $rc
 }
 
-# nbdkit_start IMAGE: `nbdkit --filter=cow file IMAGE` on an ephemeral TCP
-# port of 127.0.0.1: a fresh, empty overlay. Sets nbdkit_pid and
-# nbdkit_uri (nbd://HOST:PORT). nbdkit forks into the background once it
-# listens; its pid file lies next to IMAGE.
+# nbdkit_start IMAGE [FLAGS...]: `nbdkit FLAGS --filter=cow file IMAGE` on
+# an ephemeral TCP port of 127.0.0.1: a fresh, empty overlay. Sets
+# nbdkit_pid and nbdkit_uri (nbd://HOST:PORT). nbdkit forks into the
+# background once it listens; its pid file lies next to IMAGE.
 nbdkit_start() {
-  local port pidfile=$1.nbdkit-pid
+  local port pidfile=$1.nbdkit-pid image=$1
+  shift
   port=$(free_port)
   rm -f "$pidfile"
-  nbdkit -i 127.0.0.1 -p "$port" -P "$pidfile" --filter=cow file "$1"
+  nbdkit -i 127.0.0.1 -p "$port" -P "$pidfile" "$@" --filter=cow file "$image"
   # The background process writes the pid file after the foreground one
   # has returned.
   for _ in $(seq 100); do
@@ -219,11 +220,15 @@ nbdkit_stop() {
   bench_forget "$nbdkit_pid"
 }
 
+# The environment cowblk-bench runs in (NAME=VALUE words, for `env`): the
+# TLS files and token of a cowblk:// target, say. Empty: the caller's.
+bench_env=()
+
 # bench_cell URI RW BS DEPTH SIZE JSON: one measured cowblk-bench run over
 # the first SIZE bytes of URI, $secs seconds after a 1 s ramp; its result
 # in JSON, its output in JSON.log.
 bench_cell() {
-  "$bin/cowblk-bench" --target "$1" --rw "$2" --bs "$3" --iodepth "$4" --size "$5" \
+  env "${bench_env[@]}" "$bin/cowblk-bench" --target "$1" --rw "$2" --bs "$3" --iodepth "$4" --size "$5" \
     --runtime "$secs" --ramp 1 --json "$6" >>"$6.log" 2>&1 ||
     { cat "$6.log" >&2; die 1 "cowblk-bench $1 $2 failed"; }
 }
@@ -232,7 +237,7 @@ bench_cell() {
 # URI once, in 1 MiB requests (allocates the working set of the rewrite
 # and COW read rows); its output goes to LOG.
 bench_prefill() {
-  "$bin/cowblk-bench" --target "$1" --rw write --bs 1m --iodepth 8 --size "$2" \
+  env "${bench_env[@]}" "$bin/cowblk-bench" --target "$1" --rw write --bs 1m --iodepth 8 --size "$2" \
     --io-size "$2" >>"$3" 2>&1 || { cat "$3" >&2; die 1 "prefill of $1 failed"; }
 }
 

@@ -20,7 +20,17 @@
 // that thread did before, for TSan as for the C++ memory model. On x86-64
 // both are plain moves.
 //
-// Thread-safety: Publish() once; Receive() from any thread.
+// Publish() is an atomic exchange, not a store, because it may run on two
+// threads at once: an interceptor's batches overlap (the completion op's
+// POST_RECV_CLOSE runs beside a pending read's batch). A release store
+// replaces what the flag carries, so a later Receive() would happen-after
+// the last Publish() only, not the one on the other thread (TSan reported
+// exactly that: ~MetricsInterceptor freeing memory "racing" with a Publish
+// it had not received). Read-modify-writes continue the release sequence:
+// Receive() then happens-after every Publish() before it. On x86-64 a
+// Receive() is a plain move and a Publish() a locked exchange.
+//
+// Thread-safety: Publish() and Receive() from any thread.
 
 #ifndef COWBLK_COMMON_HANDOFF_H_
 #define COWBLK_COMMON_HANDOFF_H_
@@ -32,7 +42,7 @@ namespace cowblk {
 class HandOff {
  public:
   // The reactor is built: its reactions may run on other threads.
-  void Publish() { built_.store(true, std::memory_order_release); }
+  void Publish() { (void)built_.exchange(true, std::memory_order_acq_rel); }
   // In a reaction, before touching the reactor's state.
   void Receive() const { (void)built_.load(std::memory_order_acquire); }
 

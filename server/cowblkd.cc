@@ -24,11 +24,13 @@
 #include "server/engine/engine.h"
 #include "server/engine/held_io.h"
 #include "server/metrics/budget_collector.h"
+#include "server/metrics/data_dir_collector.h"
 #include "server/metrics/grpc_refused_collector.h"
 #include "server/metrics/malloc_collector.h"
 #include "server/metrics/process_collector.h"
 #include "server/metrics/metrics_server.h"
 #include "server/metrics/nbd_collector.h"
+#include "server/metrics/volume_state_collector.h"
 #include "server/store/store.h"
 #include "server/transport/grpc/accept_guard.h"
 #include "server/transport/grpc/auth.h"
@@ -215,8 +217,8 @@ int Main(int argc, char** argv) {
                  "empty: off")
       ->envname("COWBLK_METRICS_LISTEN")->capture_default_str();
   app.add_option("--metrics-detail", f.metrics_detail,
-                 "volume: latency histograms per volume (192 series a volume); server: "
-                 "histograms per server, the rest per volume (30 series a volume)")
+                 "volume: latency histograms per volume (222 series a volume); server: "
+                 "histograms per server, the rest per volume (33 series a volume)")
       ->envname("COWBLK_METRICS_DETAIL")->check(CLI::IsMember({"volume", "server"}))
       ->capture_default_str();
   app.add_option("--nbd-listen", f.nbd_listen,
@@ -344,6 +346,8 @@ int Main(int argc, char** argv) {
     };
   }
   engine_options.poll_us = f.engine_poll_us;
+  // Without metrics nobody reads the inbox wait either.
+  engine_options.inbox_histogram = !f.metrics_listen.empty();
   engine_options.io_threads = f.io_threads;
   engine::ParseIoBackend(f.io_backend, &engine_options.io_backend);
   if (engine_options.io_backend == engine::IoBackendKind::kAuto) {
@@ -434,6 +438,8 @@ int Main(int argc, char** argv) {
     metrics_server->Add(
         std::make_shared<metrics::GrpcRefusedCollector>(&rpc::GrpcConnectionsRefused()));
     if (nbd) metrics_server->Add(std::make_shared<metrics::NbdCollector>(nbd->stats()));
+    metrics_server->Add(std::make_shared<metrics::VolumeStateCollector>(store->get()));
+    metrics_server->Add(std::make_shared<metrics::DataDirCollector>(f.data_dir));
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fatal("listen_failed", "cannot listen on " + f.listen);

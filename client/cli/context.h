@@ -56,6 +56,9 @@ void AddImageCommands(CLI::App& app, Context& ctx);
 void AddCopyCommand(CLI::App& app, Context& ctx);
 void AddRangeCommands(CLI::App& app, Context& ctx);
 void AddHealthCommand(CLI::App& app, Context& ctx);
+// `nbd` (the gateway), and `map`, `unmap`, `showmapped`.
+void AddNbdCommand(CLI::App& app, Context& ctx);
+void AddMapCommands(CLI::App& app, Context& ctx);
 // `top` (per-volume I/O rates from cowblkd's metrics endpoint).
 void AddTopCommand(CLI::App& app, Context& ctx);
 // `volume map` (REQUIRES: AddVolumeCommands ran) and `du`.

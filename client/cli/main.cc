@@ -106,6 +106,8 @@ int Main(int argc, char** argv) {
   AddCopyCommand(app, ctx);
   AddRangeCommands(app, ctx);
   AddHealthCommand(app, ctx);
+  AddNbdCommand(app, ctx);
+  AddMapCommands(app, ctx);
   AddTopCommand(app, ctx);
 
   try {

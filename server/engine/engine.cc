@@ -94,6 +94,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Start(const EngineOptions& optio
     e->io_ = e->wrapped_.get();
   }
   e->poll_ns_ = static_cast<int64_t>(options.poll_us) * 1000;
+  e->inbox_histogram_ = options.inbox_histogram;
   e->thread_ = std::thread([raw = e.get()] { raw->Run(); });
   // Names show in top -H, perf and /proc/PID/task/*/comm (15 bytes at most).
   pthread_setname_np(e->thread_.native_handle(), "cowblk-engine");
@@ -127,6 +128,7 @@ void Engine::Run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       requests.swap(inbox_);
+      inbox_depth_.store(0, std::memory_order_relaxed);
       posted.swap(posted_);
       ordered.swap(ordered_);
       work_hint_.store(false, std::memory_order_relaxed);
@@ -137,6 +139,12 @@ void Engine::Run() {
     if (poll_ns_ > 0 && !requests.empty()) {
       poll_after_ = false;
       for (const Inbound& in : requests) poll_after_ = poll_after_ || in.poll_after;
+    }
+    if (inbox_histogram_ && !requests.empty()) {
+      const int64_t taken_ns = MonotonicNs();
+      for (const Inbound& in : requests) {
+        inbox_wait_.Record(static_cast<uint64_t>(std::max<int64_t>(taken_ns - in.queued_ns, 0)));
+      }
     }
     for (auto& fn : posted) fn();
     posted.clear();
@@ -215,10 +223,12 @@ void Engine::Submit(Volume* volume, Request* req, SubmitBatch* batch) {
   bool first;
   bool polling;
   const bool batched = batch != nullptr && t_engine != this;
+  const int64_t queued_ns = inbox_histogram_ ? MonotonicNs() : 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     first = inbox_.empty();
-    inbox_.push_back({volume, req, batch != nullptr && batch->poll_after()});
+    inbox_.push_back({volume, req, batch != nullptr && batch->poll_after(), queued_ns});
+    inbox_depth_.store(inbox_.size(), std::memory_order_relaxed);
     polling = polling_;
     // A batch's requests are announced when it is flushed (WakeForBatch).
     if (!batched && poll_ns_ > 0) work_hint_.store(true, std::memory_order_release);

@@ -23,6 +23,7 @@
 #include "server/engine/loop_io.h"
 #include "server/engine/request.h"
 #include "server/engine/volume.h"
+#include "server/engine/volume_stats.h"
 
 namespace cowblk::engine {
 
@@ -53,6 +54,10 @@ struct EngineOptions {
   // need no wake-up (a thread woken on another CPU costs ~20 us on a VM).
   // 0: sleep at once.
   unsigned poll_us = 0;
+  // Time each request in the inbox (Engine::inbox_wait): a clock read per
+  // Submit. cowblkd turns it off with metrics off, as
+  // VolumeOptions::latency_histograms.
+  bool inbox_histogram = true;
 };
 
 class Engine;
@@ -117,6 +122,13 @@ class Engine {
   // Backend operations in flight (approximate when read from outside);
   // not those a wrap_io backend keeps from the backend.
   size_t io_in_flight() const;
+  // Requests handed to Submit that the engine thread has not taken from its
+  // inbox yet (approximate when read from outside).
+  size_t inbox_depth() const { return inbox_depth_.load(std::memory_order_relaxed); }
+  // How long each request waited in the inbox, from Submit until the engine
+  // thread took it (empty with EngineOptions::inbox_histogram off). Written
+  // by the engine thread; any thread may read it.
+  const LatencyHistogram& inbox_wait() const { return inbox_wait_; }
   // The backend this engine runs: "uring" or "threads" (LoopIo::name).
   const char* io_backend() const { return backend_->name(); }
   // Calls `fn` with every open volume, under a lock that only opening and
@@ -155,6 +167,7 @@ class Engine {
     Volume* volume;
     Request* request;
     bool poll_after;  // SubmitBatch::poll_after
+    int64_t queued_ns;  // MonotonicNs at Submit, or 0 (inbox_histogram off)
   };
   std::vector<Inbound> inbox_;
   std::vector<std::function<void()>> posted_;
@@ -181,6 +194,9 @@ class Engine {
   };
   std::vector<Closing> closing_;
   std::atomic<size_t> io_in_flight_{0};
+  bool inbox_histogram_ = true;             // EngineOptions::inbox_histogram
+  std::atomic<size_t> inbox_depth_{0};      // inbox_.size(), set under mu_
+  LatencyHistogram inbox_wait_;             // engine thread writes
 };
 
 // A fixed set of engines; volumes are placed round-robin.

@@ -266,6 +266,7 @@ void Volume::SubmitTask(Task* t) {
 
 void Volume::SubmitFdatasync() {
   stats_.fsyncs.Add();
+  if (options_.latency_histograms) sync_start_ns_ = MonotonicNs();
   sync_task_.volume = this;
   sync_task_.io.purpose = IoPurpose::kSync;
   sync_task_.io.opcode = IoOpcode::kFdatasync;
@@ -303,6 +304,10 @@ void Volume::OnIoComplete(Task* t, int32_t result) {
       deferred_->OnTimerDone(t, result);
       return;
     case IoPurpose::kSync:
+      if (sync_start_ns_ != 0) {
+        stats_.fdatasync_duration.Record(static_cast<uint64_t>(MonotonicNs() - sync_start_ns_));
+        sync_start_ns_ = 0;
+      }
       if (deferred_ != nullptr) {
         deferred_->OnSyncDone(result);
       } else {

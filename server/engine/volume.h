@@ -229,6 +229,7 @@ class Volume {
   std::list<Op> ops_;       // requests in flight (each Op knows its node)
   std::list<Op> free_ops_;  // recycled, as many as were ever in flight
   Task sync_task_;          // the fdatasync (group commit or deferred round)
+  int64_t sync_start_ns_ = 0;  // its submission (latency_histograms), or 0
 
   // Bitmap updates (`ordered`/`unordered`; docs/design.md, "Engine").
   std::deque<Update*> waiting_;                    // FIFO

@@ -78,6 +78,8 @@ struct VolumeStats {
   LatencyHistogram io_duration[kOpTypeCount];  // Submit to completion, by op
                                                // (VolumeOptions::latency_histograms)
   LatencyHistogram read_stall;                 // how long each stalled read waited
+  LatencyHistogram fdatasync_duration;         // each fdatasync, submission to completion
+                                               // in the backend (latency_histograms)
 };
 
 }  // namespace cowblk::engine

@@ -52,6 +52,7 @@ struct ServerHistograms {
   };
   Sum duration[engine::kOpTypeCount];
   Sum stall;
+  Sum fdatasync;
 };
 
 // Every family, in the order they are exposed.
@@ -61,9 +62,14 @@ struct Families {
              MetricType::Gauge);
   MetricFamily pending = Family("cowblk_bitmap_writes_pending",
                                 "Bitmap block writes issued and not completed", MetricType::Gauge);
+  MetricFamily updates_waiting =
+      Family("cowblk_bitmap_updates_waiting",
+             "Bitmap updates waiting behind a bitmap block write in flight or an earlier update",
+             MetricType::Gauge);
   MetricFamily waiting =
       Family("cowblk_bitmap_writes_waiting",
-             "Bitmap updates waiting behind a bitmap block write in flight or an earlier update",
+             "DEPRECATED, removed in the next release: use cowblk_bitmap_updates_waiting (the "
+             "same value; it counts updates, not writes)",
              MetricType::Gauge);
   MetricFamily uncommitted =
       Family("cowblk_bitmap_updates_uncommitted",
@@ -76,6 +82,10 @@ struct Families {
   MetricFamily inflight =
       Family("cowblk_uring_inflight",
              "I/O backend operations in flight on an engine thread (io_uring or worker threads)",
+             MetricType::Gauge);
+  MetricFamily inbox_depth =
+      Family("cowblk_engine_inbox_depth",
+             "Requests handed to an engine thread and not yet taken from its inbox",
              MetricType::Gauge);
   MetricFamily backend = Family("cowblk_io_backend_info",
                                 "Always 1; the label names the I/O backend the engines run",
@@ -110,12 +120,21 @@ struct Families {
   MetricFamily stall_time =
       Family("cowblk_read_stall_seconds", "Time a stalled read waited for the bitmap update",
              MetricType::Histogram);
+  MetricFamily fdatasync =
+      Family("cowblk_fdatasync_duration_seconds",
+             "Time an fdatasync of the COW file took, from submission to completion",
+             MetricType::Histogram);
+  MetricFamily inbox_wait =
+      Family("cowblk_engine_inbox_wait_seconds",
+             "Time a request waited in an engine thread's inbox, from Submit until taken",
+             MetricType::Histogram);
 
   std::vector<MetricFamily> Take() {
     std::vector<MetricFamily> all;
     for (MetricFamily* f :
-         {&queue_depth, &pending, &waiting, &uncommitted, &stalled, &inflight, &backend, &size, &allocated, &ops, &bytes,
-          &bitmap_writes, &coalesced, &waited, &fsyncs, &stalls, &errors, &duration, &stall_time}) {
+         {&queue_depth, &pending, &updates_waiting, &waiting, &uncommitted, &stalled, &inflight,
+          &inbox_depth, &backend, &size, &allocated, &ops, &bytes, &bitmap_writes, &coalesced,
+          &waited, &fsyncs, &stalls, &errors, &duration, &stall_time, &fdatasync, &inbox_wait}) {
       all.push_back(std::move(*f));
     }
     return all;
@@ -144,6 +163,7 @@ void AddVolume(Families& f, const std::string& name, const engine::Volume& v,
     }
   }
   AddGauge(&f.pending, vol, D(s.bitmap_writes_pending));
+  AddGauge(&f.updates_waiting, vol, D(s.updates_waiting));
   AddGauge(&f.waiting, vol, D(s.updates_waiting));
   AddGauge(&f.uncommitted, vol, D(s.updates_uncommitted));
   AddGauge(&f.stalled, vol, D(s.reads_stalled));
@@ -162,8 +182,10 @@ void AddVolume(Families& f, const std::string& name, const engine::Volume& v,
   AddCounter(&f.errors, vol, D(s.io_errors));
   if (server != nullptr) {
     server->stall.Add(s.read_stall);
+    server->fdatasync.Add(s.fdatasync_duration);
   } else {
     AddLatency(&f.stall_time, vol, s.read_stall);
+    AddLatency(&f.fdatasync, vol, s.fdatasync_duration);
   }
 }
 
@@ -180,8 +202,10 @@ std::vector<MetricFamily> EngineCollector::Collect() const {
   // Every engine of a process runs the same backend (--io-backend).
   if (!engines_.empty()) AddGauge(&f.backend, {{"backend", engines_[0]->io_backend()}}, 1);
   for (size_t i = 0; i < engines_.size(); ++i) {
-    AddGauge(&f.inflight, {{"engine", std::to_string(i)}},
-             static_cast<double>(engines_[i]->io_in_flight()));
+    const Labels engine = {{"engine", std::to_string(i)}};
+    AddGauge(&f.inflight, engine, static_cast<double>(engines_[i]->io_in_flight()));
+    AddGauge(&f.inbox_depth, engine, static_cast<double>(engines_[i]->inbox_depth()));
+    AddLatency(&f.inbox_wait, engine, engines_[i]->inbox_wait());
     engines_[i]->ForEachVolume(
         [&](const engine::Volume& v) { AddVolume(f, name_of_(v), v, server.get()); });
   }
@@ -190,6 +214,7 @@ std::vector<MetricFamily> EngineCollector::Collect() const {
       server->duration[i].Expose(&f.duration, {{"op", engine::OpTypeName(static_cast<OpType>(i))}});
     }
     server->stall.Expose(&f.stall_time, {});
+    server->fdatasync.Expose(&f.fdatasync, {});
   }
   return f.Take();
 }

@@ -79,9 +79,10 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
  private:
   GrpcServerMetrics::Method* const m_;
   const uint64_t start_ns_;
-  // Batches of one call never run concurrently, but may run on different
-  // threads, ordered inside libgrpc where ThreadSanitizer does not see it
-  // (common/handoff.h): an atomic, so that no order is needed.
+  // Batches of one call run on different threads, ordered inside libgrpc
+  // where ThreadSanitizer does not see it (common/handoff.h), and the
+  // completion op's batch (POST_RECV_CLOSE) may run beside another one: an
+  // atomic, so that no order is needed.
   std::atomic<bool> handled_{false};
   HandOff handoff_;
 };

@@ -93,6 +93,7 @@ std::string EpochRecords::Open(const std::string& name) {
     const std::string old = st.epoch;
     st.epoch = RandomHexId();
     if (!old.empty()) {
+      changes_.fetch_add(1, std::memory_order_relaxed);
       Log(LogLevel::kWarning, "volume_epoch_changed",
           {{"volume", name}, {"from", old}, {"to", st.epoch}, {"reason", reason},
            {"effect", "acknowledged writes that no flush covered may be lost; "

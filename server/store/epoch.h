@@ -13,6 +13,8 @@
 #ifndef COWBLK_SERVER_STORE_EPOCH_H_
 #define COWBLK_SERVER_STORE_EPOCH_H_
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "server/engine/volume.h"
@@ -36,12 +38,16 @@ class EpochRecords {
   void Close(const std::string& name, const std::string& epoch);
   // The record's path (removed with its volume).
   std::string PathOf(const std::string& name) const;
+  // Epochs renewed over an earlier one (each logged volume_epoch_changed:
+  // a possible crash loss reported) since this object was made. Any thread.
+  uint64_t changes() const { return changes_.load(std::memory_order_relaxed); }
 
  private:
   absl::Status Save(const std::string& name, const std::string& epoch, bool open);
 
   const std::string volumes_dir_;
   const engine::Durability durability_;
+  std::atomic<uint64_t> changes_{0};
 };
 
 }  // namespace cowblk::store

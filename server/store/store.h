@@ -98,6 +98,10 @@ class Store {
   // 4 KiB short of 16 TiB). Larger sizes are refused before anything is made.
   uint64_t max_volume_size() const;
 
+  // Volumes whose epoch was renewed over an earlier one since Open
+  // (EpochRecords::changes): possible crash losses reported. Any thread.
+  uint64_t epoch_changes() const { return epochs_.changes(); }
+
  private:
   struct Entry {
     std::shared_ptr<VolumeHandle> handle;  // null when not ready

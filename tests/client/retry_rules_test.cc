@@ -125,7 +125,9 @@ TEST_F(RetryRulesTest, AStuckStreamIsReplacedAfterADeadline) {
   // The message says where the request was stuck: written, never answered.
   EXPECT_THAT(std::string(s.message()),
               ::testing::HasSubstr("sent on a stream that neither answered nor ended"));
-  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("writes=1/1"));
+  // One message was written; whether gRPC had reported that write done by
+  // the deadline (1/1 or 1/0) depends on scheduling (1/0 once under TSan).
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("writes=1/"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_TRUE(volume_->Read(0, buf_.data(), 4096).ok());
   EXPECT_EQ(fake_.streams(), 2);

@@ -1,9 +1,13 @@
 // The metrics collectors in process: the engine's latency histogram buckets,
-// EngineCollector following volumes as they open and close, and the gRPC
+// EngineCollector following volumes as they open and close and counting
+// requests in an engine's inbox, and the gRPC
 // server metrics created for every method before any call.
 
+#include <atomic>
 #include <cmath>
+#include <future>
 
+#include "common/clock.h"
 #include "common/version.h"
 #include "cowblk/v1/block.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -103,6 +107,67 @@ TEST(EngineCollectorTest, VolumesAppearWhenOpenedAndDisappearWhenClosed) {
   std::vector<MetricFamily> closed = collector.Collect();
   EXPECT_TRUE(FindFamily(closed, "cowblk_io_queue_depth")->metric.empty());
   EXPECT_TRUE(FindFamily(closed, "cowblk_volume_size_bytes")->metric.empty());
+}
+
+// Requests handed to a busy engine thread wait in its inbox: they show in
+// cowblk_engine_inbox_depth (not yet in cowblk_io_queue_depth, counted from
+// the engine's own submit), and in cowblk_engine_inbox_wait_seconds once
+// taken, each with at least the time the thread was kept busy.
+TEST(EngineCollectorTest, RequestsABusyEngineHasNotTakenShowInTheInboxGauges) {
+  TempDir dir;
+  WriteFileBytes(dir.File("base.img"), std::string(1 << 20, '\0'));
+  auto engine = engine::Engine::Start({});
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  metrics::EngineCollector collector({engine->get()}, metrics::StoreVolumeName);
+  auto file = cow::CowFile::Create(dir.File("vm7.cow"), cow::CreateOptions{dir.File("base.img")});
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto volume = (*engine)->OpenVolume(*std::move(file), {});
+  ASSERT_TRUE(volume.ok()) << volume.status();
+
+  // The engine thread runs this closure until the test lets it go.
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  (*engine)->Post([&entered, released] {
+    entered.set_value();
+    released.wait();
+  });
+  entered.get_future().wait();
+  constexpr int kRequests = 3;
+  std::vector<engine::Request> reqs;
+  std::promise<void> all_done;
+  std::atomic<int> left{kRequests};
+  for (int i = 0; i < kRequests; ++i) {
+    reqs.push_back(engine::Request::Of(engine::OpType::kFlush, 0, 0, nullptr));
+  }
+  for (engine::Request& r : reqs) {
+    r.done = [&](absl::Status) {
+      if (--left == 0) all_done.set_value();
+    };
+    (*engine)->Submit(*volume, &r);
+  }
+  const int64_t submitted_ns = MonotonicNs();
+  std::vector<MetricFamily> busy = collector.Collect();
+  const MetricFamily* depth = FindFamily(busy, "cowblk_engine_inbox_depth");
+  ASSERT_NE(depth, nullptr);
+  ASSERT_EQ(depth->metric.size(), 1u);
+  EXPECT_EQ(Label(depth->metric[0], "engine"), "0");
+  EXPECT_EQ(depth->metric[0].gauge.value, kRequests);
+  for (const auto& m : FindFamily(busy, "cowblk_io_queue_depth")->metric) {
+    EXPECT_EQ(m.gauge.value, 0) << Label(m, "op");
+  }
+  EXPECT_EQ(FindFamily(busy, "cowblk_engine_inbox_wait_seconds")->metric[0].histogram.sample_count,
+            0u);
+
+  const int64_t released_ns = MonotonicNs();
+  release.set_value();
+  all_done.get_future().wait();
+  std::vector<MetricFamily> idle = collector.Collect();
+  EXPECT_EQ(FindFamily(idle, "cowblk_engine_inbox_depth")->metric[0].gauge.value, 0);
+  const auto& wait = FindFamily(idle, "cowblk_engine_inbox_wait_seconds")->metric[0].histogram;
+  EXPECT_EQ(wait.sample_count, static_cast<uint64_t>(kRequests));
+  // Each was queued before `submitted_ns` and taken after `released_ns`.
+  EXPECT_GE(wait.sample_sum, kRequests * static_cast<double>(released_ns - submitted_ns) / 1e9);
+  (*engine)->CloseVolume(*volume);
 }
 
 TEST(GrpcServerMetricsTest, EveryMethodAndCodeHasItsSeriesBeforeAnyCall) {

@@ -176,8 +176,10 @@ TEST_F(MetricsPrometheusTest, ARealPrometheusScrapesTheQueueDepthAndIoCounterSer
   // The alert rules loaded, and none fires against a healthy cowblkd.
   HttpResponse rules = HttpGet(prometheus_, "/api/v1/rules");
   ASSERT_EQ(rules.status, 200);
-  for (const char* alert : {"CowblkdDown", "CowblkReadStallRateHigh",
-                            "CowblkBitmapUpdatesWaitingGrowing", "CowblkIoErrors"}) {
+  for (const char* alert :
+       {"CowblkdDown", "CowblkReadStallRateHigh", "CowblkBitmapUpdatesWaitingGrowing",
+        "CowblkIoErrors", "CowblkdAbsent", "CowblkVolumeInError", "CowblkRequestLatencyHigh",
+        "CowblkGrpcErrorRateHigh", "CowblkDataDirLowSpace"}) {
     EXPECT_THAT(rules.body, ::testing::HasSubstr(std::string("\"") + alert + "\"")) << alert;
   }
   EXPECT_EQ(Query("ALERTS{alertstate=\"firing\"}"), json::array());

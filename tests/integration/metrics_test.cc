@@ -22,6 +22,7 @@
 #include "tests/support/command.h"
 #include "tests/support/hold_fifo.h"
 #include "tests/support/http_get.h"
+#include "tests/support/metrics_fixture.h"
 #include "tests/support/metrics_scrape.h"
 #include "tests/support/server_fixture.h"
 
@@ -84,25 +85,7 @@ class SessionClient {
 
 // A cowblkd with metrics on an ephemeral port; HoldTest below also holds
 // bitmap block writes until the test releases them.
-class MetricsTest : public ServerFixture {
- protected:
-  void SetUp() override { StartWithMetrics({}); }
-
-  void StartWithMetrics(std::vector<std::string> args) {
-    args.insert(args.begin(), {"--metrics-listen", "127.0.0.1:0"});
-    StartServer(args);
-    metrics_ = server_.MetricsAddress();
-    ASSERT_FALSE(metrics_.empty()) << server_.log();
-  }
-
-  Scrape ScrapeNow() {
-    Scrape s;
-    EXPECT_TRUE(s.Fetch(metrics_)) << s.error();
-    return s;
-  }
-
-  std::string metrics_;
-};
+class MetricsTest : public MetricsFixture {};
 
 class HoldTest : public MetricsTest {
  protected:
@@ -245,10 +228,12 @@ TEST_F(HoldTest, WritesBehindAHeldBitmapWriteShowAsWaitingUpdates) {
     ASSERT_TRUE(session.Send(Req(id, v1::OP_WRITE, (id - 1) * 4096, 0, data)));
   }
   // Once their data and barrier are done they wait for the held block write.
-  WaitForGauge("cowblk_bitmap_writes_waiting", {{"volume", "vm1"}}, 3);
+  WaitForGauge("cowblk_bitmap_updates_waiting", {{"volume", "vm1"}}, 3);
   Scrape held = ScrapeNow();
   EXPECT_EQ(held.Get("cowblk_io_queue_depth", {{"volume", "vm1"}, {"op", "write"}}), 4);
   EXPECT_EQ(held.Get("cowblk_bitmap_writes_pending", {{"volume", "vm1"}}), 1);
+  EXPECT_EQ(held.Get("cowblk_bitmap_updates_waiting", {{"volume", "vm1"}}), 3);
+  // The deprecated name (one more release) says the same.
   EXPECT_EQ(held.Get("cowblk_bitmap_writes_waiting", {{"volume", "vm1"}}), 3);
 
   Release(2);  // the held write, then the one write the three waiters share
@@ -256,6 +241,7 @@ TEST_F(HoldTest, WritesBehindAHeldBitmapWriteShowAsWaitingUpdates) {
   ASSERT_TRUE(session.Finish().ok());
   Scrape after = ScrapeNow();
   EXPECT_EQ(after.Sum("cowblk_io_queue_depth", {{"volume", "vm1"}}), 0);
+  EXPECT_EQ(after.Get("cowblk_bitmap_updates_waiting", {{"volume", "vm1"}}), 0);
   EXPECT_EQ(after.Get("cowblk_bitmap_writes_waiting", {{"volume", "vm1"}}), 0);
   EXPECT_EQ(after.Get("cowblk_bitmap_writes_total", {{"volume", "vm1"}}), 2);
   EXPECT_EQ(after.Get("cowblk_bitmap_updates_coalesced_total", {{"volume", "vm1"}}), 2);

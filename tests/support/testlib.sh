@@ -134,3 +134,25 @@ make_pki() {
   sh "$COWBLK_TESTS/support/make_pki.sh" "$1" >"$TMP/pki.log" 2>&1 ||
     { cat "$TMP/pki.log" >&2; fail "make_pki.sh failed"; }
 }
+
+# stop_pid_file FILE: SIGTERM to the process whose id FILE holds (a daemon,
+# not this shell's child), then waits until it is gone.
+stop_pid_file() {
+  [ -f "$1" ] || return 0
+  pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || return 0
+  tail --pid="$pid" -f /dev/null
+}
+
+# start_secure_server: a PKI in $TMP (make_pki), tokens admin.token (scope
+# admin) and viewer.token (read:*), and cowblkd with mutual TLS and those
+# tokens; $tls holds the client's TLS flags.
+start_secure_server() {
+  make_pki "$TMP"
+  printf 'admin-token admin\nviewer-token read:*\n' >"$TMP/tokens"
+  printf 'admin-token\n' >"$TMP/admin.token"
+  printf 'viewer-token\n' >"$TMP/viewer.token"
+  start_server --tls-cert "$TMP/server.pem" --tls-key "$TMP/server.key" \
+    --tls-client-ca "$TMP/ca.pem" --token-file "$TMP/tokens"
+  tls="--tls-ca $TMP/ca.pem --tls-cert $TMP/client.pem --tls-key $TMP/client.key"
+}

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/store/client_text.h"
+#include "server/transport/nbd/handshake_steps.h"
 
 namespace cowblk::nbd {
 namespace {
@@ -15,36 +16,19 @@ std::nullptr_t Fail(std::string* why, std::string reason) {
 }  // namespace
 
 bool Handshake::SendOptionReply(uint32_t option, uint32_t type, const std::string& data) {
-  std::string m;
-  Put64(&m, kRepMagic);
-  Put32(&m, option);
-  Put32(&m, type);
-  Put32(&m, static_cast<uint32_t>(data.size()));
-  m += data;
+  const std::string m = OptionReply(option, type, data);
   return SendAll(fd_, m.data(), m.size());
 }
 
 std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
-  std::string hello;
-  Put64(&hello, kNbdMagic);
-  Put64(&hello, kOptMagic);
-  Put16(&hello, kFlagFixedNewstyle | kFlagNoZeroes);
-  if (!SendAll(fd_, hello.data(), hello.size())) return Fail(why, "handshake: send failed");
-  uint8_t b[16];
-  if (!in_->Take(b, 4)) return Fail(why, "handshake: no client flags");
-  const uint32_t client_flags = Get32(b);
-  if (absl::Status s = CheckClientFlags(client_flags); !s.ok()) {
-    return Fail(why, std::string(s.message()));
-  }
-  const bool no_zeroes = (client_flags & kFlagNoZeroes) != 0;
+  const absl::StatusOr<bool> no_zeroes = Greet(fd_, in_);
+  if (!no_zeroes.ok()) return Fail(why, std::string(no_zeroes.status().message()));
   while (true) {
-    if (!in_->Take(b, 16)) return Fail(why, "handshake: ended during option haggling");
-    absl::StatusOr<OptionHeader> header = ParseOptionHeader(b);
-    if (!header.ok()) return Fail(why, std::string(header.status().message()));
-    const uint32_t option = header->option;
-    const uint32_t length = header->length;
-    std::string data;
-    if (!in_->TakeString(&data, length)) return Fail(why, "handshake: ended in an option");
+    absl::StatusOr<ClientOption> next = TakeOption(in_);
+    if (!next.ok()) return Fail(why, std::string(next.status().message()));
+    const uint32_t option = next->option;
+    const auto length = static_cast<uint32_t>(next->data.size());
+    const std::string& data = next->data;
     switch (option) {
       case kOptExportName: {
         auto volume = store_->FindVolume(data);
@@ -52,10 +36,7 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         if (!volume.ok()) {
           return Fail(why, absl::StrCat("export_name: ", volume.status().message()));
         }
-        std::string m;
-        Put64(&m, (*volume)->size());
-        Put16(&m, kTransmissionFlags);
-        if (!no_zeroes) m.append(124, '\0');
+        const std::string m = ExportNameReply((*volume)->size(), kTransmissionFlags, *no_zeroes);
         if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
         return *std::move(volume);
       }
@@ -92,10 +73,7 @@ bool Handshake::List(uint32_t length, std::string* why) {
   bool ok = true;
   for (const store::VolumeInfo& v : store_->ListVolumes("", 1 << 20)) {
     if (!v.ready) continue;
-    std::string m;
-    Put32(&m, static_cast<uint32_t>(v.name.size()));
-    m += v.name;
-    ok = ok && SendOptionReply(kOptList, kRepServer, m);
+    ok = ok && SendOptionReply(kOptList, kRepServer, ListEntry(v.name));
   }
   if (!ok || !SendOptionReply(kOptList, kRepAck, "")) {
     *why = "send failed";
@@ -115,16 +93,10 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
   if (!name) return send(kRepErrInvalid, "malformed NBD_OPT_GO/NBD_OPT_INFO");
   auto volume = store_->FindVolume(*name);
   if (!volume.ok()) return send(kRepErrUnknown, store::ForClients(volume.status().message()));
-  std::string info;
-  Put16(&info, kInfoExport);
-  Put64(&info, (*volume)->size());
-  Put16(&info, kTransmissionFlags);
-  std::string sizes;
-  Put16(&sizes, kInfoBlockSize);
-  Put32(&sizes, kMinBlock);
-  Put32(&sizes, kPreferredBlock);
-  Put32(&sizes, kMaxBlock);
-  if (!send(kRepInfo, info) || !send(kRepInfo, sizes) || !send(kRepAck, "")) return false;
+  if (!send(kRepInfo, InfoExport((*volume)->size(), kTransmissionFlags)) ||
+      !send(kRepInfo, InfoBlockSize(kMinBlock, kPreferredBlock)) || !send(kRepAck, "")) {
+    return false;
+  }
   if (option == kOptGo) *chosen = *std::move(volume);
   return true;
 }

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/nbd_wire.h"
 #include "server/core/out_of_memory.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 namespace {
@@ -34,24 +35,7 @@ bool CarriesData(const core::Call* c) {
 
 uint32_t ReplyErrno(const core::Call& call) {
   const absl::Status& s = call.status();
-  switch (s.code()) {
-    case absl::StatusCode::kOk:
-      return 0;
-    case absl::StatusCode::kInvalidArgument:
-      return EINVAL;
-    case absl::StatusCode::kOutOfRange:
-      // The protocol's words: a write (trim, zeroing) past the end is ENOSPC.
-      return call.op == engine::OpType::kRead ? EINVAL : ENOSPC;
-    case absl::StatusCode::kResourceExhausted:
-      return core::IsOutOfMemory(s) ? ENOMEM : ENOSPC;
-    case absl::StatusCode::kPermissionDenied:
-    case absl::StatusCode::kFailedPrecondition:
-      return EPERM;
-    case absl::StatusCode::kUnavailable:
-      return ESHUTDOWN;
-    default:
-      return EIO;
-  }
+  return ReplyErrnoFor(s.code(), call.op == engine::OpType::kRead, core::IsOutOfMemory(s));
 }
 
 ReplySender::ReplySender(int fd, core::Pipeline* pipeline, std::string peer)

@@ -1,5 +1,7 @@
 #include "server/transport/nbd/wire_parse.h"
 
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
 #include "common/nbd_wire.h"
 
@@ -58,5 +60,77 @@ RequestVerdict CheckRequest(const RequestHeader& h) {
 }
 
 uint32_t PayloadBytes(const RequestHeader& h) { return h.type == kCmdWrite ? h.length : 0; }
+
+std::string Greeting() {
+  std::string m;
+  Put64(&m, kNbdMagic);
+  Put64(&m, kOptMagic);
+  Put16(&m, kFlagFixedNewstyle | kFlagNoZeroes);
+  return m;
+}
+
+std::string OptionReply(uint32_t option, uint32_t type, const std::string& data) {
+  std::string m;
+  Put64(&m, kRepMagic);
+  Put32(&m, option);
+  Put32(&m, type);
+  Put32(&m, static_cast<uint32_t>(data.size()));
+  m += data;
+  return m;
+}
+
+std::string ExportNameReply(uint64_t size, uint16_t transmission_flags, bool no_zeroes) {
+  std::string m;
+  Put64(&m, size);
+  Put16(&m, transmission_flags);
+  if (!no_zeroes) m.append(124, '\0');
+  return m;
+}
+
+std::string ListEntry(const std::string& name) {
+  std::string m;
+  Put32(&m, static_cast<uint32_t>(name.size()));
+  m += name;
+  return m;
+}
+
+std::string InfoExport(uint64_t size, uint16_t transmission_flags) {
+  std::string m;
+  Put16(&m, kInfoExport);
+  Put64(&m, size);
+  Put16(&m, transmission_flags);
+  return m;
+}
+
+std::string InfoBlockSize(uint32_t minimum, uint32_t preferred) {
+  std::string m;
+  Put16(&m, kInfoBlockSize);
+  Put32(&m, minimum);
+  Put32(&m, preferred);
+  Put32(&m, kMaxBlock);
+  return m;
+}
+
+uint32_t ReplyErrnoFor(absl::StatusCode code, bool read, bool out_of_memory) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return 0;
+    case absl::StatusCode::kInvalidArgument:
+      return EINVAL;
+    case absl::StatusCode::kOutOfRange:
+      // The protocol's words: a write (trim, zeroing) past the end is ENOSPC.
+      return read ? EINVAL : ENOSPC;
+    case absl::StatusCode::kResourceExhausted:
+      return out_of_memory ? ENOMEM : ENOSPC;
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kFailedPrecondition:
+      return EPERM;
+    case absl::StatusCode::kUnavailable:
+      return ESHUTDOWN;
+    default:
+      return EIO;
+  }
+}
 
 }  // namespace cowblk::nbd

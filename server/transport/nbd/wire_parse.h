@@ -3,7 +3,8 @@
 // data, and the transmission's request headers with the verdict on each
 // (submit, refuse, or end the connection). Handshake and Transmission do the
 // socket and the store around them; tests/fuzz/nbd_wire_fuzz.cc fuzzes them.
-// Library cowblk_nbd_parse (no engine, store or socket).
+// Library cowblk_nbd_parse (no engine, store or socket; with SocketReader,
+// shared by cowblkd's export and the gateway of `cowblk nbd`).
 //
 // Thread-safety: pure functions.
 
@@ -68,6 +69,24 @@ RequestVerdict CheckRequest(const RequestHeader& h);
 // taken even when the write is refused for its flags, to stay in step).
 // REQUIRES: CheckRequest(h) is kBadFlags or kSubmit.
 uint32_t PayloadBytes(const RequestHeader& h);
+
+// What a server sends in the handshake, as bytes: the greeting (fixed
+// newstyle, no zeroes), an option reply, NBD_OPT_EXPORT_NAME's answer
+// (`no_zeroes`: the client said NBD_FLAG_C_NO_ZEROES), NBD_OPT_LIST's entry
+// for one export, and NBD_OPT_INFO/GO's NBD_INFO_EXPORT and
+// NBD_INFO_BLOCK_SIZE (whose maximum is kMaxBlock).
+std::string Greeting();
+std::string OptionReply(uint32_t option, uint32_t type, const std::string& data);
+std::string ExportNameReply(uint64_t size, uint16_t transmission_flags, bool no_zeroes);
+std::string ListEntry(const std::string& name);
+std::string InfoExport(uint64_t size, uint16_t transmission_flags);
+std::string InfoBlockSize(uint32_t minimum, uint32_t preferred);
+
+// The errno an NBD client gets for a request that failed with `code` (0
+// for OK): `read` for NBD_CMD_READ (past the end is EINVAL there, ENOSPC
+// for the commands that write), `out_of_memory` when a RESOURCE_EXHAUSTED
+// means memory rather than space.
+uint32_t ReplyErrnoFor(absl::StatusCode code, bool read, bool out_of_memory);
 
 }  // namespace cowblk::nbd
 

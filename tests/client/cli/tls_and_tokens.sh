@@ -3,14 +3,7 @@
 . "$COWBLK_TESTS/support/testlib.sh"
 command -v openssl >/dev/null || { echo "SKIP: no openssl"; exit 0; }
 cd "$TMP"
-make_pki "$TMP"
-printf 'admin-token admin\nviewer-token read:*\n' >tokens
-printf 'admin-token\n' >admin.token
-printf 'viewer-token\n' >viewer.token
-start_server --tls-cert server.pem --tls-key server.key --tls-client-ca ca.pem \
-  --token-file tokens
-
-tls="--tls-ca ca.pem --tls-cert client.pem --tls-key client.key"
+start_secure_server
 # shellcheck disable=SC2086
 expect_exit 0 "$COWBLK" $tls --token-file admin.token volume create disk --size 1M
 expect_exit 0 env COWBLK_TLS_CA=ca.pem COWBLK_TLS_CERT=client.pem COWBLK_TLS_KEY=client.key \

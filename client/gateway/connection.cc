@@ -1,0 +1,290 @@
+#include "client/gateway/connection.h"
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <exception>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "client/gateway/handshake.h"
+#include "common/log.h"
+#include "common/nbd_wire.h"
+
+namespace cowblk::gateway {
+namespace {
+
+using namespace cowblk::nbd;  // the protocol's numbers
+
+constexpr size_t kRecvBufferBytes = 256 << 10;
+// A client that takes no reply for this long is cut (its connection
+// would otherwise hold the gateway's shutdown for ever).
+constexpr std::chrono::seconds kSendTimeout{60};
+
+void SetTimeout(int fd, int option, std::chrono::milliseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000),
+             static_cast<suseconds_t>(t.count() % 1000 * 1000)};
+  setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+}  // namespace
+
+struct Connection::Request {
+  uint64_t cookie = 0;
+  bool read = false;
+  uint32_t length = 0;  // a read's bytes
+  uint32_t error = 0;   // the reply's errno
+  bool out_of_memory = false;  // no buffer for its data: ENOMEM
+  uint64_t bytes = 0;   // of `data`, counted in Connection::bytes_
+  std::unique_ptr<char[]> data;
+};
+
+Connection::Connection(int fd, const Exports* exports, std::string peer,
+                       ConnectionOptions options)
+    : fd_(fd),
+      exports_(exports),
+      peer_(std::move(peer)),
+      options_(std::move(options)),
+      in_(fd, kRecvBufferBytes) {}
+
+Connection::~Connection() { close(fd_); }
+
+absl::Status Connection::Start() {
+  SetTimeout(fd_, SO_SNDTIMEO, kSendTimeout);
+  try {
+    writer_ = std::thread([this] { WriterMain(); });
+  } catch (const std::exception& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
+  }
+  try {
+    reader_ = std::thread([this] { ReaderMain(); });
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reader_done_ = true;
+      writer_cv_.notify_one();
+    }
+    writer_.join();
+    return absl::ResourceExhaustedError(absl::StrCat("cannot start a thread: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void Connection::StopReading() { shutdown(fd_, SHUT_RD); }
+
+bool Connection::finished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return threads_done_ == 2;
+}
+
+void Connection::Join() {
+  if (reader_.joinable()) reader_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+void Connection::ThreadDone() {
+  bool last;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last = ++threads_done_ == 2;
+  }
+  if (last && options_.on_finished) options_.on_finished();
+}
+
+void Connection::ReaderMain() {
+  pthread_setname_np(pthread_self(), "gw-recv");
+  std::string why;
+  if (!in_.Allocate()) {
+    why = "out of memory for the receive buffer";
+  } else {
+    SetTimeout(fd_, SO_RCVTIMEO, options_.handshake_timeout);
+    Volume* volume = nullptr;
+    try {
+      volume = RunHandshake(fd_, &in_, *exports_, &why);
+    } catch (const std::bad_alloc&) {
+      why = "handshake: out of memory";
+    }
+    if (volume != nullptr) {
+      SetTimeout(fd_, SO_RCVTIMEO, std::chrono::milliseconds(0));
+      volume_ = volume->name();
+      Log(LogLevel::kInfo, "nbd_gateway_export", {{"peer", peer_}, {"volume", volume_}});
+      why = Transmit(volume);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    why_ = std::move(why);
+    reader_done_ = true;
+    writer_cv_.notify_one();
+  }
+  ThreadDone();
+}
+
+std::string Connection::Transmit(Volume* volume) {
+  while (true) {
+    if (in_.buffered() < kRequestBytes) {
+      if (in_.Fill()) continue;
+      return "the client closed the connection";
+    }
+    const RequestHeader h =
+        ParseRequestHeader(reinterpret_cast<const uint8_t*>(in_.Consume(kRequestBytes)));
+    const RequestVerdict verdict = CheckRequest(h);
+    if (verdict == RequestVerdict::kBadMagic) return "malformed request (bad magic)";
+    if (verdict == RequestVerdict::kDisconnect) return "the client disconnected";
+    ++requests_;
+    std::string why;
+    if (!Take(volume, h, verdict, &why)) return why;
+  }
+}
+
+bool Connection::WaitForRoom(uint64_t bytes) {
+  std::unique_lock<std::mutex> lock(mu_);
+  room_cv_.wait(lock, [&] {
+    return broken_ || in_flight_ == 0 ||
+           (in_flight_ < options_.max_in_flight && bytes_ + bytes <= options_.max_bytes);
+  });
+  if (broken_) return false;
+  ++in_flight_;
+  bytes_ += bytes;
+  return true;
+}
+
+bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict verdict,
+                      std::string* why) {
+  const bool read = h.type == kCmdRead;
+  const bool too_large_read = read && h.length > kMaxBlock;
+  const uint32_t payload = verdict == RequestVerdict::kWriteTooLarge ? 0 : PayloadBytes(h);
+  const uint64_t bytes =
+      verdict == RequestVerdict::kSubmit && read && !too_large_read ? h.length : payload;
+  if (!WaitForRoom(bytes)) {
+    *why = "a reply could not be sent";
+    return false;
+  }
+  auto* r = new Request;
+  r->cookie = h.cookie;
+  r->read = read;
+  r->length = h.length;
+  r->bytes = bytes;
+  // Not zeroed (pages are touched as used); nothrow: under a memory limit
+  // this request fails, not the gateway (a sanitizer's operator new would
+  // end the process rather than throw).
+  if (bytes > 0) {
+    r->data.reset(new (std::nothrow) char[bytes]);
+    r->out_of_memory = !r->data;  // its bytes stay counted until the reply
+  }
+  auto done = [this, r](absl::Status s) { Complete(r, s); };
+  if (verdict == RequestVerdict::kWriteTooLarge) {
+    *why = absl::StrCat("a write of ", h.length, " bytes (the limit is ", kMaxBlock, ")");
+    Complete(r, absl::InvalidArgumentError(*why));
+    return false;
+  }
+  if (payload > 0) {
+    const bool got = r->data ? in_.Take(r->data.get(), payload) : in_.Skip(payload);
+    if (!got) {
+      *why = "the client closed the connection in a write";
+      Complete(r, absl::AbortedError(*why));
+      return false;
+    }
+  }
+  if (verdict != RequestVerdict::kSubmit || too_large_read) {
+    Complete(r, absl::InvalidArgumentError("refused"));
+    return true;
+  }
+  if (r->out_of_memory) {
+    Complete(r, absl::ResourceExhaustedError("out of memory"));
+    return true;
+  }
+  const IoOptions io{.fua = (h.flags & kCmdFlagFua) != 0};
+  switch (h.type) {
+    case kCmdRead:
+      volume->ReadAsync(h.offset, r->data.get(), h.length, done, io);
+      break;
+    case kCmdWrite:
+      volume->WriteAsync(h.offset, r->data.get(), h.length, done, io);
+      break;
+    case kCmdFlush:
+      volume->FlushAsync(done, io);
+      break;
+    case kCmdTrim:
+      volume->TrimAsync(h.offset, h.length, done, io);
+      break;
+    case kCmdWriteZeroes:
+      volume->WriteZeroesAsync(h.offset, h.length, done, io);
+      break;
+    default:  // CheckRequest lets no other command through
+      Complete(r, absl::InvalidArgumentError("unknown command"));
+  }
+  return true;
+}
+
+void Connection::Complete(Request* r, const absl::Status& status) {
+  r->error = ReplyErrnoFor(status.code(), r->read, r->out_of_memory);
+  std::lock_guard<std::mutex> lock(mu_);
+  done_.push_back(r);
+  writer_cv_.notify_one();
+  // Nothing of this connection is touched after the lock is released: the
+  // writer may finish and the connection end at once.
+}
+
+void Connection::WriterMain() {
+  pthread_setname_np(pthread_self(), "gw-send");
+  std::vector<Request*> batch;
+  std::vector<std::array<uint8_t, kSimpleReplyBytes>> headers;
+  std::vector<iovec> iov;
+  while (true) {
+    bool broken;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      writer_cv_.wait(lock, [&] { return !done_.empty() || (reader_done_ && in_flight_ == 0); });
+      if (done_.empty()) break;
+      batch.swap(done_);
+      broken = broken_;
+    }
+    if (!broken) {
+      headers.resize(batch.size());
+      iov.clear();
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const Request* r = batch[i];
+        std::string h;
+        Put32(&h, kSimpleReplyMagic);
+        Put32(&h, r->error);
+        Put64(&h, r->cookie);
+        std::copy(h.begin(), h.end(), headers[i].begin());
+        iov.push_back({headers[i].data(), headers[i].size()});
+        if (r->read && r->error == 0) iov.push_back({r->data.get(), r->length});
+      }
+      if (!SendAllV(fd_, &iov)) {
+        broken = true;
+        shutdown(fd_, SHUT_RDWR);  // the reader's recv returns
+      }
+    }
+    uint64_t freed = 0;
+    for (Request* r : batch) {
+      freed += r->bytes;
+      delete r;
+    }
+    const auto n = static_cast<uint32_t>(batch.size());
+    batch.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_ -= n;
+    bytes_ -= freed;
+    if (broken) broken_ = true;
+    room_cv_.notify_one();
+  }
+  shutdown(fd_, SHUT_RDWR);  // every reply sent: the client sees the end
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    why = broken_ ? "a reply could not be sent" : why_;
+  }
+  Log(LogLevel::kInfo, "nbd_gateway_closed",
+      {{"peer", peer_}, {"volume", volume_}, {"requests", std::to_string(requests_)},
+       {"reason", why}});
+  ThreadDone();
+}
+
+}  // namespace cowblk::gateway

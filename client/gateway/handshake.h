@@ -1,0 +1,34 @@
+// The gateway's NBD handshake (fixed newstyle): NBD_OPT_GO and
+// NBD_OPT_EXPORT_NAME choose one of the exports (the empty name: the only
+// one, when there is one); NBD_OPT_INFO, NBD_OPT_LIST
+// and NBD_OPT_ABORT are answered; other options NBD_REP_ERR_UNSUP (so that
+// structured replies, block status or STARTTLS can be added here as cases).
+// The bytes are cowblkd's (server/transport/nbd/wire_parse.h: the parsers and
+// the reply builders both servers share).
+//
+// Thread-safety: the connection's reading thread.
+
+#ifndef COWBLK_CLIENT_GATEWAY_HANDSHAKE_H_
+#define COWBLK_CLIENT_GATEWAY_HANDSHAKE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "client/gateway/exports.h"
+#include "common/nbd_wire.h"
+#include "server/transport/nbd/socket_reader.h"
+
+namespace cowblk::gateway {
+
+// What the gateway advertises: flush, FUA, trim, write-zeroes, multi-conn.
+inline constexpr uint16_t kTransmissionFlags = nbd::kTxHasFlags | nbd::kTxSendFlush |
+                                               nbd::kTxSendFua | nbd::kTxSendTrim |
+                                               nbd::kTxSendWriteZeroes | nbd::kTxCanMultiConn;
+
+// Runs the handshake on `fd` (read through `in`): the chosen volume, or
+// null with `why` (the client left, aborted or broke the protocol).
+Volume* RunHandshake(int fd, nbd::SocketReader* in, const Exports& exports, std::string* why);
+
+}  // namespace cowblk::gateway
+
+#endif  // COWBLK_CLIENT_GATEWAY_HANDSHAKE_H_

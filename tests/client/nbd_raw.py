@@ -1,0 +1,143 @@
+"""A raw NBD client for the gateway's shell tests (tests/client/cli/nbd_gateway_*.sh).
+
+  nbd_raw.py write-then-wait SOCKET EXPORT PAYLOAD
+      NBD_OPT_GO, one write of PAYLOAD at 0 (no FUA, no flush); prints "sent",
+      waits for a line on stdin, then prints the reply ("reply MAGIC ERROR COOKIE")
+      and "eof" when the server then closes the connection.
+  nbd_raw.py bad-input SOCKET EXPORT SIZE
+      Options and requests the protocol or the export refuse, each answered with
+      the right error while the connection goes on; prints "ok" or exits non-zero.
+  nbd_raw.py no-memory SOCKET EXPORT
+      For a gateway whose allocations above 16 MiB fail: a 32 MiB read and a
+      32 MiB write get ENOMEM, twice (their bytes are given back), and the
+      connection goes on (a 4 KiB read); prints "ok".
+"""
+import errno
+import socket
+import struct
+import sys
+
+OPT_MAGIC = 0x49484156454F5054
+REQ_MAGIC = 0x25609513
+REPLY_MAGIC = 0x67446698
+REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
+ERR_UNSUP, ERR_INVALID, ERR_UNKNOWN = (1 << 31) + 1, (1 << 31) + 3, (1 << 31) + 6
+READ, WRITE, DISC = 0, 1, 2
+
+
+class Client:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.recvn(18)  # NBDMAGIC, IHAVEOPT, handshake flags
+        self.s.sendall(struct.pack(">I", 3))  # fixed newstyle, no zeroes
+
+    def recvn(self, n):
+        b = b""
+        while len(b) < n:
+            c = self.s.recv(n - len(b))
+            if not c:
+                sys.exit("the server closed the connection")
+            b += c
+        return b
+
+    def option(self, opt, data=b""):
+        """Sends an option; returns its replies [(type, data)] up to the final one."""
+        self.s.sendall(struct.pack(">QII", OPT_MAGIC, opt, len(data)) + data)
+        replies = []
+        while True:
+            _, got, kind, length = struct.unpack(">QIII", self.recvn(20))
+            assert got == opt, (got, opt)
+            replies.append((kind, self.recvn(length)))
+            if kind == REP_ACK or kind & (1 << 31):
+                return replies
+
+    def go(self, name):
+        data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+        return self.option(7, data)
+
+    def send(self, kind, cookie, offset, length, flags=0, payload=b""):
+        self.s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, kind, cookie, offset, length)
+                       + payload)
+
+    def reply(self):
+        magic, error, cookie = struct.unpack(">IIQ", self.recvn(16))
+        assert magic == REPLY_MAGIC, hex(magic)
+        return error, cookie
+
+
+def write_then_wait(path, export, payload_file):
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    payload = open(payload_file, "rb").read()
+    c.send(WRITE, 42, 0, len(payload), payload=payload)
+    print("sent", flush=True)
+    sys.stdin.readline()
+    error, cookie = c.reply()
+    print("reply", hex(REPLY_MAGIC), error, cookie, flush=True)
+    print("eof" if c.s.recv(1) == b"" else "more", flush=True)
+
+
+def bad_input(path, export, size):
+    c = Client(path)
+    assert c.option(99)[-1][0] == ERR_UNSUP
+    assert c.option(3, b"x")[-1][0] == ERR_INVALID  # NBD_OPT_LIST takes no data
+    assert c.option(7, b"\0\0")[-1][0] == ERR_INVALID  # malformed GO
+    assert c.go(b"no-such-export")[-1][0] == ERR_UNKNOWN
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    expect = {}
+    # A read above the maximum block (32 MiB): EINVAL, no buffer, goes on.
+    c.send(READ, 1, 0, 64 << 20)
+    expect[1] = errno.EINVAL
+    c.send(99, 2, 0, 0)  # an unknown command
+    expect[2] = errno.EINVAL
+    c.send(READ, 3, 0, 4096, flags=1 << 5)  # a flag reads do not take
+    expect[3] = errno.EINVAL
+    c.send(READ, 4, size, 4096)  # past the end
+    expect[4] = errno.EINVAL
+    c.send(WRITE, 5, size, 512, payload=b"\1" * 512)  # a write past the end
+    expect[5] = errno.ENOSPC
+    c.send(READ, 6, 1, 512)  # not sector-aligned
+    expect[6] = errno.EINVAL
+    # Many reads in flight at once, each answered once, with its data.
+    for cookie in range(100, 164):
+        c.send(READ, cookie, (cookie - 100) * 4096, 4096)
+        expect[cookie] = 0
+    while expect:
+        error, cookie = c.reply()
+        assert cookie in expect, cookie
+        assert error == expect[cookie], (cookie, error, expect[cookie])
+        if cookie >= 100 and error == 0:
+            c.recvn(4096)
+        del expect[cookie]
+    # A write above the maximum block cannot be skipped: EINVAL, then the end.
+    c.send(WRITE, 7, 0, 64 << 20)
+    assert c.reply() == (errno.EINVAL, 7)
+    assert c.s.recv(1) == b""
+    print("ok")
+
+
+def no_memory(path, export):
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    big = 32 << 20
+    for cookie in (1, 2):
+        c.send(READ, cookie, 0, big)
+        assert c.reply() == (errno.ENOMEM, cookie)
+        c.send(WRITE, 10 + cookie, 0, big, payload=b"\7" * big)
+        assert c.reply() == (errno.ENOMEM, 10 + cookie)
+    c.send(READ, 3, 0, 4096)
+    assert c.reply() == (0, 3)
+    c.recvn(4096)
+    print("ok")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "write-then-wait":
+        write_then_wait(*sys.argv[2:5])
+    elif sys.argv[1] == "no-memory":
+        no_memory(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "bad-input":
+        bad_input(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        sys.exit(__doc__)
