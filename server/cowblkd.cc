@@ -223,8 +223,8 @@ int Main(int argc, char** argv) {
                  "empty: off")
       ->envname("COWBLK_METRICS_LISTEN")->capture_default_str();
   app.add_option("--metrics-detail", f.metrics_detail,
-                 "volume: latency histograms per volume (192 series a volume); server: "
-                 "histograms per server, the rest per volume (30 series a volume)")
+                 "volume: latency histograms per volume (222 series a volume); server: "
+                 "histograms per server, the rest per volume (33 series a volume)")
       ->envname("COWBLK_METRICS_DETAIL")->check(CLI::IsMember({"volume", "server"}))
       ->capture_default_str();
   app.add_option("--nbd-listen", f.nbd_listen,
