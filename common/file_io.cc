@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -79,6 +80,23 @@ absl::Status PWriteFull(int fd, const void* buf, size_t len, uint64_t offset,
     offset += static_cast<uint64_t>(n);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> PWriteSkippingZeros(int fd, const char* buf, size_t len,
+                                             uint64_t offset, absl::string_view what) {
+  constexpr uint64_t kBlock = 4096;  // hole granularity
+  uint64_t written = 0;
+  for (size_t done = 0; done < len;) {
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(kBlock - (offset + done) % kBlock, len - done));
+    const char* p = buf + done;
+    if (p[0] != 0 || std::memcmp(p, p + 1, n - 1) != 0) {
+      if (absl::Status s = PWriteFull(fd, p, n, offset + done, what); !s.ok()) return s;
+      written += n;
+    }
+    done += n;
+  }
+  return written;
 }
 
 absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what) {

@@ -37,6 +37,13 @@ absl::Status PReadFull(int fd, void* buf, size_t len, uint64_t offset,
 absl::Status PWriteFull(int fd, const void* buf, size_t len, uint64_t offset,
                         absl::string_view what);
 
+// PWriteFull of `len` bytes at `offset`, except the 4 KiB blocks (aligned
+// to the file's offsets) that are all zeros: they are skipped, so where the
+// file was a hole they stay one (a new file's ranges written once: image
+// uploads and commits). Returns how many bytes were written.
+absl::StatusOr<uint64_t> PWriteSkippingZeros(int fd, const char* buf, size_t len,
+                                             uint64_t offset, absl::string_view what);
+
 // Size in bytes of the regular file or block device behind `fd`.
 absl::StatusOr<uint64_t> FileSize(int fd, absl::string_view what);
 

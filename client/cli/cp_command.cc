@@ -5,9 +5,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "client/cli/context.h"
 #include "client/cli/copy.h"
+#include "client/cli/copy_summary.h"
 #include "client/cli/endpoints.h"
 #include "client/cli/output.h"
 #include "client/cli/progress.h"
@@ -82,24 +82,13 @@ absl::Status RunCp(Context& ctx, const CpArgs& a) {
     stats = Copy(*source, *sink, [&](uint64_t done) { progress.Update(done); });
   }
   if (!stats.ok()) return stats.status();
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const CopySummary summary = CopySummary::Since(*stats, start);
   if (a.dst == "-" && !ctx.flags.json) return absl::OkStatus();
-  const double rate = secs > 0 ? static_cast<double>(stats->bytes) / secs : 0;
-  ctx.Print({{"source", a.src},
-             {"destination", a.dst},
-             {"bytes", stats->bytes},
-             {"data_bytes", stats->data_bytes},
-             {"zero_bytes", stats->zero_bytes},
-             {"seconds", secs},
-             {"bytes_per_second", rate}},
-            ctx.flags.quiet
-                ? ""
-                : absl::StrCat("copied ", FormatSize(stats->bytes), " (",
-                               FormatSize(stats->data_bytes), " data, ",
-                               FormatSize(stats->zero_bytes), " zeros) from ", a.src, " to ",
-                               a.dst, " in ", absl::StrFormat("%.2f", secs), " s (",
-                               FormatSize(static_cast<uint64_t>(rate)), "/s)"));
+  nlohmann::json j = {{"source", a.src}, {"destination", a.dst}};
+  summary.AddTo(j);
+  ctx.Print(j, ctx.flags.quiet ? ""
+                               : absl::StrCat("copied ", summary.Bytes(), " from ", a.src, " to ",
+                                              a.dst, " ", summary.Time()));
   return absl::OkStatus();
 }
 

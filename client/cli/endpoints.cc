@@ -228,4 +228,36 @@ absl::Status VolumeSink::Drain(size_t keep) {
   return first;
 }
 
+// ---- ImageSink ---------------------------------------------------------
+
+absl::Status ImageSink::Begin(uint64_t size) {
+  auto upload = client_->StartImageUpload(name_, size);
+  if (!upload.ok()) return upload.status();
+  upload_ = *std::move(upload);
+  return absl::OkStatus();
+}
+
+absl::Status ImageSink::InOrder(uint64_t offset) const {
+  if (offset == upload_->sent()) return absl::OkStatus();
+  return absl::InternalError(
+      absl::StrCat("image upload out of order: at ", offset, ", ", upload_->sent(), " sent"));
+}
+
+absl::Status ImageSink::Write(uint64_t offset, const char* buf, size_t length) {
+  if (absl::Status s = InOrder(offset); !s.ok()) return s;
+  return upload_->Write(buf, length);
+}
+
+absl::Status ImageSink::Zero(uint64_t offset, uint64_t length) {
+  if (absl::Status s = InOrder(offset); !s.ok()) return s;
+  return upload_->Zero(length);
+}
+
+absl::Status ImageSink::Finish() {
+  auto image = upload_->Finish();
+  if (!image.ok()) return image.status();
+  image_ = *std::move(image);
+  return absl::OkStatus();
+}
+
 }  // namespace cowblk::cli

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client/cli/copy.h"
+#include "cowblk/client.h"
 #include "cowblk/volume.h"
 
 namespace cowblk::cli {
@@ -95,6 +96,28 @@ class VolumeSink : public Sink {
   Volume* const volume_;
   std::vector<AllocationRange> allocation_;  // blank volumes only
   std::deque<Pending> pending_;
+};
+
+// A new image, uploaded in order: data as data, zeros as zero ranges (no
+// bytes sent, holes in the server's image file). Writes and zeros must come
+// in order, as Copy makes them. image() is the published image after
+// Finish.
+class ImageSink : public Sink {
+ public:
+  ImageSink(Client* client, std::string name) : client_(client), name_(std::move(name)) {}
+  absl::Status Begin(uint64_t size) override;
+  absl::Status Write(uint64_t offset, const char* buf, size_t length) override;
+  absl::Status Zero(uint64_t offset, uint64_t length) override;
+  absl::Status Finish() override;
+  const ImageInfo& image() const { return image_; }
+
+ private:
+  absl::Status InOrder(uint64_t offset) const;
+
+  Client* const client_;
+  const std::string name_;
+  std::unique_ptr<ImageUpload> upload_;
+  ImageInfo image_;
 };
 
 }  // namespace cowblk::cli

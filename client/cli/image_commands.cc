@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/cli/context.h"
 #include "client/cli/copy.h"
+#include "client/cli/copy_summary.h"
 #include "client/cli/endpoints.h"
 #include "client/cli/output.h"
 #include "client/cli/progress.h"
@@ -23,23 +25,18 @@ struct ImageArgs {
   std::string name, file;
 };
 
-absl::Status Upload(Context& ctx, const ImageArgs& a) {
-  auto client = ctx.client();
-  if (!client.ok()) return client.status();
-  uint64_t total = 0;
-  struct stat st;
-  if (a.file != "-") {
-    if (stat(a.file.c_str(), &st) != 0) {
-      return absl::NotFoundError(absl::StrCat(a.file, ": ", std::strerror(errno)));
-    }
-    total = static_cast<uint64_t>(st.st_size);
-  }
+// stdin, a pipe or a character device is uploaded as it comes (the server
+// still makes holes of its zero blocks); a file is copied as `cowblk cp`
+// does: its holes and zero blocks are sent as zero ranges, no bytes.
+absl::Status UploadStream(Context& ctx, Client& client, const ImageArgs& a) {
   absl::StatusOr<ImageInfo> image;
   {
-    Progress progress("upload", total, ctx.progress());
+    Progress progress("upload", 0, ctx.progress());
     auto update = [&](uint64_t n) { progress.Update(n); };
-    if (a.file == "-") {
-      image = (*client)->UploadImageFrom(
+    if (a.file != "-") {
+      image = client.UploadImage(a.name, a.file, update);
+    } else {
+      image = client.UploadImageFrom(
           a.name,
           [](char* buf, size_t size) -> absl::StatusOr<size_t> {
             while (true) {
@@ -50,13 +47,40 @@ absl::Status Upload(Context& ctx, const ImageArgs& a) {
             }
           },
           update);
-    } else {
-      image = (*client)->UploadImage(a.name, a.file, update);
     }
   }
   if (!image.ok()) return image.status();
   ctx.Print(ToJson(*image),
             absl::StrCat("uploaded image ", image->name, " (", FormatSize(image->size_bytes), ")"));
+  return absl::OkStatus();
+}
+
+bool IsStream(const std::string& file) {
+  struct stat st;
+  return file == "-" ||
+         (stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode));
+}
+
+absl::Status Upload(Context& ctx, const ImageArgs& a) {
+  auto client = ctx.client();
+  if (!client.ok()) return client.status();
+  if (IsStream(a.file)) return UploadStream(ctx, **client, a);
+  auto source = FileSource::Open(a.file);
+  if (!source.ok()) return source.status();
+  ImageSink sink(*client, a.name);
+  CatchInterrupts();
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<CopyStats> stats;
+  {
+    Progress progress("upload", (*source)->size(), ctx.progress());
+    stats = Copy(**source, sink, [&](uint64_t done) { progress.Update(done); });
+  }
+  if (!stats.ok()) return stats.status();
+  const CopySummary summary = CopySummary::Since(*stats, start);
+  nlohmann::json j = ToJson(sink.image());
+  summary.AddTo(j);
+  ctx.Print(j, absl::StrCat("uploaded image ", sink.image().name, ": ", summary.Bytes(),
+                            " from ", a.file, " ", summary.Time()));
   return absl::OkStatus();
 }
 
@@ -73,6 +97,7 @@ absl::Status Download(Context& ctx, const ImageArgs& a) {
   auto created = (*client)->CreateVolumeFromImage(temp, a.name);
   if (!created.ok()) return created.status();
   CatchInterrupts();
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<CopyStats> stats;
   {
     auto volume = (*client)->OpenVolume(temp);
@@ -95,9 +120,12 @@ absl::Status Download(Context& ctx, const ImageArgs& a) {
                                      temp, " was not deleted: ", deleted.message()));
   }
   if (a.file == "-" && !ctx.flags.json) return absl::OkStatus();
-  ctx.Print(
-      {{"image", a.name}, {"file", a.file}, {"bytes", stats->bytes}},
-      absl::StrCat("downloaded image ", a.name, " (", FormatSize(stats->bytes), ") to ", a.file));
+  // The file's zeros are holes (FileSink): the summary says how many.
+  const CopySummary summary = CopySummary::Since(*stats, start);
+  nlohmann::json j = {{"image", a.name}, {"file", a.file}};
+  summary.AddTo(j);
+  ctx.Print(j, absl::StrCat("downloaded image ", a.name, ": ", summary.Bytes(), " to ", a.file,
+                            " ", summary.Time()));
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/src/client_core.h"
+#include "client/src/image_upload_impl.h"
 #include "client/src/volume_core.h"
 
 namespace cowblk {
@@ -274,41 +275,24 @@ absl::StatusOr<ImageInfo> Client::UploadImage(const std::string& name, const std
       progress);
 }
 
+absl::StatusOr<std::unique_ptr<ImageUpload>> Client::StartImageUpload(const std::string& name,
+                                                                      uint64_t size) {
+  return std::make_unique<ImageUpload>(std::make_unique<ImageUpload::Impl>(core_, name, size));
+}
+
 absl::StatusOr<ImageInfo> Client::UploadImageFrom(const std::string& name, const ReadFn& read,
                                                   const ProgressFn& progress) {
-  grpc::ClientContext ctx;
-  core_->Prepare(&ctx, core_->options().upload_deadline);
-  v1::Image resp;
-  auto writer = core_->volumes()->UploadImage(&ctx, &resp);
-  v1::UploadImageRequest req;
-  req.set_name(name);
-  uint64_t total = 0;
+  auto upload = StartImageUpload(name);
+  if (!upload.ok()) return upload.status();
   std::string buf(1 << 20, '\0');
-  absl::Status local;
   while (true) {
     auto n = read(buf.data(), buf.size());
-    if (!n.ok()) {
-      local = n.status();
-      break;
-    }
+    if (!n.ok()) return n.status();  // the upload is dropped: no image
     if (*n == 0) break;
-    req.set_data(buf.data(), *n);
-    if (!writer->Write(req)) break;  // the server ended the call: Finish() says why
-    req.clear_name();
-    total += *n;
-    if (progress) progress(total);
+    if (absl::Status s = (*upload)->Write(buf.data(), *n); !s.ok()) return s;
+    if (progress) progress((*upload)->sent());
   }
-  if (!local.ok()) {
-    // Abandon the upload: the server drops a partial image.
-    ctx.TryCancel();
-    writer->Finish();
-    return local;
-  }
-  if (total == 0) writer->Write(req);  // an empty image still needs its name
-  writer->WritesDone();
-  grpc::Status s = writer->Finish();
-  if (!s.ok()) return FromGrpc(s);
-  return ToInfo(resp);
+  return (*upload)->Finish();
 }
 
 // ---- Health ------------------------------------------------------------

@@ -11,15 +11,6 @@
 #include "common/file_io.h"
 
 namespace cowblk::cow {
-namespace {
-
-constexpr uint64_t kZeroCheck = 4096;  // hole granularity
-
-bool AllZero(const char* p, uint64_t n) {
-  return n == 0 || (p[0] == 0 && std::equal(p, p + n - 1, p + 1));
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<ImageWriter>> ImageWriter::Create(const std::string& path,
                                                                  uint64_t size) {
@@ -37,12 +28,9 @@ ImageWriter::~ImageWriter() {
 absl::Status ImageWriter::Write(uint64_t pos, const char* data, uint64_t len) {
   // Only the image's own bytes: the device may end in a partial sector.
   const uint64_t keep = pos < size_ ? std::min(len, size_ - pos) : 0;
-  for (uint64_t off = 0; off < keep; off += kZeroCheck) {
-    const uint64_t n = std::min(kZeroCheck, keep - off);
-    if (AllZero(data + off, n)) continue;
-    if (absl::Status s = PWriteFull(fd_, data + off, n, pos + off, path_); !s.ok()) return s;
-    bytes_written_ += n;
-  }
+  auto written = PWriteSkippingZeros(fd_, data, keep, pos, path_);
+  if (!written.ok()) return written.status();
+  bytes_written_ += *written;
   return absl::OkStatus();
 }
 

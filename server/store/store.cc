@@ -413,9 +413,10 @@ absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uin
   return page;
 }
 
-absl::StatusOr<std::unique_ptr<ImageUpload>> Store::StartUpload(const std::string& name) {
+absl::StatusOr<std::unique_ptr<ImageUpload>> Store::StartUpload(const std::string& name,
+                                                               uint64_t declared_size) {
   if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
-  return ImageUpload::Start(images_dir_, name, max_volume_size());
+  return ImageUpload::Start(images_dir_, name, max_volume_size(), declared_size);
 }
 
 absl::StatusOr<ImageInfo> Store::ImageInfoLocked(const std::string& name) {

@@ -91,7 +91,9 @@ class Store {
   absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
   std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();
 
-  absl::StatusOr<std::unique_ptr<ImageUpload>> StartUpload(const std::string& name);
+  // `declared_size`: the size the client says it sends (0: unknown).
+  absl::StatusOr<std::unique_ptr<ImageUpload>> StartUpload(const std::string& name,
+                                                           uint64_t declared_size = 0);
   absl::StatusOr<ImageInfo> GetImage(const std::string& name);
   std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
   absl::Status DeleteImage(const std::string& name);

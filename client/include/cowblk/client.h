@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cowblk/export.h"
+#include "cowblk/image_upload.h"
 #include "cowblk/types.h"
 #include "cowblk/volume.h"
 
@@ -157,6 +158,10 @@ class COWBLK_EXPORT Client {
   // complete). `progress` may be null.
   absl::StatusOr<ImageInfo> UploadImage(const std::string& name, const std::string& path,
                                         const ProgressFn& progress = nullptr);
+  // Starts an upload of image `name` of `size` bytes (0: not known) that
+  // the caller feeds data and zero ranges, in order (image_upload.h).
+  absl::StatusOr<std::unique_ptr<ImageUpload>> StartImageUpload(const std::string& name,
+                                                                uint64_t size = 0);
   // Uploads what `read` returns until it returns 0 (a pipe, a socket).
   absl::StatusOr<ImageInfo> UploadImageFrom(const std::string& name, const ReadFn& read,
                                             const ProgressFn& progress = nullptr);

@@ -166,7 +166,7 @@ grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,
   if (!reader->Read(&msg)) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "name: no message received");
   }
-  auto upload = store_->StartUpload(msg.name());
+  auto upload = store_->StartUpload(msg.name(), msg.size_bytes());
   if (!upload.ok()) return ToGrpc(upload.status());
   const std::string name = msg.name();
   do {
@@ -175,6 +175,7 @@ grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,
                           "name: one UploadImage call uploads one image");
     }
     if (absl::Status s = (*upload)->Append(msg.data()); !s.ok()) return ToGrpc(s);
+    if (absl::Status s = (*upload)->AppendZeros(msg.zero_bytes()); !s.ok()) return ToGrpc(s);
   } while (reader->Read(&msg));
   if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
   auto info = (*upload)->Finish();
