@@ -124,7 +124,10 @@ TEST(DashboardExpressionTest, MetricNamesSkipFunctionsLabelsAndDurations) {
 }
 
 class MetricsDashboardTest : public ServerFixture {
-  void SetUp() override { StartServer({"--metrics-listen", "127.0.0.1:0"}); }
+  // With the NBD export, so that its families have series.
+  void SetUp() override {
+    StartServer({"--metrics-listen", "127.0.0.1:0", "--nbd-listen", "127.0.0.1:0"});
+  }
 };
 
 TEST_F(MetricsDashboardTest, EveryExpressionNamesAMetricTheServerExports) {
@@ -165,6 +168,14 @@ TEST_F(MetricsDashboardTest, EveryExpressionNamesAMetricTheServerExports) {
         "cowblk_fdatasync_duration_seconds_bucket", "cowblk_volume_state",
         "cowblk_data_dir_free_bytes", "cowblk_volume_epoch_changes_total",
         "cowblk_bitmap_updates_waiting"}) {
+    EXPECT_TRUE(used.count(m) != 0) << m << " is not on the dashboard";
+  }
+  // Issue #24: requests and bytes in flight by transport, NBD requests, the
+  // process.
+  for (const char* m :
+       {"cowblk_requests_in_flight", "cowblk_request_bytes_in_flight", "cowblk_nbd_requests_total",
+        "cowblk_nbd_request_errors_total", "cowblk_nbd_connections",
+        "process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"}) {
     EXPECT_TRUE(used.count(m) != 0) << m << " is not on the dashboard";
   }
   // Not the deprecated name (docs/metrics.md): it goes in the next release.
