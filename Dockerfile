@@ -33,7 +33,7 @@ ARG JOBS=2
 # (podman/buildah and BuildKit): a rebuild after a change, or for another
 # commit label, compiles only what changed. The binaries leave it for /out.
 RUN --mount=type=cache,id=cowblk-build,target=/build,sharing=locked \
-    cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DCOWBLK_TESTS=OFF -DCOWBLK_BENCH=OFF \
+    cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DCOWBLK_TESTS=OFF -DCOWBLK_BENCH=OFF -DCOWBLK_MAN=OFF \
       -DCOWBLK_COMMIT="${COWBLK_COMMIT}" \
  && cmake --build /build -j"${JOBS}" --target cowblkd cowblk \
  && install -d /out \
