@@ -38,6 +38,7 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         }
         const std::string m = ExportNameReply((*volume)->size(), kTransmissionFlags, *no_zeroes);
         if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
+        Chose(data);
         return *std::move(volume);
       }
       case kOptAbort:
@@ -53,6 +54,19 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         if (chosen) return chosen;
         break;
       }
+      case kOptStructuredReply: {
+        const bool valid = length == 0;
+        if (valid) negotiated_.structured_replies = true;
+        if (!SendOptionReply(option, valid ? kRepAck : kRepErrInvalid,
+                             valid ? "" : "NBD_OPT_STRUCTURED_REPLY takes no data")) {
+          return Fail(why, "send failed");
+        }
+        break;
+      }
+      case kOptListMetaContext:
+      case kOptSetMetaContext:
+        if (!MetaContext(option, data, why)) return nullptr;
+        break;
       default:
         if (!SendOptionReply(option, kRepErrUnsup,
                              absl::StrCat("option ", option, " is not supported"))) {
@@ -97,8 +111,45 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
       !send(kRepInfo, InfoBlockSize(kMinBlock, kPreferredBlock)) || !send(kRepAck, "")) {
     return false;
   }
-  if (option == kOptGo) *chosen = *std::move(volume);
+  if (option == kOptGo) {
+    Chose(*name);
+    *chosen = *std::move(volume);
+  }
   return true;
+}
+
+void Handshake::Chose(const std::string& name) {
+  negotiated_.base_allocation = base_allocation_for_ == name;
+}
+
+bool Handshake::MetaContext(uint32_t option, const std::string& data, std::string* why) {
+  auto send = [&](uint32_t type, const std::string& payload) {
+    if (SendOptionReply(option, type, payload)) return true;
+    *why = "send failed";
+    return false;
+  };
+  const bool listing = option == kOptListMetaContext;
+  // Block status answers are structured replies.
+  if (!negotiated_.structured_replies) {
+    return send(kRepErrInvalid, "negotiate NBD_OPT_STRUCTURED_REPLY first");
+  }
+  const std::optional<MetaContextOption> o = ParseMetaContextOption(data);
+  if (!o) return send(kRepErrInvalid, "malformed NBD_OPT_LIST/SET_META_CONTEXT");
+  auto volume = store_->FindVolume(o->export_name);
+  if (!volume.ok()) return send(kRepErrUnknown, store::ForClients(volume.status().message()));
+  // Listing without a query lists every context; SET replaces the selection.
+  bool selected = listing && o->queries.empty();
+  for (const std::string& q : o->queries) selected = selected || SelectsBaseAllocation(q, listing);
+  if (!listing) {
+    base_allocation_for_.reset();
+    if (selected) base_allocation_for_ = o->export_name;
+  }
+  // In a list the id is reserved: zero.
+  if (selected && !send(kRepMetaContext,
+                        MetaContextEntry(listing ? 0 : kBaseAllocationId, kBaseAllocation))) {
+    return false;
+  }
+  return send(kRepAck, "");
 }
 
 }  // namespace cowblk::nbd

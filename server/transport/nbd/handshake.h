@@ -1,7 +1,10 @@
 // The NBD handshake of cowblkd's export (fixed newstyle): the client picks
 // one of the store's ready volumes with NBD_OPT_GO or NBD_OPT_EXPORT_NAME;
-// NBD_OPT_INFO, NBD_OPT_LIST and NBD_OPT_ABORT are answered too, other
-// options NBD_REP_ERR_UNSUP. The protocol is doc/proto.md of
+// NBD_OPT_INFO, NBD_OPT_LIST and NBD_OPT_ABORT are answered too, and
+// NBD_OPT_STRUCTURED_REPLY, then NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT with the one context, base:allocation (which
+// NBD_CMD_BLOCK_STATUS answers: block_status.h); other options
+// NBD_REP_ERR_UNSUP. The protocol is doc/proto.md of
 // NetworkBlockDevice/nbd.
 //
 // Thread-safety: runs on the connection's reading thread.
@@ -11,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/block_range.h"
@@ -40,6 +44,13 @@ class Handshake {
   // socket down at it, and the reads here fail.
   std::shared_ptr<store::VolumeHandle> Run(std::string* why);
 
+  // What the client chose for the transmission, once Run returned a volume.
+  struct Negotiated {
+    bool structured_replies = false;
+    bool base_allocation = false;  // selected for the export chosen
+  };
+  const Negotiated& negotiated() const { return negotiated_; }
+
  private:
   bool SendOptionReply(uint32_t option, uint32_t type, const std::string& data);
   // NBD_OPT_INFO and NBD_OPT_GO: false when the connection must end;
@@ -47,10 +58,17 @@ class Handshake {
   bool InfoOrGo(uint32_t option, const std::string& data,
                 std::shared_ptr<store::VolumeHandle>* chosen, std::string* why);
   bool List(uint32_t length, std::string* why);
+  // NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT.
+  bool MetaContext(uint32_t option, const std::string& data, std::string* why);
+  // Sets negotiated_ for the volume chosen.
+  void Chose(const std::string& name);
 
   const int fd_;
   SocketReader* const in_;
   store::Store* const store_;
+  Negotiated negotiated_;
+  // The export NBD_OPT_SET_META_CONTEXT selected base:allocation for.
+  std::optional<std::string> base_allocation_for_;
 };
 
 }  // namespace cowblk::nbd

@@ -27,8 +27,18 @@ constexpr size_t kMaxRepliesPerSend = 256;
 // small (bench/RESULTS.md, "NBD reads: splice").
 constexpr int kSplicePipeBytes = 256 << 10;
 
+// A block status is the one call answered OK without an op
+// (Transmission::AnswerBlockStatus): its payload is the call's data().
+bool IsBlockStatus(const core::Call* c) { return c->status().ok() && !c->op; }
+
+bool IsReadData(const core::Call* c) {
+  return c->status().ok() && c->op == engine::OpType::kRead;
+}
+
+// Data sent from memory after the header: a read's (not located), a block
+// status's.
 bool CarriesData(const core::Call* c) {
-  return c->status().ok() && c->op == engine::OpType::kRead && !c->located();
+  return (IsReadData(c) && !c->located()) || IsBlockStatus(c);
 }
 
 }  // namespace
@@ -71,22 +81,58 @@ bool ReplySender::OpenPipe() {
   return true;
 }
 
-size_t ReplySender::ReplyBytes(const core::Call* c) {
-  return kSimpleReplyBytes + (CarriesData(c) ? c->length : 0);
+size_t ReplySender::HeaderBytes(const core::Call* c) const {
+  if (!structured_) return kSimpleReplyBytes;
+  if (!c->status().ok()) return kStructuredReplyBytes + 6;  // errno, message length
+  if (IsReadData(c)) return kStructuredReplyBytes + 8;      // offset
+  return kStructuredReplyBytes;
 }
 
-void ReplySender::AddReply(core::Call* c, size_t skip, std::array<uint8_t, 16>* header) {
-  const uint32_t magic = htobe32(kSimpleReplyMagic);
-  const uint32_t error = htobe32(ReplyErrno(*c));
-  const uint64_t cookie = htobe64(c->tag);
-  std::memcpy(header->data(), &magic, 4);
-  std::memcpy(header->data() + 4, &error, 4);
-  std::memcpy(header->data() + 8, &cookie, 8);
-  if (skip < header->size()) {
-    send_iov_.push_back({header->data() + skip, header->size() - skip});
+size_t ReplySender::ReplyBytes(const core::Call* c) const {
+  return HeaderBytes(c) + (CarriesData(c) ? c->length : 0);
+}
+
+size_t ReplySender::BuildHeader(const core::Call* c, Header* header) const {
+  // Written in place: the sending threads allocate nothing.
+  uint8_t* p = header->data();
+  auto put = [&p](auto v) {
+    std::memcpy(p, &v, sizeof v);
+    p += sizeof v;
+  };
+  const uint32_t error = ReplyErrno(*c);
+  if (!structured_) {
+    put(htobe32(kSimpleReplyMagic));
+    put(htobe32(error));
+    put(htobe64(c->tag));
+    return kSimpleReplyBytes;
+  }
+  const uint16_t type = error != 0          ? kReplyTypeError
+                        : IsReadData(c)     ? kReplyTypeOffsetData
+                        : IsBlockStatus(c)  ? kReplyTypeBlockStatus
+                                            : kReplyTypeNone;
+  const size_t head = HeaderBytes(c);
+  const uint64_t data = error == 0 && (IsReadData(c) || IsBlockStatus(c)) ? c->length : 0;
+  put(htobe32(kStructuredReplyMagic));
+  put(static_cast<uint16_t>(htobe16(kReplyFlagDone)));
+  put(static_cast<uint16_t>(htobe16(type)));
+  put(htobe64(c->tag));
+  put(htobe32(static_cast<uint32_t>(head - kStructuredReplyBytes + data)));
+  if (type == kReplyTypeError) {
+    put(htobe32(error));
+    put(uint16_t{0});  // no message
+  } else if (type == kReplyTypeOffsetData) {
+    put(htobe64(c->offset));
+  }
+  return head;
+}
+
+void ReplySender::AddReply(core::Call* c, size_t skip, Header* header) {
+  const size_t head = BuildHeader(c, header);
+  if (skip < head) {
+    send_iov_.push_back({header->data() + skip, head - skip});
     skip = 0;
   } else {
-    skip -= header->size();
+    skip -= head;
   }
   if (CarriesData(c) && c->length > skip) {
     // iovec takes a non-const pointer; sendmsg only reads.
