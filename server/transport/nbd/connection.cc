@@ -140,7 +140,7 @@ void Connection::ReaderMain() {
     if (options_.stats != nullptr) options_.stats->Refused(Refusal::kMemory);
   }
   handshake_over_.store(true, std::memory_order_release);
-  const Handshake::Negotiated& negotiated = handshake.negotiated();
+  const Negotiated& negotiated = handshake.negotiated();
   if (negotiated.structured_replies) sender_.UseStructuredReplies();
   if (volume && Export(std::move(volume), &why)) {
     Transmission transmission(&in_, &pipeline_, &sender_, peer_, negotiated.base_allocation);

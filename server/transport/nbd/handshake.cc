@@ -38,7 +38,7 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         }
         const std::string m = ExportNameReply((*volume)->size(), kTransmissionFlags, *no_zeroes);
         if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
-        Chose(data);
+        negotiated_ = reply_options_.For(data);
         return *std::move(volume);
       }
       case kOptAbort:
@@ -54,21 +54,14 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         if (chosen) return chosen;
         break;
       }
-      case kOptStructuredReply: {
-        const bool valid = length == 0;
-        if (valid) negotiated_.structured_replies = true;
-        if (!SendOptionReply(option, valid ? kRepAck : kRepErrInvalid,
-                             valid ? "" : "NBD_OPT_STRUCTURED_REPLY takes no data")) {
-          return Fail(why, "send failed");
-        }
-        break;
-      }
-      case kOptListMetaContext:
-      case kOptSetMetaContext:
-        if (!MetaContext(option, data, why)) return nullptr;
-        break;
       default:
-        if (!SendOptionReply(option, kRepErrUnsup,
+        if (ReplyOptions::Handles(option)) {
+          auto unknown = [this](const std::string& name) {
+            auto volume = store_->FindVolume(name);
+            return volume.ok() ? std::string() : store::ForClients(volume.status().message());
+          };
+          if (!reply_options_.Answer(fd_, option, data, unknown)) return Fail(why, "send failed");
+        } else if (!SendOptionReply(option, kRepErrUnsup,
                              absl::StrCat("option ", option, " is not supported"))) {
           return Fail(why, "send failed");
         }
@@ -112,44 +105,10 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
     return false;
   }
   if (option == kOptGo) {
-    Chose(*name);
+    negotiated_ = reply_options_.For(*name);
     *chosen = *std::move(volume);
   }
   return true;
-}
-
-void Handshake::Chose(const std::string& name) {
-  negotiated_.base_allocation = base_allocation_for_ == name;
-}
-
-bool Handshake::MetaContext(uint32_t option, const std::string& data, std::string* why) {
-  auto send = [&](uint32_t type, const std::string& payload) {
-    if (SendOptionReply(option, type, payload)) return true;
-    *why = "send failed";
-    return false;
-  };
-  const bool listing = option == kOptListMetaContext;
-  // Block status answers are structured replies.
-  if (!negotiated_.structured_replies) {
-    return send(kRepErrInvalid, "negotiate NBD_OPT_STRUCTURED_REPLY first");
-  }
-  const std::optional<MetaContextOption> o = ParseMetaContextOption(data);
-  if (!o) return send(kRepErrInvalid, "malformed NBD_OPT_LIST/SET_META_CONTEXT");
-  auto volume = store_->FindVolume(o->export_name);
-  if (!volume.ok()) return send(kRepErrUnknown, store::ForClients(volume.status().message()));
-  // Listing without a query lists every context; SET replaces the selection.
-  bool selected = listing && o->queries.empty();
-  for (const std::string& q : o->queries) selected = selected || SelectsBaseAllocation(q, listing);
-  if (!listing) {
-    base_allocation_for_.reset();
-    if (selected) base_allocation_for_ = o->export_name;
-  }
-  // In a list the id is reserved: zero.
-  if (selected && !send(kRepMetaContext,
-                        MetaContextEntry(listing ? 0 : kBaseAllocationId, kBaseAllocation))) {
-    return false;
-  }
-  return send(kRepAck, "");
 }
 
 }  // namespace cowblk::nbd

@@ -14,12 +14,12 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "common/block_range.h"
 #include "common/nbd_wire.h"
 #include "server/store/store.h"
+#include "server/transport/nbd/handshake_steps.h"
 #include "server/transport/nbd/socket_reader.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -45,10 +45,6 @@ class Handshake {
   std::shared_ptr<store::VolumeHandle> Run(std::string* why);
 
   // What the client chose for the transmission, once Run returned a volume.
-  struct Negotiated {
-    bool structured_replies = false;
-    bool base_allocation = false;  // selected for the export chosen
-  };
   const Negotiated& negotiated() const { return negotiated_; }
 
  private:
@@ -58,17 +54,12 @@ class Handshake {
   bool InfoOrGo(uint32_t option, const std::string& data,
                 std::shared_ptr<store::VolumeHandle>* chosen, std::string* why);
   bool List(uint32_t length, std::string* why);
-  // NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT.
-  bool MetaContext(uint32_t option, const std::string& data, std::string* why);
-  // Sets negotiated_ for the volume chosen.
-  void Chose(const std::string& name);
 
   const int fd_;
   SocketReader* const in_;
   store::Store* const store_;
+  ReplyOptions reply_options_;
   Negotiated negotiated_;
-  // The export NBD_OPT_SET_META_CONTEXT selected base:allocation for.
-  std::optional<std::string> base_allocation_for_;
 };
 
 }  // namespace cowblk::nbd

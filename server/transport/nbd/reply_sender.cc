@@ -81,53 +81,20 @@ bool ReplySender::OpenPipe() {
   return true;
 }
 
-size_t ReplySender::HeaderBytes(const core::Call* c) const {
-  if (!structured_) return kSimpleReplyBytes;
-  if (!c->status().ok()) return kStructuredReplyBytes + 6;  // errno, message length
-  if (IsReadData(c)) return kStructuredReplyBytes + 8;      // offset
-  return kStructuredReplyBytes;
+ReplyKind ReplySender::KindOf(const core::Call* c) {
+  return IsReadData(c) ? ReplyKind::kReadData
+         : IsBlockStatus(c) ? ReplyKind::kBlockStatus
+                            : ReplyKind::kNone;
 }
 
 size_t ReplySender::ReplyBytes(const core::Call* c) const {
-  return HeaderBytes(c) + (CarriesData(c) ? c->length : 0);
-}
-
-size_t ReplySender::BuildHeader(const core::Call* c, Header* header) const {
-  // Written in place: the sending threads allocate nothing.
-  uint8_t* p = header->data();
-  auto put = [&p](auto v) {
-    std::memcpy(p, &v, sizeof v);
-    p += sizeof v;
-  };
-  const uint32_t error = ReplyErrno(*c);
-  if (!structured_) {
-    put(htobe32(kSimpleReplyMagic));
-    put(htobe32(error));
-    put(htobe64(c->tag));
-    return kSimpleReplyBytes;
-  }
-  const uint16_t type = error != 0          ? kReplyTypeError
-                        : IsReadData(c)     ? kReplyTypeOffsetData
-                        : IsBlockStatus(c)  ? kReplyTypeBlockStatus
-                                            : kReplyTypeNone;
-  const size_t head = HeaderBytes(c);
-  const uint64_t data = error == 0 && (IsReadData(c) || IsBlockStatus(c)) ? c->length : 0;
-  put(htobe32(kStructuredReplyMagic));
-  put(static_cast<uint16_t>(htobe16(kReplyFlagDone)));
-  put(static_cast<uint16_t>(htobe16(type)));
-  put(htobe64(c->tag));
-  put(htobe32(static_cast<uint32_t>(head - kStructuredReplyBytes + data)));
-  if (type == kReplyTypeError) {
-    put(htobe32(error));
-    put(uint16_t{0});  // no message
-  } else if (type == kReplyTypeOffsetData) {
-    put(htobe64(c->offset));
-  }
-  return head;
+  return ReplyHeaderBytes(structured_, ReplyErrno(*c), KindOf(c)) +
+         (CarriesData(c) ? c->length : 0);
 }
 
 void ReplySender::AddReply(core::Call* c, size_t skip, Header* header) {
-  const size_t head = BuildHeader(c, header);
+  const size_t head = ReplyHeader(header->data(), structured_, ReplyErrno(*c), c->tag, KindOf(c),
+                                  c->offset, static_cast<uint32_t>(c->length));
   if (skip < head) {
     send_iov_.push_back({header->data() + skip, head - skip});
     skip = 0;

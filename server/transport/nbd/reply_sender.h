@@ -35,6 +35,7 @@
 
 #include "absl/types/span.h"
 #include "server/core/pipeline.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 
@@ -76,14 +77,11 @@ class ReplySender {
   bool send_timed_out() const { return send_timed_out_.load(std::memory_order_relaxed); }
 
  private:
-  // Room for a reply's header: a structured chunk's with its fixed fields.
-  using Header = std::array<uint8_t, 32>;
+  using Header = std::array<uint8_t, kMaxReplyHeaderBytes>;
   static bool SentFromFiles(const core::Call* c) { return c->located() && c->status().ok(); }
-  // Header bytes of `c`'s reply, and header and data bytes.
-  size_t HeaderBytes(const core::Call* c) const;
+  static ReplyKind KindOf(const core::Call* c);
+  // Header and data bytes of `c`'s reply.
   size_t ReplyBytes(const core::Call* c) const;
-  // Builds `c`'s reply header into `header`; returns its size.
-  size_t BuildHeader(const core::Call* c, Header* header) const;
   // Appends what is left to send of `c` (skipping the first `skip` bytes)
   // to send_iov_, its header built into `header`.
   void AddReply(core::Call* c, size_t skip, Header* header);

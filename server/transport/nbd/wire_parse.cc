@@ -1,6 +1,9 @@
 #include "server/transport/nbd/wire_parse.h"
 
+#include <endian.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/nbd_wire.h"
@@ -161,6 +164,45 @@ std::string BlockStatusPayload(uint32_t context_id, const std::vector<Extent>& e
     Put32(&m, e.flags);
   }
   return m;
+}
+
+size_t ReplyHeaderBytes(bool structured, uint32_t error, ReplyKind kind) {
+  if (!structured) return kSimpleReplyBytes;
+  if (error != 0) return kStructuredReplyBytes + 6;  // errno, message length
+  return kStructuredReplyBytes + (kind == ReplyKind::kReadData ? 8 : 0);  // offset
+}
+
+size_t ReplyHeader(uint8_t* out, bool structured, uint32_t error, uint64_t cookie,
+                   ReplyKind kind, uint64_t offset, uint32_t data_bytes) {
+  uint8_t* p = out;
+  auto put = [&p](auto v) {
+    std::memcpy(p, &v, sizeof v);
+    p += sizeof v;
+  };
+  if (!structured) {
+    put(htobe32(kSimpleReplyMagic));
+    put(htobe32(error));
+    put(htobe64(cookie));
+    return kSimpleReplyBytes;
+  }
+  const uint16_t type = error != 0                      ? kReplyTypeError
+                        : kind == ReplyKind::kReadData    ? kReplyTypeOffsetData
+                        : kind == ReplyKind::kBlockStatus ? kReplyTypeBlockStatus
+                                                          : kReplyTypeNone;
+  const size_t head = ReplyHeaderBytes(true, error, kind);
+  put(htobe32(kStructuredReplyMagic));
+  put(static_cast<uint16_t>(htobe16(kReplyFlagDone)));
+  put(static_cast<uint16_t>(htobe16(type)));
+  put(htobe64(cookie));
+  const uint32_t data = error != 0 || kind == ReplyKind::kNone ? 0 : data_bytes;
+  put(htobe32(static_cast<uint32_t>(head - kStructuredReplyBytes + data)));
+  if (error != 0) {
+    put(htobe32(error));
+    put(uint16_t{0});  // no message
+  } else if (kind == ReplyKind::kReadData) {
+    put(htobe64(offset));
+  }
+  return head;
 }
 
 uint32_t ReplyErrnoFor(absl::StatusCode code, bool read, bool out_of_memory) {

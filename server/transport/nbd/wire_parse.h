@@ -103,6 +103,23 @@ std::string InfoBlockSize(uint32_t minimum, uint32_t preferred);
 // NBD_REP_META_CONTEXT's data.
 std::string MetaContextEntry(uint32_t id, const std::string& name);
 
+// A transmission reply's header: simple, or (`structured`) one structured
+// chunk with NBD_REPLY_FLAG_DONE: NBD_REPLY_TYPE_ERROR when `error` is not
+// 0, else by what the reply carries after the header.
+enum class ReplyKind {
+  kNone,         // nothing (NBD_REPLY_TYPE_NONE)
+  kReadData,     // a read's data (NBD_REPLY_TYPE_OFFSET_DATA, at its offset)
+  kBlockStatus,  // BlockStatusPayload (NBD_REPLY_TYPE_BLOCK_STATUS)
+};
+inline constexpr size_t kMaxReplyHeaderBytes = 28;
+size_t ReplyHeaderBytes(bool structured, uint32_t error, ReplyKind kind);
+// Writes the header of the reply to `cookie` into `out` (room for
+// kMaxReplyHeaderBytes), with `data_bytes` of data to follow it (a read's
+// from `offset`; none for kNone or an error); returns its size. Allocates
+// nothing.
+size_t ReplyHeader(uint8_t* out, bool structured, uint32_t error, uint64_t cookie,
+                   ReplyKind kind, uint64_t offset, uint32_t data_bytes);
+
 // One extent of a block status reply: `length` bytes in `flags` state
 // (kStateHole, kStateZero).
 struct Extent {
