@@ -2,7 +2,9 @@
 # through the gateway, nbdinfo --map shows exactly the ranges written as
 # data and the rest of a blank volume as hole,zero, qemu-img map agrees
 # with `cowblk volume map`, and over an image the unwritten rest is data
-# (the gateway cannot see the image's holes: data is the safe answer).
+# (the gateway cannot see the image's holes: data is the safe answer); raw
+# sockets check the protocol's rules (EINVAL past the end and without the
+# context, REQ_ONE).
 . "$COWBLK_TESTS/support/testlib.sh"
 cd "$TMP"
 start_server
@@ -16,6 +18,10 @@ stop_gateway() { stop_pid_file "$TMP/gw.pid"; }
 cleanup_hooks="stop_gateway"
 disk="nbd+unix:///disk?socket=$TMP/nbd.sock"
 over="nbd+unix:///over?socket=$TMP/nbd.sock"
+
+# The protocol's rules, on raw sockets (nothing written yet).
+expect_exit 0 python3 "$COWBLK_TESTS/client/nbd_raw.py" block-status "$TMP/nbd.sock" disk 8388608
+expect_output ok
 
 # Written through the gateway: 128 KiB at 64 KiB, 1 KiB at 3 MiB + 512
 # (the map's grain is the sector), the last MiB.
