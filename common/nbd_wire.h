@@ -26,14 +26,16 @@ inline constexpr uint64_t kOptMagic = 0x49484156454f5054;  // "IHAVEOPT"
 inline constexpr uint64_t kRepMagic = 0x0003e889045565a9;
 inline constexpr uint32_t kRequestMagic = 0x25609513;
 inline constexpr uint32_t kSimpleReplyMagic = 0x67446698;
+inline constexpr uint32_t kStructuredReplyMagic = 0x668e33ef;
 
 // Handshake flags (server) and client flags.
 inline constexpr uint16_t kFlagFixedNewstyle = 1 << 0;
 inline constexpr uint16_t kFlagNoZeroes = 1 << 1;
 
 inline constexpr uint32_t kOptExportName = 1, kOptAbort = 2, kOptList = 3, kOptInfo = 6,
-                          kOptGo = 7;
-inline constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3;
+                          kOptGo = 7, kOptStructuredReply = 8, kOptListMetaContext = 9,
+                          kOptSetMetaContext = 10;
+inline constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3, kRepMetaContext = 4;
 inline constexpr uint32_t kRepFlagError = 1u << 31;
 inline constexpr uint32_t kRepErrUnsup = kRepFlagError + 1;
 inline constexpr uint32_t kRepErrInvalid = kRepFlagError + 3;
@@ -46,13 +48,21 @@ inline constexpr uint16_t kTxHasFlags = 1 << 0, kTxReadOnly = 1 << 1, kTxSendFlu
                           kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8;
 
 inline constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
-                          kCmdWriteZeroes = 6;
-inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1;
+                          kCmdWriteZeroes = 6, kCmdBlockStatus = 7;
+inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1, kCmdFlagReqOne = 1 << 3;
+
+// Structured replies: chunk flags and types; base:allocation's states.
+inline constexpr uint16_t kReplyFlagDone = 1 << 0;
+inline constexpr uint16_t kReplyTypeNone = 0, kReplyTypeOffsetData = 1, kReplyTypeBlockStatus = 5,
+                          kReplyTypeError = (1 << 15) + 1;
+inline constexpr uint32_t kStateHole = 1 << 0, kStateZero = 1 << 1;
 
 // A request header: magic, flags, type, cookie, offset, length.
 inline constexpr size_t kRequestBytes = 28;
 // A simple reply: magic, error, cookie.
 inline constexpr size_t kSimpleReplyBytes = 16;
+// A structured reply chunk's header: magic, flags, type, cookie, length.
+inline constexpr size_t kStructuredReplyBytes = 20;
 
 inline void Put16(std::string* out, uint16_t v) {
   v = htobe16(v);

@@ -6,12 +6,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <new>
 
 #include "absl/strings/str_cat.h"
 #include "client/gateway/handshake.h"
+#include "common/block_range.h"
 #include "common/log.h"
 #include "common/nbd_wire.h"
 
@@ -21,6 +23,31 @@ namespace {
 using namespace cowblk::nbd;  // the protocol's numbers
 
 constexpr size_t kRecvBufferBytes = 256 << 10;
+// One block status answers at most this much of the volume (the protocol
+// lets it answer less than asked): GetAllocation's ranges for it, at worst
+// one per sector, stay a few MiB.
+constexpr uint32_t kMaxStatusBytes = 64 << 20;
+constexpr size_t kMaxExtents = 1024;  // per answer, as cowblkd's export
+
+// base:allocation's extents for GetAllocation's `ranges`: what the COW file
+// holds is data; the rest reads as zeros on a blank volume (a hole), from
+// the image otherwise (data: the gateway cannot see the image's holes).
+std::vector<Extent> ExtentsOf(const std::vector<AllocationRange>& ranges, bool blank,
+                              bool req_one) {
+  std::vector<Extent> out;
+  for (const AllocationRange& r : ranges) {
+    const uint32_t flags = r.allocated || !blank ? 0 : kStateHole | kStateZero;
+    const auto length = static_cast<uint32_t>(r.length);
+    if (!out.empty() && out.back().flags == flags) {
+      out.back().length += length;
+    } else if (out.size() < (req_one ? 1 : kMaxExtents)) {
+      out.push_back({length, flags});
+    } else {
+      break;
+    }
+  }
+  return out;
+}
 // A client that takes no reply for this long is cut (its connection
 // would otherwise hold the gateway's shutdown for ever).
 constexpr std::chrono::seconds kSendTimeout{60};
@@ -36,7 +63,9 @@ void SetTimeout(int fd, int option, std::chrono::milliseconds t) {
 struct Connection::Request {
   uint64_t cookie = 0;
   bool read = false;
+  uint64_t offset = 0;  // a read's
   uint32_t length = 0;  // a read's bytes
+  std::string status;   // a block status's payload (BlockStatusPayload)
   uint32_t error = 0;   // the reply's errno
   bool out_of_memory = false;  // no buffer for its data: ENOMEM
   uint64_t bytes = 0;   // of `data`, counted in Connection::bytes_
@@ -104,7 +133,7 @@ void Connection::ReaderMain() {
     SetTimeout(fd_, SO_RCVTIMEO, options_.handshake_timeout);
     Volume* volume = nullptr;
     try {
-      volume = RunHandshake(fd_, &in_, *exports_, &why);
+      volume = RunHandshake(fd_, &in_, *exports_, &why, &negotiated_);
     } catch (const std::bad_alloc&) {
       why = "handshake: out of memory";
     }
@@ -132,7 +161,7 @@ std::string Connection::Transmit(Volume* volume) {
     }
     const RequestHeader h =
         ParseRequestHeader(reinterpret_cast<const uint8_t*>(in_.Consume(kRequestBytes)));
-    const RequestVerdict verdict = CheckRequest(h);
+    const RequestVerdict verdict = CheckRequest(h, negotiated_.base_allocation);
     if (verdict == RequestVerdict::kBadMagic) return "malformed request (bad magic)";
     if (verdict == RequestVerdict::kDisconnect) return "the client disconnected";
     ++requests_;
@@ -167,6 +196,7 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
   auto* r = new Request;
   r->cookie = h.cookie;
   r->read = read;
+  r->offset = h.offset;
   r->length = h.length;
   r->bytes = bytes;
   // Not zeroed (pages are touched as used); nothrow: under a memory limit
@@ -198,6 +228,10 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
     Complete(r, absl::ResourceExhaustedError("out of memory"));
     return true;
   }
+  if (h.type == kCmdBlockStatus) {
+    BlockStatus(volume, h, r);
+    return true;
+  }
   const IoOptions io{.fua = (h.flags & kCmdFlagFua) != 0};
   switch (h.type) {
     case kCmdRead:
@@ -221,6 +255,24 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
   return true;
 }
 
+void Connection::BlockStatus(Volume* volume, const RequestHeader& h, Request* r) {
+  const absl::Status valid = CheckBlockRange(h.offset, h.length, volume->size(), kExtentRules);
+  if (!valid.ok()) {
+    // The protocol's word for a status past the end is EINVAL, not ENOSPC.
+    Complete(r, absl::InvalidArgumentError(valid.message()));
+    return;
+  }
+  const auto ranges = volume->GetAllocation(h.offset, std::min(h.length, kMaxStatusBytes));
+  if (!ranges.ok()) {
+    Complete(r, ranges.status());
+    return;
+  }
+  r->status = BlockStatusPayload(
+      kBaseAllocationId, ExtentsOf(*ranges, volume->info().image.empty(),
+                                   (h.flags & kCmdFlagReqOne) != 0));
+  Complete(r, absl::OkStatus());
+}
+
 void Connection::Complete(Request* r, const absl::Status& status) {
   r->error = ReplyErrnoFor(status.code(), r->read, r->out_of_memory);
   std::lock_guard<std::mutex> lock(mu_);
@@ -233,7 +285,7 @@ void Connection::Complete(Request* r, const absl::Status& status) {
 void Connection::WriterMain() {
   pthread_setname_np(pthread_self(), "gw-send");
   std::vector<Request*> batch;
-  std::vector<std::array<uint8_t, kSimpleReplyBytes>> headers;
+  std::vector<std::array<uint8_t, kMaxReplyHeaderBytes>> headers;
   std::vector<iovec> iov;
   while (true) {
     bool broken;
@@ -248,14 +300,18 @@ void Connection::WriterMain() {
       headers.resize(batch.size());
       iov.clear();
       for (size_t i = 0; i < batch.size(); ++i) {
-        const Request* r = batch[i];
-        std::string h;
-        Put32(&h, kSimpleReplyMagic);
-        Put32(&h, r->error);
-        Put64(&h, r->cookie);
-        std::copy(h.begin(), h.end(), headers[i].begin());
-        iov.push_back({headers[i].data(), headers[i].size()});
-        if (r->read && r->error == 0) iov.push_back({r->data.get(), r->length});
+        Request* r = batch[i];
+        const bool data = r->read && r->error == 0 && r->length > 0;  // (an empty read: NONE)
+        const bool status = !r->status.empty() && r->error == 0;
+        const ReplyKind kind = data     ? ReplyKind::kReadData
+                               : status ? ReplyKind::kBlockStatus
+                                        : ReplyKind::kNone;
+        const size_t head =
+            ReplyHeader(headers[i].data(), negotiated_.structured_replies, r->error, r->cookie,
+                        kind, r->offset, status ? static_cast<uint32_t>(r->status.size()) : r->length);
+        iov.push_back({headers[i].data(), head});
+        if (data) iov.push_back({r->data.get(), r->length});
+        if (status) iov.push_back({r->status.data(), r->status.size()});
       }
       if (!SendAllV(fd_, &iov)) {
         broken = true;

@@ -3,6 +3,9 @@
 // and a writing thread (the replies, in the order the calls complete:
 // many requests in flight, answered out of order as NBD allows).
 //
+// Replies are simple, or structured for a client that asked (one chunk
+// each; then block status for base:allocation: kMaxStatusBytes below).
+//
 // Bounds: at most `max_in_flight` requests and `max_bytes` of their data in
 // flight; the reader stops taking requests until replies free room. A read
 // above the protocol's maximum block is answered EINVAL without a buffer;
@@ -30,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "client/gateway/exports.h"
+#include "server/transport/nbd/handshake_steps.h"
 #include "server/transport/nbd/socket_reader.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -69,6 +73,9 @@ class Connection {
   // Hands one judged request to the volume (or answers it at once).
   bool Take(Volume* volume, const nbd::RequestHeader& h, nbd::RequestVerdict verdict,
             std::string* why);
+  // Answers an NBD_CMD_BLOCK_STATUS for base:allocation from the volume's
+  // GetAllocation (on this, the reading thread).
+  void BlockStatus(Volume* volume, const nbd::RequestHeader& h, Request* r);
   // Waits until `bytes` more fit; false once replies cannot be sent.
   bool WaitForRoom(uint64_t bytes);
   // A call completed: queue its reply (any thread).
@@ -93,6 +100,8 @@ class Connection {
   std::string why_;  // the reader's reason to end
   uint64_t requests_ = 0;
   std::string volume_;
+  // Set by the reader before its first request; read by the writer.
+  nbd::Negotiated negotiated_;
 };
 
 }  // namespace cowblk::gateway

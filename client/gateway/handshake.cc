@@ -14,6 +14,9 @@ class Handshake {
   Handshake(int fd, SocketReader* in, const Exports& exports)
       : fd_(fd), in_(in), exports_(exports) {}
 
+  // What the client negotiated for the volume Run returned.
+  const Negotiated& negotiated() const { return negotiated_; }
+
   Volume* Run(std::string* why) {
     const absl::StatusOr<bool> no_zeroes = Greet(fd_, in_);
     if (!no_zeroes.ok()) return Fail(why, std::string(no_zeroes.status().message()));
@@ -30,6 +33,7 @@ class Handshake {
           if (v == nullptr) return Fail(why, absl::StrCat("export_name: no export '", data, "'"));
           const std::string m = ExportNameReply(v->size(), kTransmissionFlags, *no_zeroes);
           if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
+          negotiated_ = reply_options_.For(data);
           return v;
         }
         case kOptAbort:
@@ -46,7 +50,15 @@ class Handshake {
           break;
         }
         default:
-          sent = Reply(option, kRepErrUnsup, absl::StrCat("option ", option, " is not supported"));
+          if (ReplyOptions::Handles(option)) {
+            auto unknown = [this](const std::string& name) {
+              return Find(name) != nullptr ? std::string()
+                                           : absl::StrCat("no export '", name, "'");
+            };
+            sent = reply_options_.Answer(fd_, option, data, unknown);
+          } else {
+            sent = Reply(option, kRepErrUnsup, absl::StrCat("option ", option, " is not supported"));
+          }
       }
       if (!sent) return Fail(why, "handshake: send failed");
     }
@@ -85,19 +97,28 @@ class Handshake {
         !Reply(option, kRepAck, "")) {
       return false;
     }
-    if (option == kOptGo) *chosen = v;
+    if (option == kOptGo) {
+      negotiated_ = reply_options_.For(*name);
+      *chosen = v;
+    }
     return true;
   }
 
   const int fd_;
   SocketReader* const in_;
   const Exports& exports_;
+  ReplyOptions reply_options_;
+  Negotiated negotiated_;
 };
 
 }  // namespace
 
-Volume* RunHandshake(int fd, nbd::SocketReader* in, const Exports& exports, std::string* why) {
-  return Handshake(fd, in, exports).Run(why);
+Volume* RunHandshake(int fd, nbd::SocketReader* in, const Exports& exports, std::string* why,
+                     nbd::Negotiated* negotiated) {
+  Handshake handshake(fd, in, exports);
+  Volume* v = handshake.Run(why);
+  *negotiated = handshake.negotiated();
+  return v;
 }
 
 }  // namespace cowblk::gateway

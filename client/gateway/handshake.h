@@ -16,6 +16,7 @@
 
 #include "client/gateway/exports.h"
 #include "common/nbd_wire.h"
+#include "server/transport/nbd/handshake_steps.h"
 #include "server/transport/nbd/socket_reader.h"
 
 namespace cowblk::gateway {
@@ -25,9 +26,12 @@ inline constexpr uint16_t kTransmissionFlags = nbd::kTxHasFlags | nbd::kTxSendFl
                                                nbd::kTxSendFua | nbd::kTxSendTrim |
                                                nbd::kTxSendWriteZeroes | nbd::kTxCanMultiConn;
 
-// Runs the handshake on `fd` (read through `in`): the chosen volume, or
-// null with `why` (the client left, aborted or broke the protocol).
-Volume* RunHandshake(int fd, nbd::SocketReader* in, const Exports& exports, std::string* why);
+// Runs the handshake on `fd` (read through `in`): the chosen volume, with
+// what the client negotiated for it in `negotiated` (structured replies,
+// base:allocation), or null with `why` (the client left, aborted or broke
+// the protocol).
+Volume* RunHandshake(int fd, nbd::SocketReader* in, const Exports& exports, std::string* why,
+                     nbd::Negotiated* negotiated);
 
 }  // namespace cowblk::gateway
 

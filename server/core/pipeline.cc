@@ -190,6 +190,13 @@ void Pipeline::Refuse(Call* call, absl::Status why) {
   sink_->OnAnswered(calls);
 }
 
+void Pipeline::AnswerDirectly(Call* call) {
+  call->status_ = absl::OkStatus();
+  call->located_ = false;
+  Call* const calls[] = {call};
+  sink_->OnAnswered(calls);
+}
+
 void Pipeline::OnEngineDone(Call* call, absl::Status status) {
   if (call->op == engine::OpType::kWrite) {
     // The engine is done with the payload: the memory goes back now, not

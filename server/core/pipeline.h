@@ -145,6 +145,9 @@ class Pipeline final : public engine::BatchEndListener, private Budget::Waiter {
   void SubmitAlone(Call* call);
   // Answers `call` with `why` without submitting it (logged once).
   void Refuse(Call* call, absl::Status why);
+  // Answers `call` OK without the engine: a request the transport served
+  // itself (NBD's block status), its answer in the call (UseString).
+  void AnswerDirectly(Call* call);
   // Wakes the engine for what Submit queued since the last flush. Call it
   // before the receiving thread blocks.
   void FlushSubmissions();

@@ -7,6 +7,11 @@
   nbd_raw.py bad-input SOCKET EXPORT SIZE
       Options and requests the protocol or the export refuse, each answered with
       the right error while the connection goes on; prints "ok" or exits non-zero.
+  nbd_raw.py block-status SOCKET EXPORT SIZE
+      For a blank EXPORT of SIZE bytes, nothing written in its first MiB:
+      NBD_CMD_BLOCK_STATUS's rules (structured replies first, EINVAL past the
+      end, of length 0, with a bad flag or without base:allocation; REQ_ONE
+      answers one extent); prints "ok".
   nbd_raw.py no-memory SOCKET EXPORT
       For a gateway whose allocations above 16 MiB fail: a 32 MiB read and a
       32 MiB write get ENOMEM, twice (their bytes are given back), and the
@@ -22,7 +27,10 @@ REQ_MAGIC = 0x25609513
 REPLY_MAGIC = 0x67446698
 REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
 ERR_UNSUP, ERR_INVALID, ERR_UNKNOWN = (1 << 31) + 1, (1 << 31) + 3, (1 << 31) + 6
-READ, WRITE, DISC = 0, 1, 2
+REP_META_CONTEXT = 4
+STRUCTURED, SET_META = 8, 10
+READ, WRITE, DISC, BLOCK_STATUS = 0, 1, 2, 7
+REQ_ONE = 1 << 3
 
 
 class Client:
@@ -59,6 +67,12 @@ class Client:
     def send(self, kind, cookie, offset, length, flags=0, payload=b""):
         self.s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, kind, cookie, offset, length)
                        + payload)
+
+    def chunk(self):
+        """One structured reply chunk: (flags, type, cookie, payload)."""
+        magic, flags, kind, cookie, length = struct.unpack(">IHHQI", self.recvn(20))
+        assert magic == 0x668E33EF, hex(magic)
+        return flags, kind, cookie, self.recvn(length) if length else b""
 
     def reply(self):
         magic, error, cookie = struct.unpack(">IIQ", self.recvn(16))
@@ -117,6 +131,43 @@ def bad_input(path, export, size):
     print("ok")
 
 
+def meta_data(name, queries):
+    return (struct.pack(">I", len(name)) + name + struct.pack(">I", len(queries)) +
+            b"".join(struct.pack(">I", len(q)) + q for q in queries))
+
+
+def block_status(path, export, size):
+    name = export.encode()
+    base = meta_data(name, [b"base:allocation"])
+    c = Client(path)
+    assert c.option(SET_META, base)[-1][0] == ERR_INVALID  # structured replies first
+    assert c.option(STRUCTURED)[-1][0] == REP_ACK
+    assert c.option(SET_META, base)[-1][0] == REP_ACK
+    assert c.option(SET_META, base)[0][0] == REP_META_CONTEXT
+    assert c.go(name)[-1][0] == REP_ACK
+    done_error = (1, (1 << 15) + 1)  # NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR
+    for cookie, offset, length, flags in ((1, size - 4096, 8192, 0), (2, size, 512, 0),
+                                          (3, 0, 0, 0), (4, 0, 4096, 1)):
+        c.send(BLOCK_STATUS, cookie, offset, length, flags)
+        f, kind, got, payload = c.chunk()
+        assert (f, kind, got) == done_error + (cookie,), (cookie, f, kind, got)
+        assert struct.unpack(">I", payload[:4])[0] == errno.EINVAL, cookie
+    c.send(BLOCK_STATUS, 5, 0, 1 << 20, REQ_ONE)
+    f, kind, got, payload = c.chunk()
+    assert (f, kind, got) == (1, 5, 5), (f, kind, got)
+    assert len(payload) == 12, payload  # the context id, one extent
+    length, state = struct.unpack(">II", payload[4:])
+    assert 0 < length <= 1 << 20 and state == 3, (length, state)  # hole, zero
+    # Without base:allocation, block status is an unknown command.
+    c = Client(path)
+    assert c.option(STRUCTURED)[-1][0] == REP_ACK
+    assert c.go(name)[-1][0] == REP_ACK
+    c.send(BLOCK_STATUS, 6, 0, 4096)
+    f, kind, got, payload = c.chunk()
+    assert (f, kind, got) == done_error + (6,) and payload[:4] == struct.pack(">I", errno.EINVAL)
+    print("ok")
+
+
 def no_memory(path, export):
     c = Client(path)
     assert c.go(export.encode())[-1][0] == REP_ACK
@@ -137,6 +188,8 @@ if __name__ == "__main__":
         write_then_wait(*sys.argv[2:5])
     elif sys.argv[1] == "no-memory":
         no_memory(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "block-status":
+        block_status(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "bad-input":
         bad_input(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:

@@ -52,9 +52,23 @@ void CheckInfoOrGo(const std::string& data, const std::string& name) {
   FUZZ_CHECK(data.size() == 6 + name.size() + 2 * size_t{Get16(p + 4 + name.size())});
 }
 
+// LIST/SET_META_CONTEXT data that parsed must be exactly its own encoding.
+void CheckMetaContext(const std::string& data, const MetaContextOption& o) {
+  std::string again;
+  Put32(&again, static_cast<uint32_t>(o.export_name.size()));
+  again += o.export_name;
+  Put32(&again, static_cast<uint32_t>(o.queries.size()));
+  for (const std::string& q : o.queries) {
+    Put32(&again, static_cast<uint32_t>(q.size()));
+    again += q;
+  }
+  FUZZ_CHECK(again == data);
+}
+
 // Option haggling; true when the client picked an export (transmission
-// follows), false when the handshake ended.
-bool Handshake(Stream* in) {
+// follows), false when the handshake ended. `*block_status`: the last
+// SET_META_CONTEXT selected base:allocation (the export's name aside).
+bool Handshake(Stream* in, bool* block_status) {
   const uint8_t* flags = in->Take(4);
   if (flags == nullptr) return false;
   const uint32_t client_flags = Get32(flags);
@@ -87,13 +101,27 @@ bool Handshake(Stream* in) {
         if (header->option == kOptGo) return true;
         break;
       }
+      case kOptListMetaContext:
+      case kOptSetMetaContext: {
+        const std::optional<MetaContextOption> o = ParseMetaContextOption(data);
+        if (!o) break;  // answered NBD_REP_ERR_INVALID
+        CheckMetaContext(data, *o);
+        if (header->option == kOptSetMetaContext) {
+          *block_status = false;
+          for (const std::string& q : o->queries) {
+            *block_status = *block_status || SelectsBaseAllocation(q, false);
+          }
+        }
+        break;
+      }
       default:
         break;
     }
   }
 }
 
-void CheckVerdict(const uint8_t* raw, const RequestHeader& h, RequestVerdict v) {
+void CheckVerdict(const uint8_t* raw, const RequestHeader& h, RequestVerdict v,
+                  bool block_status) {
   // The header is read field by field, nothing lost or shifted.
   std::string again;
   Put32(&again, h.magic);
@@ -107,27 +135,31 @@ void CheckVerdict(const uint8_t* raw, const RequestHeader& h, RequestVerdict v) 
   if (v == RequestVerdict::kBadMagic) return;
   FUZZ_CHECK((v == RequestVerdict::kDisconnect) == (h.type == kCmdDisc));
   FUZZ_CHECK((v == RequestVerdict::kWriteTooLarge) == (h.type == kCmdWrite && h.length > kMaxBlock));
-  FUZZ_CHECK((v == RequestVerdict::kUnknownCommand) == (!IsBlockCommand(h.type) && h.type != kCmdDisc));
+  const bool status = block_status && h.type == kCmdBlockStatus;
+  FUZZ_CHECK((v == RequestVerdict::kUnknownCommand) ==
+             (!IsBlockCommand(h.type) && !status && h.type != kCmdDisc));
   if (v == RequestVerdict::kSubmit || v == RequestVerdict::kBadFlags) {
-    FUZZ_CHECK(IsBlockCommand(h.type));
+    FUZZ_CHECK(IsBlockCommand(h.type) || status);
     FUZZ_CHECK(PayloadBytes(h) <= kMaxBlock);
     FUZZ_CHECK(PayloadBytes(h) == (h.type == kCmdWrite ? h.length : 0));
   }
   if (v == RequestVerdict::kSubmit) {
-    // Only FUA, and NO_HOLE on WRITE_ZEROES, reach the pipeline.
-    const uint16_t allowed =
-        h.type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole) : kCmdFlagFua;
+    // Only FUA, NO_HOLE on WRITE_ZEROES and REQ_ONE on BLOCK_STATUS get
+    // through.
+    const uint16_t allowed = status                      ? kCmdFlagReqOne
+                             : h.type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole)
+                                                         : kCmdFlagFua;
     FUZZ_CHECK((h.flags & ~allowed) == 0);
   }
 }
 
-void Transmission(Stream* in) {
+void Transmission(Stream* in, bool block_status) {
   while (true) {
     const uint8_t* raw = in->Take(kRequestBytes);
     if (raw == nullptr) return;
     const RequestHeader h = ParseRequestHeader(raw);
-    const RequestVerdict v = CheckRequest(h);
-    CheckVerdict(raw, h, v);
+    const RequestVerdict v = CheckRequest(h, block_status);
+    CheckVerdict(raw, h, v, block_status);
     switch (v) {
       case RequestVerdict::kBadMagic:
       case RequestVerdict::kDisconnect:
@@ -145,7 +177,8 @@ void Transmission(Stream* in) {
 
 int FuzzOneInput(const uint8_t* data, size_t size) {
   Stream in(data, size);
-  if (Handshake(&in)) Transmission(&in);
+  bool block_status = false;
+  if (Handshake(&in, &block_status)) Transmission(&in, block_status);
   return 0;
 }
 

@@ -130,8 +130,9 @@ void Connection::ReaderMain() {
   pthread_setname_np(pthread_self(), "nbd-recv");
   std::string why;
   std::shared_ptr<store::VolumeHandle> volume;
+  Handshake handshake(fd_, &in_, store_);
   try {
-    volume = Handshake(fd_, &in_, store_).Run(&why);
+    volume = handshake.Run(&why);
   } catch (const std::bad_alloc&) {
     // Options are read into strings of up to 64 KiB: under a memory limit
     // that may fail, and must cost this connection only.
@@ -139,8 +140,10 @@ void Connection::ReaderMain() {
     if (options_.stats != nullptr) options_.stats->Refused(Refusal::kMemory);
   }
   handshake_over_.store(true, std::memory_order_release);
+  const Negotiated& negotiated = handshake.negotiated();
+  if (negotiated.structured_replies) sender_.UseStructuredReplies();
   if (volume && Export(std::move(volume), &why)) {
-    Transmission transmission(&in_, &pipeline_, &sender_, peer_);
+    Transmission transmission(&in_, &pipeline_, &sender_, peer_, negotiated.base_allocation);
     why = transmission.Run();
     requests_ = transmission.requests();
     if (transmission.idle_timed_out() && options_.stats != nullptr) {

@@ -38,6 +38,7 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         }
         const std::string m = ExportNameReply((*volume)->size(), kTransmissionFlags, *no_zeroes);
         if (!SendAll(fd_, m.data(), m.size())) return Fail(why, "handshake: send failed");
+        negotiated_ = reply_options_.For(data);
         return *std::move(volume);
       }
       case kOptAbort:
@@ -54,7 +55,13 @@ std::shared_ptr<store::VolumeHandle> Handshake::Run(std::string* why) {
         break;
       }
       default:
-        if (!SendOptionReply(option, kRepErrUnsup,
+        if (ReplyOptions::Handles(option)) {
+          auto unknown = [this](const std::string& name) {
+            auto volume = store_->FindVolume(name);
+            return volume.ok() ? std::string() : store::ForClients(volume.status().message());
+          };
+          if (!reply_options_.Answer(fd_, option, data, unknown)) return Fail(why, "send failed");
+        } else if (!SendOptionReply(option, kRepErrUnsup,
                              absl::StrCat("option ", option, " is not supported"))) {
           return Fail(why, "send failed");
         }
@@ -97,7 +104,10 @@ bool Handshake::InfoOrGo(uint32_t option, const std::string& data,
       !send(kRepInfo, InfoBlockSize(kMinBlock, kPreferredBlock)) || !send(kRepAck, "")) {
     return false;
   }
-  if (option == kOptGo) *chosen = *std::move(volume);
+  if (option == kOptGo) {
+    negotiated_ = reply_options_.For(*name);
+    *chosen = *std::move(volume);
+  }
   return true;
 }
 

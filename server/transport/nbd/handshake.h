@@ -1,7 +1,10 @@
 // The NBD handshake of cowblkd's export (fixed newstyle): the client picks
 // one of the store's ready volumes with NBD_OPT_GO or NBD_OPT_EXPORT_NAME;
-// NBD_OPT_INFO, NBD_OPT_LIST and NBD_OPT_ABORT are answered too, other
-// options NBD_REP_ERR_UNSUP. The protocol is doc/proto.md of
+// NBD_OPT_INFO, NBD_OPT_LIST and NBD_OPT_ABORT are answered too, and
+// NBD_OPT_STRUCTURED_REPLY, then NBD_OPT_LIST_META_CONTEXT and
+// NBD_OPT_SET_META_CONTEXT with the one context, base:allocation (which
+// NBD_CMD_BLOCK_STATUS answers: block_status.h); other options
+// NBD_REP_ERR_UNSUP. The protocol is doc/proto.md of
 // NetworkBlockDevice/nbd.
 //
 // Thread-safety: runs on the connection's reading thread.
@@ -16,6 +19,7 @@
 #include "common/block_range.h"
 #include "common/nbd_wire.h"
 #include "server/store/store.h"
+#include "server/transport/nbd/handshake_steps.h"
 #include "server/transport/nbd/socket_reader.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -40,6 +44,9 @@ class Handshake {
   // socket down at it, and the reads here fail.
   std::shared_ptr<store::VolumeHandle> Run(std::string* why);
 
+  // What the client chose for the transmission, once Run returned a volume.
+  const Negotiated& negotiated() const { return negotiated_; }
+
  private:
   bool SendOptionReply(uint32_t option, uint32_t type, const std::string& data);
   // NBD_OPT_INFO and NBD_OPT_GO: false when the connection must end;
@@ -51,6 +58,8 @@ class Handshake {
   const int fd_;
   SocketReader* const in_;
   store::Store* const store_;
+  ReplyOptions reply_options_;
+  Negotiated negotiated_;
 };
 
 }  // namespace cowblk::nbd

@@ -30,4 +30,43 @@ absl::StatusOr<ClientOption> TakeOption(SocketReader* in) {
   return o;
 }
 
+bool ReplyOptions::Answer(int fd, uint32_t option, const std::string& data,
+                          const std::function<std::string(const std::string&)>& unknown) {
+  if (option != kOptStructuredReply) return MetaContext(fd, option, data, unknown);
+  const bool valid = data.empty();
+  if (valid) structured_ = true;
+  const std::string m = OptionReply(option, valid ? kRepAck : kRepErrInvalid,
+                                    valid ? "" : "NBD_OPT_STRUCTURED_REPLY takes no data");
+  return SendAll(fd, m.data(), m.size());
+}
+
+bool ReplyOptions::MetaContext(int fd, uint32_t option, const std::string& data,
+                               const std::function<std::string(const std::string&)>& unknown) {
+  auto send = [&](uint32_t type, const std::string& payload) {
+    const std::string m = OptionReply(option, type, payload);
+    return SendAll(fd, m.data(), m.size());
+  };
+  const bool listing = option == kOptListMetaContext;
+  // Block status answers are structured replies.
+  if (!structured_) return send(kRepErrInvalid, "negotiate NBD_OPT_STRUCTURED_REPLY first");
+  const std::optional<MetaContextOption> o = ParseMetaContextOption(data);
+  if (!o) return send(kRepErrInvalid, "malformed NBD_OPT_LIST/SET_META_CONTEXT");
+  if (const std::string why = unknown(o->export_name); !why.empty()) {
+    return send(kRepErrUnknown, why);
+  }
+  // Listing without a query lists every context; SET replaces the selection.
+  bool selected = listing && o->queries.empty();
+  for (const std::string& q : o->queries) selected = selected || SelectsBaseAllocation(q, listing);
+  if (!listing) {
+    base_allocation_for_.reset();
+    if (selected) base_allocation_for_ = o->export_name;
+  }
+  // In a list the id is reserved: zero.
+  if (selected && !send(kRepMetaContext,
+                        MetaContextEntry(listing ? 0 : kBaseAllocationId, kBaseAllocation))) {
+    return false;
+  }
+  return send(kRepAck, "");
+}
+
 }  // namespace cowblk::nbd

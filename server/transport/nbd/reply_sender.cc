@@ -27,8 +27,18 @@ constexpr size_t kMaxRepliesPerSend = 256;
 // small (bench/RESULTS.md, "NBD reads: splice").
 constexpr int kSplicePipeBytes = 256 << 10;
 
+// A block status is the one call answered OK without an op
+// (Transmission::AnswerBlockStatus): its payload is the call's data().
+bool IsBlockStatus(const core::Call* c) { return c->status().ok() && !c->op; }
+
+bool IsReadData(const core::Call* c) {
+  return c->status().ok() && c->op == engine::OpType::kRead;
+}
+
+// Data sent from memory after the header: a read's (not located), a block
+// status's.
 bool CarriesData(const core::Call* c) {
-  return c->status().ok() && c->op == engine::OpType::kRead && !c->located();
+  return (IsReadData(c) && !c->located()) || IsBlockStatus(c);
 }
 
 }  // namespace
@@ -71,22 +81,25 @@ bool ReplySender::OpenPipe() {
   return true;
 }
 
-size_t ReplySender::ReplyBytes(const core::Call* c) {
-  return kSimpleReplyBytes + (CarriesData(c) ? c->length : 0);
+ReplyKind ReplySender::KindOf(const core::Call* c) {
+  return IsReadData(c) ? ReplyKind::kReadData
+         : IsBlockStatus(c) ? ReplyKind::kBlockStatus
+                            : ReplyKind::kNone;
 }
 
-void ReplySender::AddReply(core::Call* c, size_t skip, std::array<uint8_t, 16>* header) {
-  const uint32_t magic = htobe32(kSimpleReplyMagic);
-  const uint32_t error = htobe32(ReplyErrno(*c));
-  const uint64_t cookie = htobe64(c->tag);
-  std::memcpy(header->data(), &magic, 4);
-  std::memcpy(header->data() + 4, &error, 4);
-  std::memcpy(header->data() + 8, &cookie, 8);
-  if (skip < header->size()) {
-    send_iov_.push_back({header->data() + skip, header->size() - skip});
+size_t ReplySender::ReplyBytes(const core::Call* c) const {
+  return ReplyHeaderBytes(structured_, ReplyErrno(*c), KindOf(c)) +
+         (CarriesData(c) ? c->length : 0);
+}
+
+void ReplySender::AddReply(core::Call* c, size_t skip, Header* header) {
+  const size_t head = ReplyHeader(header->data(), structured_, ReplyErrno(*c), c->tag, KindOf(c),
+                                  c->offset, static_cast<uint32_t>(c->length));
+  if (skip < head) {
+    send_iov_.push_back({header->data() + skip, head - skip});
     skip = 0;
   } else {
-    skip -= header->size();
+    skip -= head;
   }
   if (CarriesData(c) && c->length > skip) {
     // iovec takes a non-const pointer; sendmsg only reads.

@@ -1,6 +1,10 @@
-// The sending side of an NBD connection: simple replies for answered calls,
-// in the order they were answered, and the flow control the reading side
-// waits on.
+// The sending side of an NBD connection: replies for answered calls, in
+// the order they were answered, and the flow control the reading side
+// waits on. Replies are simple, or once the client negotiated them,
+// structured: one chunk each, with NBD_REPLY_FLAG_DONE (a read's data as
+// one NBD_REPLY_TYPE_OFFSET_DATA, a block status as
+// NBD_REPLY_TYPE_BLOCK_STATUS, a failure as NBD_REPLY_TYPE_ERROR, others
+// NBD_REPLY_TYPE_NONE).
 //
 // A reply is sent by the thread that handed it over (the engine's, at the
 // end of its batch of completions, with the replies that completed with it)
@@ -31,6 +35,7 @@
 
 #include "absl/types/span.h"
 #include "server/core/pipeline.h"
+#include "server/transport/nbd/wire_parse.h"
 
 namespace cowblk::nbd {
 
@@ -51,6 +56,8 @@ class ReplySender {
   bool OpenPipe();
   // The pipe's capacity in bytes (0 without one).
   int pipe_bytes() const { return pipe_bytes_; }
+  // Replies are structured from now on. Before the first call is queued.
+  void UseStructuredReplies() { structured_ = true; }
 
   // Queues answered calls and sends what the socket takes at once.
   void Queue(absl::Span<core::Call* const> calls);
@@ -70,12 +77,14 @@ class ReplySender {
   bool send_timed_out() const { return send_timed_out_.load(std::memory_order_relaxed); }
 
  private:
+  using Header = std::array<uint8_t, kMaxReplyHeaderBytes>;
   static bool SentFromFiles(const core::Call* c) { return c->located() && c->status().ok(); }
+  static ReplyKind KindOf(const core::Call* c);
   // Header and data bytes of `c`'s reply.
-  static size_t ReplyBytes(const core::Call* c);
+  size_t ReplyBytes(const core::Call* c) const;
   // Appends what is left to send of `c` (skipping the first `skip` bytes)
   // to send_iov_, its header built into `header`.
-  void AddReply(core::Call* c, size_t skip, std::array<uint8_t, 16>* header);
+  void AddReply(core::Call* c, size_t skip, Header* header);
   // Sends what is queued without waiting (see the top of this file).
   void SendQueued();
   // Splices a located read's data from the files (writer thread); false
@@ -97,11 +106,12 @@ class ReplySender {
   const std::string peer_;
   int pipe_[2] = {-1, -1};  // the writer's, for SendFromFiles
   int pipe_bytes_ = 0;
+  bool structured_ = false;  // set before any call, read by the sending threads
   std::atomic<bool> send_timed_out_{false};
 
   // Scratch of the thread that is sending (the one that set sending_).
   std::vector<core::Call*> send_calls_;
-  std::vector<std::array<uint8_t, 16>> send_headers_;
+  std::vector<Header> send_headers_;
   std::vector<iovec> send_iov_;
 
   std::mutex mu_;                      // guards below

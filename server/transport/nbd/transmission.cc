@@ -6,6 +6,8 @@
 #include "common/log.h"
 #include "common/nbd_wire.h"
 #include "server/core/out_of_memory.h"
+#include "common/block_range.h"
+#include "server/transport/nbd/block_status.h"
 #include "server/transport/nbd/handshake.h"
 #include "server/transport/nbd/wire_parse.h"
 
@@ -52,7 +54,7 @@ std::string Transmission::Run() {
     }
     const RequestHeader h =
         ParseRequestHeader(reinterpret_cast<const uint8_t*>(in_->Consume(kRequestBytes)));
-    const RequestVerdict verdict = CheckRequest(h);
+    const RequestVerdict verdict = CheckRequest(h, block_status_);
     if (verdict == RequestVerdict::kBadMagic) {
       why = "malformed request (bad magic)";
       Log(LogLevel::kWarning, "nbd_malformed", {{"peer", peer_}, {"error", why}});
@@ -120,7 +122,11 @@ bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::str
   if (verdict == RequestVerdict::kBadFlags) {
     pipeline_->Refuse(call, absl::InvalidArgumentError(
                                 absl::StrCat("flags ", h.flags, " are not allowed with command ",
-                                             engine::OpTypeName(*op))));
+                                             op ? engine::OpTypeName(*op) : "block_status")));
+    return true;
+  }
+  if (h.type == kCmdBlockStatus) {
+    AnswerBlockStatus(call, h);
     return true;
   }
   // Requests parsed before a large write are not held while it writes.
@@ -129,6 +135,25 @@ bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::str
   }
   pipeline_->Submit(call);
   return true;
+}
+
+void Transmission::AnswerBlockStatus(core::Call* call, const RequestHeader& h) {
+  store::VolumeHandle& volume = *pipeline_->volume();
+  absl::Status valid = CheckBlockRange(h.offset, h.length, volume.size(), kExtentRules);
+  if (!valid.ok()) {
+    // The protocol's word for a status past the end is EINVAL, not ENOSPC.
+    pipeline_->Refuse(call, absl::InvalidArgumentError(valid.message()));
+    return;
+  }
+  // The engine thread answers the bitmap read: what was queued goes first.
+  pipeline_->FlushSubmissions();
+  std::string payload = BlockStatusPayload(
+      kBaseAllocationId,
+      AllocationExtents(volume, h.offset, h.length, (h.flags & kCmdFlagReqOne) != 0));
+  // The reply's payload: ReplySender sends `length` bytes of data().
+  call->length = payload.size();
+  call->UseString(std::move(payload));
+  pipeline_->AnswerDirectly(call);
 }
 
 }  // namespace cowblk::nbd

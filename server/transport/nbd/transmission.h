@@ -26,10 +26,15 @@ inline constexpr uint32_t kLargeWriteBytes = 64 << 10;
 
 class Transmission {
  public:
-  // All must outlive Run().
+  // All must outlive Run(). `block_status`: the client selected
+  // base:allocation (NBD_CMD_BLOCK_STATUS is a command, else unknown).
   Transmission(SocketReader* in, core::Pipeline* pipeline, ReplySender* sender,
-               std::string peer)
-      : in_(in), pipeline_(pipeline), sender_(sender), peer_(std::move(peer)) {}
+               std::string peer, bool block_status)
+      : in_(in),
+        pipeline_(pipeline),
+        sender_(sender),
+        peer_(std::move(peer)),
+        block_status_(block_status) {}
 
   // Takes requests until the client disconnects, breaks the protocol, a
   // reply cannot be sent or the connection is idle past the socket's
@@ -47,11 +52,15 @@ class Transmission {
   // magic nor a disconnect); returns false (with `why`) when the connection
   // must end.
   bool Take(const RequestHeader& h, RequestVerdict verdict, std::string* why);
+  // Answers an NBD_CMD_BLOCK_STATUS (block_status.h) here, without the
+  // engine's queue: past the end, EINVAL.
+  void AnswerBlockStatus(core::Call* call, const RequestHeader& h);
 
   SocketReader* const in_;
   core::Pipeline* const pipeline_;
   ReplySender* const sender_;
   const std::string peer_;
+  const bool block_status_;
   bool header_only_ = false;  // the last request was a large write
   uint64_t requests_ = 0;
   bool idle_timed_out_ = false;

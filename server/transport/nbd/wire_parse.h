@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,6 +44,22 @@ absl::StatusOr<OptionHeader> ParseOptionHeader(const uint8_t* b);
 // (answered NBD_REP_ERR_INVALID).
 std::optional<std::string> ParseInfoOrGoName(const std::string& data);
 
+// NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT's data: u32 name
+// length, the export name, u32 query count, each query as u32 length and
+// string. nullopt when malformed (answered NBD_REP_ERR_INVALID).
+struct MetaContextOption {
+  std::string export_name;
+  std::vector<std::string> queries;
+};
+std::optional<MetaContextOption> ParseMetaContextOption(const std::string& data);
+
+// The one metadata context the export has, and its id on the wire.
+inline constexpr char kBaseAllocation[] = "base:allocation";
+inline constexpr uint32_t kBaseAllocationId = 1;
+// Whether `query` selects base:allocation: its name, or (when listing)
+// the whole "base:" namespace.
+bool SelectsBaseAllocation(const std::string& query, bool listing);
+
 // A transmission request header: kRequestBytes (28) on the wire.
 struct RequestHeader {
   uint32_t magic = 0;
@@ -63,7 +80,9 @@ enum class RequestVerdict {
   kBadFlags,        // answer EINVAL and go on, after taking a write's payload
   kSubmit,          // a block request for the pipeline
 };
-RequestVerdict CheckRequest(const RequestHeader& h);
+// `block_status`: the client selected base:allocation, so NBD_CMD_BLOCK_STATUS
+// (with NBD_CMD_FLAG_REQ_ONE) is a command; otherwise it is unknown.
+RequestVerdict CheckRequest(const RequestHeader& h, bool block_status = false);
 
 // Bytes of payload after the header the stream carries for `h` (a write's;
 // taken even when the write is refused for its flags, to stay in step).
@@ -81,6 +100,34 @@ std::string ExportNameReply(uint64_t size, uint16_t transmission_flags, bool no_
 std::string ListEntry(const std::string& name);
 std::string InfoExport(uint64_t size, uint16_t transmission_flags);
 std::string InfoBlockSize(uint32_t minimum, uint32_t preferred);
+// NBD_REP_META_CONTEXT's data.
+std::string MetaContextEntry(uint32_t id, const std::string& name);
+
+// A transmission reply's header: simple, or (`structured`) one structured
+// chunk with NBD_REPLY_FLAG_DONE: NBD_REPLY_TYPE_ERROR when `error` is not
+// 0, else by what the reply carries after the header.
+enum class ReplyKind {
+  kNone,         // nothing (NBD_REPLY_TYPE_NONE)
+  kReadData,     // a read's data (NBD_REPLY_TYPE_OFFSET_DATA, at its offset)
+  kBlockStatus,  // BlockStatusPayload (NBD_REPLY_TYPE_BLOCK_STATUS)
+};
+inline constexpr size_t kMaxReplyHeaderBytes = 28;
+size_t ReplyHeaderBytes(bool structured, uint32_t error, ReplyKind kind);
+// Writes the header of the reply to `cookie` into `out` (room for
+// kMaxReplyHeaderBytes), with `data_bytes` of data to follow it (a read's
+// from `offset`; none for kNone or an error); returns its size. Allocates
+// nothing.
+size_t ReplyHeader(uint8_t* out, bool structured, uint32_t error, uint64_t cookie,
+                   ReplyKind kind, uint64_t offset, uint32_t data_bytes);
+
+// One extent of a block status reply: `length` bytes in `flags` state
+// (kStateHole, kStateZero).
+struct Extent {
+  uint32_t length = 0;
+  uint32_t flags = 0;
+};
+// NBD_REPLY_TYPE_BLOCK_STATUS's payload: the context id, then the extents.
+std::string BlockStatusPayload(uint32_t context_id, const std::vector<Extent>& extents);
 
 // The errno an NBD client gets for a request that failed with `code` (0
 // for OK): `read` for NBD_CMD_READ (past the end is EINVAL there, ENOSPC
