@@ -35,8 +35,12 @@ TSAN_LABELS := engine|server|client|core
 # start no thread (ManualIo on the test's thread), so TSan has nothing to
 # see and they cost minutes; under RLIMIT_NPROC=1, gRPC's event engine,
 # slowed down by TSan, waits on a thread the limit refuses (the test
-# measures the Release build's thread needs).
-TSAN_EXCLUDE := ^CrashStateTest\.|^GrpcResourcesTest\.UnderAProcessLimit
+# measures the Release build's thread needs). At the descriptor limit, 200
+# peers are accepted in turn as a 1 s handshake deadline frees descriptors
+# (20 s of patience each): a resource test of the Release build, where it
+# takes 2-3 s; under TSan on a loaded machine one peer once waited past
+# its 20 s (146 of 200 ended; undiagnosed, docs/reliability.md).
+TSAN_EXCLUDE := ^CrashStateTest\.|^GrpcResourcesTest\.UnderAProcessLimit|^GrpcResourcesTest\.AtTheDescriptorLimit
 # What those labels run (their dependencies, cowblkd and the tools, come
 # along): the TSan build leaves out benchmarks and the other test binaries.
 TSAN_TARGETS := engine_tests server_tests nbd_tests client_tests core_tests
