@@ -14,11 +14,10 @@
 // to suppress: a suppression of the reactor's frames would hide real races
 // in them too.
 //
-// The thread that built the reactor calls Publish() (a release store) before
+// The thread that built the reactor calls Publish() (a release) before
 // handing it to gRPC; each reaction that may run first on a thread begins
 // with Receive() (an acquire load of it). A reaction then happens-after all
-// that thread did before, for TSan as for the C++ memory model. On x86-64
-// both are plain moves.
+// that thread did before, for TSan as for the C++ memory model.
 //
 // Publish() is an atomic exchange, not a store, because it may run on two
 // threads at once: an interceptor's batches overlap (the completion op's
