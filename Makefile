@@ -39,8 +39,11 @@ TSAN_LABELS := engine|server|client|core
 # peers are accepted in turn as a 1 s handshake deadline frees descriptors
 # (20 s of patience each): a resource test of the Release build, where it
 # takes 2-3 s; under TSan on a loaded machine one peer once waited past
-# its 20 s (146 of 200 ended; undiagnosed, docs/reliability.md).
-TSAN_EXCLUDE := ^CrashStateTest\.|^GrpcResourcesTest\.UnderAProcessLimit|^GrpcResourcesTest\.AtTheDescriptorLimit
+# its 20 s (146 of 200 ended; undiagnosed, docs/reliability.md). The peak
+# resident memory of 64 hostile Sessions is a bound of the Release build:
+# under TSan it includes the shadow of the very buffers the budget bounds
+# (86 MiB over the bound once, 16-25 MiB in earlier runs).
+TSAN_EXCLUDE := ^CrashStateTest\.|^GrpcResourcesTest\.UnderAProcessLimit|^GrpcResourcesTest\.AtTheDescriptorLimit|^ServerBudgetTest\.ManyStreamsWithUnreadAnswersHoldAtMostTheServerBytes
 # What those labels run (their dependencies, cowblkd and the tools, come
 # along): the TSan build leaves out benchmarks and the other test binaries.
 TSAN_TARGETS := engine_tests server_tests nbd_tests client_tests core_tests
