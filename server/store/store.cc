@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -295,6 +296,23 @@ std::vector<VolumeInfo> Store::ListVolumes(const std::string& after, size_t limi
     out.push_back(InfoOf(it->first, it->second));
   }
   return out;
+}
+
+absl::StatusOr<StoreStats> Store::Stats() {
+  struct statvfs fs {};
+  if (statvfs(options_.data_dir.c_str(), &fs) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("statvfs ", options_.data_dir));
+  }
+  StoreStats stats;
+  stats.capacity_bytes = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  stats.free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.volume_count = static_cast<uint32_t>(volumes_.size());
+  for (const auto& [name, e] : volumes_) {
+    stats.provisioned_bytes += e.size_bytes;
+    if (e.handle) stats.allocated_bytes += e.handle->stats().allocated_sectors.value() * kSectorSize;
+  }
+  return stats;
 }
 
 absl::Status Store::DeleteVolume(const std::string& name) {

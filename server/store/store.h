@@ -48,6 +48,20 @@ struct AllocationPage {
   uint64_t next_offset = 0;
 };
 
+// The data directory at one moment (Store::Stats).
+struct StoreStats {
+  // The file system under the data directory (statvfs): its size and the
+  // bytes an unprivileged process may still allocate there (f_bavail).
+  uint64_t capacity_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint32_t volume_count = 0;
+  // Sums over the volumes: their device sizes, and the bytes that live in
+  // their COW files (ready volumes only). COW files grow with first
+  // writes, so provisioned - allocated is what the volumes may still take.
+  uint64_t provisioned_bytes = 0;
+  uint64_t allocated_bytes = 0;
+};
+
 struct StoreOptions {
   std::string data_dir;
   engine::VolumeOptions volume_options;
@@ -97,6 +111,10 @@ class Store {
   absl::StatusOr<ImageInfo> GetImage(const std::string& name);
   std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
   absl::Status DeleteImage(const std::string& name);
+
+  // The data directory's file system and its volumes now. Fails (with the
+  // errno's code) only when statvfs of the directory fails.
+  absl::StatusOr<StoreStats> Stats();
 
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();

@@ -173,6 +173,10 @@ class COWBLK_EXPORT Client {
 
   // ---- Health ---------------------------------------------------------
 
+  // The server's version, data directory (capacity, free bytes), volume
+  // count and NBD export address.
+  absl::StatusOr<ServerInfo> GetServerInfo();
+
   // grpc.health.v1 Check of `service` ("" is the whole server).
   absl::StatusOr<HealthState> Health(const std::string& service = "");
 
