@@ -222,6 +222,18 @@ absl::StatusOr<std::vector<AllocationRange>> Client::GetAllocation(const std::st
   return internal::GetAllocation(*core_, name, offset, length, {});
 }
 
+absl::StatusOr<VolumeInfo> Client::CloneVolume(const std::string& source, const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CloneVolumeRequest req;
+  req.set_name(name);
+  req.set_source(source);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->CloneVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
 absl::StatusOr<ServerInfo> Client::GetServerInfo() {
   grpc::ClientContext ctx;
   core_->Prepare(&ctx);

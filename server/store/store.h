@@ -90,6 +90,15 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
+  // Makes volume `name` a copy of volume `source` at one moment, as
+  // CommitVolume's moment: a new COW file over the same backing file
+  // holding the source's allocated sectors then (only those are copied).
+  // The source serves on meanwhile. `cancelled` as CommitVolume's: a
+  // cancelled clone leaves nothing. AlreadyExists when `name` exists or is
+  // being made; NotFound when `source` is not a ready volume;
+  // FailedPrecondition while another commit or clone of `source` runs.
+  absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name,
+                                         const std::function<bool()>& cancelled = nullptr);
   // Records `image` (empty: the image of the file name the header names,
   // or the blank base of its size, under this data directory) as the
   // backing file of a volume that is not ready, with its current mtime
@@ -165,6 +174,7 @@ class Store {
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
   std::set<std::string> commits_;  // image names being written by a commit
+  std::set<std::string> clones_;   // volume names being written by a clone
   uint64_t fs_max_volume_size_ = UINT64_MAX;  // set by Open
 };
 

@@ -103,6 +103,18 @@ grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const List
   return grpc::Status::OK;
 }
 
+grpc::Status VolumeServiceImpl::CloneVolume(grpc::ServerContext* ctx, const CloneVolumeRequest* req,
+                                            Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  // As CommitVolume: a clone whose caller went away stops, leaving nothing.
+  auto info = store_->CloneVolume(req->source(), req->name(), [ctx] { return ctx->IsCancelled(); });
+  if (!info.ok()) return ToGrpc(info.status());
+  FillVolume(*info, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status VolumeServiceImpl::GetServerInfo(grpc::ServerContext* ctx,
                                               const GetServerInfoRequest*, ServerInfo* resp) {
   CallScope call(calls_);
