@@ -219,8 +219,19 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (std::string why = UnsupportedAny(req->volume_capabilities()); !why.empty()) {
     return Invalid(why);
   }
-  if (req->has_volume_content_source()) {
-    return Invalid("volume_content_source: snapshots and clones are not supported yet");
+  // A clone lives on its source's server, of its source's size.
+  const bool clone = req->has_volume_content_source();
+  ParsedId source;
+  if (clone) {
+    if (!req->volume_content_source().has_volume()) {
+      return Invalid("volume_content_source: snapshots are not supported yet");
+    }
+    auto id = ParseVolumeId(req->volume_content_source().volume().volume_id());
+    if (!id.ok()) return ToGrpc(id.status());
+    if (driver_->server(id->server) == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no server " + id->server);
+    }
+    source = *id;
   }
   if (std::string key = UnknownParameter(req->parameters()); !key.empty()) {
     return Invalid("unknown parameter " + key);
@@ -243,15 +254,18 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
                                        v.status().message(), "): cannot tell whether ", req->name(),
                                        " exists"));
     }
-    if (!SizeFits(v->size_bytes, required, limit) || !ZoneAllowed(s.zone, topology)) {
+    if (!SizeFits(v->size_bytes, required, limit) || !ZoneAllowed(s.zone, topology) ||
+        (clone && s.name != source.server)) {
       return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
                           absl::StrCat("volume ", req->name(), " exists as ", VolumeId(s.name, *name),
                                        " with ", v->size_bytes,
                                        " bytes, incompatible with this request"));
     }
     Fill(s.name, *v, resp->mutable_volume());
+    if (clone) *resp->mutable_volume()->mutable_content_source() = req->volume_content_source();
     return grpc::Status::OK;
   }
+  if (clone) return CreateClone(*req, *name, source, topology, resp);
   auto where = Place(driver_->Candidates(), *size, topology);
   if (!where.ok()) return ToGrpc(where.status());
   auto v = driver_->server(where->name)->CreateVolume(*name, *size);
@@ -260,6 +274,33 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
       {{"name", req->name()}, {"volume_id", VolumeId(where->name, v->name)},
        {"size_bytes", std::to_string(v->size_bytes)}});
   Fill(where->name, *v, resp->mutable_volume());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::CreateClone(const CreateVolumeRequest& req,
+                                            const std::string& name, const ParsedId& source,
+                                            const TopologyRequirement& topology,
+                                            CreateVolumeResponse* resp) {
+  const ServerConfig* where = driver_->config(source.server);
+  Client* server = driver_->server(source.server);
+  auto src = server->GetVolume(source.volume);
+  if (!src.ok()) return ToGrpc(src.status());
+  if (!SizeFits(src->size_bytes, req.capacity_range().required_bytes(),
+                req.capacity_range().limit_bytes())) {
+    return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                        absl::StrCat("a clone has its source's size, ", src->size_bytes,
+                                     " bytes, outside the capacity range (volumes cannot grow yet)"));
+  }
+  if (!ZoneAllowed(where->zone, topology)) {
+    return Invalid("accessibility_requirements exclude the source volume's server " + where->name);
+  }
+  auto v = server->CloneVolume(source.volume, name);
+  if (!v.ok()) return ToGrpc(v.status());
+  Log(LogLevel::kInfo, "volume_cloned",
+      {{"name", req.name()}, {"volume_id", VolumeId(where->name, v->name)},
+       {"source", VolumeId(source.server, source.volume)}});
+  Fill(where->name, *v, resp->mutable_volume());
+  *resp->mutable_volume()->mutable_content_source() = req.volume_content_source();
   return grpc::Status::OK;
 }
 
@@ -373,6 +414,7 @@ grpc::Status ControllerService::ControllerGetCapabilities(
     grpc::ServerContext*, const ControllerGetCapabilitiesRequest*,
     ControllerGetCapabilitiesResponse* resp) {
   for (auto type : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
+                    ControllerServiceCapability::RPC::CLONE_VOLUME,
                     ControllerServiceCapability::RPC::LIST_VOLUMES,
                     ControllerServiceCapability::RPC::GET_CAPACITY}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);

@@ -113,6 +113,11 @@ class ControllerService final : public ::csi::v1::Controller::Service {
                                       ::csi::v1::ControllerExpandVolumeResponse* resp) override;
 
  private:
+  // CreateVolume from a volume (CloneVolume on the source's server), with
+  // the lock held and the name known to be free.
+  grpc::Status CreateClone(const ::csi::v1::CreateVolumeRequest& req, const std::string& name,
+                           const ParsedId& source, const TopologyRequirement& topology,
+                           ::csi::v1::CreateVolumeResponse* resp);
   // The CSI Volume of a cowblk volume on `server`.
   void Fill(const std::string& server, const VolumeInfo& v, ::csi::v1::Volume* out) const;
   Driver* const driver_;

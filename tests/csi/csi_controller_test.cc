@@ -343,6 +343,55 @@ TEST_F(CsiControllerTest, CreateWhileAServerIsDownIsUnavailableAndMakesNothing) 
   EXPECT_EQ(VolumesOn(*client_a_), 0u);
 }
 
+TEST_F(CsiControllerTest, CreateFromAVolumeClonesItOnItsServer) {
+  CreateVolumeResponse src;
+  ASSERT_TRUE(Create("pvc-src", kMiB, 0, &src).ok());
+  const std::string server = src.volume().volume_id().substr(0, 1);
+  Client& holder = server == "a" ? *client_a_ : *client_b_;
+  const std::string data(4096, 'x');
+  {
+    auto v = holder.OpenVolume("pvc-src");
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_TRUE((*v)->Write(8192, data.data(), data.size()).ok());
+  }
+  CreateVolumeRequest req;
+  req.set_name("pvc-clone");
+  *req.add_volume_capabilities() = MountCap();
+  req.mutable_volume_content_source()->mutable_volume()->set_volume_id(src.volume().volume_id());
+  CreateVolumeResponse clone, again;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->CreateVolume(&ctx, req, &clone);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(clone.volume().volume_id(), server + "/pvc-clone");
+  EXPECT_EQ(clone.volume().capacity_bytes(), static_cast<int64_t>(kMiB));
+  EXPECT_EQ(clone.volume().content_source().volume().volume_id(), src.volume().volume_id());
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateVolume(&ctx, req, &again).ok());  // idempotent
+  }
+  EXPECT_EQ(again.volume().volume_id(), clone.volume().volume_id());
+  auto v = holder.OpenVolume("pvc-clone");
+  ASSERT_TRUE(v.ok()) << v.status();
+  std::string back(4096, '\0');
+  ASSERT_TRUE((*v)->Read(8192, back.data(), back.size()).ok());
+  EXPECT_EQ(back, data);
+  // A clone cannot be larger than its source yet, and its source must exist.
+  req.set_name("pvc-bigger");
+  req.mutable_capacity_range()->set_required_bytes(2 * kMiB);
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(controller_->CreateVolume(&ctx, req, &again).error_code(),
+              grpc::StatusCode::OUT_OF_RANGE);
+  }
+  req.clear_capacity_range();
+  req.mutable_volume_content_source()->mutable_volume()->set_volume_id(server + "/no-such");
+  grpc::ClientContext ctx;
+  EXPECT_EQ(controller_->CreateVolume(&ctx, req, &again).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(VolumesOn(*client_a_) + VolumesOn(*client_b_), 2u);
+}
+
 TEST_F(CsiControllerTest, ZonesRestrictPlacementAndBecomeTopology) {
   StartPlugin({"--server", "a=" + a_.address() + "@z1", "--server", "b=" + b_.address() + "@z2"});
   // b has more room, but the claim requires z1.
