@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -245,7 +246,9 @@ absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const st
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (volumes_.count(name) != 0) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+  if (volumes_.count(name) != 0 || clones_.count(name) != 0) {
+    return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+  }
   if (!image.empty()) {
     backing = ImagePath(image);
     auto st = StatRegular(backing, "image");
@@ -295,6 +298,23 @@ std::vector<VolumeInfo> Store::ListVolumes(const std::string& after, size_t limi
     out.push_back(InfoOf(it->first, it->second));
   }
   return out;
+}
+
+absl::StatusOr<StoreStats> Store::Stats() {
+  struct statvfs fs {};
+  if (statvfs(options_.data_dir.c_str(), &fs) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("statvfs ", options_.data_dir));
+  }
+  StoreStats stats;
+  stats.capacity_bytes = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  stats.free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.volume_count = static_cast<uint32_t>(volumes_.size());
+  for (const auto& [name, e] : volumes_) {
+    stats.provisioned_bytes += e.size_bytes;
+    if (e.handle) stats.allocated_bytes += e.handle->stats().allocated_sectors.value() * kSectorSize;
+  }
+  return stats;
 }
 
 absl::Status Store::DeleteVolume(const std::string& name) {
@@ -388,6 +408,67 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
        {"max_hold_us", std::to_string(held.max_hold_ns / 1000)},
        {"chunks_early", std::to_string(held.chunks_early)}});
   return ImageInfo{image, stats->image.image_size, 0};
+}
+
+absl::StatusOr<VolumeInfo> Store::CloneVolume(const std::string& source, const std::string& name,
+                                              const std::function<bool()>& cancelled) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  if (absl::Status s = ValidateName("source", source); !s.ok()) return s;
+  auto handle = FindVolume(source);
+  if (!handle.ok()) return handle.status();
+  std::string backing;
+  {
+    // Reserve the name; the copy runs without the store lock.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(source);
+    if (it == volumes_.end() || it->second.handle != *handle) {
+      return absl::NotFoundError(absl::StrCat("volume ", source, " not found"));
+    }
+    if (volumes_.count(name) != 0 || !clones_.insert(name).second) {
+      return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+    }
+    backing = it->second.backing;
+  }
+  const std::string tmp = absl::StrCat(volumes_dir_, "/", kCloneTempPrefix, name, "-", RandomHexId());
+  auto stats = CloneSnapshot(**handle, tmp, backing, cancelled);
+  if (stats.ok() && cancelled && cancelled()) {
+    unlink(tmp.c_str());
+    stats = absl::CancelledError(absl::StrCat("clone of volume ", source, " cancelled"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  clones_.erase(name);
+  if (!stats.ok()) {
+    Log(LogLevel::kWarning, "volume_clone_failed",
+        {{"volume", name}, {"source", source}, {"error", std::string(stats.status().message())}});
+    return stats.status();
+  }
+  const std::string path = VolumePath(name);
+  if (const int err = RenameNoReplace(tmp, path); err != 0) {
+    unlink(tmp.c_str());
+    if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+    return ErrnoStatus(err, absl::StrCat("publish ", path));
+  }
+  FsyncDir(volumes_dir_).IgnoreError();
+  cow::OpenOptions open_options;
+  open_options.writable = true;
+  open_options.check_backing = [this](const std::string& b) { return ConfineBacking(b).status(); };
+  auto file = cow::CowFile::Open(path, open_options);
+  Entry e;
+  absl::Status s = file.ok() ? Serve(name, *std::move(file), e) : file.status();
+  if (!s.ok()) {
+    unlink(path.c_str());
+    FsyncDir(volumes_dir_).IgnoreError();
+    return s;
+  }
+  auto [it, inserted] = volumes_.emplace(name, std::move(e));
+  const engine::SnapshotStats& held = stats->snapshot;
+  Log(LogLevel::kInfo, "volume_cloned",
+      {{"volume", name},
+       {"source", source},
+       {"bytes_from_cow", std::to_string(stats->image.bytes_from_cow)},
+       {"drain_us", std::to_string(held.drain_ns / 1000)},
+       {"held_writes", std::to_string(held.held_writes)}});
+  return InfoOf(name, it->second);
 }
 
 absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uint64_t offset,

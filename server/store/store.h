@@ -48,6 +48,20 @@ struct AllocationPage {
   uint64_t next_offset = 0;
 };
 
+// The data directory at one moment (Store::Stats).
+struct StoreStats {
+  // The file system under the data directory (statvfs): its size and the
+  // bytes an unprivileged process may still allocate there (f_bavail).
+  uint64_t capacity_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint32_t volume_count = 0;
+  // Sums over the volumes: their device sizes, and the bytes that live in
+  // their COW files (ready volumes only). COW files grow with first
+  // writes, so provisioned - allocated is what the volumes may still take.
+  uint64_t provisioned_bytes = 0;
+  uint64_t allocated_bytes = 0;
+};
+
 struct StoreOptions {
   std::string data_dir;
   engine::VolumeOptions volume_options;
@@ -76,6 +90,15 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
+  // Makes volume `name` a copy of volume `source` at one moment, as
+  // CommitVolume's moment: a new COW file over the same backing file
+  // holding the source's allocated sectors then (only those are copied).
+  // The source serves on meanwhile. `cancelled` as CommitVolume's: a
+  // cancelled clone leaves nothing. AlreadyExists when `name` exists or is
+  // being made; NotFound when `source` is not a ready volume;
+  // FailedPrecondition while another commit or clone of `source` runs.
+  absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name,
+                                         const std::function<bool()>& cancelled = nullptr);
   // Records `image` (empty: the image of the file name the header names,
   // or the blank base of its size, under this data directory) as the
   // backing file of a volume that is not ready, with its current mtime
@@ -97,6 +120,10 @@ class Store {
   absl::StatusOr<ImageInfo> GetImage(const std::string& name);
   std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
   absl::Status DeleteImage(const std::string& name);
+
+  // The data directory's file system and its volumes now. Fails (with the
+  // errno's code) only when statvfs of the directory fails.
+  absl::StatusOr<StoreStats> Stats();
 
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();
@@ -147,6 +174,7 @@ class Store {
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
   std::set<std::string> commits_;  // image names being written by a commit
+  std::set<std::string> clones_;   // volume names being written by a clone
   uint64_t fs_max_volume_size_ = UINT64_MAX;  // set by Open
 };
 
