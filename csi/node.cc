@@ -404,6 +404,51 @@ bool ValidFlag(const std::string& f) {
   return true;
 }
 
+// The gateway's connection flags: the plugin's, with the request's secrets
+// written (0600) under `dir`/secrets and used in their place. Error texts
+// name keys, never values.
+absl::StatusOr<std::vector<std::string>> GatewayFlags(
+    const NodeOptions::Gateway& g, const google::protobuf::Map<std::string, std::string>& secrets,
+    const std::string& dir) {
+  std::string ca = g.tls_ca, cert = g.tls_cert, key = g.tls_key, token_file = g.token_file;
+  if (!secrets.empty()) {
+    const std::string sdir = dir + "/secrets";
+    if (mkdir(sdir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return absl::InternalError("cannot create " + sdir + ": " + strerror(errno));
+    }
+    for (const auto& [name, value] : secrets) {
+      std::string* use = name == "ca.crt"    ? &ca
+                         : name == "tls.crt" ? &cert
+                         : name == "tls.key" ? &key
+                         : name == "token"   ? &token_file
+                                             : nullptr;
+      if (use == nullptr) {
+        return absl::InvalidArgumentError("unknown secret key \"" + name +
+                                          "\" (known: ca.crt, tls.crt, tls.key, token)");
+      }
+      const std::string file = sdir + "/" + name;
+      const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+      if (fd < 0) return absl::InternalError("cannot write " + file + ": " + strerror(errno));
+      const std::string text = name == "token" ? value + "\n" : value;
+      const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      close(fd);
+      if (!ok) return absl::InternalError("cannot write " + file);
+      *use = file;
+    }
+  }
+  std::vector<std::string> flags;
+  if (g.tls) flags.push_back("--tls");
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string&>{"--tls-ca", ca},
+                                    {"--tls-cert", cert},
+                                    {"--tls-key", key},
+                                    {"--tls-server-name", g.tls_server_name},
+                                    {"--token-file", token_file}}) {
+    if (!value.empty()) flags.insert(flags.end(), {flag, value});
+  }
+  flags.insert(flags.end(), {"--timeout", std::to_string(g.timeout_seconds)});
+  return flags;
+}
+
 absl::Status CheckCapability(const ::csi::v1::NodeStageVolumeRequest& req, bool* block,
                              std::string* fs_type) {
   if (!req.has_volume_capability()) return absl::InvalidArgumentError("volume_capability is missing");
@@ -497,6 +542,13 @@ absl::Status NodeService::Stage(const ::csi::v1::NodeStageVolumeRequest& req) {
   }
 
   std::error_code ec;
+  // The state directory holds credentials (secrets/): only root reads it.
+  if (mkdir(options_.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError("cannot create " + options_.state_dir + ": " + strerror(errno));
+  }
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError("cannot create " + dir + ": " + strerror(errno));
+  }
   fs::create_directories(dir + "/fuse", ec);
   if (ec) return absl::InternalError("cannot create " + dir + ": " + ec.message());
   Staged st;
@@ -512,8 +564,10 @@ absl::Status NodeService::Stage(const ::csi::v1::NodeStageVolumeRequest& req) {
 
   // 1. The gateway: `cowblk nbd` in front of the volume, returning once it
   //    serves (or with the server's error and the CLI's exit code).
+  auto creds = GatewayFlags(options_.gateway, req.secrets(), dir);
+  if (!creds.ok()) return fail(creds.status());
   std::vector<std::string> gw = {options_.cowblk_bin, "--server", server->address};
-  gw.insert(gw.end(), options_.gateway_flags.begin(), options_.gateway_flags.end());
+  gw.insert(gw.end(), creds->begin(), creds->end());
   gw.insert(gw.end(), {"nbd", id->volume, "--socket", dir + "/gateway.sock", "--daemon",
                        "--pid-file", dir + "/gateway.pid"});
   auto r = Run(gw, timeout);

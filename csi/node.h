@@ -51,9 +51,16 @@ struct NodeOptions {
   // The cowblk CLI that runs the gateway (`cowblk nbd`).
   std::string cowblk_bin = "cowblk";
   std::string nbdfuse_bin = "nbdfuse";
-  // Global flags of the cowblk CLI for the gateway, other than --server:
-  // TLS files, token file, timeouts (the plugin's own connection flags).
-  std::vector<std::string> gateway_flags;
+  // How the gateway connects to cowblkd: the plugin's own connection flags
+  // (the cowblk CLI's global flags of the same names). The secrets of a
+  // NodeStageVolume request (the StorageClass's node-stage secret) replace
+  // them key by key: `ca.crt` (--tls-ca), `tls.crt` and `tls.key`
+  // (--tls-cert, --tls-key), `token` (the bearer token itself).
+  struct Gateway {
+    bool tls = false;
+    std::string tls_ca, tls_cert, tls_key, tls_server_name, token_file;
+    int timeout_seconds = 30;
+  } gateway;
   // Seconds a gateway or nbdfuse may take to start or stop.
   int step_timeout_seconds = 60;
 };

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -21,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "tests/support/child_process.h"
 #include "tests/support/cowblkd_process.h"
+#include "tests/support/pki.h"
 #include "tests/support/scratch.h"
 
 namespace cowblk::testing {
@@ -82,8 +84,8 @@ class CsiNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(fs::create_directories(Path("data")));
-    ASSERT_TRUE(server_.Start(Path("data"))) << server_.log();
-    ClientOptions options;
+    ASSERT_TRUE(server_.Start(Path("data"), ServerArgs())) << server_.log();
+    ClientOptions options = AdminOptions();
     options.target = server_.address();
     auto client = Client::Create(options);
     ASSERT_TRUE(client.ok()) << client.status();
@@ -95,11 +97,11 @@ class CsiNodeTest : public ::testing::Test {
   void TearDown() override {
     // Whatever a failed test left staged: the plugin takes it apart.
     if (node_ != nullptr) {
-      for (const std::string v : {"s1/disk", "s1/blk"}) {
+      for (const std::string v : {"s1/disk", "s1/blk", "s1/big"}) {
         grpc::ClientContext c1;
         ::csi::v1::NodeUnpublishVolumeRequest up;
         up.set_volume_id(v);
-        up.set_target_path(v == "s1/disk" ? Path("target") : Path("pods/blockdev"));
+        up.set_target_path(v == "s1/blk" ? Path("pods/blockdev") : Path("target"));
         ::csi::v1::NodeUnpublishVolumeResponse r1;
         node_->NodeUnpublishVolume(&c1, up, &r1);
         grpc::ClientContext c2;
@@ -110,10 +112,19 @@ class CsiNodeTest : public ::testing::Test {
         node_->NodeUnstageVolume(&c2, us, &r2);
       }
     }
-    plugin_.Stop(SIGTERM);
+    StopPlugin();
+  }
+
+  // Closes this test's connection first: gRPC's server shutdown waits a few
+  // seconds for connected clients to go away.
+  int StopPlugin() {
+    node_.reset();
+    return plugin_.Stop(SIGTERM);
   }
 
   std::string Path(const std::string& name) const { return dir_.File(name); }
+  virtual ServerConfig ServerArgs() { return {}; }
+  virtual ClientOptions AdminOptions() { return {}; }
 
   void StartPlugin() {
     const std::string socket = Path("csi.sock");
@@ -126,19 +137,27 @@ class CsiNodeTest : public ::testing::Test {
                                "--timeout", "20"},
                               {}, log, log));
     close(log);
-    auto channel = grpc::CreateChannel("unix://" + socket, grpc::InsecureChannelCredentials());
+    // The socket appears once the plugin listens; until then the channel
+    // retries, quickly (gRPC's default backoff would wait seconds).
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+    auto channel = grpc::CreateCustomChannel("unix://" + socket, grpc::InsecureChannelCredentials(), args);
     // Connected once the plugin listens (or the deadline passes: a failure).
     ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)))
         << ReadFile(plugin_log_);
     node_ = ::csi::v1::Node::NewStub(channel);
   }
 
-  grpc::Status Stage(const std::string& volume_id, const VolumeCapability& cap) {
+  grpc::Status Stage(const std::string& volume_id, const VolumeCapability& cap,
+                     const std::map<std::string, std::string>& secrets = {}) {
     grpc::ClientContext ctx;
     ::csi::v1::NodeStageVolumeRequest req;
     req.set_volume_id(volume_id);
     req.set_staging_target_path(Path("staging"));
     *req.mutable_volume_capability() = cap;
+    for (const auto& [k, v] : secrets) (*req.mutable_secrets())[k] = v;
     ::csi::v1::NodeStageVolumeResponse resp;
     return node_->NodeStageVolume(&ctx, req, &resp);
   }
@@ -266,6 +285,24 @@ TEST_F(CsiNodeTest, AFilesystemSurvivesUnstageAndStageAgain) {
   EXPECT_GRPC_OK(Unstage("s1/disk"));
 }
 
+// fs_type xfs: made on first use, found again (not made anew) after an
+// unstage, even when the next stage asks for ext4.
+TEST_F(CsiNodeTest, XfsIsMadeOnceAndKept) {
+  // mkfs.xfs wants 300 MB at least.
+  ASSERT_TRUE(client_->CreateVolume("big", 320 << 20).ok());
+  const std::string target = Path("target");
+  EXPECT_GRPC_OK(Stage("s1/big", MountCap("xfs")));
+  EXPECT_GRPC_OK(Publish("s1/big", target, MountCap("xfs")));
+  ASSERT_TRUE(WriteFileSynced(target + "/on-xfs.txt", "xfs\n"));
+  EXPECT_GRPC_OK(Unpublish("s1/big", target));
+  EXPECT_GRPC_OK(Unstage("s1/big"));
+  EXPECT_GRPC_OK(Stage("s1/big", MountCap("ext4")));
+  EXPECT_GRPC_OK(Publish("s1/big", target, MountCap("ext4")));
+  EXPECT_EQ(ReadFile(target + "/on-xfs.txt"), "xfs\n") << "the volume was formatted again";
+  EXPECT_GRPC_OK(Unpublish("s1/big", target));
+  EXPECT_GRPC_OK(Unstage("s1/big"));
+}
+
 // volumeMode: Block: the published file is the device; what is written
 // there is what the volume holds, read through libcowblk.
 TEST_F(CsiNodeTest, ABlockVolumeIsTheVolume) {
@@ -310,7 +347,7 @@ TEST_F(CsiNodeTest, APluginRestartKeepsTheStagedVolume) {
   ASSERT_TRUE(WriteFileSynced(target + "/before.txt", "written before the restart\n"));
   const pid_t gateway = GatewayPid("disk");
 
-  EXPECT_EQ(plugin_.Stop(SIGTERM), 0);
+  EXPECT_EQ(StopPlugin(), 0);
   StartPlugin();
 
   // Still mounted and writable, the same gateway serving it.
@@ -356,6 +393,71 @@ TEST_F(CsiNodeTest, BadRequestsChangeNothing) {
   EXPECT_GRPC_OK(Stage("s1/disk", MountCap()));
   EXPECT_EQ(Stage("s1/disk", BlockCap()).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_GRPC_OK(Unstage("s1/disk"));
+}
+
+// cowblkd with mutual TLS and tokens, as the tls overlay runs it; the plugin
+// has no credentials of its own: the gateway connects with the secrets of
+// the stage request (the StorageClass's node-stage secret).
+class CsiNodeTlsTest : public CsiNodeTest {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(pki_.Generate(), "");
+    std::ofstream(pki_.File("tokens")) << "admin-token admin\n";
+    CsiNodeTest::SetUp();
+  }
+  ServerConfig ServerArgs() override {
+    ServerConfig config;
+    config.args = {"--tls-cert",      pki_.File("server.pem"), "--tls-key",    pki_.File("server.key"),
+                   "--tls-client-ca", pki_.File("ca.pem"),     "--token-file", pki_.File("tokens")};
+    return config;
+  }
+  ClientOptions AdminOptions() override {
+    ClientOptions o;
+    o.tls_ca_file = pki_.File("ca.pem");
+    o.tls_cert_file = pki_.File("client.pem");
+    o.tls_key_file = pki_.File("client.key");
+    o.token = "admin-token";
+    return o;
+  }
+  std::map<std::string, std::string> Secrets(const std::string& token) {
+    return {{"ca.crt", pki_.Read("ca.pem")},
+            {"tls.crt", pki_.Read("client.pem")},
+            {"tls.key", pki_.Read("client.key")},
+            {"token", token}};
+  }
+  Pki pki_;
+};
+
+TEST_F(CsiNodeTlsTest, TheStageSecretsCarryTheCredentials) {
+  const std::string target = Path("target");
+  // No credentials at all: the server refuses the gateway's TLS handshake.
+  grpc::Status plain = Stage("s1/disk", MountCap());
+  EXPECT_FALSE(plain.ok());
+  EXPECT_FALSE(fs::exists(Path("state") + "/s1_disk")) << "a failed stage left its state";
+  // A key the plugin does not know: refused, named, nothing staged.
+  auto odd = Secrets("admin-token");
+  odd["password"] = "hunter2";
+  grpc::Status unknown = Stage("s1/disk", MountCap(), odd);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(unknown.error_message().find("password"), std::string::npos);
+  EXPECT_EQ(unknown.error_message().find("hunter2"), std::string::npos) << "a secret in an error";
+  // A token the server does not know: the gateway is refused, so is the
+  // stage, and it leaves nothing.
+  grpc::Status ro = Stage("s1/disk", MountCap(), Secrets("wrong-token"));
+  EXPECT_EQ(ro.error_code(), grpc::StatusCode::PERMISSION_DENIED) << ro.error_message();
+  EXPECT_FALSE(IsMountPoint(Path("staging")));
+
+  EXPECT_GRPC_OK(Stage("s1/disk", MountCap(), Secrets("admin-token")));
+  struct stat sb {};
+  ASSERT_EQ(stat((Path("state") + "/s1_disk/secrets/tls.key").c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(Path("state").c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0700u);
+  EXPECT_GRPC_OK(Publish("s1/disk", target, MountCap()));
+  ASSERT_TRUE(WriteFileSynced(target + "/tls.txt", "over mutual TLS with a token\n"));
+  EXPECT_GRPC_OK(Unpublish("s1/disk", target));
+  EXPECT_GRPC_OK(Unstage("s1/disk"));
+  EXPECT_FALSE(fs::exists(Path("state") + "/s1_disk/secrets")) << "credentials left after unstage";
 }
 
 }  // namespace
