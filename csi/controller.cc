@@ -180,8 +180,10 @@ grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*, const GetPlugi
 grpc::Status IdentityService::GetPluginCapabilities(grpc::ServerContext*,
                                                     const GetPluginCapabilitiesRequest*,
                                                     GetPluginCapabilitiesResponse* resp) {
-  resp->add_capabilities()->mutable_service()->set_type(
-      PluginCapability::Service::CONTROLLER_SERVICE);
+  if (controller_) {
+    resp->add_capabilities()->mutable_service()->set_type(
+        PluginCapability::Service::CONTROLLER_SERVICE);
+  }
   if (driver_->has_zones()) {
     resp->add_capabilities()->mutable_service()->set_type(
         PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS);
