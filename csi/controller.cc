@@ -184,6 +184,9 @@ grpc::Status IdentityService::GetPluginCapabilities(grpc::ServerContext*,
     resp->add_capabilities()->mutable_service()->set_type(
         PluginCapability::Service::CONTROLLER_SERVICE);
   }
+  // Growing closes the volume on its server for the copy: offline.
+  resp->add_capabilities()->mutable_volume_expansion()->set_type(
+      PluginCapability::VolumeExpansion::OFFLINE);
   if (driver_->has_zones()) {
     resp->add_capabilities()->mutable_service()->set_type(
         PluginCapability::Service::VOLUME_ACCESSIBILITY_CONSTRAINTS);
@@ -287,17 +290,33 @@ grpc::Status ControllerService::CreateClone(const CreateVolumeRequest& req,
   Client* server = driver_->server(source.server);
   auto src = server->GetVolume(source.volume);
   if (!src.ok()) return ToGrpc(src.status());
-  if (!SizeFits(src->size_bytes, req.capacity_range().required_bytes(),
-                req.capacity_range().limit_bytes())) {
+  // A clone starts at its source's size and grows when the range asks more
+  // (ResizeVolume: blank sources only); it never shrinks.
+  const int64_t limit = req.capacity_range().limit_bytes();
+  if (limit > 0 && src->size_bytes > static_cast<uint64_t>(limit)) {
     return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                        absl::StrCat("a clone has its source's size, ", src->size_bytes,
-                                     " bytes, outside the capacity range (volumes cannot grow yet)"));
+                        absl::StrCat("a clone has at least its source's size, ", src->size_bytes,
+                                     " bytes, above limit_bytes ", limit));
+  }
+  uint64_t grow_to = 0;
+  if (!SizeFits(src->size_bytes, req.capacity_range().required_bytes(), limit)) {
+    auto size = SizeFor(req.capacity_range().required_bytes(), limit, src->size_bytes);
+    if (!size.ok()) return ToGrpc(size.status());
+    grow_to = *size;
   }
   if (!ZoneAllowed(where->zone, topology)) {
     return Invalid("accessibility_requirements exclude the source volume's server " + where->name);
   }
   auto v = server->CloneVolume(source.volume, name);
   if (!v.ok()) return ToGrpc(v.status());
+  if (grow_to != 0) {
+    v = server->ResizeVolume(name, grow_to);
+    if (!v.ok()) {
+      // No half-made clone under the claim's name.
+      server->DeleteVolume(name).IgnoreError();
+      return ToGrpc(v.status());
+    }
+  }
   Log(LogLevel::kInfo, "volume_cloned",
       {{"name", req.name()}, {"volume_id", VolumeId(where->name, v->name)},
        {"source", VolumeId(source.server, source.volume)}});
@@ -418,7 +437,8 @@ grpc::Status ControllerService::ControllerGetCapabilities(
   for (auto type : {ControllerServiceCapability::RPC::CREATE_DELETE_VOLUME,
                     ControllerServiceCapability::RPC::CLONE_VOLUME,
                     ControllerServiceCapability::RPC::LIST_VOLUMES,
-                    ControllerServiceCapability::RPC::GET_CAPACITY}) {
+                    ControllerServiceCapability::RPC::GET_CAPACITY,
+                    ControllerServiceCapability::RPC::EXPAND_VOLUME}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return grpc::Status::OK;
@@ -439,13 +459,23 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*,
   if (limit > 0 && v->size_bytes > static_cast<uint64_t>(limit)) {
     return grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "volumes cannot shrink");
   }
+  const bool block = req->has_volume_capability() && req->volume_capability().has_block();
   if (SizeFits(v->size_bytes, req->capacity_range().required_bytes(), limit)) {
     resp->set_capacity_bytes(static_cast<int64_t>(v->size_bytes));
     resp->set_node_expansion_required(false);
     return grpc::Status::OK;
   }
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      "cowblkd cannot grow a volume yet (issue #22)");
+  auto size = SizeFor(req->capacity_range().required_bytes(), limit, v->size_bytes);
+  if (!size.ok()) return ToGrpc(size.status());
+  std::lock_guard<std::mutex> lock(driver_->admin_mutex());
+  auto grown = server->ResizeVolume(id->volume, *size);
+  if (!grown.ok()) return ToGrpc(grown.status());
+  Log(LogLevel::kInfo, "volume_expanded",
+      {{"volume_id", req->volume_id()}, {"size_bytes", std::to_string(grown->size_bytes)}});
+  resp->set_capacity_bytes(static_cast<int64_t>(grown->size_bytes));
+  // A filesystem on it grows on the node; a raw block device needs nothing.
+  resp->set_node_expansion_required(!block);
+  return grpc::Status::OK;
 }
 
 }  // namespace cowblk::csi

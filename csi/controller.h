@@ -109,9 +109,10 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   grpc::Status ControllerGetCapabilities(
       grpc::ServerContext*, const ::csi::v1::ControllerGetCapabilitiesRequest*,
       ::csi::v1::ControllerGetCapabilitiesResponse* resp) override;
-  // Not advertised yet (EXPAND_VOLUME): cowblkd cannot grow a volume.
-  // Answers with the volume's size when it already satisfies the range,
-  // UNIMPLEMENTED otherwise.
+  // Grows the volume with ResizeVolume (blank volumes only: a volume over
+  // an image is FAILED_PRECONDITION); a range it already satisfies is
+  // answered with its size. node_expansion_required unless it is used as a
+  // block device.
   grpc::Status ControllerExpandVolume(grpc::ServerContext*,
                                       const ::csi::v1::ControllerExpandVolumeRequest* req,
                                       ::csi::v1::ControllerExpandVolumeResponse* resp) override;

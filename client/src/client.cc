@@ -234,6 +234,18 @@ absl::StatusOr<VolumeInfo> Client::CloneVolume(const std::string& source, const 
   return ToInfo(resp);
 }
 
+absl::StatusOr<VolumeInfo> Client::ResizeVolume(const std::string& name, uint64_t size_bytes) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::ResizeVolumeRequest req;
+  req.set_name(name);
+  req.set_size_bytes(size_bytes);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->ResizeVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
 absl::StatusOr<ServerInfo> Client::GetServerInfo() {
   grpc::ClientContext ctx;
   core_->Prepare(&ctx);

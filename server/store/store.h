@@ -99,6 +99,19 @@ class Store {
   // FailedPrecondition while another commit or clone of `source` runs.
   absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name,
                                          const std::function<bool()>& cancelled = nullptr);
+  // Grows blank volume `name` to `size_bytes` (a multiple of 512), keeping
+  // its data: the COW file is rewritten over the blank base of the new
+  // size, because the bitmap grows and, past each 16 MiB of device, the
+  // data area moves by the alignment (4 KiB). The cost: the volume is
+  // closed (in-flight requests fail UNAVAILABLE; clients open it again),
+  // its allocated bytes are copied to a temporary COW file that then
+  // replaces it (a crash leaves the old file whole), and it is opened
+  // again; admin calls wait meanwhile. The result is a plain v3 COW file
+  // over a plain sparse image, which UML opens as before. The same size:
+  // the volume, unchanged. FailedPrecondition: smaller (volumes do not
+  // shrink), a volume over an image (it would need a larger image), or one
+  // not ready; InvalidArgument: a bad size or above the limit.
+  absl::StatusOr<VolumeInfo> ResizeVolume(const std::string& name, uint64_t size_bytes);
   // Records `image` (empty: the image of the file name the header names,
   // or the blank base of its size, under this data directory) as the
   // backing file of a volume that is not ready, with its current mtime

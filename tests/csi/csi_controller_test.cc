@@ -135,8 +135,11 @@ TEST_F(CsiControllerTest, IdentityNamesTheDriverAndItsControllerAndIsReady) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(identity_->GetPluginCapabilities(&ctx, GetPluginCapabilitiesRequest(), &caps).ok());
   }
-  ASSERT_EQ(caps.capabilities_size(), 1);  // no zones configured: no topology
+  // No zones configured: no topology; offline expansion.
+  ASSERT_EQ(caps.capabilities_size(), 2);
   EXPECT_EQ(caps.capabilities(0).service().type(), PluginCapability::Service::CONTROLLER_SERVICE);
+  EXPECT_EQ(caps.capabilities(1).volume_expansion().type(),
+            PluginCapability::VolumeExpansion::OFFLINE);
   ProbeResponse probe;
   grpc::ClientContext ctx;
   ASSERT_TRUE(identity_->Probe(&ctx, ProbeRequest(), &probe).ok());
@@ -310,28 +313,76 @@ TEST_F(CsiControllerTest, GetCapacityIsWhatTheServersMayStillHold) {
   EXPECT_EQ(resp.available_capacity(), 0);
 }
 
-TEST_F(CsiControllerTest, ExpandWithinTheSizeAnswersItAndBeyondIsNotYetSupported) {
+TEST_F(CsiControllerTest, ExpandGrowsTheVolumeKeepingItsData) {
   CreateVolumeResponse created;
   ASSERT_TRUE(Create("pvc-1", kMiB, 0, &created).ok());
+  const std::string server = created.volume().volume_id().substr(0, 1);
+  Client& holder = server == "a" ? *client_a_ : *client_b_;
+  const std::string data(4096, 'y');
+  {
+    auto v = holder.OpenVolume("pvc-1");
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_TRUE((*v)->Write(kMiB - 4096, data.data(), data.size()).ok());
+  }
   ControllerExpandVolumeRequest req;
   req.set_volume_id(created.volume().volume_id());
+  *req.mutable_volume_capability() = MountCap();
   req.mutable_capacity_range()->set_required_bytes(kMiB);
   ControllerExpandVolumeResponse resp;
   {
     grpc::ClientContext ctx;
     ASSERT_TRUE(controller_->ControllerExpandVolume(&ctx, req, &resp).ok());
   }
-  EXPECT_EQ(resp.capacity_bytes(), static_cast<int64_t>(kMiB));
-  req.mutable_capacity_range()->set_required_bytes(2 * kMiB);
+  EXPECT_EQ(resp.capacity_bytes(), static_cast<int64_t>(kMiB));  // satisfied already
+  req.mutable_capacity_range()->set_required_bytes(20 * kMiB);
+  for (int i = 0; i < 2; ++i) {  // idempotent
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->ControllerExpandVolume(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.capacity_bytes(), static_cast<int64_t>(20 * kMiB));
+  }
+  auto info = holder.GetVolume("pvc-1");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->size_bytes, 20 * kMiB);
+  auto v = holder.OpenVolume("pvc-1");
+  ASSERT_TRUE(v.ok()) << v.status();
+  std::string back(4096, '\0');
+  ASSERT_TRUE((*v)->Read(kMiB - 4096, back.data(), back.size()).ok());
+  EXPECT_EQ(back, data);
+  // Shrinking, and no such volume.
+  req.mutable_capacity_range()->set_required_bytes(kMiB);
+  req.mutable_capacity_range()->set_limit_bytes(kMiB);
   {
     grpc::ClientContext ctx;
     EXPECT_EQ(controller_->ControllerExpandVolume(&ctx, req, &resp).error_code(),
-              grpc::StatusCode::UNIMPLEMENTED);
+              grpc::StatusCode::OUT_OF_RANGE);
   }
   req.set_volume_id("a/no-such-volume");
   grpc::ClientContext ctx;
   EXPECT_EQ(controller_->ControllerExpandVolume(&ctx, req, &resp).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(CsiControllerTest, ExpandOfAMountedVolumeAsksTheNodeToGrowItsFilesystem) {
+  CreateVolumeResponse created;
+  ASSERT_TRUE(Create("pvc-1", kMiB, 0, &created).ok());
+  ControllerExpandVolumeRequest req;
+  req.set_volume_id(created.volume().volume_id());
+  req.mutable_capacity_range()->set_required_bytes(2 * kMiB);
+  *req.mutable_volume_capability() = MountCap();
+  ControllerExpandVolumeResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ControllerExpandVolume(&ctx, req, &resp).ok());
+  }
+  EXPECT_TRUE(resp.node_expansion_required());
+  // A block device needs nothing on the node.
+  req.mutable_capacity_range()->set_required_bytes(3 * kMiB);
+  req.mutable_volume_capability()->mutable_block();
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(controller_->ControllerExpandVolume(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.capacity_bytes(), static_cast<int64_t>(3 * kMiB));
+  EXPECT_FALSE(resp.node_expansion_required());
 }
 
 TEST_F(CsiControllerTest, CreateWhileAServerIsDownIsUnavailableAndMakesNothing) {
@@ -377,9 +428,24 @@ TEST_F(CsiControllerTest, CreateFromAVolumeClonesItOnItsServer) {
   std::string back(4096, '\0');
   ASSERT_TRUE((*v)->Read(8192, back.data(), back.size()).ok());
   EXPECT_EQ(back, data);
-  // A clone cannot be larger than its source yet, and its source must exist.
+  // A clone asked larger grows (keeping the data); smaller is refused.
   req.set_name("pvc-bigger");
   req.mutable_capacity_range()->set_required_bytes(2 * kMiB);
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->CreateVolume(&ctx, req, &again);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(again.volume().capacity_bytes(), static_cast<int64_t>(2 * kMiB));
+  {
+    auto big = holder.OpenVolume("pvc-bigger");
+    ASSERT_TRUE(big.ok()) << big.status();
+    ASSERT_TRUE((*big)->Read(8192, back.data(), back.size()).ok());
+    EXPECT_EQ(back, data);
+  }
+  req.set_name("pvc-smaller");
+  req.mutable_capacity_range()->set_required_bytes(0);
+  req.mutable_capacity_range()->set_limit_bytes(kMiB / 2);
   {
     grpc::ClientContext ctx;
     EXPECT_EQ(controller_->CreateVolume(&ctx, req, &again).error_code(),
@@ -389,7 +455,7 @@ TEST_F(CsiControllerTest, CreateFromAVolumeClonesItOnItsServer) {
   req.mutable_volume_content_source()->mutable_volume()->set_volume_id(server + "/no-such");
   grpc::ClientContext ctx;
   EXPECT_EQ(controller_->CreateVolume(&ctx, req, &again).error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(VolumesOn(*client_a_) + VolumesOn(*client_b_), 2u);
+  EXPECT_EQ(VolumesOn(*client_a_) + VolumesOn(*client_b_), 3u);
 }
 
 TEST_F(CsiControllerTest, ZonesRestrictPlacementAndBecomeTopology) {
@@ -410,7 +476,7 @@ TEST_F(CsiControllerTest, ZonesRestrictPlacementAndBecomeTopology) {
   GetPluginCapabilitiesResponse caps;
   grpc::ClientContext ctx2;
   ASSERT_TRUE(identity_->GetPluginCapabilities(&ctx2, GetPluginCapabilitiesRequest(), &caps).ok());
-  EXPECT_EQ(caps.capabilities_size(), 2);
+  EXPECT_EQ(caps.capabilities_size(), 3);
 }
 
 }  // namespace

@@ -136,6 +136,10 @@ class COWBLK_EXPORT Client {
   // call (a new COW file over the same image); the source serves on.
   // ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION as CommitVolume.
   absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name);
+  // Grows a blank volume to `size_bytes` keeping its data; the server
+  // closes it meanwhile (open Volumes see UNAVAILABLE and open it again).
+  // FAILED_PRECONDITION: smaller, or a volume over an image.
+  absl::StatusOr<VolumeInfo> ResizeVolume(const std::string& name, uint64_t size_bytes);
   // Takes back a volume in VolumeState::kError whose image's mtime changed
   // (a copy without times) or whose recorded image path moved, as
   // `qemu-img rebase -u`: the server records `image` (empty: the image the

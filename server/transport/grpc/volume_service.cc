@@ -115,6 +115,17 @@ grpc::Status VolumeServiceImpl::CloneVolume(grpc::ServerContext* ctx, const Clon
   return grpc::Status::OK;
 }
 
+grpc::Status VolumeServiceImpl::ResizeVolume(grpc::ServerContext* ctx,
+                                             const ResizeVolumeRequest* req, Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->ResizeVolume(req->name(), req->size_bytes());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillVolume(*info, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status VolumeServiceImpl::GetServerInfo(grpc::ServerContext* ctx,
                                               const GetServerInfoRequest*, ServerInfo* resp) {
   CallScope call(calls_);

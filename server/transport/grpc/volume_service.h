@@ -43,6 +43,8 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
                             cowblk::v1::Volume* resp) override;
   grpc::Status CloneVolume(grpc::ServerContext* ctx, const cowblk::v1::CloneVolumeRequest* req,
                            cowblk::v1::Volume* resp) override;
+  grpc::Status ResizeVolume(grpc::ServerContext* ctx, const cowblk::v1::ResizeVolumeRequest* req,
+                            cowblk::v1::Volume* resp) override;
   grpc::Status GetServerInfo(grpc::ServerContext* ctx, const cowblk::v1::GetServerInfoRequest* req,
                              cowblk::v1::ServerInfo* resp) override;
   grpc::Status UploadImage(grpc::ServerContext* ctx,
