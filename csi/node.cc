@@ -385,6 +385,53 @@ absl::StatusOr<std::string> FsTypeOf(const std::string& dev) {
   return r->output;
 }
 
+// The bytes an ext4 filesystem on `dev` spans (dumpe2fs's block count
+// times block size), 0 when that cannot be read.
+uint64_t Ext4Bytes(const std::string& dev) {
+  auto r = Run({"dumpe2fs", "-h", dev}, std::chrono::seconds(60));
+  if (!r.ok() || r->exit_code != 0) return 0;
+  uint64_t blocks = 0, block_size = 0;
+  std::istringstream in(r->output);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto value = [&line](const char* key) -> uint64_t {
+      if (line.rfind(key, 0) != 0) return 0;
+      return std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+    };
+    if (uint64_t v = value("Block count:")) blocks = v;
+    if (uint64_t v = value("Block size:")) block_size = v;
+  }
+  return blocks * block_size;
+}
+
+uint64_t DeviceBytes(const std::string& dev) {
+  uint64_t size = 0;
+  const int fd = open(dev.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  if (ioctl(fd, BLKGETSIZE64, &size) != 0) size = 0;
+  close(fd);
+  return size;
+}
+
+// An ext4 filesystem smaller than its device (the volume grew while it was
+// not staged: offline expansion) is grown before it is mounted: e2fsck -f,
+// then resize2fs. Offline, because an online resize needs CAP_SYS_RESOURCE,
+// which containers (and this project's test machine) may lack.
+absl::Status GrowExt4Offline(const std::string& dev, bool* grown) {
+  *grown = false;
+  const uint64_t fs_bytes = Ext4Bytes(dev), dev_bytes = DeviceBytes(dev);
+  if (fs_bytes == 0 || dev_bytes == 0 || fs_bytes + 4096 > dev_bytes) return absl::OkStatus();
+  auto fsck = Run({"e2fsck", "-f", "-p", dev}, std::chrono::seconds(600));
+  if (!fsck.ok()) return fsck.status();
+  if (fsck->exit_code > 1) {  // 1: errors corrected
+    return absl::InternalError(absl::StrCat("e2fsck -f -p ", dev, " exited ", fsck->exit_code,
+                                            " before growing the filesystem: ", fsck->output));
+  }
+  if (absl::Status s = RunOk({"resize2fs", dev}, std::chrono::seconds(600)); !s.ok()) return s;
+  *grown = true;
+  return absl::OkStatus();
+}
+
 // mount(8) options from the capability's mount_flags and readonly.
 std::string MountOptions(const ::csi::v1::VolumeCapability& cap, bool readonly) {
   std::vector<std::string> opts;
@@ -614,6 +661,11 @@ absl::Status NodeService::Stage(const ::csi::v1::NodeStageVolumeRequest& req) {
       st.fs_type = *found;
       if (absl::Status s = WriteState(dir, st); !s.ok()) return fail(s);
     }
+    if (st.fs_type == "ext4") {
+      bool grown = false;
+      if (absl::Status s = GrowExt4Offline(loop, &grown); !s.ok()) return fail(s);
+      if (grown) Log(LogLevel::kInfo, "expanded", {{"volume_id", req.volume_id()}, {"when", "stage"}});
+    }
     fs::create_directories(st.staging_path, ec);
     if (ec) return fail(absl::InternalError("cannot create " + st.staging_path + ": " + ec.message()));
     std::vector<std::string> mount = {"mount", "-t", st.fs_type};
@@ -790,11 +842,45 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*,
+                                           const ::csi::v1::NodeExpandVolumeRequest* req,
+                                           ::csi::v1::NodeExpandVolumeResponse* resp) {
+  if (req->volume_id().empty()) return ToGrpc(absl::InvalidArgumentError("volume_id is missing"));
+  if (req->volume_path().empty()) return ToGrpc(absl::InvalidArgumentError("volume_path is missing"));
+  Busy busy(this, req->volume_id());
+  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  auto id = ParseVolumeId(req->volume_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  std::optional<Staged> st = ReadState(DirOf(options_, *id));
+  if (!st.has_value()) {
+    return ToGrpc(absl::NotFoundError("volume " + req->volume_id() + " is not staged on this node"));
+  }
+  const uint64_t size = DeviceBytes(st->loop);
+  if (size == 0) return ToGrpc(absl::InternalError("cannot read the size of " + st->loop));
+  const int64_t required = req->capacity_range().required_bytes();
+  if (required > 0 && size < static_cast<uint64_t>(required)) {
+    return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
+        "volume ", req->volume_id(), " is attached with ", size, " bytes, less than ", required,
+        ": it grew while staged; expansion is offline (unstage and stage it again)")));
+  }
+  // ext4 grew at stage time already (GrowExt4Offline); one that did not
+  // (staged by an older plugin) is grown online. xfs grows only mounted.
+  const auto timeout = std::chrono::seconds(600);
+  if (!st->block && st->fs_type == "xfs") {
+    if (absl::Status s = RunOk({"xfs_growfs", st->staging_path}, timeout); !s.ok()) return ToGrpc(s);
+  } else if (!st->block && Ext4Bytes(st->loop) + 4096 <= size) {
+    if (absl::Status s = RunOk({"resize2fs", st->loop}, timeout); !s.ok()) return ToGrpc(s);
+  }
+  resp->set_capacity_bytes(static_cast<int64_t>(size));
+  return grpc::Status::OK;
+}
+
 grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
                                               const ::csi::v1::NodeGetCapabilitiesRequest*,
                                               ::csi::v1::NodeGetCapabilitiesResponse* resp) {
   using Rpc = ::csi::v1::NodeServiceCapability::RPC;
-  for (auto t : {Rpc::STAGE_UNSTAGE_VOLUME, Rpc::GET_VOLUME_STATS, Rpc::VOLUME_CONDITION}) {
+  for (auto t : {Rpc::STAGE_UNSTAGE_VOLUME, Rpc::GET_VOLUME_STATS, Rpc::VOLUME_CONDITION,
+                 Rpc::EXPAND_VOLUME}) {
     resp->add_capabilities()->mutable_rpc()->set_type(t);
   }
   return grpc::Status::OK;

@@ -84,6 +84,13 @@ class NodeService final : public ::csi::v1::Node::Service {
   grpc::Status NodeGetVolumeStats(grpc::ServerContext*,
                                   const ::csi::v1::NodeGetVolumeStatsRequest* req,
                                   ::csi::v1::NodeGetVolumeStatsResponse* resp) override;
+  // Grows the staged filesystem to its device. Expansion is offline (the
+  // plugin capability): the volume grew on its server while not staged, so
+  // the stage that follows sees the new size, and grows an ext4 filesystem
+  // before mounting it (e2fsck -f, resize2fs); xfs grows here, mounted
+  // (xfs_growfs). A device still smaller than asked is FAILED_PRECONDITION.
+  grpc::Status NodeExpandVolume(grpc::ServerContext*, const ::csi::v1::NodeExpandVolumeRequest* req,
+                                ::csi::v1::NodeExpandVolumeResponse* resp) override;
   grpc::Status NodeGetCapabilities(grpc::ServerContext*,
                                    const ::csi::v1::NodeGetCapabilitiesRequest*,
                                    ::csi::v1::NodeGetCapabilitiesResponse* resp) override;

@@ -336,6 +336,46 @@ TEST_F(CsiNodeTest, XfsIsMadeOnceAndKept) {
   EXPECT_GRPC_OK(Unstage("s1/big"));
 }
 
+// Offline expansion as Kubernetes runs it: the volume grows on its server
+// while not staged (ControllerExpandVolume), the next stage sees the new
+// size, and NodeExpandVolume grows the filesystem, keeping its files.
+TEST_F(CsiNodeTest, ExpandGrowsTheFilesystemOfAGrownVolume) {
+  const std::string target = Path("target");
+  EXPECT_GRPC_OK(Stage("s1/disk", MountCap()));
+  EXPECT_GRPC_OK(Publish("s1/disk", target, MountCap()));
+  ASSERT_TRUE(WriteFileSynced(target + "/kept.txt", "kept across the resize\n"));
+  grpc::Status st;
+  const int64_t before = Stats("s1/disk", target, &st).usage(0).total();
+  EXPECT_GRPC_OK(Unpublish("s1/disk", target));
+  EXPECT_GRPC_OK(Unstage("s1/disk"));
+  ASSERT_TRUE(client_->ResizeVolume("disk", 2 * kSize).ok());
+
+  EXPECT_GRPC_OK(Stage("s1/disk", MountCap()));
+  EXPECT_GRPC_OK(Publish("s1/disk", target, MountCap()));
+  auto expand = [&](int64_t bytes, ::csi::v1::NodeExpandVolumeResponse* resp) {
+    grpc::ClientContext ctx;
+    ::csi::v1::NodeExpandVolumeRequest req;
+    req.set_volume_id("s1/disk");
+    req.set_volume_path(target);
+    req.set_staging_target_path(Path("staging"));
+    req.mutable_capacity_range()->set_required_bytes(bytes);
+    *req.mutable_volume_capability() = MountCap();
+    return node_->NodeExpandVolume(&ctx, req, resp);
+  };
+  ::csi::v1::NodeExpandVolumeResponse resp;
+  // More than the volume has: refused, nothing changed.
+  EXPECT_EQ(expand(4 * kSize, &resp).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_GRPC_OK(expand(2 * kSize, &resp));
+  EXPECT_EQ(resp.capacity_bytes(), static_cast<int64_t>(2 * kSize));
+  const int64_t after = Stats("s1/disk", target, &st).usage(0).total();
+  ASSERT_TRUE(st.ok());
+  EXPECT_GT(after, before + int64_t{50} * (1 << 20)) << before << " -> " << after;
+  EXPECT_EQ(ReadFile(target + "/kept.txt"), "kept across the resize\n");
+  EXPECT_GRPC_OK(expand(2 * kSize, &resp));  // idempotent
+  EXPECT_GRPC_OK(Unpublish("s1/disk", target));
+  EXPECT_GRPC_OK(Unstage("s1/disk"));
+}
+
 // volumeMode: Block: the published file is the device; what is written
 // there is what the volume holds, read through libcowblk.
 TEST_F(CsiNodeTest, ABlockVolumeIsTheVolume) {
