@@ -180,8 +180,10 @@ grpc::Status IdentityService::GetPluginInfo(grpc::ServerContext*, const GetPlugi
 grpc::Status IdentityService::GetPluginCapabilities(grpc::ServerContext*,
                                                     const GetPluginCapabilitiesRequest*,
                                                     GetPluginCapabilitiesResponse* resp) {
-  resp->add_capabilities()->mutable_service()->set_type(
-      PluginCapability::Service::CONTROLLER_SERVICE);
+  if (controller_) {
+    resp->add_capabilities()->mutable_service()->set_type(
+        PluginCapability::Service::CONTROLLER_SERVICE);
+  }
   // Growing closes the volume on its server for the copy: offline.
   resp->add_capabilities()->mutable_volume_expansion()->set_type(
       PluginCapability::VolumeExpansion::OFFLINE);

@@ -74,7 +74,10 @@ class Driver {
 
 class IdentityService final : public ::csi::v1::Identity::Service {
  public:
-  explicit IdentityService(Driver* driver) : driver_(driver) {}
+  // `controller`: whether this process serves the Controller service (a
+  // node plugin started with --no-controller does not, and must not say so).
+  explicit IdentityService(Driver* driver, bool controller = true)
+      : driver_(driver), controller_(controller) {}
   grpc::Status GetPluginInfo(grpc::ServerContext*, const ::csi::v1::GetPluginInfoRequest*,
                              ::csi::v1::GetPluginInfoResponse* resp) override;
   grpc::Status GetPluginCapabilities(grpc::ServerContext*,
@@ -86,6 +89,7 @@ class IdentityService final : public ::csi::v1::Identity::Service {
 
  private:
   Driver* const driver_;
+  const bool controller_;
 };
 
 class ControllerService final : public ::csi::v1::Controller::Service {

@@ -1,6 +1,7 @@
 // cowblk-csi: the Kubernetes CSI plugin of cowblk (docs/csi.md). Serves
-// the csi.v1 Identity and Controller services on a Unix socket over the
-// cowblkd servers given with --server.
+// the csi.v1 Identity, Controller (unless --no-controller) and Node (with
+// --node-id) services on a Unix socket over the cowblkd servers given with
+// --server.
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,7 +10,6 @@
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
 
-#include <chrono>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "csi/controller.h"
+#include "csi/node.h"
 
 namespace {
 
@@ -30,7 +31,7 @@ int Fatal(const std::string& event, const std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"cowblk-csi: the CSI plugin (Identity, Controller) of cowblk"};
+  CLI::App app{"cowblk-csi: the CSI plugin (Identity, Controller, Node) of cowblk"};
   app.set_version_flag("--version", cowblk::VersionLine("cowblk-csi"),
                        "Print the version and git commit");
   std::string endpoint;
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
   std::string driver_name = cowblk::csi::kDefaultDriverName;
   std::string default_size = "1073741824";
   cowblk::cli::ConnectionFlags conn;
+  cowblk::csi::NodeOptions node;
+  bool controller_off = false;
   app.add_option("--endpoint", endpoint, "The CSI socket: unix:///PATH (or a bare /PATH)")
       ->envname("CSI_ENDPOINT")
       ->required();
@@ -61,6 +64,21 @@ int main(int argc, char** argv) {
       ->envname("COWBLK_TOKEN_FILE");
   app.add_option("--timeout", conn.timeout_seconds, "Seconds each call to a server may take")
       ->capture_default_str();
+  app.add_option("--node-id", node.node_id,
+                 "Serve the Node service as this node (the Kubernetes node name); without it "
+                 "the plugin serves Identity and Controller only")
+      ->envname("CSI_NODE_ID");
+  app.add_option("--zone", node.zone, "This node's zone (topology.cowblk.io/zone)")
+      ->envname("CSI_NODE_ZONE");
+  app.add_option("--state-dir", node.state_dir,
+                 "Node: where staged volumes keep their gateway, FUSE mount and state")
+      ->capture_default_str();
+  app.add_option("--cowblk-bin", node.cowblk_bin, "Node: the cowblk CLI (runs `cowblk nbd`)")
+      ->capture_default_str();
+  app.add_option("--nbdfuse-bin", node.nbdfuse_bin, "Node: nbdfuse (from libnbd-bin)")
+      ->capture_default_str();
+  app.add_flag("--no-controller", controller_off,
+               "Do not serve the Controller service (a node plugin of a DaemonSet)");
   CLI11_PARSE(app, argc, argv);
 
   std::string path = endpoint;
@@ -101,24 +119,29 @@ int main(int argc, char** argv) {
   struct stat st {};
   if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
 
-  cowblk::csi::IdentityService identity(driver->get());
+  cowblk::csi::IdentityService identity(driver->get(), !controller_off);
   cowblk::csi::ControllerService controller(driver->get());
+  // The gateway connects as the plugin does: the same TLS files and token.
+  node.gateway = {conn.tls,           conn.tls_ca,     conn.tls_cert, conn.tls_key,
+                  conn.tls_server_name, conn.token_file, conn.timeout_seconds};
+  cowblk::csi::NodeService node_service(driver->get(), node);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials());
   builder.RegisterService(&identity);
-  builder.RegisterService(&controller);
+  if (!controller_off) builder.RegisterService(&controller);
+  if (!node.node_id.empty()) builder.RegisterService(&node_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) return Fatal("listen_failed", "cannot listen on " + path);
   std::string names;
   for (const auto& s : options.servers) names += (names.empty() ? "" : ",") + s.name;
   cowblk::Log(cowblk::LogLevel::kInfo, "serving",
-              {{"endpoint", "unix://" + path}, {"driver", driver_name}, {"servers", names}});
+              {{"endpoint", "unix://" + path}, {"driver", driver_name}, {"servers", names},
+               {"controller", controller_off ? "off" : "on"},
+               {"node", node.node_id.empty() ? "off" : node.node_id}});
   int sig = 0;
   sigwait(&signals, &sig);
   cowblk::Log(cowblk::LogLevel::kInfo, "stopping", {{"signal", std::to_string(sig)}});
-  // Calls in progress get a moment; a sidecar's idle connection does not
-  // hold the exit.
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Shutdown();
   unlink(path.c_str());
   return 0;
 }
