@@ -106,7 +106,8 @@ class Store {
   // closed (in-flight requests fail UNAVAILABLE; clients open it again),
   // its allocated bytes are copied to a temporary COW file that then
   // replaces it (a crash leaves the old file whole), and it is opened
-  // again; admin calls wait meanwhile. The result is a plain v3 COW file
+  // again; admin calls and the opening of any volume (FindVolume) wait
+  // meanwhile, since the store lock is held. The result is a plain v3 COW file
   // over a plain sparse image, which UML opens as before. The same size:
   // the volume, unchanged. FailedPrecondition: smaller (volumes do not
   // shrink), a volume over an image (it would need a larger image), or one
