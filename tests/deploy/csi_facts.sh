@@ -61,3 +61,8 @@ expect_failure "controller credentials from another Secret" \
 copy_manifests
 mutate csi/base/csidriver.yaml "attachRequired: false" "attachRequried: false"
 expect_failure "a misspelled CSIDriver field" "unknown field spec.attachRequried" csi_facts "$TMP/k8s"
+
+copy_manifests
+mutate csi/base/rbac.yaml '    resources: ["persistentvolumeclaims/status"]' '    resources: ["persistentvolumeclaims"]'
+expect_failure "a resizer that may not patch claims' status" \
+  "may not patch persistentvolumes and persistentvolumeclaims/status" csi_facts "$TMP/k8s"
