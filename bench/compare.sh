@@ -5,7 +5,7 @@
 #   fio       local `fio --ioengine=io_uring` on plain files (the limit: no
 #             network, no copy-on-write)
 #   cowblk    cowblkd as `make run` and the container start it (its
-#             defaults: ordered durability, page cache, gRPC only) on TCP
+#             defaults: deferred durability, page cache, gRPC only) on TCP
 #             loopback, cowblk-bench over libcowblk
 #   cowblk-tls  cowblkd as the Kubernetes `tls` overlay starts it: the
 #             base's settings (deploy/kubernetes/base/cowblkd.env), mutual
@@ -19,11 +19,12 @@
 #             writeback cache), cowblk-bench over libnbd
 #   qemu-nbd-tls  the same with a tls-creds-x509 object, verify-peer=on
 #
-# and, with -T, configurations no default starts (levers, not floors):
-#   cowblk-deferred  --durability deferred: the peers' flush contract (a
-#             flush makes every acknowledged write durable), a crash of
-#             cowblkd reported to clients (docs/cowblkd.md, "Epochs")
-#   cowblk-tls-deferred  the tls configuration with --durability deferred
+# and, with -T, other configurations (levers, not floors):
+#   cowblk-deferred, cowblk-tls-deferred  cowblk and cowblk-tls with
+#             --durability deferred (the default since issue #23): the
+#             peers' flush contract (a flush makes every acknowledged
+#             write durable), a crash of cowblkd reported to clients
+#             (docs/cowblkd.md, "Epochs")
 #   cowblk-ordered, cowblk-tls-ordered  the same with --durability ordered
 #             (an A/B of the durability mode, whatever the default is)
 #   cowblk-nbd, cowblk-nbd-deferred  the NBD export of such a server
