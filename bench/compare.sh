@@ -5,7 +5,7 @@
 #   fio       local `fio --ioengine=io_uring` on plain files (the limit: no
 #             network, no copy-on-write)
 #   cowblk    cowblkd as `make run` and the container start it (its
-#             defaults: ordered durability, page cache, gRPC only) on TCP
+#             defaults: deferred durability, page cache, gRPC only) on TCP
 #             loopback, cowblk-bench over libcowblk
 #   cowblk-tls  cowblkd as the Kubernetes `tls` overlay starts it: the
 #             base's settings (deploy/kubernetes/base/cowblkd.env), mutual
@@ -19,10 +19,14 @@
 #             writeback cache), cowblk-bench over libnbd
 #   qemu-nbd-tls  the same with a tls-creds-x509 object, verify-peer=on
 #
-# and, with -T, configurations no default starts (levers, not floors):
-#   cowblk-deferred  --durability deferred: the peers' flush contract (a
-#             flush makes every acknowledged write durable), a crash of
-#             cowblkd reported to clients (docs/cowblkd.md, "Epochs")
+# and, with -T, other configurations (levers, not floors):
+#   cowblk-deferred, cowblk-tls-deferred  cowblk and cowblk-tls with
+#             --durability deferred (the default since issue #23): the
+#             peers' flush contract (a flush makes every acknowledged
+#             write durable), a crash of cowblkd reported to clients
+#             (docs/cowblkd.md, "Epochs")
+#   cowblk-ordered, cowblk-tls-ordered  the same with --durability ordered
+#             (an A/B of the durability mode, whatever the default is)
 #   cowblk-nbd, cowblk-nbd-deferred  the NBD export of such a server
 #             (--nbd-listen, plaintext only), cowblk-bench over libnbd
 #
@@ -95,7 +99,8 @@ IFS=, read -r -a chosen <<<"$targets_opt"
 ours=() peers=()
 for t in "${chosen[@]}"; do
   case $t in
-    cowblk | cowblk-tls | cowblk-deferred | cowblk-nbd | cowblk-nbd-deferred) ours+=("$t") ;;
+    cowblk | cowblk-tls | cowblk-ordered | cowblk-tls-ordered | cowblk-deferred | \
+      cowblk-tls-deferred | cowblk-nbd | cowblk-nbd-deferred) ours+=("$t") ;;
     fio | nbdkit | nbdkit-tls | qemu-nbd | qemu-nbd-tls) peers+=("$t") ;;
     *) die 2 "unknown target $t (see -h)" ;;
   esac
@@ -139,14 +144,17 @@ mapfile -t k8s_env < <(grep -E '^[A-Z_]+=' "$bench_root/deploy/kubernetes/base/c
 start_server() {
   local name=$1 bin=$2 target=$3 pre=() flags=() client=()
   case $target in
-    *-tls)
+    *-tls | *-tls-*)
       pre=(env "${k8s_env[@]}")
       flags=(--tls-cert "$pki/server.pem" --tls-key "$pki/server.key"
         --tls-client-ca "$pki/ca.pem" --token-file "$pki/tokens")
       client=("${tls_client_env[@]}")
       ;;
   esac
-  case $target in *deferred) flags+=(--durability deferred) ;; esac
+  case $target in
+    *-deferred) flags+=(--durability deferred) ;;
+    *-ordered) flags+=(--durability ordered) ;;
+  esac
   case $target in *-nbd*) flags+=(--nbd-listen 127.0.0.1:0) ;; esac
   mkdir -p "$dir/$name"
   # shellcheck disable=SC2086 # $extra is a list of flags
@@ -203,7 +211,7 @@ run() {
       local bin=$bin srv
       [ "${target%%-*}" = before ] && bin=$before
       srv=${server_of[$target]}
-      case $target in *-tls) bench_env=("${tls_client_env[@]}") ;; esac
+      case $target in *-tls | *-tls-*) bench_env=("${tls_client_env[@]}") ;; esac
       vol_seq=$((vol_seq + 1))
       local vol=cmp$vol_seq
       uri=cowblk://$srv/$vol
@@ -211,7 +219,10 @@ run() {
       env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume create "$vol" --image base >/dev/null
       [ "$alloc" = allocated ] && bench_prefill "$uri" "$bytes" "$json.log"
       bench_cell "$uri" "$rw" "$bs" "$depth" "$bytes" "$json"
-      env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume rm "$vol" >/dev/null
+      # A long time limit: on a file system mounted with `discard` (this
+      # VM's root), unlinking an overlay of many small extents issues their
+      # discards synchronously: 20-60 s after a row of 4 KiB first writes.
+      env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume rm --timeout 600 "$vol" >/dev/null
       ;;
     nbdkit*)
       uri=
@@ -282,7 +293,7 @@ label = lambda t: {"cowblk": "default", "cowblk-tls": "tls",
 deployed = [t for t in ("cowblk", "cowblk-tls") if t in ours]
 # The peers of a target: those of its security.
 def peers_of(t):
-    tls = t.endswith("-tls")
+    tls = t.endswith("-tls") or "-tls-" in t
     return [p for p in ("nbdkit-tls", "qemu-nbd-tls") if p in targets] if tls else \
            [p for p in ("nbdkit", "qemu-nbd") if p in targets]
 names = []

@@ -54,7 +54,7 @@ struct Flags {
   std::string io_backend = "auto";
   unsigned io_threads = 8;
   unsigned engine_poll_us = 0;
-  std::string durability = "ordered";
+  std::string durability = "deferred";
   std::string cache = "writeback";
   uint32_t commit_interval_ms = 1000;
   uint32_t write_split_kib = 0;
@@ -145,9 +145,11 @@ int Main(int argc, char** argv) {
                  "requests keep coming; 0: off")
       ->envname("COWBLK_ENGINE_POLL_US")->check(CLI::Range(0, 1000))->capture_default_str();
   app.add_option("--durability", f.durability,
-                 "ordered: data is synced before the bitmap bit that exposes it, then the "
-                 "write is acknowledged; deferred: acknowledged once written, bits committed "
-                 "in the background after their data is synced (flush waits for them); "
+                 "deferred: acknowledged once written, bits committed in the background "
+                 "after their data is synced (flush waits for them; a crash of cowblkd may "
+                 "lose unflushed writes, and clients are told: epochs); ordered: data is "
+                 "synced before the bitmap bit that exposes it, then the write is "
+                 "acknowledged; "
                  "unordered: no barrier (UML's behaviour, safe against process crashes only)")
       ->envname("COWBLK_DURABILITY")
       ->check(CLI::IsMember({"ordered", "deferred", "unordered"}))
