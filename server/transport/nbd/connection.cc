@@ -212,9 +212,9 @@ bool Connection::Export(std::shared_ptr<store::VolumeHandle> volume, bool writab
   if (pipeline_.zero_copy() && (tls || !sender_.OpenPipe())) pipeline_.DisableZeroCopy();
   Log(LogLevel::kInfo, "nbd_export",
       {{"peer", peer_},
-       {"volume", pipeline_.volume()->name()},
        {"tls", tls ? "on" : "off"},
        {"writable", writable ? "yes" : "no"},
+       {"volume", pipeline_.volume()->name()},
        {"zero_copy", pipeline_.zero_copy() ? "on" : "off"},
        {"inline_writes", pipeline_.inline_writes() ? "on" : "off"},
        {"pipe_kib", std::to_string(sender_.pipe_bytes() / 1024)}});
