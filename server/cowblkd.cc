@@ -429,9 +429,10 @@ int Main(int argc, char** argv) {
   block_options.max_stream_bytes = f.max_stream_bytes;
   block_options.budget = &budget;
   block_options.send_watchdog = &send_watchdog;
-  // libcowblk's NBD path speaks no TLS: with TLS on, its clients are not
-  // sent to the export (they stay on gRPC).
-  const bool nbd_for_clients = nbd && f.tls_cert.empty();
+  // libcowblk dials the export (over TLS when it uses TLS, with its
+  // client certificate when tokens are on; older libraries never dial with
+  // TLS or a token).
+  const bool nbd_for_clients = static_cast<bool>(nbd);
   if (nbd_for_clients) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
