@@ -28,7 +28,10 @@
 #   cowblk-ordered, cowblk-tls-ordered  the same with --durability ordered
 #             (an A/B of the durability mode, whatever the default is)
 #   cowblk-nbd, cowblk-nbd-deferred  the NBD export of such a server
-#             (--nbd-listen, plaintext only), cowblk-bench over libnbd
+#             (--nbd-listen), cowblk-bench over libnbd
+#   cowblk-nbd-tls  the NBD export of the cowblk-tls server (TLS required,
+#             the client certificate's x509: line in the token file gives
+#             its scopes), cowblk-bench over nbds:// as for nbdkit-tls
 #
 # Every server listens on TCP loopback. Rows (default: the six;
 # -w all: twelve): 4 KiB random read and write at depth 1 and 32, 1 MiB
@@ -100,7 +103,7 @@ ours=() peers=()
 for t in "${chosen[@]}"; do
   case $t in
     cowblk | cowblk-tls | cowblk-ordered | cowblk-tls-ordered | cowblk-deferred | \
-      cowblk-tls-deferred | cowblk-nbd | cowblk-nbd-deferred) ours+=("$t") ;;
+      cowblk-tls-deferred | cowblk-nbd | cowblk-nbd-deferred | cowblk-nbd-tls) ours+=("$t") ;;
     fio | nbdkit | nbdkit-tls | qemu-nbd | qemu-nbd-tls) peers+=("$t") ;;
     *) die 2 "unknown target $t (see -h)" ;;
   esac
@@ -131,7 +134,7 @@ cp "$pki/server.key" "$pki/nbd-server/server-key.pem"
 cp "$pki/ca.pem" "$pki/nbd-client/ca-cert.pem"
 cp "$pki/client.pem" "$pki/nbd-client/client-cert.pem"
 cp "$pki/client.key" "$pki/nbd-client/client-key.pem"
-echo "bench-token admin" >"$pki/tokens"
+printf 'bench-token admin\nx509:CN=client admin\n' >"$pki/tokens"
 echo "bench-token" >"$pki/token"
 tls_client_env=(COWBLK_TLS_CA="$pki/ca.pem" COWBLK_TLS_CERT="$pki/client.pem"
   COWBLK_TLS_KEY="$pki/client.key" COWBLK_TOKEN_FILE="$pki/token")
@@ -215,7 +218,10 @@ run() {
       vol_seq=$((vol_seq + 1))
       local vol=cmp$vol_seq
       uri=cowblk://$srv/$vol
-      case $target in *-nbd*) uri=nbd://${nbd_of[$target]}/$vol ;; esac
+      case $target in
+        *-nbd-tls) uri="nbds://${nbd_of[$target]}/$vol?tls-certificates=$pki/nbd-client" ;;
+        *-nbd*) uri=nbd://${nbd_of[$target]}/$vol ;;
+      esac
       env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume create "$vol" --image base >/dev/null
       [ "$alloc" = allocated ] && bench_prefill "$uri" "$bytes" "$json.log"
       bench_cell "$uri" "$rw" "$bs" "$depth" "$bytes" "$json"

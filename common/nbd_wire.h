@@ -35,11 +35,13 @@ inline constexpr uint16_t kFlagNoZeroes = 1 << 1;
 inline constexpr uint32_t kOptExportName = 1, kOptAbort = 2, kOptList = 3, kOptInfo = 6,
                           kOptGo = 7, kOptStructuredReply = 8, kOptListMetaContext = 9,
                           kOptSetMetaContext = 10;
+inline constexpr uint32_t kOptStartTls = 5;
 inline constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3, kRepMetaContext = 4;
 inline constexpr uint32_t kRepFlagError = 1u << 31;
 inline constexpr uint32_t kRepErrUnsup = kRepFlagError + 1;
 inline constexpr uint32_t kRepErrInvalid = kRepFlagError + 3;
 inline constexpr uint32_t kRepErrUnknown = kRepFlagError + 6;
+inline constexpr uint32_t kRepErrTlsReqd = kRepFlagError + 5;
 inline constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
 
 // Transmission flags.
