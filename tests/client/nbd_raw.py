@@ -12,6 +12,12 @@
       NBD_CMD_BLOCK_STATUS's rules (structured replies first, EINVAL past the
       end, of length 0, with a bad flag or without base:allocation; REQ_ONE
       answers one extent); prints "ok".
+  nbd_raw.py write-zeroes SOCKET EXPORT SIZE
+      NBD_CMD_WRITE_ZEROES's rules for an EXPORT of SIZE bytes whose first MiB
+      holds no zeros (its last 4 KiB may be zeroed): fast zero advertised; fast
+      zero with NO_HOLE fails ENOTSUP at once and changes nothing; unknown or
+      misplaced flags and bad ranges fail EINVAL/ENOSPC; FAST_ZERO, NO_HOLE
+      and FUA each zero; prints "ok".
   nbd_raw.py no-memory SOCKET EXPORT
       For a gateway whose allocations above 16 MiB fail: a 32 MiB read and a
       32 MiB write get ENOMEM, twice (their bytes are given back), and the
@@ -168,6 +174,47 @@ def block_status(path, export, size):
     print("ok")
 
 
+def write_zeroes(path, export, size):
+    WRITE_ZEROES, FUA, NO_HOLE, DF, FAST_ZERO = 6, 1, 2, 4, 16
+    c = Client(path)
+    name = export.encode()
+    data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+    info = [d for kind, d in c.option(7, data) if kind == REP_INFO and d[:2] == b"\0\0"]
+    flags = struct.unpack(">H", info[0][10:12])[0]
+    assert flags & (1 << 6) and flags & (1 << 11), hex(flags)  # write zeroes, fast zero
+
+    def read(offset, length):
+        c.send(READ, 999, offset, length)
+        assert c.reply() == (0, 999)
+        return c.recvn(length)
+
+    head = read(0, 1 << 20)
+    for cookie, flags, offset, length, error in (
+            (1, FAST_ZERO | NO_HOLE, 0, 1 << 20, 95),  # NBD_ENOTSUP: it would write data
+            (2, FAST_ZERO | NO_HOLE | FUA, 0, 4096, 95),
+            (3, DF, 0, 4096, errno.EINVAL),
+            (4, 1 << 5, 0, 4096, errno.EINVAL),
+            (5, 1 << 15, 0, 4096, errno.EINVAL),
+            (6, 0, 100, 4096, errno.EINVAL),
+            (7, 0, 0, 100, errno.EINVAL),
+            (8, FAST_ZERO, size, 512, errno.ENOSPC),
+            (9, NO_HOLE, size - 512, 1024, errno.ENOSPC)):
+        c.send(WRITE_ZEROES, cookie, offset, length, flags)
+        got = c.reply()
+        assert got == (error, cookie), (got, error, cookie)
+    for bad_flag in (FAST_ZERO, NO_HOLE):  # not a read's flags
+        c.send(READ, 10, 0, 4096, bad_flag)
+        assert c.reply() == (errno.EINVAL, 10)
+    assert read(0, 1 << 20) == head  # nothing changed
+    for cookie, flags, offset in ((11, FAST_ZERO, 0), (12, NO_HOLE, 8192), (13, FUA, 65536),
+                                  (14, NO_HOLE | FUA, (1 << 20) - 4096)):
+        c.send(WRITE_ZEROES, cookie, offset, 4096, flags)
+        assert c.reply() == (0, cookie), cookie
+        assert read(offset, 4096) == b"\0" * 4096, cookie
+    assert read(4096, 4096) == head[4096:8192]
+    print("ok")
+
+
 def no_memory(path, export):
     c = Client(path)
     assert c.go(export.encode())[-1][0] == REP_ACK
@@ -190,6 +237,8 @@ if __name__ == "__main__":
         no_memory(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "block-status":
         block_status(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "write-zeroes":
+        write_zeroes(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "bad-input":
         bad_input(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
