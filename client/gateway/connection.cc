@@ -227,6 +227,11 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
     Complete(r, absl::InvalidArgumentError("refused"));
     return true;
   }
+  if (h.length == 0 && h.type != kCmdFlush) {
+    // proto.md leaves it to the server; cowblkd's export refuses it too.
+    Complete(r, absl::InvalidArgumentError("length 0"));
+    return true;
+  }
   if (r->out_of_memory) {
     Complete(r, absl::ResourceExhaustedError("out of memory"));
     return true;
@@ -352,7 +357,7 @@ void Connection::WriterMain() {
       iov.clear();
       for (size_t i = 0; i < batch.size(); ++i) {
         Request* r = batch[i];
-        const bool data = r->read && r->error == 0 && r->length > 0;  // (an empty read: NONE)
+        const bool data = r->read && r->error == 0;
         const bool status = !r->status.empty() && r->error == 0;
         const ReplyKind kind = data     ? ReplyKind::kReadData
                                : status ? ReplyKind::kBlockStatus

@@ -12,6 +12,13 @@
       NBD_CMD_BLOCK_STATUS's rules (structured replies first, EINVAL past the
       end, of length 0, with a bad flag or without base:allocation; REQ_ONE
       answers one extent); prints "ok".
+  nbd_raw.py conformance SOCKET EXPORT
+      proto.md's transmission rules beside bad-input's, for a blank EXPORT:
+      NBD_CMD_DISC answers every request sent before it; flags a command does
+      not take and zero lengths are EINVAL, a write refused for its flags
+      still takes its payload (the stream stays in step); NBD_CMD_CACHE (not
+      advertised) is EINVAL; FUA is taken by write, trim, write-zeroes and
+      flush; prints "ok".
   nbd_raw.py write-zeroes SOCKET EXPORT SIZE
       NBD_CMD_WRITE_ZEROES's rules for an EXPORT of SIZE bytes whose first MiB
       holds no zeros (its last 4 KiB may be zeroed): fast zero advertised; fast
@@ -174,6 +181,55 @@ def block_status(path, export, size):
     print("ok")
 
 
+def conformance(path, export):
+    FLUSH, TRIM, CACHE, WRITE_ZEROES = 3, 4, 5, 6
+    FUA, NO_HOLE, DF = 1, 2, 4
+    data = bytes(range(256)) * 256  # 64 KiB
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    # 16 writes, a flush and a disconnect in one send: every write and the
+    # flush answered once, then the end (no reply to the disconnect).
+    m = b"".join(struct.pack(">IHHQQI", REQ_MAGIC, 0, WRITE, 100 + i, i * 65536, 65536) + data
+                 for i in range(16))
+    m += struct.pack(">IHHQQI", REQ_MAGIC, 0, FLUSH, 200, 0, 0)
+    m += struct.pack(">IHHQQI", REQ_MAGIC, 0, DISC, 300, 0, 0)
+    c.s.sendall(m)
+    seen = set()
+    for _ in range(17):
+        error, cookie = c.reply()
+        assert error == 0 and cookie not in seen and (100 <= cookie < 116 or cookie == 200), \
+            (error, cookie)
+        seen.add(cookie)
+    assert c.s.recv(1) == b"", "no end after the disconnect"
+
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    other = b"\x77" * 4096
+    cookie = 10
+    for kind, flags, length, payload in (
+            (WRITE, NO_HOLE, 4096, True), (WRITE, REQ_ONE, 4096, True), (WRITE, DF, 4096, True),
+            (WRITE, 1 << 9, 4096, True), (TRIM, NO_HOLE, 4096, False), (FLUSH, REQ_ONE, 0, False),
+            (READ, REQ_ONE, 4096, False), (READ, DF, 4096, False), (CACHE, 0, 4096, False),
+            (READ, 0, 0, False), (WRITE, 0, 0, False), (TRIM, 0, 0, False),
+            (WRITE_ZEROES, 0, 0, False)):
+        c.send(kind, cookie, 0, length, flags, other[:length] if payload else b"")
+        got = c.reply()
+        assert got == (errno.EINVAL, cookie), (kind, flags, length, got)
+        cookie += 1
+    c.send(READ, cookie, 0, 1 << 20)  # in step, and nothing refused was written
+    assert c.reply() == (0, cookie)
+    assert c.recvn(1 << 20) == data * 16
+    for kind, payload in ((WRITE, True), (TRIM, False), (WRITE_ZEROES, False), (FLUSH, False)):
+        cookie += 1
+        c.send(kind, cookie, 4096 if kind != FLUSH else 0, 4096 if kind != FLUSH else 0, FUA,
+               other if payload else b"")
+        assert c.reply() == (0, cookie), kind
+    c.send(READ, 999, 0, 8192)
+    assert c.reply() == (0, 999)
+    assert c.recvn(8192) == data[:4096] + b"\0" * 4096
+    print("ok")
+
+
 def write_zeroes(path, export, size):
     WRITE_ZEROES, FUA, NO_HOLE, DF, FAST_ZERO = 6, 1, 2, 4, 16
     c = Client(path)
@@ -237,6 +293,8 @@ if __name__ == "__main__":
         no_memory(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "block-status":
         block_status(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "conformance":
+        conformance(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "write-zeroes":
         write_zeroes(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "bad-input":
