@@ -83,8 +83,13 @@ absl::Status FlushAll(gateway::Exports* exports, std::chrono::milliseconds timeo
   size_t i = 0;
   for (auto& [name, volume] : *exports) {
     absl::Status s = flushes[i++].get();
+    const VolumeStats st = volume->stats();
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kError, "nbd_gateway_flushed",
-        {{"volume", name}, {"status", s.ok() ? "ok" : s.ToString()}});
+        {{"volume", name},
+         {"status", s.ok() ? "ok" : s.ToString()},
+         {"requests", std::to_string(st.requests)},
+         {"messages_sent", std::to_string(st.messages_sent)},
+         {"messages_received", std::to_string(st.messages_received)}});
     if (!s.ok() && first.ok()) first = absl::Status(s.code(), absl::StrCat(name, ": flush: ", s.message()));
     volume->Close();
   }
