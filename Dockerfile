@@ -39,7 +39,31 @@ RUN --mount=type=cache,id=cowblk-build,target=/build,sharing=locked \
  && install -d /out \
  && install -s -m 0755 /build/bin/cowblkd /build/bin/cowblk /out/
 
+# ---- csi: the CSI plugin image (deploy/kubernetes/csi, docs/csi.md) --------
+# Built only on request: podman build --target csi -t cowblk-csi .
+# cowblk-csi and the cowblk CLI (the node plugin runs `cowblk nbd`), with
+# the tools the node side of docs/attach.md needs: nbdfuse, losetup, blkid,
+# mount, mkfs.ext4 and mkfs.xfs. Runs as root on nodes (mounts, loop
+# devices); the controller Deployment runs it as uid 10001.
+FROM builder AS csi-builder
+ARG JOBS=2
+RUN --mount=type=cache,id=cowblk-build,target=/build,sharing=locked \
+    cmake --build /build -j"${JOBS}" --target cowblk-csi cowblk \
+ && install -d /out-csi \
+ && install -s -m 0755 /build/bin/cowblk-csi /build/bin/cowblk /out-csi/
+
+FROM docker.io/library/debian:bookworm-slim AS csi
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libabsl20220623 libgrpc++1.51 libprotobuf32 liburing2 \
+      libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
+      util-linux mount e2fsprogs xfsprogs libnbd-bin fuse3 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+COPY --from=csi-builder /out-csi/cowblk-csi /out-csi/cowblk /usr/local/bin/
+ENTRYPOINT ["cowblk-csi"]
+
 # ---- runtime: the shared libraries, the two binaries, a non-root user ------
+# The last stage: what `build` makes without --target.
 FROM docker.io/library/debian:bookworm-slim
 
 # The libraries cowblkd and cowblk link (ldd, then dpkg -S); apt brings the

@@ -22,7 +22,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   liburing-dev prometheus-cpp-dev grpc-proto uml-utilities fio \
   python3-grpcio python3-protobuf prometheus libnbd-dev libnbd-bin nbdkit qemu-utils \
   gnuplot-nox podman runc containernetworking-plugins debootstrap curl \
-  help2man
+  help2man xfsprogs
 
 # Cycles per durability and cache mode in `make chaos` (`make test`: 3).
 CHAOS_CYCLES ?= 300

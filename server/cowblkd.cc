@@ -418,6 +418,7 @@ int Main(int argc, char** argv) {
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
   rpc::VolumeServiceOptions volume_options;
   if (nbd) volume_options.nbd_port = nbd->port();
+  if (nbd) volume_options.nbd_address = nbd->address();
   rpc::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls, volume_options);
 
   rpc::ReflectionV1 reflection_v1;

@@ -61,6 +61,8 @@ void AddNbdCommand(CLI::App& app, Context& ctx);
 void AddMapCommands(CLI::App& app, Context& ctx);
 // `top` (per-volume I/O rates from cowblkd's metrics endpoint).
 void AddTopCommand(CLI::App& app, Context& ctx);
+// `server info`.
+void AddServerCommands(CLI::App& app, Context& ctx);
 // `volume map` (REQUIRES: AddVolumeCommands ran) and `du`.
 void AddAllocationCommands(CLI::App& app, Context& ctx);
 

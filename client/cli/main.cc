@@ -109,6 +109,7 @@ int Main(int argc, char** argv) {
   AddNbdCommand(app, ctx);
   AddMapCommands(app, ctx);
   AddTopCommand(app, ctx);
+  AddServerCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

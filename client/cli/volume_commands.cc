@@ -1,4 +1,4 @@
-// cowblk volume create|ls|info|rm|commit|rebase
+// cowblk volume create|ls|info|rm|commit|rebase|clone|resize
 
 #include <string>
 #include <vector>
@@ -22,7 +22,7 @@ const std::vector<std::string> kHeader = {"NAME", "SIZE", "ALLOCATED", "IMAGE", 
 }  // namespace
 
 void AddVolumeCommands(CLI::App& app, Context& ctx) {
-  CLI::App* volume = app.add_subcommand("volume", "Create, list, inspect, delete, commit, rebase volumes");
+  CLI::App* volume = app.add_subcommand("volume", "Create, list, inspect, delete, commit, rebase, clone, resize volumes");
   volume->require_subcommand(1);
 
   struct Args {
@@ -141,6 +141,41 @@ void AddVolumeCommands(CLI::App& app, Context& ctx) {
       ctx.Print(ToJson(*image),
                 absl::StrCat("committed volume ", args->name, " to image ", image->name, " (",
                              FormatSize(image->size_bytes), ")"));
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* clone = volume->add_subcommand(
+      "clone", "Make a new volume that is a copy of a volume at one moment (over the same image)");
+  clone->add_option("SOURCE", args->name, "The volume to copy")->required();
+  clone->add_option("NAME", args->image, "Name of the new volume")->required();
+  clone->callback([&ctx, args] {
+    ctx.what = "volume clone " + args->name;
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto v = (*client)->CloneVolume(args->name, args->image);
+      if (!v.ok()) return v.status();
+      ctx.Print(ToJson(*v), absl::StrCat("cloned volume ", args->name, " to volume ", v->name, " (",
+                                         FormatSize(v->size_bytes), ")"));
+      return absl::OkStatus();
+    };
+  });
+
+  CLI::App* resize = volume->add_subcommand("resize", "Grow a blank volume, keeping its data");
+  resize->add_option("NAME", args->name, "Volume name")->required();
+  resize->add_option("--size", args->size, "The new size (64M, 1G, ...)")->required();
+  resize->callback([&ctx, args] {
+    ctx.what = "volume resize " + args->name;
+    ctx.run = [&ctx, args]() -> absl::Status {
+      auto bytes = ParseSize(args->size, "--size");
+      if (!bytes.ok()) return bytes.status();
+      auto client = ctx.client();
+      if (!client.ok()) return client.status();
+      auto v = (*client)->ResizeVolume(args->name, *bytes);
+      if (!v.ok()) return v.status();
+      ctx.Print(ToJson(*v), absl::StrCat("resized volume ", v->name, " to ",
+                                         FormatSize(v->size_bytes)));
       return absl::OkStatus();
     };
   });

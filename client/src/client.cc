@@ -222,6 +222,50 @@ absl::StatusOr<std::vector<AllocationRange>> Client::GetAllocation(const std::st
   return internal::GetAllocation(*core_, name, offset, length, {});
 }
 
+absl::StatusOr<VolumeInfo> Client::CloneVolume(const std::string& source, const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CloneVolumeRequest req;
+  req.set_name(name);
+  req.set_source(source);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->CloneVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<VolumeInfo> Client::ResizeVolume(const std::string& name, uint64_t size_bytes) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::ResizeVolumeRequest req;
+  req.set_name(name);
+  req.set_size_bytes(size_bytes);
+  v1::Volume resp;
+  grpc::Status s = core_->volumes()->ResizeVolume(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<ServerInfo> Client::GetServerInfo() {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::ServerInfo resp;
+  grpc::Status s = core_->volumes()->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &resp);
+  if (!s.ok()) return FromGrpc(s);
+  ServerInfo info;
+  info.version = resp.version();
+  info.commit = resp.commit();
+  info.capacity_bytes = resp.capacity_bytes();
+  info.free_bytes = resp.free_bytes();
+  info.volume_count = resp.volume_count();
+  info.provisioned_bytes = resp.provisioned_bytes();
+  info.allocated_bytes = resp.allocated_bytes();
+  info.max_volume_size_bytes = resp.max_volume_size_bytes();
+  info.nbd_address = resp.nbd_address();
+  info.nbd_port = resp.nbd_port();
+  return info;
+}
+
 // ---- Images ------------------------------------------------------------
 
 absl::StatusOr<ImageInfo> Client::GetImage(const std::string& name) {

@@ -21,7 +21,7 @@ bool IsTemporary(Dir dir, const std::string& file) {
       // Blank bases are SIZE.img: no image name lives here.
       return absl::StartsWith(file, kBlankTempPrefix) || absl::StrContains(file, ".img.tmp-");
     case Dir::kVolumes:
-      return false;
+      return absl::StartsWith(file, kCloneTempPrefix) || absl::StartsWith(file, kResizeTempPrefix);
   }
   return false;
 }

@@ -5,6 +5,9 @@
 // one ("x.tmp-1" is an image like any other):
 //   images/.upload-NAME-HEX     an UploadImage cut short
 //   images/.commit-NAME-HEX     a CommitVolume cut short
+//   volumes/.clone-NAME-HEX     a CloneVolume cut short
+//   volumes/.resize-NAME-HEX    a ResizeVolume cut short (the volume's own
+//                               NAME.cow is whole: it is replaced last)
 //   images/.blank/.tmp-SIZE-HEX a blank base being made
 //   images/.blank/SIZE.img.tmp-HEX  the same, as earlier versions named it
 //   DIR/.probe-HEX              the file-size probe (file_size_limit.h)
@@ -20,6 +23,11 @@
 #include <string>
 
 namespace cowblk::store {
+
+// Prefix of a clone's temporary COW file in volumes/.
+inline constexpr char kCloneTempPrefix[] = ".clone-";
+// Prefix of a resize's temporary COW file in volumes/.
+inline constexpr char kResizeTempPrefix[] = ".resize-";
 
 // Prefix of a blank base's temporary in images/.blank.
 inline constexpr char kBlankTempPrefix[] = ".tmp-";

@@ -1,5 +1,7 @@
 #include "server/store/snapshot_copy.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <memory>
 
@@ -7,6 +9,7 @@
 #include "common/file_io.h"
 #include "common/log.h"
 #include "common/sector.h"
+#include "server/cow/cow_file.h"
 #include "server/cow/image_writer.h"
 
 namespace cowblk::store {
@@ -31,9 +34,13 @@ absl::Status ReadChunk(const VolumeHandle::SnapshotSource& source,
   return absl::OkStatus();
 }
 
-// Claims chunks and copies them into `image`.
+// Where CopyChunks puts a chunk's bytes: `buf` holds the chunk as the
+// snapshot saw it.
+using ChunkSink = std::function<absl::Status(const engine::SnapshotChunk& chunk, const char* buf)>;
+
+// Claims chunks and hands them to `sink`.
 absl::Status CopyChunks(VolumeHandle& volume, const VolumeHandle::SnapshotSource& source,
-                        cow::ImageWriter& image, const std::function<bool()>& cancelled,
+                        const ChunkSink& sink, const std::function<bool()>& cancelled,
                         uint64_t* bytes_from_cow) {
   // Aligned for a COW file read with O_DIRECT (SnapshotSource::files).
   struct Free {
@@ -59,11 +66,7 @@ absl::Status CopyChunks(VolumeHandle& volume, const VolumeHandle::SnapshotSource
     // Marked copied with the next claim: one engine round trip a chunk.
     copied = chunk.index;
     done = &copied;
-    if (absl::Status s = image.Write(chunk.first * kSectorSize, buf.get(),
-                                     chunk.count * kSectorSize);
-        !s.ok()) {
-      return s;
-    }
+    if (absl::Status s = sink(chunk, buf.get()); !s.ok()) return s;
   }
 }
 
@@ -77,7 +80,10 @@ absl::StatusOr<SnapshotCopyStats> CopySnapshot(VolumeHandle& volume,
   Log(LogLevel::kInfo, "volume_snapshot_taken", {{"volume", volume.name()}});
   SnapshotCopyStats stats;
   auto image = cow::ImageWriter::Create(image_path, source->image_size);
-  absl::Status s = image.ok() ? CopyChunks(volume, *source, **image, cancelled,
+  ChunkSink sink = [&image](const engine::SnapshotChunk& chunk, const char* buf) {
+    return (*image)->Write(chunk.first * kSectorSize, buf, chunk.count * kSectorSize);
+  };
+  absl::Status s = image.ok() ? CopyChunks(volume, *source, sink, cancelled,
                                            &stats.image.bytes_from_cow)
                               : image.status();
   // The volume's writers go on before the image is made durable.
@@ -86,6 +92,49 @@ absl::StatusOr<SnapshotCopyStats> CopySnapshot(VolumeHandle& volume,
   if (absl::Status f = (*image)->Finish(); !f.ok()) return f;
   stats.image.image_size = source->image_size;
   stats.image.bytes_written = (*image)->bytes_written();
+  return stats;
+}
+
+absl::StatusOr<SnapshotCopyStats> CloneSnapshot(VolumeHandle& volume, const std::string& cow_path,
+                                                const std::string& backing,
+                                                const std::function<bool()>& cancelled) {
+  // Made before the moment: a backing that cannot be opened fails early.
+  auto clone = cow::CowFile::Create(cow_path, cow::CreateOptions{backing});
+  if (!clone.ok()) return clone.status();
+  auto source = volume.BeginSnapshot();
+  if (!source.ok()) {
+    clone->reset();
+    unlink(cow_path.c_str());
+    return source.status();
+  }
+  Log(LogLevel::kInfo, "volume_snapshot_taken", {{"volume", volume.name()}});
+  SnapshotCopyStats stats;
+  absl::Status s = absl::OkStatus();
+  if (source->image_size != (*clone)->header().size) {
+    s = absl::FailedPreconditionError(
+        absl::StrCat("the backing file of volume ", volume.name(), " changed size"));
+  }
+  // Only the allocated runs: the rest reads from the same backing.
+  ChunkSink sink = [&clone](const engine::SnapshotChunk& chunk, const char* buf) {
+    for (const cow::SectorRun& run : chunk.runs) {
+      if (!run.allocated) continue;
+      absl::Status w = (*clone)->Write(run.first * kSectorSize,
+                                       buf + (run.first - chunk.first) * kSectorSize,
+                                       run.count * kSectorSize);
+      if (!w.ok()) return w;
+    }
+    return absl::OkStatus();
+  };
+  if (s.ok()) s = CopyChunks(volume, *source, sink, cancelled, &stats.image.bytes_from_cow);
+  stats.snapshot = volume.EndSnapshot();
+  if (s.ok()) s = (*clone)->Flush();
+  clone->reset();  // closes it, releasing its lock
+  if (!s.ok()) {
+    unlink(cow_path.c_str());
+    return s;
+  }
+  stats.image.image_size = source->image_size;
+  stats.image.bytes_written = stats.image.bytes_from_cow;
   return stats;
 }
 

@@ -36,6 +36,18 @@ absl::StatusOr<SnapshotCopyStats> CopySnapshot(VolumeHandle& volume,
                                                const std::string& image_path,
                                                const std::function<bool()>& cancelled);
 
+// Writes the volume's COW data at one moment (as CopySnapshot) into a new
+// COW file `cow_path` over `backing` (the volume's own backing file): a
+// clone, whose allocated sectors are the volume's at the moment and whose
+// other sectors read from the same backing. Only allocated runs are
+// copied; the new file is durable when this returns. On any error
+// `cow_path` is removed; the volume serves on either way. Never overwrites
+// (AlreadyExists). `bytes_from_cow` in the result's `image` counts what was
+// copied.
+absl::StatusOr<SnapshotCopyStats> CloneSnapshot(VolumeHandle& volume, const std::string& cow_path,
+                                                const std::string& backing,
+                                                const std::function<bool()>& cancelled);
+
 }  // namespace cowblk::store
 
 #endif  // COWBLK_SERVER_STORE_SNAPSHOT_COPY_H_

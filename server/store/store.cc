@@ -3,12 +3,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/block_range.h"
@@ -246,7 +248,9 @@ absl::StatusOr<VolumeInfo> Store::CreateVolume(const std::string& name, const st
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (volumes_.count(name) != 0) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+  if (volumes_.count(name) != 0 || clones_.count(name) != 0) {
+    return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+  }
   if (!image.empty()) {
     backing = ImagePath(image);
     auto st = StatRegular(backing, "image");
@@ -296,6 +300,23 @@ std::vector<VolumeInfo> Store::ListVolumes(const std::string& after, size_t limi
     out.push_back(InfoOf(it->first, it->second));
   }
   return out;
+}
+
+absl::StatusOr<StoreStats> Store::Stats() {
+  struct statvfs fs {};
+  if (statvfs(options_.data_dir.c_str(), &fs) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("statvfs ", options_.data_dir));
+  }
+  StoreStats stats;
+  stats.capacity_bytes = static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize;
+  stats.free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.volume_count = static_cast<uint32_t>(volumes_.size());
+  for (const auto& [name, e] : volumes_) {
+    stats.provisioned_bytes += e.size_bytes;
+    if (e.handle) stats.allocated_bytes += e.handle->stats().allocated_sectors.value() * kSectorSize;
+  }
+  return stats;
 }
 
 absl::Status Store::DeleteVolume(const std::string& name) {
@@ -441,6 +462,167 @@ std::vector<AllocationPage::Extent> ExtentsOf(const engine::Volume& v,
     }
   }
   return out;
+}
+
+absl::StatusOr<VolumeInfo> Store::CloneVolume(const std::string& source, const std::string& name,
+                                              const std::function<bool()>& cancelled) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  if (absl::Status s = ValidateName("source", source); !s.ok()) return s;
+  auto handle = FindVolume(source);
+  if (!handle.ok()) return handle.status();
+  std::string backing;
+  {
+    // Reserve the name; the copy runs without the store lock.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = volumes_.find(source);
+    if (it == volumes_.end() || it->second.handle != *handle) {
+      return absl::NotFoundError(absl::StrCat("volume ", source, " not found"));
+    }
+    if (volumes_.count(name) != 0 || !clones_.insert(name).second) {
+      return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+    }
+    backing = it->second.backing;
+  }
+  const std::string tmp = absl::StrCat(volumes_dir_, "/", kCloneTempPrefix, name, "-", RandomHexId());
+  auto stats = CloneSnapshot(**handle, tmp, backing, cancelled);
+  if (stats.ok() && cancelled && cancelled()) {
+    unlink(tmp.c_str());
+    stats = absl::CancelledError(absl::StrCat("clone of volume ", source, " cancelled"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  clones_.erase(name);
+  if (!stats.ok()) {
+    Log(LogLevel::kWarning, "volume_clone_failed",
+        {{"volume", name}, {"source", source}, {"error", std::string(stats.status().message())}});
+    return stats.status();
+  }
+  const std::string path = VolumePath(name);
+  if (const int err = RenameNoReplace(tmp, path); err != 0) {
+    unlink(tmp.c_str());
+    if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("volume ", name, " exists"));
+    return ErrnoStatus(err, absl::StrCat("publish ", path));
+  }
+  FsyncDir(volumes_dir_).IgnoreError();
+  cow::OpenOptions open_options;
+  open_options.writable = true;
+  open_options.check_backing = [this](const std::string& b) { return ConfineBacking(b).status(); };
+  auto file = cow::CowFile::Open(path, open_options);
+  Entry e;
+  absl::Status s = file.ok() ? Serve(name, *std::move(file), e) : file.status();
+  if (!s.ok()) {
+    unlink(path.c_str());
+    FsyncDir(volumes_dir_).IgnoreError();
+    return s;
+  }
+  auto [it, inserted] = volumes_.emplace(name, std::move(e));
+  const engine::SnapshotStats& held = stats->snapshot;
+  Log(LogLevel::kInfo, "volume_cloned",
+      {{"volume", name},
+       {"source", source},
+       {"bytes_from_cow", std::to_string(stats->image.bytes_from_cow)},
+       {"drain_us", std::to_string(held.drain_ns / 1000)},
+       {"held_writes", std::to_string(held.held_writes)}});
+  return InfoOf(name, it->second);
+}
+
+namespace {
+
+// Copies the allocated sectors of `from` (its COW data area) into `to` at
+// the same device offsets, 1 MiB at a time.
+absl::Status CopyAllocated(const cow::CowFile& from, cow::CowFile& to) {
+  constexpr uint64_t kChunkSectors = 2048;
+  std::string buf(kChunkSectors * kSectorSize, '\0');
+  const cow::Geometry& g = from.geometry();
+  for (uint64_t first = 0; first < g.sectors;) {
+    const uint64_t count = std::min(kChunkSectors, g.sectors - first);
+    for (const cow::SectorRun& run : cow::SplitRuns(from.bitmap(), first, count)) {
+      if (!run.allocated) continue;
+      const uint64_t len = run.count * kSectorSize;
+      if (absl::Status s = PReadFull(from.cow_fd(), buf.data(), len,
+                                     g.data_offset + run.first * kSectorSize, "the COW file");
+          !s.ok()) {
+        return s;
+      }
+      if (absl::Status s = to.Write(run.first * kSectorSize, buf.data(), len); !s.ok()) return s;
+    }
+    first += count;
+  }
+  return to.Flush();
+}
+
+}  // namespace
+
+absl::StatusOr<VolumeInfo> Store::ResizeVolume(const std::string& name, uint64_t size_bytes) {
+  if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
+  if (size_bytes == 0 || !IsSectorAligned(size_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("size_bytes: %u is not a positive multiple of 512", size_bytes));
+  }
+  if (size_bytes > max_volume_size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "size_bytes: %u is above the limit of %u%s", size_bytes, max_volume_size(), LimitReason()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(name);
+  if (it == volumes_.end()) return absl::NotFoundError(absl::StrCat("volume ", name, " not found"));
+  Entry& e = it->second;
+  if (!e.handle) {
+    return absl::FailedPreconditionError(absl::StrCat("volume ", name, " is not ready: ", e.error));
+  }
+  if (size_bytes == e.size_bytes) return InfoOf(name, e);
+  if (size_bytes < e.size_bytes) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "volume %s has %u bytes: volumes do not shrink", name, e.size_bytes));
+  }
+  if (!absl::StartsWith(e.backing_real, absl::StrCat(images_dir_, "/.blank/"))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "volume ", name, " is over image ", ImageNameOf(e.backing),
+        ": only blank volumes grow (a larger volume needs a larger image)"));
+  }
+  auto base = BlankBase(size_bytes);
+  if (!base.ok()) return base.status();
+  const uint64_t old_size = e.size_bytes;
+  const std::string path = VolumePath(name);
+  const std::string tmp = absl::StrCat(volumes_dir_, "/", kResizeTempPrefix, name, "-", RandomHexId());
+  // A clean close keeps the epoch: nothing acknowledged is lost here.
+  if (absl::Status c = e.handle->Close(); c.ok()) {
+    epochs_.Close(name, e.handle->epoch());
+  } else {
+    Log(LogLevel::kWarning, "volume_resize_flush_failed",
+        {{"volume", name}, {"error", std::string(c.message())}});
+  }
+  cow::OpenOptions open_options;
+  open_options.writable = true;
+  open_options.check_backing = [this](const std::string& b) { return ConfineBacking(b).status(); };
+  absl::Status s;
+  {
+    cow::OpenOptions read_options;
+    read_options.open_backing = false;
+    auto from = cow::CowFile::Open(path, read_options);
+    auto to = from.ok() ? cow::CowFile::Create(tmp, cow::CreateOptions{*base})
+                        : absl::StatusOr<std::unique_ptr<cow::CowFile>>(from.status());
+    s = to.ok() ? CopyAllocated(**from, **to) : to.status();
+  }
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = ErrnoStatus(errno, "replace " + path);
+  if (!s.ok()) unlink(tmp.c_str());
+  FsyncDir(volumes_dir_).IgnoreError();
+  // Opened again either way: resized, or as it was.
+  auto file = cow::CowFile::Open(path, open_options);
+  absl::Status served = file.ok() ? Serve(name, *std::move(file), e) : file.status();
+  if (!served.ok()) {
+    e.handle.reset();
+    e.error = std::string(served.message());
+    Log(LogLevel::kError, "volume_unavailable", {{"volume", name}, {"error", e.error}});
+  }
+  if (!s.ok()) {
+    Log(LogLevel::kWarning, "volume_resize_failed",
+        {{"volume", name}, {"size", std::to_string(size_bytes)}, {"error", std::string(s.message())}});
+    return s;
+  }
+  if (!served.ok()) return served;
+  Log(LogLevel::kInfo, "volume_resized",
+      {{"volume", name}, {"old_size", std::to_string(old_size)}, {"size", std::to_string(e.size_bytes)}});
+  return InfoOf(name, e);
 }
 
 absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uint64_t offset,

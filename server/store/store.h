@@ -69,6 +69,20 @@ void SplitBackingZeros(int backing_fd, uint64_t first, uint64_t count, size_t ma
 std::vector<AllocationPage::Extent> ExtentsOf(const engine::Volume& v,
                                               const std::vector<cow::SectorRun>& runs, size_t max);
 
+// The data directory at one moment (Store::Stats).
+struct StoreStats {
+  // The file system under the data directory (statvfs): its size and the
+  // bytes an unprivileged process may still allocate there (f_bavail).
+  uint64_t capacity_bytes = 0;
+  uint64_t free_bytes = 0;
+  uint32_t volume_count = 0;
+  // Sums over the volumes: their device sizes, and the bytes that live in
+  // their COW files (ready volumes only). COW files grow with first
+  // writes, so provisioned - allocated is what the volumes may still take.
+  uint64_t provisioned_bytes = 0;
+  uint64_t allocated_bytes = 0;
+};
+
 struct StoreOptions {
   std::string data_dir;
   engine::VolumeOptions volume_options;
@@ -97,6 +111,29 @@ class Store {
   // commit of the volume runs.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image,
                                          const std::function<bool()>& cancelled = nullptr);
+  // Makes volume `name` a copy of volume `source` at one moment, as
+  // CommitVolume's moment: a new COW file over the same backing file
+  // holding the source's allocated sectors then (only those are copied).
+  // The source serves on meanwhile. `cancelled` as CommitVolume's: a
+  // cancelled clone leaves nothing. AlreadyExists when `name` exists or is
+  // being made; NotFound when `source` is not a ready volume;
+  // FailedPrecondition while another commit or clone of `source` runs.
+  absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name,
+                                         const std::function<bool()>& cancelled = nullptr);
+  // Grows blank volume `name` to `size_bytes` (a multiple of 512), keeping
+  // its data: the COW file is rewritten over the blank base of the new
+  // size, because the bitmap grows and, past each 16 MiB of device, the
+  // data area moves by the alignment (4 KiB). The cost: the volume is
+  // closed (in-flight requests fail UNAVAILABLE; clients open it again),
+  // its allocated bytes are copied to a temporary COW file that then
+  // replaces it (a crash leaves the old file whole), and it is opened
+  // again; admin calls and the opening of any volume (FindVolume) wait
+  // meanwhile, since the store lock is held. The result is a plain v3 COW file
+  // over a plain sparse image, which UML opens as before. The same size:
+  // the volume, unchanged. FailedPrecondition: smaller (volumes do not
+  // shrink), a volume over an image (it would need a larger image), or one
+  // not ready; InvalidArgument: a bad size or above the limit.
+  absl::StatusOr<VolumeInfo> ResizeVolume(const std::string& name, uint64_t size_bytes);
   // Records `image` (empty: the image of the file name the header names,
   // or the blank base of its size, under this data directory) as the
   // backing file of a volume that is not ready, with its current mtime
@@ -120,6 +157,10 @@ class Store {
   absl::StatusOr<ImageInfo> GetImage(const std::string& name);
   std::vector<ImageInfo> ListImages(const std::string& after, size_t limit);
   absl::Status DeleteImage(const std::string& name);
+
+  // The data directory's file system and its volumes now. Fails (with the
+  // errno's code) only when statvfs of the directory fails.
+  absl::StatusOr<StoreStats> Stats();
 
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();
@@ -170,6 +211,7 @@ class Store {
   std::mutex mu_;  // guards volumes_ and every create/delete in the directory
   std::map<std::string, Entry> volumes_;
   std::set<std::string> commits_;  // image names being written by a commit
+  std::set<std::string> clones_;   // volume names being written by a clone
   uint64_t fs_max_volume_size_ = UINT64_MAX;  // set by Open
 };
 

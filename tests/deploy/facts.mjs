@@ -5,8 +5,11 @@
 //   node facts.mjs HELP.txt PROMETHEUS.yml OVERLAY=RENDERED.yaml...
 //
 // HELP.txt is `cowblkd --help`; PROMETHEUS.yml is deploy/prometheus's scrape
-// configuration (its job name is the one the alerts use). Overlays named
-// "tls" must run mutual TLS with tokens; others must run plaintext.
+// configuration (its job name is the one the alerts use). Overlays whose name
+// starts with "tls" must run mutual TLS with tokens; others must run
+// plaintext. A name ending in "+components" is an overlay with every opt-in
+// component (tests/deploy/lib.sh, render_variant): a ServiceMonitor and the
+// io_uring seccomp profile; the shipped overlays have neither.
 import { readFileSync } from "node:fs";
 import { parse, parseAllDocuments } from "yaml";
 
@@ -19,6 +22,8 @@ const RUNTIME_UID = 10001;  // the Dockerfile's runtime user
 // volumes (docs/cowblkd.md "Limits").
 const BASELINE_BYTES = 300 * 2 ** 20;
 const MiB = 2 ** 20;
+const SECCOMP_IO_URING = "profiles/cowblk-io-uring.json";  // components/seccomp-io-uring
+const POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name";
 
 // A Kubernetes quantity of bytes ("2Gi", "512Mi", "1G", "1048576").
 function bytesOf(quantity) {
@@ -68,6 +73,7 @@ const matches = (selector, labels) =>
 
 function checkOverlay(name, objects, help, promJob) {
   const at = (what) => `${name}: ${what}`;
+  const withComponents = name.endsWith("+components");
   const byKind = (kind) => objects.filter((o) => o.kind === kind);
   const sts = byKind("StatefulSet");
   if (!expect(sts.length === 1, at(`want one StatefulSet, have ${sts.length}`))) return;
@@ -172,7 +178,13 @@ function checkOverlay(name, objects, help, promJob) {
   expect(csc.privileged !== true, at("privileged"));
   expect((csc.capabilities?.drop ?? []).includes("ALL"), at("capabilities do not drop ALL"));
   expect((csc.capabilities?.add ?? []).length === 0, at("capabilities are added"));
-  expect((csc.seccompProfile ?? psc.seccompProfile)?.type === "RuntimeDefault", at("seccompProfile is not RuntimeDefault"));
+  const seccomp = csc.seccompProfile ?? psc.seccompProfile;
+  if (withComponents) {
+    expect(seccomp?.type === "Localhost" && seccomp.localhostProfile === SECCOMP_IO_URING,
+           at(`seccompProfile is not Localhost ${SECCOMP_IO_URING} (components/seccomp-io-uring)`));
+  } else {
+    expect(seccomp?.type === "RuntimeDefault", at("seccompProfile is not RuntimeDefault"));
+  }
   expect(podSpec.automountServiceAccountToken === false, at("the service account token is mounted"));
   expect(byKind("ServiceAccount").some((a) => a.metadata.name === podSpec.serviceAccountName),
          at(`serviceAccountName ${podSpec.serviceAccountName} is not rendered`));
@@ -203,9 +215,15 @@ function checkOverlay(name, objects, help, promJob) {
             `--drain-seconds ${drain} + ${FLUSH_MARGIN_SECONDS}s flush margin`));
 
   // Services: selectors find the pods, target ports are container port names.
+  // A selector may also name one pod of the StatefulSet (the controller
+  // labels each pod with its name).
   const services = byKind("Service");
+  const podSelector = (sel) => Object.fromEntries(Object.entries(sel ?? {}).filter(([k]) => k !== POD_NAME_LABEL));
   for (const s of services) {
-    expect(matches(s.spec.selector, podLabels), at(`Service ${s.metadata.name} does not select the pods`));
+    expect(matches(podSelector(s.spec.selector), podLabels), at(`Service ${s.metadata.name} does not select the pods`));
+    const onePod = s.spec.selector?.[POD_NAME_LABEL];
+    expect(onePod === undefined || onePod === `${ss.metadata.name}-0`,
+           at(`Service ${s.metadata.name} selects pod ${onePod}, which is not a pod of the StatefulSet`));
     for (const p of s.spec.ports) {
       expect(typeof p.targetPort === "string" && ports.has(p.targetPort),
              at(`Service ${s.metadata.name} port ${p.name} targets ${p.targetPort}, not a named container port`));
@@ -213,8 +231,26 @@ function checkOverlay(name, objects, help, promJob) {
   }
   const headless = services.find((s) => s.metadata.name === ss.spec.serviceName);
   expect(headless?.spec.clusterIP === "None", at(`serviceName ${ss.spec.serviceName} is not a headless Service`));
-  expect(services.some((s) => s.spec.clusterIP !== "None" && s.spec.ports.some((p) => p.targetPort === "grpc")),
-         at("no client Service for the gRPC port"));
+  const clients = services.filter((s) => s.spec.clusterIP !== "None" && s.spec.ports.some((p) => p.targetPort === "grpc"));
+  expect(clients.length > 0, at("no client Service for the gRPC port"));
+  // A volume lives on one pod, and a client opens several connections: a
+  // Service that balanced them over pods would send a volume's requests to
+  // pods that do not hold it.
+  for (const s of clients) {
+    expect(s.spec.selector?.[POD_NAME_LABEL] === `${ss.metadata.name}-0`,
+           at(`client Service ${s.metadata.name} balances over every pod; it must select ${POD_NAME_LABEL}: ${ss.metadata.name}-0`));
+  }
+
+  // Placement: pods spread over nodes, preferred (a one-node cluster runs them all).
+  const spread = (podSpec.topologySpreadConstraints ?? []).find((t) => t.topologyKey === "kubernetes.io/hostname");
+  expect(spread && matches(spread.labelSelector?.matchLabels, podLabels) && spread.whenUnsatisfiable === "ScheduleAnyway",
+         at("no topologySpreadConstraints over kubernetes.io/hostname (ScheduleAnyway) for the pods"));
+  const anti = podSpec.affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+  expect(anti.some((t) => t.podAffinityTerm?.topologyKey === "kubernetes.io/hostname" &&
+                          matches(t.podAffinityTerm.labelSelector?.matchLabels, podLabels)),
+         at("no preferred podAntiAffinity over kubernetes.io/hostname for the pods"));
+  expect(!podSpec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution,
+         at("required podAntiAffinity: a cluster with fewer nodes than replicas would leave pods Pending"));
   expect(matches(ss.spec.selector.matchLabels, podLabels), at("StatefulSet selector does not match its pods"));
 
   // PodDisruptionBudget and NetworkPolicy select the pods.
@@ -254,8 +290,10 @@ function checkOverlay(name, objects, help, promJob) {
 
   // TLS: the tls overlay runs mutual TLS with tokens, from mounted Secrets.
   const tlsFlags = ["--tls-cert", "--tls-key", "--tls-client-ca", "--token-file"];
-  if (name === "tls") {
-    expect(byKind("ServiceMonitor").length === 1, at("no ServiceMonitor"));
+  expect(byKind("ServiceMonitor").length === (withComponents ? 1 : 0),
+         at(withComponents ? "no ServiceMonitor from components/servicemonitor"
+                           : "a ServiceMonitor in a shipped overlay: it needs the Prometheus Operator's CRDs, so it is opt-in"));
+  if (name.startsWith("tls")) {
     for (const flag of tlsFlags) {
       const file = args.get(flag);
       if (!expect(file, at(`${flag} missing`))) continue;

@@ -9,8 +9,8 @@ need_kubectl
 need_node_modules
 "$cowblkd" --help >"$TMP/help.txt" || fail "$cowblkd --help failed"
 specs=""
-for overlay in $OVERLAYS; do
-  render "$K8S_DIR/overlays/$overlay" "$TMP/$overlay.yaml"
+for overlay in $VARIANTS; do
+  render_variant "$overlay" "$TMP/$overlay.yaml"
   specs="$specs $overlay=$TMP/$overlay.yaml"
 done
 # shellcheck disable=SC2086

@@ -13,7 +13,9 @@ prom="$COWBLK_SOURCE_DIR/deploy/prometheus/prometheus.yml"
 facts() {
   render "$TMP/k8s/overlays/dev" "$TMP/dev.yaml"
   render "$TMP/k8s/overlays/tls" "$TMP/tls.yaml"
-  node "$DEPLOY_TESTS/facts.mjs" "${HELP:-$TMP/help.txt}" "$prom" dev="$TMP/dev.yaml" tls="$TMP/tls.yaml"
+  render_variant tls+components "$TMP/tlsc.yaml" "$TMP/k8s"
+  node "$DEPLOY_TESTS/facts.mjs" "${HELP:-$TMP/help.txt}" "$prom" dev="$TMP/dev.yaml" tls="$TMP/tls.yaml" \
+    tls+components="$TMP/tlsc.yaml"
 }
 
 copy_manifests
@@ -77,3 +79,29 @@ sh "$DEPLOY_TESTS/k8s_config_starts.sh" "$cowblkd" "$TMP/k8s" >/dev/null ||
 mutate base/cowblkd.env "COWBLK_CACHE=writeback" "COWBLK_CACHE=wrtieback"
 expect_failure "a value cowblkd refuses" "--cache: wrtieback not in {writeback,none}" \
   sh "$DEPLOY_TESTS/k8s_config_starts.sh" "$cowblkd" "$TMP/k8s"
+
+# The client Service balances over every pod: a volume's requests would reach
+# pods that do not hold it.
+copy_manifests
+mutate base/service.yaml "    statefulset.kubernetes.io/pod-name: cowblk-0
+" ""
+expect_failure "a client Service over every pod" \
+  "client Service cowblk balances over every pod" facts
+
+copy_manifests
+mutate base/statefulset.yaml "whenUnsatisfiable: ScheduleAnyway" "whenUnsatisfiable: DoNotSchedule"
+expect_failure "a hard spread constraint" "no topologySpreadConstraints over kubernetes.io/hostname" facts
+
+# A shipped overlay that includes the ServiceMonitor fails to apply on a
+# cluster without the Prometheus Operator.
+copy_manifests
+mutate overlays/tls/kustomization.yaml "patches:" "components:
+  - ../../components/servicemonitor
+patches:"
+expect_failure "a ServiceMonitor in the tls overlay" "tls: a ServiceMonitor in a shipped overlay" facts
+
+copy_manifests
+mutate components/seccomp-io-uring/kustomization.yaml "localhostProfile: profiles/cowblk-io-uring.json" \
+  "localhostProfile: cowblk-io-uring.json"
+expect_failure "a seccomp profile at another path" \
+  "seccompProfile is not Localhost profiles/cowblk-io-uring.json" facts

@@ -5,8 +5,8 @@
 need_kubectl
 need_node_modules
 files=""
-for overlay in $OVERLAYS; do
-  render "$K8S_DIR/overlays/$overlay" "$TMP/$overlay.yaml"
+for overlay in $VARIANTS; do
+  render_variant "$overlay" "$TMP/$overlay.yaml"
   files="$files $TMP/$overlay.yaml"
 done
 # shellcheck disable=SC2086

@@ -24,7 +24,7 @@ expect_failure "a misspelled clusterIP" "unknown field spec.clusterIp" check
 
 copy_manifests
 mutate components/servicemonitor/servicemonitor.yaml "    - port: metrics" "    - portName: metrics"
-render "$TMP/k8s/overlays/tls" "$TMP/out.yaml"
+render_variant tls+components "$TMP/out.yaml" "$TMP/k8s"
 expect_failure "an unknown ServiceMonitor field" "unknown field spec.endpoints[0].portName" check
 
 copy_manifests

@@ -6,6 +6,10 @@ set -eu
 DEPLOY_TESTS="$COWBLK_SOURCE_DIR/tests/deploy"
 K8S_DIR="$COWBLK_SOURCE_DIR/deploy/kubernetes"
 OVERLAYS="dev tls"
+# The opt-in components of deploy/kubernetes/components, checked together on
+# top of the tls overlay as the variant "tls+components" (render_variant).
+COMPONENTS="servicemonitor seccomp-io-uring"
+VARIANTS="$OVERLAYS tls+components"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cowblk-deploy-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
@@ -36,6 +40,25 @@ render() {
     fail "kubectl kustomize $1 failed"
   }
   [ -s "$2" ] || fail "kubectl kustomize $1 rendered nothing"
+}
+
+# render_variant NAME OUT [K8S]: renders an overlay of K8S (default
+# deploy/kubernetes) or "tls+components": the tls overlay with every opt-in
+# component added to its kustomization, as docs/kubernetes.md tells users to.
+render_variant() {
+  k8s=${3:-$K8S_DIR}
+  case $1 in
+    tls+components)
+      rm -rf "$TMP/variant" && mkdir -p "$TMP/variant" && cp -R "$k8s/." "$TMP/variant/" ||
+        fail "cannot copy $k8s"
+      {
+        printf 'components:\n'
+        for c in $COMPONENTS; do printf '  - ../../components/%s\n' "$c"; done
+      } >>"$TMP/variant/overlays/tls/kustomization.yaml"
+      render "$TMP/variant/overlays/tls" "$2"
+      ;;
+    *) render "$k8s/overlays/$1" "$2" ;;
+  esac
 }
 
 # copy_manifests: a scratch copy of deploy/kubernetes in $TMP/k8s, to break.

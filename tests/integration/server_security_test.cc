@@ -286,12 +286,27 @@ class TokenSecurityTest : public ServerFixture {
     }
   }
 
+  static v1::CloneVolumeRequest CloneRequest(const std::string& source, const std::string& name) {
+    v1::CloneVolumeRequest req;
+    req.set_source(source);
+    req.set_name(name);
+    return req;
+  }
+  static v1::ResizeVolumeRequest ResizeRequest(const std::string& name, uint64_t size) {
+    v1::ResizeVolumeRequest req;
+    req.set_name(name);
+    req.set_size_bytes(size);
+    return req;
+  }
+
   // Every call that needs the admin scope, each about something that exists.
   static std::vector<grpc::Status> AdminCalls(Client& client) {
     return {client.Create("team-a-3"),
             client.Call(&Volumes::DeleteVolume, Named<v1::DeleteVolumeRequest>("team-a-1")),
             client.Call(&Volumes::CommitVolume, Named<v1::CommitVolumeRequest>("team-a-1")),
             client.Call(&Volumes::RebaseVolume, Named<v1::RebaseVolumeRequest>("team-a-1")),
+            client.Call(&Volumes::CloneVolume, CloneRequest("team-a-1", "team-a-3")),
+            client.Call(&Volumes::ResizeVolume, ResizeRequest("team-a-1", 1 << 21)),
             client.Upload("img", std::string(4096, 'i')),
             client.Call(&Volumes::ListImages, v1::ListImagesRequest()),
             client.Call(&Volumes::GetImage, Named<v1::GetImageRequest>("base")),
@@ -342,6 +357,7 @@ TEST_F(TokenSecurityTest, CallsWithoutAValidTokenAreUnauthenticated) {
     for (const grpc::Status& s :
          {client.Call(&Volumes::GetVolume, Named<v1::GetVolumeRequest>("team-a-1")),
           client.Call(&Volumes::ListVolumes, v1::ListVolumesRequest()),
+          client.Call(&Volumes::GetServerInfo, v1::GetServerInfoRequest()),
           client.Call(&Volumes::GetAllocation, Named<v1::GetAllocationRequest>("team-a-1")),
           client.Flush("team-a-1"), client.Write("team-a-1", std::string(4096, 'x')),
           client.Read("team-a-1", 4096, &data)}) {

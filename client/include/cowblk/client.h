@@ -132,6 +132,14 @@ class COWBLK_EXPORT Client {
   // before it, none sent after it), while it serves on. Past the call's
   // deadline the server stops and leaves no image.
   absl::StatusOr<ImageInfo> CommitVolume(const std::string& name, const std::string& image);
+  // Makes volume `name` a copy of volume `source` at one moment during the
+  // call (a new COW file over the same image); the source serves on.
+  // ALREADY_EXISTS, NOT_FOUND, FAILED_PRECONDITION as CommitVolume.
+  absl::StatusOr<VolumeInfo> CloneVolume(const std::string& source, const std::string& name);
+  // Grows a blank volume to `size_bytes` keeping its data; the server
+  // closes it meanwhile (open Volumes see UNAVAILABLE and open it again).
+  // FAILED_PRECONDITION: smaller, or a volume over an image.
+  absl::StatusOr<VolumeInfo> ResizeVolume(const std::string& name, uint64_t size_bytes);
   // Takes back a volume in VolumeState::kError whose image's mtime changed
   // (a copy without times) or whose recorded image path moved, as
   // `qemu-img rebase -u`: the server records `image` (empty: the image the
@@ -172,6 +180,10 @@ class COWBLK_EXPORT Client {
   absl::Status DeleteImage(const std::string& name);
 
   // ---- Health ---------------------------------------------------------
+
+  // The server's version, data directory (capacity, free bytes), volume
+  // count and NBD export address.
+  absl::StatusOr<ServerInfo> GetServerInfo();
 
   // grpc.health.v1 Check of `service` ("" is the whole server).
   absl::StatusOr<HealthState> Health(const std::string& service = "");

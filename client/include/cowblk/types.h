@@ -32,6 +32,23 @@ struct VolumeInfo {
   std::string error;  // why state is kError
 };
 
+// The server (Client::GetServerInfo): version, the file system of its data
+// directory, its volumes, its NBD export.
+struct ServerInfo {
+  std::string version;  // "0.1.0"
+  std::string commit;   // the git commit it was built from
+  uint64_t capacity_bytes = 0;  // size of the data directory's file system
+  uint64_t free_bytes = 0;      // bytes the server may still allocate there
+  uint32_t volume_count = 0;
+  // Sums over the volumes: their sizes and the bytes in their COW files;
+  // the volumes may still take provisioned - allocated of free_bytes.
+  uint64_t provisioned_bytes = 0;
+  uint64_t allocated_bytes = 0;
+  uint64_t max_volume_size_bytes = 0;  // the largest volume it creates
+  std::string nbd_address;  // "HOST:PORT" of its NBD export; empty: none
+  uint32_t nbd_port = 0;
+};
+
 // A read-only base image.
 struct ImageInfo {
   std::string name;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sector.h"
+#include "common/version.h"
 #include "server/store/client_text.h"
 #include "server/store/names.h"
 #include "server/transport/grpc/status_util.h"
@@ -99,6 +100,49 @@ grpc::Status VolumeServiceImpl::ListVolumes(grpc::ServerContext* ctx, const List
       probe = rest.back().name;
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::CloneVolume(grpc::ServerContext* ctx, const CloneVolumeRequest* req,
+                                            Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  // As CommitVolume: a clone whose caller went away stops, leaving nothing.
+  auto info = store_->CloneVolume(req->source(), req->name(), [ctx] { return ctx->IsCancelled(); });
+  if (!info.ok()) return ToGrpc(info.status());
+  FillVolume(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::ResizeVolume(grpc::ServerContext* ctx,
+                                             const ResizeVolumeRequest* req, Volume* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->ResizeVolume(req->name(), req->size_bytes());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillVolume(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::GetServerInfo(grpc::ServerContext* ctx,
+                                              const GetServerInfoRequest*, ServerInfo* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Authenticate(*ctx); !s.ok()) return ToGrpc(s);
+  auto stats = store_->Stats();
+  if (!stats.ok()) return ToGrpc(stats.status());
+  resp->set_version(Version());
+  resp->set_commit(GitCommit());
+  resp->set_capacity_bytes(stats->capacity_bytes);
+  resp->set_free_bytes(stats->free_bytes);
+  resp->set_volume_count(stats->volume_count);
+  resp->set_provisioned_bytes(stats->provisioned_bytes);
+  resp->set_allocated_bytes(stats->allocated_bytes);
+  resp->set_max_volume_size_bytes(store_->max_volume_size());
+  resp->set_nbd_address(options_.nbd_address);
+  resp->set_nbd_port(options_.nbd_port);
   return grpc::Status::OK;
 }
 

@@ -15,6 +15,9 @@ struct VolumeServiceOptions {
   // The port of the server's NBD export, told in every answer about a
   // servable volume (Volume.nbd_port); 0: the server has none.
   uint32_t nbd_port = 0;
+  // The NBD export's address as bound ("HOST:PORT"), for GetServerInfo;
+  // empty: none.
+  std::string nbd_address;
 };
 
 class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
@@ -38,6 +41,12 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
                              cowblk::v1::GetAllocationResponse* resp) override;
   grpc::Status RebaseVolume(grpc::ServerContext* ctx, const cowblk::v1::RebaseVolumeRequest* req,
                             cowblk::v1::Volume* resp) override;
+  grpc::Status CloneVolume(grpc::ServerContext* ctx, const cowblk::v1::CloneVolumeRequest* req,
+                           cowblk::v1::Volume* resp) override;
+  grpc::Status ResizeVolume(grpc::ServerContext* ctx, const cowblk::v1::ResizeVolumeRequest* req,
+                            cowblk::v1::Volume* resp) override;
+  grpc::Status GetServerInfo(grpc::ServerContext* ctx, const cowblk::v1::GetServerInfoRequest* req,
+                             cowblk::v1::ServerInfo* resp) override;
   grpc::Status UploadImage(grpc::ServerContext* ctx,
                            grpc::ServerReader<cowblk::v1::UploadImageRequest>* reader,
                            cowblk::v1::Image* resp) override;
