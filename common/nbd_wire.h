@@ -47,11 +47,15 @@ inline constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
 // Transmission flags.
 inline constexpr uint16_t kTxHasFlags = 1 << 0, kTxReadOnly = 1 << 1, kTxSendFlush = 1 << 2,
                           kTxSendFua = 1 << 3, kTxSendTrim = 1 << 5,
-                          kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8;
+                          kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8,
+                          kTxSendFastZero = 1 << 11;
 
 inline constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
                           kCmdWriteZeroes = 6, kCmdBlockStatus = 7;
-inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1, kCmdFlagReqOne = 1 << 3;
+inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1, kCmdFlagReqOne = 1 << 3,
+                          kCmdFlagFastZero = 1 << 4;
+// NBD_ENOTSUP: a fast zero that would not be fast.
+inline constexpr uint32_t kErrNotSup = 95;
 
 // Structured replies: chunk flags and types; base:allocation's states.
 inline constexpr uint16_t kReplyFlagDone = 1 << 0;

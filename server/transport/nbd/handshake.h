@@ -38,9 +38,11 @@ namespace cowblk::nbd {
 
 // What the export advertises. Every connection sees every completed write
 // (one engine per volume), and a flush covers all of them: multi-conn is
-// safe.
+// safe. Fast zero: every write-zeroes is a hole punched or a range zeroed
+// by fallocate (or nothing at all), never data written (transmission.cc).
 inline constexpr uint16_t kTransmissionFlags = kTxHasFlags | kTxSendFlush | kTxSendFua |
-                                               kTxSendTrim | kTxSendWriteZeroes | kTxCanMultiConn;
+                                               kTxSendTrim | kTxSendWriteZeroes |
+                                               kTxCanMultiConn | kTxSendFastZero;
 inline constexpr uint32_t kMinBlock = 512, kPreferredBlock = 4096;  // kMaxBlock: wire_parse.h
 
 // What a client may do with a volume.
