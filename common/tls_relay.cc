@@ -216,4 +216,15 @@ void TlsRelay::Main() {
   if (on_done_) on_done_();
 }
 
+std::string SslErrors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no detail" : out;
+}
+
 }  // namespace cowblk::nbd

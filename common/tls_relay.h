@@ -27,6 +27,10 @@ typedef struct ssl_st SSL;
 
 namespace cowblk::nbd {
 
+// OpenSSL's queued errors of this thread as one line ("no detail" when
+// none), and the queue cleared: what a failed TLS call tells its user.
+std::string SslErrors();
+
 struct SslFree {
   void operator()(SSL* ssl) const;
 };

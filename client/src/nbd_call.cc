@@ -25,6 +25,8 @@
 namespace cowblk::internal {
 namespace {
 
+using nbd::SslErrors;
+
 using namespace cowblk::nbd;  // NOLINT: the protocol's names read best bare
 
 // Connecting and each handshake step may take this long (the export may sit
@@ -52,17 +54,6 @@ absl::Status FromNbdErrno(uint32_t error) {
     default:
       return absl::InternalError(what);
   }
-}
-
-std::string SslErrors() {
-  std::string out;
-  while (const unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "no detail" : out;
 }
 
 bool IsAddress(const std::string& host) {

@@ -20,18 +20,6 @@
 namespace cowblk::nbd {
 namespace {
 
-// OpenSSL's queued errors of this thread, as one line (and the queue cleared).
-std::string SslErrors() {
-  std::string out;
-  while (const unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "no detail" : out;
-}
-
 // The subject CN of `cert`, "" when it has none.
 std::string CommonName(X509* cert) {
   X509_NAME* subject = X509_get_subject_name(cert);
