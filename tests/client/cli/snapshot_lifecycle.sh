@@ -63,9 +63,18 @@ expect_error "NOT_FOUND"
 [ "$(ls -a "$SERVER_DATA/images" "$SERVER_DATA/volumes")" = "$before" ] ||
   fail "a refused call changed files"
 
-# A restart keeps snapshots and their records.
+# A restart keeps snapshots and their records; it removes a record whose
+# image is missing (a crash in CreateSnapshot) and a deleted snapshot's
+# image no volume uses (a crash before the reap).
 stop_server
+printf 'cowblk-snapshot 1\nsource src\ncreated_unix_nanos 1\n' >"$SERVER_DATA/images/ghost.snapshot"
+cp "$TMP/img" "$SERVER_DATA/images/old.img"
+printf 'cowblk-snapshot 1\nsource src\ncreated_unix_nanos 1\n' >"$SERVER_DATA/images/old.snapshot-deleted"
 start_server
+[ ! -e "$SERVER_DATA/images/ghost.snapshot" ] || fail "a record without its image stayed"
+[ ! -e "$SERVER_DATA/images/old.img" ] && [ ! -e "$SERVER_DATA/images/old.snapshot-deleted" ] ||
+  fail "an unused deleted snapshot stayed"
+grep -q "orphan_snapshot_record_removed" "$TMP/server.log" || fail "no orphan_snapshot_record_removed"
 expect_exit 0 "$COWBLK" --json snapshot info snap1
 [ "$(json 'j["source_volume"], j["volume_count"]')" = "('src', 1)" ] || fail "after restart: $(cat "$TMP/out")"
 
