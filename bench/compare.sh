@@ -5,7 +5,7 @@
 #   fio       local `fio --ioengine=io_uring` on plain files (the limit: no
 #             network, no copy-on-write)
 #   cowblk    cowblkd as `make run` and the container start it (its
-#             defaults: ordered durability, page cache, gRPC only) on TCP
+#             defaults: deferred durability, page cache, gRPC only) on TCP
 #             loopback, cowblk-bench over libcowblk
 #   cowblk-tls  cowblkd as the Kubernetes `tls` overlay starts it: the
 #             base's settings (deploy/kubernetes/base/cowblkd.env), mutual
@@ -19,12 +19,19 @@
 #             writeback cache), cowblk-bench over libnbd
 #   qemu-nbd-tls  the same with a tls-creds-x509 object, verify-peer=on
 #
-# and, with -T, configurations no default starts (levers, not floors):
-#   cowblk-deferred  --durability deferred: the peers' flush contract (a
-#             flush makes every acknowledged write durable), a crash of
-#             cowblkd reported to clients (docs/cowblkd.md, "Epochs")
+# and, with -T, other configurations (levers, not floors):
+#   cowblk-deferred, cowblk-tls-deferred  cowblk and cowblk-tls with
+#             --durability deferred (the default since issue #23): the
+#             peers' flush contract (a flush makes every acknowledged
+#             write durable), a crash of cowblkd reported to clients
+#             (docs/cowblkd.md, "Epochs")
+#   cowblk-ordered, cowblk-tls-ordered  the same with --durability ordered
+#             (an A/B of the durability mode, whatever the default is)
 #   cowblk-nbd, cowblk-nbd-deferred  the NBD export of such a server
-#             (--nbd-listen, plaintext only), cowblk-bench over libnbd
+#             (--nbd-listen), cowblk-bench over libnbd
+#   cowblk-nbd-tls  the NBD export of the cowblk-tls server (TLS required,
+#             the client certificate's x509: line in the token file gives
+#             its scopes), cowblk-bench over nbds:// as for nbdkit-tls
 #
 # Every server listens on TCP loopback. Rows (default: the issue's six;
 # -w all: twelve): 4 KiB random read and write at depth 1 and 32, 1 MiB
@@ -95,7 +102,8 @@ IFS=, read -r -a chosen <<<"$targets_opt"
 ours=() peers=()
 for t in "${chosen[@]}"; do
   case $t in
-    cowblk | cowblk-tls | cowblk-deferred | cowblk-nbd | cowblk-nbd-deferred) ours+=("$t") ;;
+    cowblk | cowblk-tls | cowblk-ordered | cowblk-tls-ordered | cowblk-deferred | \
+      cowblk-tls-deferred | cowblk-nbd | cowblk-nbd-deferred | cowblk-nbd-tls) ours+=("$t") ;;
     fio | nbdkit | nbdkit-tls | qemu-nbd | qemu-nbd-tls) peers+=("$t") ;;
     *) die 2 "unknown target $t (see -h)" ;;
   esac
@@ -126,7 +134,7 @@ cp "$pki/server.key" "$pki/nbd-server/server-key.pem"
 cp "$pki/ca.pem" "$pki/nbd-client/ca-cert.pem"
 cp "$pki/client.pem" "$pki/nbd-client/client-cert.pem"
 cp "$pki/client.key" "$pki/nbd-client/client-key.pem"
-echo "bench-token admin" >"$pki/tokens"
+printf 'bench-token admin\nx509:CN=client admin\n' >"$pki/tokens"
 echo "bench-token" >"$pki/token"
 tls_client_env=(COWBLK_TLS_CA="$pki/ca.pem" COWBLK_TLS_CERT="$pki/client.pem"
   COWBLK_TLS_KEY="$pki/client.key" COWBLK_TOKEN_FILE="$pki/token")
@@ -139,14 +147,17 @@ mapfile -t k8s_env < <(grep -E '^[A-Z_]+=' "$bench_root/deploy/kubernetes/base/c
 start_server() {
   local name=$1 bin=$2 target=$3 pre=() flags=() client=()
   case $target in
-    *-tls)
+    *-tls | *-tls-*)
       pre=(env "${k8s_env[@]}")
       flags=(--tls-cert "$pki/server.pem" --tls-key "$pki/server.key"
         --tls-client-ca "$pki/ca.pem" --token-file "$pki/tokens")
       client=("${tls_client_env[@]}")
       ;;
   esac
-  case $target in *deferred) flags+=(--durability deferred) ;; esac
+  case $target in
+    *-deferred) flags+=(--durability deferred) ;;
+    *-ordered) flags+=(--durability ordered) ;;
+  esac
   case $target in *-nbd*) flags+=(--nbd-listen 127.0.0.1:0) ;; esac
   mkdir -p "$dir/$name"
   # shellcheck disable=SC2086 # $extra is a list of flags
@@ -203,15 +214,21 @@ run() {
       local bin=$bin srv
       [ "${target%%-*}" = before ] && bin=$before
       srv=${server_of[$target]}
-      case $target in *-tls) bench_env=("${tls_client_env[@]}") ;; esac
+      case $target in *-tls | *-tls-*) bench_env=("${tls_client_env[@]}") ;; esac
       vol_seq=$((vol_seq + 1))
       local vol=cmp$vol_seq
       uri=cowblk://$srv/$vol
-      case $target in *-nbd*) uri=nbd://${nbd_of[$target]}/$vol ;; esac
+      case $target in
+        *-nbd-tls) uri="nbds://${nbd_of[$target]}/$vol?tls-certificates=$pki/nbd-client" ;;
+        *-nbd*) uri=nbd://${nbd_of[$target]}/$vol ;;
+      esac
       env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume create "$vol" --image base >/dev/null
       [ "$alloc" = allocated ] && bench_prefill "$uri" "$bytes" "$json.log"
       bench_cell "$uri" "$rw" "$bs" "$depth" "$bytes" "$json"
-      env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume rm "$vol" >/dev/null
+      # A long time limit: on a file system mounted with `discard` (this
+      # VM's root), unlinking an overlay of many small extents issues their
+      # discards synchronously: 20-60 s after a row of 4 KiB first writes.
+      env "${bench_env[@]}" COWBLK_SERVER="$srv" "$bin/cowblk" volume rm --timeout 600 "$vol" >/dev/null
       ;;
     nbdkit*)
       uri=
@@ -282,7 +299,7 @@ label = lambda t: {"cowblk": "default", "cowblk-tls": "tls",
 deployed = [t for t in ("cowblk", "cowblk-tls") if t in ours]
 # The peers of a target: those of its security.
 def peers_of(t):
-    tls = t.endswith("-tls")
+    tls = t.endswith("-tls") or "-tls-" in t
     return [p for p in ("nbdkit-tls", "qemu-nbd-tls") if p in targets] if tls else \
            [p for p in ("nbdkit", "qemu-nbd") if p in targets]
 names = []

@@ -35,21 +35,27 @@ inline constexpr uint16_t kFlagNoZeroes = 1 << 1;
 inline constexpr uint32_t kOptExportName = 1, kOptAbort = 2, kOptList = 3, kOptInfo = 6,
                           kOptGo = 7, kOptStructuredReply = 8, kOptListMetaContext = 9,
                           kOptSetMetaContext = 10;
+inline constexpr uint32_t kOptStartTls = 5;
 inline constexpr uint32_t kRepAck = 1, kRepServer = 2, kRepInfo = 3, kRepMetaContext = 4;
 inline constexpr uint32_t kRepFlagError = 1u << 31;
 inline constexpr uint32_t kRepErrUnsup = kRepFlagError + 1;
 inline constexpr uint32_t kRepErrInvalid = kRepFlagError + 3;
 inline constexpr uint32_t kRepErrUnknown = kRepFlagError + 6;
+inline constexpr uint32_t kRepErrTlsReqd = kRepFlagError + 5;
 inline constexpr uint16_t kInfoExport = 0, kInfoBlockSize = 3;
 
 // Transmission flags.
 inline constexpr uint16_t kTxHasFlags = 1 << 0, kTxReadOnly = 1 << 1, kTxSendFlush = 1 << 2,
                           kTxSendFua = 1 << 3, kTxSendTrim = 1 << 5,
-                          kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8;
+                          kTxSendWriteZeroes = 1 << 6, kTxCanMultiConn = 1 << 8,
+                          kTxSendFastZero = 1 << 11;
 
 inline constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
                           kCmdWriteZeroes = 6, kCmdBlockStatus = 7;
-inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1, kCmdFlagReqOne = 1 << 3;
+inline constexpr uint16_t kCmdFlagFua = 1 << 0, kCmdFlagNoHole = 1 << 1, kCmdFlagReqOne = 1 << 3,
+                          kCmdFlagFastZero = 1 << 4;
+// NBD_ENOTSUP: a fast zero that would not be fast.
+inline constexpr uint32_t kErrNotSup = 95;
 
 // Structured replies: chunk flags and types; base:allocation's states.
 inline constexpr uint16_t kReplyFlagDone = 1 << 0;

@@ -54,7 +54,7 @@ struct Flags {
   std::string io_backend = "auto";
   unsigned io_threads = 8;
   unsigned engine_poll_us = 0;
-  std::string durability = "ordered";
+  std::string durability = "deferred";
   std::string cache = "writeback";
   uint32_t commit_interval_ms = 1000;
   uint32_t write_split_kib = 0;
@@ -145,9 +145,11 @@ int Main(int argc, char** argv) {
                  "requests keep coming; 0: off")
       ->envname("COWBLK_ENGINE_POLL_US")->check(CLI::Range(0, 1000))->capture_default_str();
   app.add_option("--durability", f.durability,
-                 "ordered: data is synced before the bitmap bit that exposes it, then the "
-                 "write is acknowledged; deferred: acknowledged once written, bits committed "
-                 "in the background after their data is synced (flush waits for them); "
+                 "deferred: acknowledged once written, bits committed in the background "
+                 "after their data is synced (flush waits for them; a crash of cowblkd may "
+                 "lose unflushed writes, and clients are told: epochs); ordered: data is "
+                 "synced before the bitmap bit that exposes it, then the write is "
+                 "acknowledged; "
                  "unordered: no barrier (UML's behaviour, safe against process crashes only)")
       ->envname("COWBLK_DURABILITY")
       ->check(CLI::IsMember({"ordered", "deferred", "unordered"}))
@@ -229,7 +231,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--nbd-listen", f.nbd_listen,
                  "Also serve the volumes over NBD at this address (host:port; port 0 picks "
-                 "one); no authentication, so not with --token-file or TLS; empty: off")
+                 "one); with TLS on, TLS is required there (NBD_OPT_STARTTLS); with "
+                 "--token-file, mutual TLS is needed and certificates map to scopes; empty: off")
       ->envname("COWBLK_NBD_LISTEN");
   app.add_option("--nbd-zero-copy", f.nbd_zero_copy,
                  "NBD reads of 256 KiB and more are spliced from the files into the socket "
@@ -319,11 +322,13 @@ int Main(int argc, char** argv) {
   std::string cred_error;
   auto creds = Credentials(f, &cred_error);
   if (!cred_error.empty()) return Fatal("bad_flags", cred_error);
-  if (!f.nbd_listen.empty() && (!f.token_file.empty() || !f.tls_cert.empty())) {
-    // The export would let anyone who reaches it past the tokens and TLS.
+  if (!f.nbd_listen.empty() && !f.token_file.empty() && f.tls_client_ca.empty()) {
+    // NBD has no bearer tokens: its clients prove who they are with a
+    // certificate, or the export would let them past the tokens.
     return Fatal("bad_flags",
-                 "--nbd-listen: NBD has no authentication here; it cannot be combined with "
-                 "--token-file or TLS");
+                 "--nbd-listen with --token-file needs mutual TLS (--tls-cert, --tls-key and "
+                 "--tls-client-ca): NBD clients authenticate with their certificate, mapped to "
+                 "scopes by the token file's `x509:CN=NAME SCOPES` lines");
   }
   std::unique_ptr<rpc::Authorizer> auth = std::make_unique<rpc::Authorizer>();
   if (!f.token_file.empty()) {
@@ -404,6 +409,19 @@ int Main(int argc, char** argv) {
     nbd_options.handshake_timeout = std::chrono::seconds(f.nbd_handshake_timeout_seconds);
     nbd_options.idle_timeout = std::chrono::seconds(f.nbd_idle_timeout_seconds);
     nbd_options.send_timeout = std::chrono::seconds(f.nbd_send_timeout_seconds);
+    if (!f.tls_cert.empty()) {
+      auto tls = nbd::TlsServer::Create(f.tls_cert, f.tls_key, f.tls_client_ca);
+      if (!tls.ok()) return Fatal("bad_flags", std::string(tls.status().message()));
+      nbd_options.tls = *std::move(tls);
+    }
+    if (auth->enabled()) {
+      const rpc::Authorizer* scopes = auth.get();
+      nbd_options.access = [scopes](const std::string& identity, const std::string& volume) {
+        const std::optional<rpc::Access> a = scopes->IdentityAccess(identity, volume);
+        return !a ? nbd::Grant::kNone
+                  : *a == rpc::Access::kRead ? nbd::Grant::kRead : nbd::Grant::kWrite;
+      };
+    }
     auto started = cowblk::nbd::NbdServer::Start(nbd_options, store->get());
     if (!started.ok()) return Fatal("listen_failed", std::string(started.status().message()));
     nbd = *std::move(started);
@@ -413,11 +431,15 @@ int Main(int argc, char** argv) {
   block_options.max_stream_bytes = f.max_stream_bytes;
   block_options.budget = &budget;
   block_options.send_watchdog = &send_watchdog;
-  if (nbd) block_options.nbd_port = nbd->port();
+  // libcowblk dials the export (over TLS when it uses TLS, with its
+  // client certificate when tokens are on; older libraries never dial with
+  // TLS or a token).
+  const bool nbd_for_clients = static_cast<bool>(nbd);
+  if (nbd_for_clients) block_options.nbd_port = nbd->port();
   rpc::CallTracker calls;
   rpc::BlockServiceImpl block_service(store->get(), auth.get(), &calls, block_options);
   rpc::VolumeServiceOptions volume_options;
-  if (nbd) volume_options.nbd_port = nbd->port();
+  if (nbd_for_clients) volume_options.nbd_port = nbd->port();
   if (nbd) volume_options.nbd_address = nbd->address();
   rpc::VolumeServiceImpl volume_service(store->get(), auth.get(), &calls, volume_options);
 

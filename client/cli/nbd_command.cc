@@ -7,16 +7,19 @@
 // Lifecycle: listen (errors here need no server), fork with --daemon, open
 // the volumes, write --pid-file, serve; print one NBD URI per export. On
 // SIGINT or SIGTERM: stop accepting, answer the requests in flight, flush
-// every volume, remove the socket and the pid file, exit 0 (1 when a flush
-// failed: data the clients were told is written may not be).
+// every volume (within --stop-timeout), remove the socket and the pid file,
+// exit 0 (non-zero when a flush failed, by its code: 3 when the server could
+// not be reached in time; data the clients were told is written may not be).
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <iostream>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/cli/context.h"
@@ -38,6 +41,7 @@ struct NbdArgs {
   bool daemon = false;
   std::string pid_file;
   int max_connections = 64;
+  int stop_timeout_s = 10;
 };
 
 std::string DefaultSocket() {
@@ -67,13 +71,25 @@ absl::StatusOr<gateway::Exports> OpenExports(Context& ctx, const NbdArgs& a) {
   return exports;
 }
 
-// Flushes and closes every volume; the first failure.
-absl::Status FlushAll(gateway::Exports* exports) {
+// Flushes every volume at once, each within `timeout` (a server that is
+// gone or does not answer costs that, not the client's --timeout), then
+// closes them; the first failure.
+absl::Status FlushAll(gateway::Exports* exports, std::chrono::milliseconds timeout) {
   absl::Status first;
+  std::vector<std::future<absl::Status>> flushes;
   for (auto& [name, volume] : *exports) {
-    absl::Status s = volume->Flush();
+    flushes.push_back(volume->FlushAsync(IoOptions{.deadline = timeout}));
+  }
+  size_t i = 0;
+  for (auto& [name, volume] : *exports) {
+    absl::Status s = flushes[i++].get();
+    const VolumeStats st = volume->stats();
     Log(s.ok() ? LogLevel::kInfo : LogLevel::kError, "nbd_gateway_flushed",
-        {{"volume", name}, {"status", s.ok() ? "ok" : s.ToString()}});
+        {{"volume", name},
+         {"status", s.ok() ? "ok" : s.ToString()},
+         {"requests", std::to_string(st.requests)},
+         {"messages_sent", std::to_string(st.messages_sent)},
+         {"messages_received", std::to_string(st.messages_received)}});
     if (!s.ok() && first.ok()) first = absl::Status(s.code(), absl::StrCat(name, ": flush: ", s.message()));
     volume->Close();
   }
@@ -120,7 +136,7 @@ absl::Status Serve(Context& ctx, const NbdArgs& a, gateway::Listener* listener,
   Log(LogLevel::kInfo, "nbd_gateway_stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
   (*server)->Shutdown();
   server->reset();
-  return FlushAll(&*exports);
+  return FlushAll(&*exports, std::chrono::seconds(a.stop_timeout_s));
 }
 
 absl::Status RunNbd(Context& ctx, const NbdArgs& a) {
@@ -178,6 +194,10 @@ void AddNbdCommand(CLI::App& app, Context& ctx) {
   c->add_option("--pid-file", a->pid_file, "Write the process id here while serving");
   c->add_option("--max-connections", a->max_connections, "NBD clients served at once")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  c->add_option("--stop-timeout", a->stop_timeout_s,
+                "Seconds the final flush may take on SIGINT/SIGTERM (then exit 1 naming it)")
+      ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   c->callback([&ctx, a] {
     ctx.what = "nbd";

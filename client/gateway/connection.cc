@@ -29,14 +29,16 @@ constexpr size_t kRecvBufferBytes = 256 << 10;
 constexpr uint32_t kMaxStatusBytes = 64 << 20;
 constexpr size_t kMaxExtents = 1024;  // per answer, as cowblkd's export
 
-// base:allocation's extents for GetAllocation's `ranges`: what the COW file
-// holds is data; the rest reads as zeros on a blank volume (a hole), from
-// the image otherwise (data: the gateway cannot see the image's holes).
+// base:allocation's extents for GetExtents' `ranges`: what the COW file
+// holds is data; what the server says reads as zeros (the image's holes,
+// past its end; all of a blank volume's unallocated space) is a hole; the
+// rest, the image's data, is data. (A server from before GetExtents says
+// no zeros: a blank volume's unallocated ranges are holes all the same.)
 std::vector<Extent> ExtentsOf(const std::vector<AllocationRange>& ranges, bool blank,
                               bool req_one) {
   std::vector<Extent> out;
   for (const AllocationRange& r : ranges) {
-    const uint32_t flags = r.allocated || !blank ? 0 : kStateHole | kStateZero;
+    const uint32_t flags = !r.allocated && (r.zero || blank) ? kStateHole | kStateZero : 0;
     const auto length = static_cast<uint32_t>(r.length);
     if (!out.empty() && out.back().flags == flags) {
       out.back().length += length;
@@ -67,6 +69,7 @@ struct Connection::Request {
   uint32_t length = 0;  // a read's bytes
   std::string status;   // a block status's payload (BlockStatusPayload)
   uint32_t error = 0;   // the reply's errno
+  uint32_t forced_error = 0;   // the reply's errno whatever the status (NBD_ENOTSUP)
   bool out_of_memory = false;  // no buffer for its data: ENOMEM
   uint64_t bytes = 0;   // of `data`, counted in Connection::bytes_
   std::unique_ptr<char[]> data;
@@ -224,6 +227,11 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
     Complete(r, absl::InvalidArgumentError("refused"));
     return true;
   }
+  if (h.length == 0 && h.type != kCmdFlush) {
+    // proto.md leaves it to the server; cowblkd's export refuses it too.
+    Complete(r, absl::InvalidArgumentError("length 0"));
+    return true;
+  }
   if (r->out_of_memory) {
     Complete(r, absl::ResourceExhaustedError("out of memory"));
     return true;
@@ -247,12 +255,59 @@ bool Connection::Take(Volume* volume, const RequestHeader& h, RequestVerdict ver
       volume->TrimAsync(h.offset, h.length, done, io);
       break;
     case kCmdWriteZeroes:
-      volume->WriteZeroesAsync(h.offset, h.length, done, io);
+      if ((h.flags & kCmdFlagNoHole) == 0) {
+        // The server punches a hole (or, over never-written sectors of a
+        // blank volume, does nothing): fast, FAST_ZERO or not.
+        volume->WriteZeroesAsync(h.offset, h.length, done, io);
+      } else if ((h.flags & kCmdFlagFastZero) != 0) {
+        // Provisioned zeros are written as data here: not faster than a
+        // write, so a fast zero fails at once and changes nothing.
+        r->forced_error = kErrNotSup;
+        Complete(r, absl::UnimplementedError("a fast zero with NO_HOLE"));
+      } else {
+        WriteZeroBlocks(volume, h.offset, h.length, io, std::move(done));
+      }
       break;
     default:  // CheckRequest lets no other command through
       Complete(r, absl::InvalidArgumentError("unknown command"));
   }
   return true;
+}
+
+namespace {
+
+// What a write of zeros reads from: shared, never written.
+constexpr size_t kZeroBlockBytes = 1 << 20;
+char zero_block[kZeroBlockBytes];  // in .bss: never written
+
+// Writes [offset, offset + length) of zeros as data, one block after the
+// other (one write in flight per request), then `done` with the first
+// error or OK.
+void WriteZeroChain(Volume* volume, uint64_t offset, uint64_t length, IoOptions io,
+                    std::function<void(absl::Status)> done) {
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(length, kZeroBlockBytes));
+  volume->WriteAsync(
+      offset, zero_block, n,
+      [volume, offset, length, n, io, done = std::move(done)](absl::Status s) mutable {
+        if (!s.ok() || n == length) {
+          done(s);
+          return;
+        }
+        WriteZeroChain(volume, offset + n, length - n, io, std::move(done));
+      },
+      io);
+}
+
+}  // namespace
+
+void Connection::WriteZeroBlocks(Volume* volume, uint64_t offset, uint64_t length,
+                                 const IoOptions& io, std::function<void(absl::Status)> done) {
+  if (length == 0 || !CheckBlockRange(offset, length, volume->size(), kExtentRules).ok()) {
+    // Refused as the server refuses a write-zeroes (the range's errors).
+    volume->WriteZeroesAsync(offset, length, std::move(done), io);
+    return;
+  }
+  WriteZeroChain(volume, offset, length, io, std::move(done));
 }
 
 void Connection::BlockStatus(Volume* volume, const RequestHeader& h, Request* r) {
@@ -262,7 +317,7 @@ void Connection::BlockStatus(Volume* volume, const RequestHeader& h, Request* r)
     Complete(r, absl::InvalidArgumentError(valid.message()));
     return;
   }
-  const auto ranges = volume->GetAllocation(h.offset, std::min(h.length, kMaxStatusBytes));
+  const auto ranges = volume->GetExtents(h.offset, std::min(h.length, kMaxStatusBytes));
   if (!ranges.ok()) {
     Complete(r, ranges.status());
     return;
@@ -274,7 +329,8 @@ void Connection::BlockStatus(Volume* volume, const RequestHeader& h, Request* r)
 }
 
 void Connection::Complete(Request* r, const absl::Status& status) {
-  r->error = ReplyErrnoFor(status.code(), r->read, r->out_of_memory);
+  r->error = r->forced_error != 0 ? r->forced_error
+                                  : ReplyErrnoFor(status.code(), r->read, r->out_of_memory);
   std::lock_guard<std::mutex> lock(mu_);
   done_.push_back(r);
   writer_cv_.notify_one();
@@ -301,7 +357,7 @@ void Connection::WriterMain() {
       iov.clear();
       for (size_t i = 0; i < batch.size(); ++i) {
         Request* r = batch[i];
-        const bool data = r->read && r->error == 0 && r->length > 0;  // (an empty read: NONE)
+        const bool data = r->read && r->error == 0;
         const bool status = !r->status.empty() && r->error == 0;
         const ReplyKind kind = data     ? ReplyKind::kReadData
                                : status ? ReplyKind::kBlockStatus

@@ -74,8 +74,12 @@ class Connection {
   bool Take(Volume* volume, const nbd::RequestHeader& h, nbd::RequestVerdict verdict,
             std::string* why);
   // Answers an NBD_CMD_BLOCK_STATUS for base:allocation from the volume's
-  // GetAllocation (on this, the reading thread).
+  // GetExtents (on this, the reading thread).
   void BlockStatus(Volume* volume, const nbd::RequestHeader& h, Request* r);
+  // NBD_CMD_WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE: zeros written as data
+  // (allocated on the server), then `done`.
+  void WriteZeroBlocks(Volume* volume, uint64_t offset, uint64_t length, const IoOptions& io,
+                       std::function<void(absl::Status)> done);
   // Waits until `bytes` more fit; false once replies cannot be sent.
   bool WaitForRoom(uint64_t bytes);
   // A call completed: queue its reply (any thread).

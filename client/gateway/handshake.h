@@ -21,10 +21,11 @@
 
 namespace cowblk::gateway {
 
-// What the gateway advertises: flush, FUA, trim, write-zeroes, multi-conn.
-inline constexpr uint16_t kTransmissionFlags = nbd::kTxHasFlags | nbd::kTxSendFlush |
-                                               nbd::kTxSendFua | nbd::kTxSendTrim |
-                                               nbd::kTxSendWriteZeroes | nbd::kTxCanMultiConn;
+// What the gateway advertises: flush, FUA, trim, write-zeroes, multi-conn,
+// fast zero (ENOTSUP for NO_HOLE, which it writes as data: connection.cc).
+inline constexpr uint16_t kTransmissionFlags =
+    nbd::kTxHasFlags | nbd::kTxSendFlush | nbd::kTxSendFua | nbd::kTxSendTrim |
+    nbd::kTxSendWriteZeroes | nbd::kTxCanMultiConn | nbd::kTxSendFastZero;
 
 // Runs the handshake on `fd` (read through `in`): the chosen volume, with
 // what the client negotiated for it in `negotiated` (structured replies,

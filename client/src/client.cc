@@ -425,7 +425,8 @@ namespace internal {
 absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
                                                            const std::string& name, uint64_t offset,
                                                            uint64_t length,
-                                                           std::chrono::milliseconds timeout) {
+                                                           std::chrono::milliseconds timeout,
+                                                           bool zeros) {
   std::vector<AllocationRange> out;
   // The server answers a page at a time; the end stays where it was asked.
   const uint64_t end = length == 0 ? 0 : offset + length;
@@ -436,10 +437,13 @@ absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
     req.set_name(name);
     req.set_offset(from);
     req.set_length(end == 0 ? 0 : end - from);
+    req.set_zeros(zeros);
     v1::GetAllocationResponse resp;
     grpc::Status s = client.volumes()->GetAllocation(&ctx, req, &resp);
     if (!s.ok()) return FromGrpc(s);
-    for (const auto& r : resp.ranges()) out.push_back({r.offset(), r.length(), r.allocated()});
+    for (const auto& r : resp.ranges()) {
+      out.push_back({r.offset(), r.length(), r.allocated(), r.zero()});
+    }
     if (resp.next_offset() <= from) return out;  // 0: the last page
     from = resp.next_offset();
   }

@@ -76,11 +76,13 @@ inline bool UsesTls(const ClientOptions& o) {
   return o.tls || !o.tls_ca_file.empty() || !o.tls_cert_file.empty() || !o.tls_key_file.empty();
 }
 
-// VolumeService.GetAllocation, shared by Client and Volume.
+// VolumeService.GetAllocation, shared by Client and Volume, every page;
+// `zeros`: asked with GetAllocationRequest.zeros (Volume::GetExtents).
 absl::StatusOr<std::vector<AllocationRange>> GetAllocation(ClientCore& client,
                                                            const std::string& name, uint64_t offset,
                                                            uint64_t length,
-                                                           std::chrono::milliseconds timeout);
+                                                           std::chrono::milliseconds timeout,
+                                                           bool zeros = false);
 
 }  // namespace cowblk::internal
 

@@ -1,6 +1,11 @@
 #include "client/src/nbd_call.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -49,7 +54,68 @@ absl::Status FromNbdErrno(uint32_t error) {
   }
 }
 
+std::string SslErrors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no detail" : out;
+}
+
+bool IsAddress(const std::string& host) {
+  in6_addr a;
+  return inet_pton(AF_INET, host.c_str(), &a) == 1 || inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<const NbdTls>> NbdTls::Create(const ClientOptions& o,
+                                                             const std::string& host) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr) return absl::InternalError("TLS: " + SslErrors());
+  std::shared_ptr<const NbdTls> tls(
+      new NbdTls(ctx, o.tls_server_name.empty() ? host : o.tls_server_name));
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  const bool roots = o.tls_ca_file.empty()
+                         ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                         : SSL_CTX_load_verify_locations(ctx, o.tls_ca_file.c_str(), nullptr) == 1;
+  if (!roots) return absl::InvalidArgumentError("TLS CA: " + SslErrors());
+  if (!o.tls_cert_file.empty() &&
+      (SSL_CTX_use_certificate_chain_file(ctx, o.tls_cert_file.c_str()) != 1 ||
+       SSL_CTX_use_PrivateKey_file(ctx, o.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1)) {
+    return absl::InvalidArgumentError("TLS client certificate: " + SslErrors());
+  }
+  return tls;
+}
+
+NbdTls::~NbdTls() { SSL_CTX_free(ctx_); }
+
+absl::StatusOr<nbd::TlsSession> NbdTls::Connect(int fd) const {
+  ERR_clear_error();
+  nbd::TlsSession session;
+  session.tcp = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (session.tcp < 0) return Lost(absl::StrCat("TLS: dup: ", std::strerror(errno)));
+  session.ssl.reset(SSL_new(ctx_));
+  if (!session.ssl || SSL_set_fd(session.ssl.get(), session.tcp) != 1) {
+    return Lost("TLS: " + SslErrors());
+  }
+  X509_VERIFY_PARAM* param = SSL_get0_param(session.ssl.get());
+  if (IsAddress(server_name_)) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, server_name_.c_str());
+  } else {
+    SSL_set_tlsext_host_name(session.ssl.get(), server_name_.c_str());
+    X509_VERIFY_PARAM_set1_host(param, server_name_.c_str(), 0);
+  }
+  if (SSL_connect(session.ssl.get()) != 1) {
+    return Lost(absl::StrCat("TLS handshake failed: ", SslErrors()));
+  }
+  return session;
+}
 
 std::string NbdHostOf(const std::string& target) {
   std::string t = target;
@@ -96,6 +162,7 @@ void NbdCall::Cancel() {
   std::lock_guard<std::mutex> lock(mu_);
   dead_ = true;
   if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (relay_) relay_->Abort();
   cv_.notify_all();
 }
 
@@ -110,6 +177,7 @@ void NbdCall::Main() {
   }
   Cancel();  // the sender stops, blocked or not
   if (sender_.joinable()) sender_.join();
+  if (relay_) relay_->Join();  // set by this thread; Cancel() ended it
   std::vector<Chunk*> leftovers;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -169,7 +237,11 @@ absl::Status NbdCall::Handshake() {
   if ((server_flags & kFlagFixedNewstyle) == 0) return Lost("handshake: not fixed newstyle");
   const uint32_t client_flags = kFlagFixedNewstyle | (server_flags & kFlagNoZeroes);
   std::string m;
-  Put32(&m, client_flags);
+  if (tls_) {
+    if (absl::Status s = StartTls(client_flags); !s.ok()) return s;
+  } else {
+    Put32(&m, client_flags);
+  }
   // NBD_OPT_GO: the export's name, no information requests.
   Put64(&m, kOptMagic);
   Put32(&m, kOptGo);
@@ -209,6 +281,37 @@ absl::Status NbdCall::Handshake() {
   timeval none{0, 0};
   setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
   setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  return absl::OkStatus();
+}
+
+absl::Status NbdCall::StartTls(uint32_t client_flags) {
+  std::string m;
+  Put32(&m, client_flags);
+  Put64(&m, kOptMagic);
+  Put32(&m, kOptStartTls);
+  Put32(&m, 0);
+  if (!SendAll(fd_, m.data(), m.size())) return Lost("handshake: send failed");
+  uint8_t b[20];
+  if (!RecvAll(fd_, b, 20)) return Lost("handshake: no reply to NBD_OPT_STARTTLS");
+  if (Get64(b) != kRepMagic || Get32(b + 8) != kOptStartTls || Get32(b + 16) != 0 ||
+      Get32(b + 12) != kRepAck) {
+    return Lost("handshake: the server refused NBD_OPT_STARTTLS");
+  }
+  nbd::BlockSigpipe();  // this thread is the library's own
+  absl::StatusOr<nbd::TlsSession> session = tls_->Connect(fd_);
+  if (!session.ok()) return session.status();
+  absl::StatusOr<std::unique_ptr<nbd::TlsRelay>> relay =
+      nbd::TlsRelay::Start(*std::move(session), fd_, std::chrono::milliseconds(0), nullptr);
+  if (!relay.ok()) return Lost(std::string(relay.status().message()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    relay_ = *std::move(relay);
+    if (dead_) relay_->Abort();  // a Cancel() came during the handshake
+  }
+  // The descriptor is the relay's socket now: the handshake's timeouts anew.
+  timeval tv{kConnectSeconds, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return absl::OkStatus();
 }
 

@@ -13,9 +13,19 @@ namespace {
 
 // Where the NBD export of a volume opened with `options` is dialled.
 std::string NbdHost(const ClientOptions& client, const VolumeOptions& options) {
-  // NBD carries neither TLS nor a token (cowblkd offers it to neither).
-  if (!options.nbd || UsesTls(client) || !client.token.empty()) return "";
+  if (!options.nbd) return "";
+  // NBD carries no token: cowblkd's export authorizes by the client
+  // certificate (and, without TLS, it is off when tokens are on).
+  if (!client.token.empty() && (!UsesTls(client) || client.tls_cert_file.empty())) return "";
   return NbdHostOf(client.target);
+}
+
+// The export's TLS when the client uses TLS; null without (or when its
+// files cannot be loaded: the gRPC channel fails on them too).
+std::shared_ptr<const NbdTls> TlsFor(const ClientOptions& client, const std::string& host) {
+  if (!UsesTls(client) || host.empty()) return nullptr;
+  absl::StatusOr<std::shared_ptr<const NbdTls>> tls = NbdTls::Create(client, host);
+  return tls.ok() ? *std::move(tls) : nullptr;
 }
 
 }  // namespace
@@ -27,6 +37,8 @@ NbdLane::NbdLane(VolumeCore* core, ClientCore* client, std::string volume, uint6
       volume_(std::move(volume)),
       size_(size),
       host_(NbdHost(client->options(), options)),
+      tls_(TlsFor(client->options(), host_)),
+      tls_wanted_(UsesTls(client->options())),
       min_read_bytes_(options.nbd_min_read_bytes),
       min_write_bytes_(options.nbd_min_write_bytes),
       max_backoff_(client->options().max_backoff),
@@ -38,8 +50,8 @@ void NbdLane::QueuedLocked(const Chunk& c) {
 }
 
 void NbdLane::PrepareLocked(Clock::time_point now, Actions* actions) {
-  if (nbd_ || lookup_ || !wanted_ || host_.empty() || core_->closing_locked() ||
-      now < retry_at_) {
+  if (nbd_ || lookup_ || !wanted_ || host_.empty() || (tls_wanted_ && !tls_) ||
+      core_->closing_locked() || now < retry_at_) {
     return;
   }
   if (stale_) {
@@ -49,7 +61,7 @@ void NbdLane::PrepareLocked(Clock::time_point now, Actions* actions) {
     return;
   }
   if (port_ == 0) return;  // no export, as the volume was opened
-  nbd_ = std::make_shared<NbdCall>(this, host_, std::to_string(port_), volume_, size_);
+  nbd_ = std::make_shared<NbdCall>(this, host_, std::to_string(port_), volume_, size_, tls_);
   ready_ = false;
   ++live_;
   actions->starts.push_back(nbd_);

@@ -54,6 +54,7 @@
 namespace cowblk::internal {
 
 class ExportLookup;
+class NbdTls;
 class NbdCall;
 class VolumeCore;
 
@@ -99,6 +100,10 @@ class NbdLane final : public Transport {
   const uint64_t size_;
   // Where the export is dialled; empty: never.
   const std::string host_;
+  // The export's TLS when the client uses TLS (null if its files failed to
+  // load: then the lane never dials).
+  const std::shared_ptr<const NbdTls> tls_;
+  const bool tls_wanted_;
   const uint64_t min_read_bytes_;
   const uint64_t min_write_bytes_;
   const std::chrono::milliseconds max_backoff_;

@@ -175,4 +175,10 @@ absl::StatusOr<std::vector<AllocationRange>> Volume::GetAllocation(uint64_t offs
   return internal::GetAllocation(*client_, info_.name, offset, length, options_.deadline);
 }
 
+absl::StatusOr<std::vector<AllocationRange>> Volume::GetExtents(uint64_t offset,
+                                                                uint64_t length) {
+  return internal::GetAllocation(*client_, info_.name, offset, length, options_.deadline,
+                                 /*zeros=*/true);
+}
+
 }  // namespace cowblk

@@ -57,6 +57,8 @@ class Call {
   uint64_t length = 0;
   // Writes, trims, write-zeroes: durable before the answer.
   bool fua = false;
+  // Write-zeroes: the range stays allocated (NBD_CMD_FLAG_NO_HOLE).
+  bool no_hole = false;
 
   // A page-aligned buffer of `length` bytes for a write's payload (the
   // transport receives into it); null when out of memory.

@@ -122,7 +122,7 @@ absl::Status Pipeline::Prepare(Call* call) {
       r.kind = engine::Trim{call->fua};
       break;
     case engine::OpType::kWriteZeroes:
-      r.kind = engine::WriteZeroes{call->fua};
+      r.kind = engine::WriteZeroes{call->fua, call->no_hole};
       break;
   }
   return absl::OkStatus();

@@ -25,6 +25,10 @@ int32_t RunSyncIo(const IoOp& op) {
         rc = fallocate(op.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                        static_cast<off_t>(op.offset), static_cast<off_t>(op.len));
         break;
+      case IoOpcode::kZeroRange:
+        rc = fallocate(op.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                       static_cast<off_t>(op.offset), static_cast<off_t>(op.len));
+        break;
       case IoOpcode::kTimeout:
       case IoOpcode::kTimeoutRemove:
         return -EINVAL;

@@ -25,6 +25,7 @@ enum class IoOpcode : uint8_t {
   kWrite,      // pwrite(fd, buf, len, offset)
   kFdatasync,  // fdatasync(fd); buf, len, offset unused
   kPunchHole,  // fallocate(fd, PUNCH_HOLE | KEEP_SIZE, offset, len)
+  kZeroRange,  // fallocate(fd, ZERO_RANGE | KEEP_SIZE, offset, len): zeros, allocated
   kTimeout,    // completes with 0 after `len` nanoseconds; fd, buf, offset unused
   kTimeoutRemove,  // cancels the kTimeout whose user_data is `offset`: it
                    // completes -ECANCELED; this op 0, or -ENOENT if too late
@@ -52,7 +53,7 @@ struct IoOp {
   uint64_t user_data = 0;
 };
 
-// Runs a file operation (kRead, kWrite, kFdatasync, kPunchHole) with its
+// Runs a file operation (kRead, kWrite, kFdatasync, kPunchHole, kZeroRange) with its
 // plain syscall on the calling thread, retried while a signal interrupts it,
 // and returns what an io_uring completion would: bytes transferred (possibly
 // short) or -errno. -EINVAL for the timer opcodes. ManualIo and ThreadsIo's

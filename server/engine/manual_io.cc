@@ -14,6 +14,8 @@ const char* IoOpcodeName(IoOpcode op) {
       return "fdatasync";
     case IoOpcode::kPunchHole:
       return "punch";
+    case IoOpcode::kZeroRange:
+      return "zero_range";
     case IoOpcode::kTimeout:
       return "timeout";
     case IoOpcode::kTimeoutRemove:
@@ -60,7 +62,8 @@ void ManualIo::Release(size_t index, std::optional<int32_t> forced_result) {
     }
   }
   if (res >= 0 && (op.opcode == IoOpcode::kWrite || op.opcode == IoOpcode::kFdatasync ||
-                   op.opcode == IoOpcode::kPunchHole)) {
+                   op.opcode == IoOpcode::kPunchHole ||
+                   op.opcode == IoOpcode::kZeroRange)) {
     LoggedOp entry{op.opcode, op.fd, op.offset, {}, op.len, issued_at};
     if (op.opcode == IoOpcode::kWrite) {
       entry.data.assign(static_cast<const char*>(op.buf), static_cast<size_t>(res));

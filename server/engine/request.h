@@ -78,8 +78,12 @@ struct Flush {};
 struct Trim {
   bool fua = false;
 };
+// Without `no_hole`, as Trim; with it (NBD_CMD_FLAG_NO_HOLE), the range is
+// zeroed and stays allocated (fallocate ZERO_RANGE; a hole where the file
+// system has no ZERO_RANGE), then the bits are set.
 struct WriteZeroes {
   bool fua = false;
+  bool no_hole = false;
 };
 
 struct Request {

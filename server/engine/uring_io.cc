@@ -73,6 +73,10 @@ bool UringIo::Push(const IoOp& op) {
                               FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                               op.offset, op.len);
       break;
+    case IoOpcode::kZeroRange:
+      io_uring_prep_fallocate(sqe, op.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                              op.offset, op.len);
+      break;
     case IoOpcode::kTimeout: {
       __kernel_timespec& ts = timeouts_[op.user_data];
       ts.tv_sec = static_cast<int64_t>(op.len / 1000000000);

@@ -275,6 +275,13 @@ void Volume::SubmitFdatasync() {
 }
 
 void Volume::OnIoComplete(Task* t, int32_t result) {
+  if (t->io.opcode == IoOpcode::kZeroRange && result == -EOPNOTSUPP) {
+    // A file system without ZERO_RANGE (tmpfs): the range still reads as
+    // zeros through a punched hole, unprovisioned.
+    t->io.opcode = IoOpcode::kPunchHole;
+    SubmitTask(t);
+    return;
+  }
   const IoOpcode opcode = t->io.opcode;
   // Continue short transfers; a read that hits end of file reads zeros.
   if ((opcode == IoOpcode::kRead || opcode == IoOpcode::kWrite) && result >= 0) {

@@ -197,6 +197,9 @@ class Volume {
   // volume_write.cc: a write's (trim's, write-zeroes') data, then its
   // bitmap update (`ordered`/`unordered`; DeferredCommit in `deferred`).
   void StartWrite(Op* op);
+  // Whether [offset, offset + length) reads as zeros with nothing written:
+  // no bit set, and a hole of the backing file (or past its end).
+  bool ReadsAsZeros(uint64_t offset, uint64_t length) const;
   void OnDataDone(Op* op);
   void EnqueueUpdate(Update* u);
   void Pump();

@@ -15,7 +15,10 @@
 // no bitmap write, only the updates that set its bits) and 8 (trim and
 // write-zeroes punch a hole, then set the bits).
 
+#include <unistd.h>
+
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <set>
 
@@ -30,6 +33,20 @@ namespace cowblk::engine {
 
 using internal::RangesOverlap;
 
+bool Volume::ReadsAsZeros(uint64_t offset, uint64_t length) const {
+  const uint64_t count = length / kSectorSize;
+  const std::vector<cow::SectorRun> runs =
+      cow::SplitRuns(bitmap_, offset / kSectorSize, count, 1);
+  if (runs.empty() || runs[0].allocated || runs[0].count != count) return false;
+  if (backing_fd() < 0) return true;
+  // No data from `offset` to the end of the range (ENXIO: none up to the
+  // backing file's end, and past it reads are zeros). The backing file
+  // never changes while the volume is open.
+  const off_t data = lseek(backing_fd(), static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) return errno == ENXIO;
+  return static_cast<uint64_t>(data) >= offset + length;
+}
+
 void Volume::StartWrite(Op* op) {
   if (const auto* written = std::get_if<WrittenWrite>(&op->req->kind)) {
     op->pieces = 0;
@@ -41,6 +58,19 @@ void Volume::StartWrite(Op* op) {
       return;
     }
     OnDataDone(op);
+    return;
+  }
+  const auto* zeroes = std::get_if<WriteZeroes>(&op->req->kind);
+  const bool no_hole = zeroes != nullptr && zeroes->no_hole;
+  if (op->type != OpType::kWrite && !no_hole && ReadsAsZeros(op->req->offset, op->req->length)) {
+    // A trim or a write-zeroes over sectors none of which is written, where
+    // the backing file has a hole (always, on a blank volume): they read as
+    // zeros already. Nothing is punched, no bit set, no bitmap block
+    // written: zeroing never-written space allocates nothing. (Bits are set
+    // in memory before a write is acknowledged, so a write answered before
+    // this request arrived is seen here; one still in flight is concurrent
+    // with it, either order being the protocols' answer.)
+    Complete(op, absl::OkStatus());
     return;
   }
   const uint64_t start = data_offset_ + op->req->offset;
@@ -67,7 +97,8 @@ void Volume::StartWrite(Op* op) {
       t->io.opcode = IoOpcode::kWrite;
       t->io.buf = op->buf + (at - start);
     } else {
-      t->io.opcode = IoOpcode::kPunchHole;  // reads as zeros once the bits are set
+      // Reads as zeros once the bits are set; NO_HOLE keeps it allocated.
+      t->io.opcode = no_hole ? IoOpcode::kZeroRange : IoOpcode::kPunchHole;
     }
     SubmitTask(t++);
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -433,6 +434,58 @@ absl::StatusOr<ImageInfo> Store::Commit(const std::string& name, const std::stri
   return ImageInfo{image, stats->image.image_size, 0};
 }
 
+void SplitBackingZeros(int backing_fd, uint64_t first, uint64_t count, size_t max,
+                       std::vector<AllocationPage::Extent>* out) {
+  uint64_t at = first * kSectorSize;
+  const uint64_t end = at + count * kSectorSize;
+  // Appends [at, to) in state `zero` and moves `at` there; false once full.
+  auto add = [&](uint64_t to, bool zero) {
+    if (to <= at) return true;
+    if (!out->empty() && !out->back().allocated && out->back().zero == zero &&
+        out->back().offset + out->back().length == at) {
+      out->back().length += to - at;
+    } else if (out->size() < max) {
+      out->push_back({at, to - at, false, zero});
+    } else {
+      return false;
+    }
+    at = to;
+    return true;
+  };
+  auto down = [](uint64_t b) { return b / kSectorSize * kSectorSize; };
+  auto up = [&](uint64_t b) { return down(b + kSectorSize - 1); };
+  if (backing_fd < 0) {
+    add(end, true);
+    return;
+  }
+  while (at < end) {
+    const off_t data = lseek(backing_fd, static_cast<off_t>(at), SEEK_DATA);
+    if (data < 0) {
+      // ENXIO: no data from `at` to the file's end (and beyond it, zeros).
+      add(end, errno == ENXIO);
+      return;
+    }
+    if (!add(std::min(down(static_cast<uint64_t>(data)), end), true)) return;
+    const off_t hole = lseek(backing_fd, static_cast<off_t>(at), SEEK_HOLE);
+    if (!add(hole < 0 ? end : std::min(up(static_cast<uint64_t>(hole)), end), false)) return;
+  }
+}
+
+std::vector<AllocationPage::Extent> ExtentsOf(const engine::Volume& v,
+                                              const std::vector<cow::SectorRun>& runs,
+                                              size_t max) {
+  std::vector<AllocationPage::Extent> out;
+  for (const cow::SectorRun& r : runs) {
+    if (out.size() >= max) break;
+    if (r.allocated) {
+      out.push_back({r.first * kSectorSize, r.count * kSectorSize, true, false});
+    } else {
+      SplitBackingZeros(v.backing_fd(), r.first, r.count, max, &out);
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<VolumeInfo> Store::CloneVolume(const std::string& source, const std::string& name,
                                               const std::function<bool()>& cancelled) {
   if (absl::Status s = ValidateName("name", name); !s.ok()) return s;
@@ -595,7 +648,8 @@ absl::StatusOr<VolumeInfo> Store::ResizeVolume(const std::string& name, uint64_t
 }
 
 absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uint64_t offset,
-                                                    uint64_t length, size_t max_runs) {
+                                                    uint64_t length, size_t max_runs,
+                                                    bool zeros) {
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
   const uint64_t size = (*handle)->size();
@@ -610,9 +664,11 @@ absl::StatusOr<AllocationPage> Store::GetAllocation(const std::string& name, uin
   (*handle)->RunOnEngine([&](engine::Volume& v) {
     page.runs =
         cow::SplitRuns(v.file().bitmap(), offset / kSectorSize, length / kSectorSize, max_runs);
+    if (zeros) page.extents = ExtentsOf(v, page.runs, max_runs);
   });
   const cow::SectorRun& last = page.runs.back();
-  const uint64_t covered = (last.first + last.count) * kSectorSize;
+  uint64_t covered = (last.first + last.count) * kSectorSize;
+  if (zeros) covered = page.extents.back().offset + page.extents.back().length;
   if (covered < offset + length) page.next_offset = covered;
   return page;
 }

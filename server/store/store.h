@@ -46,6 +46,13 @@ struct VolumeInfo {
 struct AllocationPage {
   std::vector<cow::SectorRun> runs;
   uint64_t next_offset = 0;
+  // Asked with `zeros`: `runs` in bytes, the unallocated ones split into
+  // what the image holds (data) and what reads as zeros (ReadsAsZeros).
+  struct Extent {
+    uint64_t offset = 0, length = 0;
+    bool allocated = false, zero = false;
+  };
+  std::vector<Extent> extents;
 };
 
 // A snapshot (Store::CreateSnapshot): image `name` plus its record.
@@ -56,6 +63,20 @@ struct SnapshotInfo {
   int64_t created_unix_nanos = 0;  // just before its moment
   uint32_t volume_count = 0;       // volumes layered over its image
 };
+
+// [first, first + count) sectors of a volume that read from its backing
+// file `backing_fd` (-1: a blank volume, all zeros) split into the file's
+// data (`zero` false: partial sectors too) and its holes and what lies past
+// its end (`zero`), appended to `out` in order, adjacent ones of the same
+// kind merged; at most `max` extents in `out` (it stops there). Where the
+// file system cannot tell (SEEK_DATA refused): data, always a safe answer.
+void SplitBackingZeros(int backing_fd, uint64_t first, uint64_t count, size_t max,
+                       std::vector<AllocationPage::Extent>* out);
+// `runs` of volume `v` (SplitRuns of its bitmap) as extents: allocated
+// ones as they are, the others by SplitBackingZeros; at most `max`. On the
+// volume's engine thread (the bitmap's runs and the backing file are its).
+std::vector<AllocationPage::Extent> ExtentsOf(const engine::Volume& v,
+                                              const std::vector<cow::SectorRun>& runs, size_t max);
 
 // The data directory at one moment (Store::Stats).
 struct StoreStats {
@@ -131,8 +152,10 @@ class Store {
   absl::StatusOr<VolumeInfo> RebaseVolume(const std::string& name, const std::string& image);
   // At most `max_runs` runs of [offset, offset + length) (length 0: to the
   // end). REQUIRES: max_runs > 0.
+  // `zeros`: fill AllocationPage::extents too.
   absl::StatusOr<AllocationPage> GetAllocation(const std::string& name, uint64_t offset,
-                                               uint64_t length, size_t max_runs);
+                                               uint64_t length, size_t max_runs,
+                                               bool zeros = false);
   // NotFound unless the volume exists and is ready.
   absl::StatusOr<std::shared_ptr<VolumeHandle>> FindVolume(const std::string& name);
   std::vector<std::shared_ptr<VolumeHandle>> ReadyVolumes();

@@ -1,6 +1,9 @@
 // The administrative calls of cowblk::Client against a real cowblkd:
 // volumes, images, allocation, health, and how their errors come back.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -179,6 +182,43 @@ TEST_F(ClientAdminTest, GetAllocationFollowsTheServersPages) {
   ASSERT_EQ(window.size(), 15000u);
   EXPECT_FALSE(window.front().allocated);
   EXPECT_EQ(window.back().offset + window.back().length, 15001u * 512);
+}
+
+TEST_F(ClientAdminTest, GetExtentsSplitsWhatReadsFromTheImageIntoItsDataAndItsHoles) {
+  {  // An image of 4 MiB: data, a 2 MiB hole, data.
+    const std::string path = dir_.File("images/holes.img");
+    const std::string mib(kMiB, 'i');
+    WriteFileBytes(path, mib);
+    const int fd = open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(pwrite(fd, mib.data(), mib.size(), 3 * kMiB), static_cast<ssize_t>(kMiB));
+    close(fd);
+  }
+  ASSERT_TRUE(client_->CreateVolumeFromImage("vm", "holes").ok());
+  COWBLK_ASSERT_OK_AND_ASSIGN(volume, client_->OpenVolume("vm"));
+  const std::string data(65536, 'x');
+  ASSERT_TRUE(volume->Write(2 * kMiB, data.data(), data.size()).ok());
+  COWBLK_ASSERT_OK_AND_ASSIGN(extents, volume->GetExtents(0, 0));
+  struct Want {
+    uint64_t offset, length;
+    bool allocated, zero;
+  };
+  const std::vector<Want> want = {{0, kMiB, false, false},
+                                  {kMiB, kMiB, false, true},
+                                  {2 * kMiB, 65536, true, false},
+                                  {2 * kMiB + 65536, kMiB - 65536, false, true},
+                                  {3 * kMiB, kMiB, false, false}};
+  ASSERT_EQ(extents.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(extents[i].offset, want[i].offset) << i;
+    EXPECT_EQ(extents[i].length, want[i].length) << i;
+    EXPECT_EQ(extents[i].allocated, want[i].allocated) << i;
+    EXPECT_EQ(extents[i].zero, want[i].zero) << i;
+  }
+  // GetAllocation answers as before: alternating, no zeros.
+  COWBLK_ASSERT_OK_AND_ASSIGN(ranges, volume->GetAllocation());
+  ASSERT_EQ(ranges.size(), 3u);
+  for (const AllocationRange& r : ranges) EXPECT_FALSE(r.zero);
 }
 
 TEST_F(ClientAdminTest, HealthIsServing) {

@@ -12,6 +12,19 @@
       NBD_CMD_BLOCK_STATUS's rules (structured replies first, EINVAL past the
       end, of length 0, with a bad flag or without base:allocation; REQ_ONE
       answers one extent); prints "ok".
+  nbd_raw.py conformance SOCKET EXPORT
+      proto.md's transmission rules beside bad-input's, for a blank EXPORT:
+      NBD_CMD_DISC answers every request sent before it; flags a command does
+      not take and zero lengths are EINVAL, a write refused for its flags
+      still takes its payload (the stream stays in step); NBD_CMD_CACHE (not
+      advertised) is EINVAL; FUA is taken by write, trim, write-zeroes and
+      flush; prints "ok".
+  nbd_raw.py write-zeroes SOCKET EXPORT SIZE
+      NBD_CMD_WRITE_ZEROES's rules for an EXPORT of SIZE bytes whose first MiB
+      holds no zeros (its last 4 KiB may be zeroed): fast zero advertised; fast
+      zero with NO_HOLE fails ENOTSUP at once and changes nothing; unknown or
+      misplaced flags and bad ranges fail EINVAL/ENOSPC; FAST_ZERO, NO_HOLE
+      and FUA each zero; prints "ok".
   nbd_raw.py no-memory SOCKET EXPORT
       For a gateway whose allocations above 16 MiB fail: a 32 MiB read and a
       32 MiB write get ENOMEM, twice (their bytes are given back), and the
@@ -168,6 +181,96 @@ def block_status(path, export, size):
     print("ok")
 
 
+def conformance(path, export):
+    FLUSH, TRIM, CACHE, WRITE_ZEROES = 3, 4, 5, 6
+    FUA, NO_HOLE, DF = 1, 2, 4
+    data = bytes(range(256)) * 256  # 64 KiB
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    # 16 writes, a flush and a disconnect in one send: every write and the
+    # flush answered once, then the end (no reply to the disconnect).
+    m = b"".join(struct.pack(">IHHQQI", REQ_MAGIC, 0, WRITE, 100 + i, i * 65536, 65536) + data
+                 for i in range(16))
+    m += struct.pack(">IHHQQI", REQ_MAGIC, 0, FLUSH, 200, 0, 0)
+    m += struct.pack(">IHHQQI", REQ_MAGIC, 0, DISC, 300, 0, 0)
+    c.s.sendall(m)
+    seen = set()
+    for _ in range(17):
+        error, cookie = c.reply()
+        assert error == 0 and cookie not in seen and (100 <= cookie < 116 or cookie == 200), \
+            (error, cookie)
+        seen.add(cookie)
+    assert c.s.recv(1) == b"", "no end after the disconnect"
+
+    c = Client(path)
+    assert c.go(export.encode())[-1][0] == REP_ACK
+    other = b"\x77" * 4096
+    cookie = 10
+    for kind, flags, length, payload in (
+            (WRITE, NO_HOLE, 4096, True), (WRITE, REQ_ONE, 4096, True), (WRITE, DF, 4096, True),
+            (WRITE, 1 << 9, 4096, True), (TRIM, NO_HOLE, 4096, False), (FLUSH, REQ_ONE, 0, False),
+            (READ, REQ_ONE, 4096, False), (READ, DF, 4096, False), (CACHE, 0, 4096, False),
+            (READ, 0, 0, False), (WRITE, 0, 0, False), (TRIM, 0, 0, False),
+            (WRITE_ZEROES, 0, 0, False)):
+        c.send(kind, cookie, 0, length, flags, other[:length] if payload else b"")
+        got = c.reply()
+        assert got == (errno.EINVAL, cookie), (kind, flags, length, got)
+        cookie += 1
+    c.send(READ, cookie, 0, 1 << 20)  # in step, and nothing refused was written
+    assert c.reply() == (0, cookie)
+    assert c.recvn(1 << 20) == data * 16
+    for kind, payload in ((WRITE, True), (TRIM, False), (WRITE_ZEROES, False), (FLUSH, False)):
+        cookie += 1
+        c.send(kind, cookie, 4096 if kind != FLUSH else 0, 4096 if kind != FLUSH else 0, FUA,
+               other if payload else b"")
+        assert c.reply() == (0, cookie), kind
+    c.send(READ, 999, 0, 8192)
+    assert c.reply() == (0, 999)
+    assert c.recvn(8192) == data[:4096] + b"\0" * 4096
+    print("ok")
+
+
+def write_zeroes(path, export, size):
+    WRITE_ZEROES, FUA, NO_HOLE, DF, FAST_ZERO = 6, 1, 2, 4, 16
+    c = Client(path)
+    name = export.encode()
+    data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+    info = [d for kind, d in c.option(7, data) if kind == REP_INFO and d[:2] == b"\0\0"]
+    flags = struct.unpack(">H", info[0][10:12])[0]
+    assert flags & (1 << 6) and flags & (1 << 11), hex(flags)  # write zeroes, fast zero
+
+    def read(offset, length):
+        c.send(READ, 999, offset, length)
+        assert c.reply() == (0, 999)
+        return c.recvn(length)
+
+    head = read(0, 1 << 20)
+    for cookie, flags, offset, length, error in (
+            (1, FAST_ZERO | NO_HOLE, 0, 1 << 20, 95),  # NBD_ENOTSUP: it would write data
+            (2, FAST_ZERO | NO_HOLE | FUA, 0, 4096, 95),
+            (3, DF, 0, 4096, errno.EINVAL),
+            (4, 1 << 5, 0, 4096, errno.EINVAL),
+            (5, 1 << 15, 0, 4096, errno.EINVAL),
+            (6, 0, 100, 4096, errno.EINVAL),
+            (7, 0, 0, 100, errno.EINVAL),
+            (8, FAST_ZERO, size, 512, errno.ENOSPC),
+            (9, NO_HOLE, size - 512, 1024, errno.ENOSPC)):
+        c.send(WRITE_ZEROES, cookie, offset, length, flags)
+        got = c.reply()
+        assert got == (error, cookie), (got, error, cookie)
+    for bad_flag in (FAST_ZERO, NO_HOLE):  # not a read's flags
+        c.send(READ, 10, 0, 4096, bad_flag)
+        assert c.reply() == (errno.EINVAL, 10)
+    assert read(0, 1 << 20) == head  # nothing changed
+    for cookie, flags, offset in ((11, FAST_ZERO, 0), (12, NO_HOLE, 8192), (13, FUA, 65536),
+                                  (14, NO_HOLE | FUA, (1 << 20) - 4096)):
+        c.send(WRITE_ZEROES, cookie, offset, 4096, flags)
+        assert c.reply() == (0, cookie), cookie
+        assert read(offset, 4096) == b"\0" * 4096, cookie
+    assert read(4096, 4096) == head[4096:8192]
+    print("ok")
+
+
 def no_memory(path, export):
     c = Client(path)
     assert c.go(export.encode())[-1][0] == REP_ACK
@@ -190,6 +293,10 @@ if __name__ == "__main__":
         no_memory(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "block-status":
         block_status(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "conformance":
+        conformance(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "write-zeroes":
+        write_zeroes(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "bad-input":
         bad_input(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:

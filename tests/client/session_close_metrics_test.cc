@@ -35,7 +35,9 @@ class SessionCloseMetricsTest : public ServerFixture {
   void SetUp() override {
     fifo_ = std::make_unique<HoldFifo>(dir_.File("hold.fifo"));
     ASSERT_TRUE(fifo_->made());
-    StartServer({"--debug-hold-bitmap-writes", fifo_->path()});
+    // Ordered: a held bitmap write keeps a write unanswered only there
+    // (deferred, the default, answers before its bits are written).
+    StartServer({"--debug-hold-bitmap-writes", fifo_->path(), "--durability", "ordered"});
     ClientOptions options;
     options.target = server_.address();
     auto client = Client::Create(options);

@@ -135,6 +135,21 @@ function check(name, objects, help, servers) {
          at("the controller has no external-provisioner"));
   expect(ctl.spec.template.spec.containers.some((c) => /csi-snapshotter:/.test(c.image)),
          at("the controller has no csi-snapshotter"));
+  // Expansion: a StorageClass that allows it needs the external-resizer,
+  // and the resizer may patch PersistentVolumes and claims' status.
+  if (classes.some((sc) => sc.allowVolumeExpansion)) {
+    expect(ctl.spec.template.spec.containers.some((c) => /csi-resizer:/.test(c.image)),
+           at("allowVolumeExpansion without an external-resizer: claims would never grow"));
+    const sa = ctl.spec.template.spec.serviceAccountName;
+    const roles = byKind("ClusterRoleBinding")
+      .filter((b) => (b.subjects ?? []).some((x) => x.kind === "ServiceAccount" && x.name === sa && x.namespace === ns))
+      .map((b) => byKind("ClusterRole").find((r) => r.metadata.name === b.roleRef.name))
+      .filter(Boolean);
+    const may = (resource, verb) => roles.some((r) => (r.rules ?? []).some((rule) =>
+      (rule.resources ?? []).includes(resource) && (rule.verbs ?? []).includes(verb)));
+    expect(may("persistentvolumes", "patch") && may("persistentvolumeclaims/status", "patch"),
+           at(`the controller's service account ${sa} may not patch persistentvolumes and persistentvolumeclaims/status (the resizer)`));
+  }
   expect(serverList(ctl, cp) === serverList(node, np),
          at("the controller and the node plugins know different servers: volume ids would not resolve"));
 

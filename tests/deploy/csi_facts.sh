@@ -87,3 +87,8 @@ mutate csi/base/controller.yaml "            - --csi-address=/csi/csi.sock
             - --timeout=120s"
 expect_failure "a snapshotter that dials another socket" "sidecar csi-snapshotter dials /run/csi.sock" \
   csi_facts "$TMP/k8s"
+
+copy_manifests
+mutate csi/base/rbac.yaml '    resources: ["persistentvolumeclaims/status"]' '    resources: ["persistentvolumeclaims"]'
+expect_failure "a resizer that may not patch claims' status" \
+  "may not patch persistentvolumes and persistentvolumeclaims/status" csi_facts "$TMP/k8s"

@@ -147,7 +147,7 @@ class CrashStateTest : public VolumeFixture {
   static void Apply(std::string& bytes, const ManualIo::LoggedOp& op) {
     if (op.opcode == IoOpcode::kWrite) {
       bytes.replace(op.offset, op.data.size(), op.data);
-    } else if (op.opcode == IoOpcode::kPunchHole) {
+    } else if (op.opcode == IoOpcode::kPunchHole || op.opcode == IoOpcode::kZeroRange) {
       const uint64_t end = std::min<uint64_t>(op.offset + op.len, bytes.size());
       std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(op.offset),
                 bytes.begin() + static_cast<std::ptrdiff_t>(end), '\0');

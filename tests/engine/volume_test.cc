@@ -4,6 +4,8 @@
 
 #include "server/engine/volume.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -218,6 +220,42 @@ TEST_F(VolumeFixture, TrimAndWriteZeroesPunchAHoleThenSetTheBits) {
   io_.ReleaseAll();
   EXPECT_EQ(r1->buf, std::string(8 * 512, '\0'));
   EXPECT_EQ(r2->buf, std::string(8 * 512, '\0'));  // not the backing data
+}
+
+TEST_F(VolumeFixture, ZeroingNeverWrittenSectorsOverAHoleOfTheBackingFileDoesNothing) {
+  Open(kOneMiB, Durability::kOrdered);
+  {  // The backing file gets a hole at [256 KiB, 512 KiB).
+    const int fd = open(dir_.File("base.img").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 256 << 10, 256 << 10), 0);
+    close(fd);
+  }
+  Call* zeroes = Submit(OpType::kWriteZeroes, 512, 256);
+  Call* trim = Submit(OpType::kTrim, 900, 100);
+  EXPECT_TRUE(io_.queued().empty());  // no hole punched, no bitmap block written
+  EXPECT_TRUE(zeroes->done && zeroes->status.ok());
+  EXPECT_TRUE(trim->done && trim->status.ok());
+  EXPECT_FALSE(MemBit(512) || MemBit(999));
+  // Reaching into the backing file's data: punched and the bits set.
+  Call* across = Submit(OpType::kWriteZeroes, 1000, 48);
+  ASSERT_EQ(io_.queued().size(), 1u);
+  EXPECT_EQ(io_.queued()[0].opcode, IoOpcode::kPunchHole);
+  io_.ReleaseAll();
+  EXPECT_TRUE(across->done && across->status.ok());
+  EXPECT_TRUE(DiskBit(1000) && DiskBit(1047));
+  // NO_HOLE: zeroed allocated (ZERO_RANGE), the bits set, even over the hole.
+  Call* no_hole = NewCall();
+  no_hole->req = Request::Of(OpType::kWriteZeroes, 600 * 512, 8 * 512, nullptr);
+  no_hole->req.kind = WriteZeroes{.fua = false, .no_hole = true};
+  Issue(no_hole);
+  ASSERT_EQ(io_.queued().size(), 1u);
+  EXPECT_EQ(io_.queued()[0].opcode, IoOpcode::kZeroRange);
+  io_.ReleaseAll();
+  EXPECT_TRUE(no_hole->done && no_hole->status.ok());
+  EXPECT_TRUE(DiskBit(600) && DiskBit(607));
+  Call* r = Read(1000, 48);
+  io_.ReleaseAll();
+  EXPECT_EQ(r->buf, std::string(48 * 512, '\0'));
 }
 
 TEST_F(VolumeFixture, BadRequestsFailAloneAndQueueNoIo) {

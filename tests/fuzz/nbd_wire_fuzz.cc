@@ -144,11 +144,12 @@ void CheckVerdict(const uint8_t* raw, const RequestHeader& h, RequestVerdict v,
     FUZZ_CHECK(PayloadBytes(h) == (h.type == kCmdWrite ? h.length : 0));
   }
   if (v == RequestVerdict::kSubmit) {
-    // Only FUA, NO_HOLE on WRITE_ZEROES and REQ_ONE on BLOCK_STATUS get
-    // through.
-    const uint16_t allowed = status                      ? kCmdFlagReqOne
-                             : h.type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole)
-                                                         : kCmdFlagFua;
+    // Only FUA, NO_HOLE and FAST_ZERO on WRITE_ZEROES and REQ_ONE on
+    // BLOCK_STATUS get through.
+    const uint16_t allowed = status ? kCmdFlagReqOne
+                             : h.type == kCmdWriteZeroes
+                                 ? (kCmdFlagFua | kCmdFlagNoHole | kCmdFlagFastZero)
+                                 : kCmdFlagFua;
     FUZZ_CHECK((h.flags & ~allowed) == 0);
   }
 }

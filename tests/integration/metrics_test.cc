@@ -92,7 +92,9 @@ class HoldTest : public MetricsTest {
   void SetUp() override {
     fifo_ = std::make_unique<HoldFifo>(dir_.File("hold.fifo"));
     ASSERT_TRUE(fifo_->made());
-    StartWithMetrics({"--debug-hold-bitmap-writes", fifo_->path()});
+    // Ordered: a held bitmap write keeps a write unanswered only there
+    // (deferred, the default, answers before its bits are written).
+    StartWithMetrics({"--debug-hold-bitmap-writes", fifo_->path(), "--durability", "ordered"});
   }
 
   // Waits until cowblkd logged `event` at least `n` times (the harness's

@@ -36,8 +36,10 @@ class NbdBudgetTest : public NbdTest {
     ASSERT_NE(metrics_, "");
   }
   std::vector<std::string> ServerArgs() const override {
+    // Ordered: a held bitmap write keeps a write unanswered only there
+    // (deferred, the default, answers before its bits are written).
     return {"--nbd-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-            "--debug-hold-bitmap-writes", fifo_};
+            "--debug-hold-bitmap-writes", fifo_, "--durability", "ordered"};
   }
   // Scrapes until the gauge reads `value` (a state the server does not log).
   void WaitForGauge(const std::string& gauge, const Scrape::Labels& labels, double value) {

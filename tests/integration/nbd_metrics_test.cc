@@ -31,7 +31,10 @@ class NbdMetricsTest : public NbdTest {
     NbdTest::SetUp();
   }
   std::vector<std::string> ServerArgs() const override {
-    return {"--nbd-listen", "127.0.0.1:0", "--debug-hold-bitmap-writes", fifo_->path()};
+    // Ordered: a held bitmap write keeps a write unanswered only there
+    // (deferred, the default, answers before its bits are written).
+    return {"--nbd-listen", "127.0.0.1:0", "--debug-hold-bitmap-writes", fifo_->path(),
+            "--durability", "ordered"};
   }
   Scrape ScrapeNow() const {
     Scrape s;

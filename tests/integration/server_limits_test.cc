@@ -97,7 +97,8 @@ TEST_F(ServerLimitsTest, CallsAfterTheDrainBeganAreRefusedUnavailable) {
   ASSERT_EQ(StopServer(), 0);
   const std::string fifo = dir_.File("hold.fifo");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  StartServer({"--debug-hold-bitmap-writes", fifo});
+  // Ordered: a held bitmap write keeps a write unanswered only there.
+  StartServer({"--debug-hold-bitmap-writes", fifo, "--durability", "ordered"});
   ASSERT_TRUE(Create("vm1", kMiB).ok());
   grpc::ClientContext ctx;
   auto stream = blocks_->Session(&ctx);

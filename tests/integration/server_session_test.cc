@@ -391,8 +391,16 @@ std::string Pattern(uint64_t sector, uint64_t version) {
   return s;
 }
 
+// The default durability (deferred since issue #23).
 TEST_F(ServerSessionTest, AfterKillDashNineEveryFlushedWriteIsThereAndNothingIsGarbage) {
   KillDashNineKeepsFlushedWritesAndShowsNoGarbage({});
+}
+
+TEST_F(ServerSessionTest, OrderedDurabilityAfterKillDashNineKeepsFlushedWritesNoGarbage) {
+  const std::vector<std::string> ordered = {"--durability", "ordered"};
+  StopServer();
+  StartServer(ordered);
+  KillDashNineKeepsFlushedWritesAndShowsNoGarbage(ordered);
 }
 
 TEST_F(ServerSessionTest, DeferredDurabilityAfterKillDashNineKeepsFlushedWritesNoGarbage) {

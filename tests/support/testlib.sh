@@ -26,7 +26,8 @@ fail() {
   exit 1
 }
 
-# start_server [FLAGS...]: cowblkd over $TMP/data (or $SERVER_DATA when set);
+# start_server [FLAGS...]: cowblkd over $TMP/data (or $SERVER_DATA when set)
+# on 127.0.0.1:0 (or $SERVER_LISTEN when set: a restart on the same address);
 # exports COWBLK_SERVER.
 # Waits for the serving line (in any --log-format) with a blocking read of
 # the server's stderr (a fifo), then keeps draining it into $TMP/server.log.
@@ -34,7 +35,7 @@ start_server() {
   mkdir -p "${SERVER_DATA:-$TMP/data}"
   rm -f "$TMP/log.fifo"
   mkfifo "$TMP/log.fifo"
-  COWBLK_METRICS_LISTEN=127.0.0.1:0 "$COWBLKD" --data-dir "${SERVER_DATA:-$TMP/data}" --listen 127.0.0.1:0 \
+  COWBLK_METRICS_LISTEN=127.0.0.1:0 "$COWBLKD" --data-dir "${SERVER_DATA:-$TMP/data}" --listen "${SERVER_LISTEN:-127.0.0.1:0}" \
     --drain-seconds 1 "$@" 2>"$TMP/log.fifo" &
   SERVER_PID=$!
   exec 3<"$TMP/log.fifo"

@@ -72,6 +72,9 @@ struct AllocationRange {
   uint64_t offset = 0;
   uint64_t length = 0;
   bool allocated = false;
+  // From Volume::GetExtents only: not allocated, and reads as zeros (a hole
+  // of the image, past its end, or a blank volume's).
+  bool zero = false;
 };
 
 // What grpc.health.v1 says about a service.

@@ -161,6 +161,11 @@ class COWBLK_EXPORT Volume {
   // the volume's default deadline.
   absl::StatusOr<std::vector<AllocationRange>> GetAllocation(uint64_t offset = 0,
                                                              uint64_t length = 0);
+  // GetAllocation with the unallocated ranges split into what the image
+  // holds and what reads as zeros (`zero`), as NBD block status wants it.
+  // A server from before this call knows no zeros: it answers as
+  // GetAllocation (every `zero` false, which is safe: data).
+  absl::StatusOr<std::vector<AllocationRange>> GetExtents(uint64_t offset, uint64_t length);
 
   // Waits for the calls in progress, then closes the streams. Later calls
   // fail FAILED_PRECONDITION. Idempotent; the destructor calls it.

@@ -56,6 +56,12 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::stri
           absl::StrCat(path, ":", lineno, ": want `TOKEN SCOPE[,SCOPE...]`"));
     }
     Token token{DigestOf(parts[0]), {}};
+    absl::string_view identity = parts[0];
+    const bool x509 = absl::ConsumePrefix(&identity, "x509:");
+    if (x509 && (!absl::StartsWith(identity, "CN=") || identity.size() == 3)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", lineno, ": want `x509:CN=NAME SCOPE[,SCOPE...]`"));
+    }
     for (absl::string_view scope : absl::StrSplit(parts[1], ',')) {
       if (scope == "admin") {
         token.scopes.push_back({Access::kAdmin, ""});
@@ -68,9 +74,31 @@ absl::StatusOr<std::unique_ptr<Authorizer>> Authorizer::FromFile(const std::stri
             path, ":", lineno, ": unknown scope \"", scope, "\" (admin, rw:GLOB, read:GLOB)"));
       }
     }
-    auth->tokens_.push_back(std::move(token));
+    if (x509) {
+      auth->identities_.push_back({std::string(identity), std::move(token.scopes)});
+    } else {
+      auth->tokens_.push_back(std::move(token));
+    }
   }
   return auth;
+}
+
+std::optional<Access> Authorizer::IdentityAccess(absl::string_view identity,
+                                                 absl::string_view volume) const {
+  if (!enabled_) return Access::kWrite;
+  if (identity.empty()) return std::nullopt;
+  const std::string name(volume);
+  std::optional<Access> best;
+  for (const Identity& id : identities_) {
+    if (id.name != identity) continue;
+    for (const Scope& s : id.scopes) {
+      if (s.access == Access::kAdmin) return Access::kWrite;
+      if (fnmatch(s.pattern.c_str(), name.c_str(), 0) != 0) continue;
+      if (s.access == Access::kWrite) return Access::kWrite;
+      best = Access::kRead;
+    }
+  }
+  return best;
 }
 
 const Authorizer::Token* Authorizer::Find(const grpc::ServerContextBase& ctx) const {

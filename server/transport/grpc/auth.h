@@ -5,6 +5,9 @@
 // write volumes whose name matches the glob PATTERN) or `read:PATTERN`. `#`
 // starts a comment. Tabs and other control characters are refused with the
 // line's number.
+// A line `x509:CN=NAME SCOPE[,SCOPE...]` is no token: it gives those scopes
+// to the NBD clients whose verified TLS certificate has the subject common
+// name NAME (IdentityAccess; the NBD export has no bearer tokens).
 // Clients send `authorization: Bearer TOKEN`. Without a token file every
 // call is allowed (loopback development); with one, calls without a valid
 // token are UNAUTHENTICATED and calls outside the token's scopes are
@@ -24,6 +27,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +53,12 @@ class Authorizer {
   // Whether the call may see `volume` at all (list filtering).
   bool CanSee(const grpc::ServerContextBase& ctx, absl::string_view volume) const;
   bool enabled() const { return enabled_; }
+  // What the client with the certificate identity `identity` ("CN=NAME")
+  // may do with `volume` by the `x509:` lines: kRead or kWrite (an admin
+  // scope writes every volume); nullopt: nothing (no line for it, or no
+  // scope covering the volume). Tokens off: kWrite.
+  std::optional<Access> IdentityAccess(absl::string_view identity,
+                                       absl::string_view volume) const;
 
  private:
   struct Scope {
@@ -63,8 +73,14 @@ class Authorizer {
   static Digest DigestOf(absl::string_view token);
   const Token* Find(const grpc::ServerContextBase& ctx) const;
 
+  struct Identity {
+    std::string name;  // "CN=NAME"
+    std::vector<Scope> scopes;
+  };
+
   bool enabled_ = false;
   std::vector<Token> tokens_;
+  std::vector<Identity> identities_;
 };
 
 }  // namespace cowblk::rpc

@@ -196,9 +196,17 @@ grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
   if (absl::Status s = store::ValidateName("name", req->name()); !s.ok()) return ToGrpc(s);
   if (absl::Status s = auth_->Check(*ctx, Access::kRead, req->name()); !s.ok()) return ToGrpc(s);
   auto page = store_->GetAllocation(req->name(), req->offset(), req->length(),
-                                   PageSize(req->page_size(), kMaxAllocationPage));
+                                   PageSize(req->page_size(), kMaxAllocationPage), req->zeros());
   if (!page.ok()) return ToGrpc(page.status());
   resp->set_next_offset(page->next_offset);
+  for (const store::AllocationPage::Extent& e : page->extents) {  // asked with `zeros`
+    AllocationRange* out = resp->add_ranges();
+    out->set_offset(e.offset);
+    out->set_length(e.length);
+    out->set_allocated(e.allocated);
+    out->set_zero(e.zero);
+  }
+  if (req->zeros()) return grpc::Status::OK;
   for (const cow::SectorRun& r : page->runs) {
     AllocationRange* out = resp->add_ranges();
     out->set_offset(r.first * kSectorSize);

@@ -80,7 +80,11 @@ absl::Status Connection::Start() {
 
 void Connection::StopReading() { shutdown(fd_, SHUT_RD); }
 
-void Connection::Cut() { shutdown(fd_, SHUT_RDWR); }
+void Connection::Cut() {
+  shutdown(fd_, SHUT_RDWR);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (relay_) relay_->Abort();
+}
 
 void Connection::CutHandshake(std::string why) {
   {
@@ -89,33 +93,64 @@ void Connection::CutHandshake(std::string why) {
   }
   handshake_over_.store(true, std::memory_order_release);
   shutdown(fd_, SHUT_RDWR);  // the reader's recv (or send) returns
+  std::lock_guard<std::mutex> lock(mu_);
+  if (relay_) relay_->Abort();
 }
 
 bool Connection::WaitFinished(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock<std::mutex> lock(mu_);
-  return done_cv_.wait_until(lock, deadline, [this] { return threads_done_ == 2; });
+  return done_cv_.wait_until(lock, deadline, [this] { return threads_done_ == threads_; });
 }
 
 void Connection::WaitFinished() {
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return threads_done_ == 2; });
+  done_cv_.wait(lock, [this] { return threads_done_ == threads_; });
 }
 
 bool Connection::finished() {
   std::lock_guard<std::mutex> lock(mu_);
-  return threads_done_ == 2;
+  return threads_done_ == threads_;
 }
 
 void Connection::Join() {
   if (reader_.joinable()) reader_.join();
   if (writer_.joinable()) writer_.join();
+  // The reader, which set it, is joined.
+  if (relay_) relay_->Join();
+}
+
+bool Connection::tls_on() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return relay_ != nullptr;
+}
+
+absl::StatusOr<std::string> Connection::StartTls() {
+  absl::StatusOr<TlsSession> session = options_.tls->Accept(fd_);
+  if (!session.ok()) return session.status();
+  std::string identity = session->identity;
+  {
+    // Counted before it runs: it may end at once.
+    std::lock_guard<std::mutex> lock(mu_);
+    ++threads_;
+  }
+  absl::StatusOr<std::unique_ptr<TlsRelay>> relay = TlsRelay::Start(
+      *std::move(session), fd_, options_.send_timeout, [this] { ThreadDone(); });
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!relay.ok()) {
+    --threads_;
+    return relay.status();
+  }
+  relay_ = *std::move(relay);
+  // The descriptor is the relay's socket now: its send timeout anew.
+  if (options_.send_timeout.count() > 0) SetTimeout(fd_, SO_SNDTIMEO, options_.send_timeout);
+  return identity;
 }
 
 void Connection::ThreadDone() {
   bool last;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    last = ++threads_done_ == 2;
+    last = ++threads_done_ == threads_;
     done_cv_.notify_all();
   }
   // The connection lives on until this thread is joined.
@@ -130,7 +165,10 @@ void Connection::ReaderMain() {
   pthread_setname_np(pthread_self(), "nbd-recv");
   std::string why;
   std::shared_ptr<store::VolumeHandle> volume;
-  Handshake handshake(fd_, &in_, store_);
+  HandshakeSecurity security;
+  if (options_.tls != nullptr) security.start_tls = [this] { return StartTls(); };
+  security.access = options_.access;
+  Handshake handshake(fd_, &in_, store_, &security);
   try {
     volume = handshake.Run(&why);
   } catch (const std::bad_alloc&) {
@@ -142,7 +180,7 @@ void Connection::ReaderMain() {
   handshake_over_.store(true, std::memory_order_release);
   const Negotiated& negotiated = handshake.negotiated();
   if (negotiated.structured_replies) sender_.UseStructuredReplies();
-  if (volume && Export(std::move(volume), &why)) {
+  if (volume && Export(std::move(volume), handshake.writable(), &why)) {
     Transmission transmission(&in_, &pipeline_, &sender_, peer_, negotiated.base_allocation);
     why = transmission.Run();
     requests_ = transmission.requests();
@@ -158,7 +196,8 @@ void Connection::ReaderMain() {
   sender_.ReaderDone();
 }
 
-bool Connection::Export(std::shared_ptr<store::VolumeHandle> volume, std::string* why) {
+bool Connection::Export(std::shared_ptr<store::VolumeHandle> volume, bool writable,
+                        std::string* why) {
   // Only now: a connection still in its handshake holds no buffer.
   if (!in_.Allocate()) {
     *why = "out of memory for the receive buffer";
@@ -167,10 +206,14 @@ bool Connection::Export(std::shared_ptr<store::VolumeHandle> volume, std::string
   }
   // An idle connection is normal from here on, unless --nbd-idle-timeout.
   SetTimeout(fd_, SO_RCVTIMEO, options_.idle_timeout);
-  pipeline_.Bind(std::move(volume), /*writable=*/true);
-  if (pipeline_.zero_copy() && !sender_.OpenPipe()) pipeline_.DisableZeroCopy();
+  pipeline_.Bind(std::move(volume), writable);
+  // Over TLS the relay copies every byte anyway: no splicing into its socket.
+  const bool tls = tls_on();
+  if (pipeline_.zero_copy() && (tls || !sender_.OpenPipe())) pipeline_.DisableZeroCopy();
   Log(LogLevel::kInfo, "nbd_export",
       {{"peer", peer_},
+       {"tls", tls ? "on" : "off"},
+       {"writable", writable ? "yes" : "no"},
        {"volume", pipeline_.volume()->name()},
        {"zero_copy", pipeline_.zero_copy() ? "on" : "off"},
        {"inline_writes", pipeline_.inline_writes() ? "on" : "off"},

@@ -25,9 +25,11 @@
 #include "absl/status/status.h"
 #include "server/core/pipeline.h"
 #include "server/store/store.h"
+#include "server/transport/nbd/handshake.h"
 #include "server/transport/nbd/nbd_stats.h"
 #include "server/transport/nbd/reply_sender.h"
 #include "server/transport/nbd/socket_reader.h"
+#include "server/transport/nbd/tls.h"
 
 namespace cowblk::nbd {
 
@@ -40,7 +42,13 @@ struct ConnectionOptions {
   std::chrono::milliseconds send_timeout{0};
   // Counted in (not owned; outlives the connection).
   NbdStats* stats = nullptr;
-  // Called once both threads ended, on the last of them (the server reaps
+  // TLS, required when set (not owned; outlives the connection). The
+  // connection then has a third thread, its TlsRelay (tls.h), from
+  // NBD_OPT_STARTTLS on.
+  const TlsServer* tls = nullptr;
+  // Who may use which volume (handshake.h); null: everyone everything.
+  ExportAccess access;
+  // Called once its threads ended, on the last of them (the server reaps
   // the connection then). Must not destroy the connection itself.
   std::function<void()> on_finished;
 };
@@ -74,7 +82,7 @@ class Connection final : public core::Pipeline::Sink {
   // Cuts a connection still in its handshake; `why` becomes the reason
   // nbd_closed gives.
   void CutHandshake(std::string why);
-  // Until both threads ended (or `deadline`): true if they did.
+  // Until its threads ended (or `deadline`): true if they did.
   bool WaitFinished(std::chrono::steady_clock::time_point deadline);
   void WaitFinished();
   bool finished();
@@ -88,9 +96,13 @@ class Connection final : public core::Pipeline::Sink {
   static core::PipelineOptions WakingSender(core::PipelineOptions options, Connection* self);
   // Binds the pipeline to the chosen volume and logs nbd_export; false
   // (with `why`) when the transmission phase cannot begin.
-  bool Export(std::shared_ptr<store::VolumeHandle> volume, std::string* why);
-  // One of the threads ended; calls on_finished after the second.
+  bool Export(std::shared_ptr<store::VolumeHandle> volume, bool writable, std::string* why);
+  // One of the threads ended; calls on_finished after the last.
   void ThreadDone();
+  // After NBD_OPT_STARTTLS: the TLS handshake, then the relay in place
+  // (tls.h); the client's identity.
+  absl::StatusOr<std::string> StartTls();
+  bool tls_on();
 
   const int fd_;
   const ConnectionOptions options_;
@@ -110,6 +122,8 @@ class Connection final : public core::Pipeline::Sink {
   std::string cut_reason_;           // CutHandshake's: wins over the reader's
   bool reader_failed_ = false;       // Start could not make the reader
   int threads_done_ = 0;
+  int threads_ = 2;                  // 3 once the TLS relay runs
+  std::unique_ptr<TlsRelay> relay_;  // set once, by the reader
 };
 
 }  // namespace cowblk::nbd

@@ -244,6 +244,8 @@ bool NbdServer::AcceptOne(bool first_failure) {
   connection.idle_timeout = options_.idle_timeout;
   connection.send_timeout = options_.send_timeout;
   connection.stats = stats_.get();
+  connection.tls = options_.tls.get();
+  connection.access = options_.access;
   connection.on_finished = [reap = reap_fd_] {
     const uint64_t one = 1;
     if (write(reap, &one, sizeof one) != sizeof one) {

@@ -6,8 +6,9 @@
 // costs what it costs with other NBD servers (docs/design.md, "The NBD
 // export").
 //
-// NBD has no authentication here: cowblkd refuses `--nbd-listen` together
-// with tokens or TLS (the export would bypass them).
+// Security: with `tls`, TLS is required (NBD_OPT_STARTTLS; tls.h), and
+// with `access` each client sees and opens only the volumes its identity
+// may (handshake.h).
 //
 // Threads: one accepts; each connection (connection.h) has a reader
 // (handshake.h, then transmission.h) and a writer (reply_sender.h).
@@ -36,7 +37,9 @@
 #include "absl/status/statusor.h"
 #include "server/core/budget.h"
 #include "server/store/store.h"
+#include "server/transport/nbd/handshake.h"
 #include "server/transport/nbd/nbd_stats.h"
+#include "server/transport/nbd/tls.h"
 
 namespace cowblk::nbd {
 
@@ -77,6 +80,11 @@ struct NbdServerOptions {
   // A send to a client that makes no progress this long (the client stopped
   // reading its replies) ends the connection. 0: never.
   std::chrono::milliseconds send_timeout{60000};
+  // TLS, required when set: X.509 with the gRPC port's certificate, key and
+  // client CA.
+  std::shared_ptr<const TlsServer> tls;
+  // Who may use which volume; null: every client every volume.
+  ExportAccess access;
 };
 
 class Connection;

@@ -88,6 +88,7 @@ bool Transmission::Take(const RequestHeader& h, RequestVerdict verdict, std::str
   call->offset = h.offset;
   call->length = h.length;
   call->fua = (h.flags & kCmdFlagFua) != 0;
+  call->no_hole = h.type == kCmdWriteZeroes && (h.flags & kCmdFlagNoHole) != 0;
   if (verdict == RequestVerdict::kWriteTooLarge) {
     // Its payload cannot be taken in: answer, then end the connection
     // (the stream is out of step from here).

@@ -90,7 +90,7 @@ RequestVerdict CheckRequest(const RequestHeader& h, bool block_status) {
   const bool status = block_status && h.type == kCmdBlockStatus;
   if (!IsBlockCommand(h.type) && !status) return RequestVerdict::kUnknownCommand;
   const uint16_t allowed = status                        ? kCmdFlagReqOne
-                           : h.type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole)
+                           : h.type == kCmdWriteZeroes ? (kCmdFlagFua | kCmdFlagNoHole | kCmdFlagFastZero)
                                                        : kCmdFlagFua;
   if ((h.flags & ~allowed) != 0) return RequestVerdict::kBadFlags;
   return RequestVerdict::kSubmit;
