@@ -741,8 +741,9 @@ absl::Status Store::DeleteImage(const std::string& name) {
         absl::StrCat("image ", name, " is used by volume(s) ", users));
   }
   if (unlink(ImagePath(name).c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("delete image ", name));
-  // A snapshot's image: its record goes with it.
+  // A snapshot's image: its record (shown or hidden) goes with it.
   unlink(SnapshotRecordPath(images_dir_, name).c_str());
+  unlink(HiddenSnapshotRecordPath(images_dir_, name).c_str());
   FsyncDir(images_dir_).IgnoreError();
   Log(LogLevel::kInfo, "image_deleted", {{"image", name}});
   return absl::OkStatus();

@@ -101,3 +101,9 @@ expect_exit 0 "$COWBLK" snapshot rm osnap
 [ ! -e "$SERVER_DATA/images/osnap.img" ] && [ ! -e "$SERVER_DATA/images/osnap.snapshot" ] ||
   fail "an unused snapshot's files stayed"
 expect_exit 4 "$COWBLK" snapshot rm osnap
+
+# A snapshot is an image: `image rm` removes it with its record.
+expect_exit 0 "$COWBLK" snapshot create src asimage
+expect_exit 0 "$COWBLK" image rm asimage
+[ ! -e "$SERVER_DATA/images/asimage.snapshot" ] || fail "image rm left the snapshot's record"
+expect_exit 4 "$COWBLK" snapshot info asimage
