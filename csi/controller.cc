@@ -224,14 +224,18 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
   if (std::string why = UnsupportedAny(req->volume_capabilities()); !why.empty()) {
     return Invalid(why);
   }
-  // A clone lives on its source's server, of its source's size.
+  // A clone (or a volume from a snapshot) lives on its source's server,
+  // of its source's size.
   const bool clone = req->has_volume_content_source();
+  const bool from_snapshot = clone && req->volume_content_source().has_snapshot();
   ParsedId source;
   if (clone) {
-    if (!req->volume_content_source().has_volume()) {
-      return Invalid("volume_content_source: snapshots are not supported yet");
+    if (!from_snapshot && !req->volume_content_source().has_volume()) {
+      return Invalid("volume_content_source: neither a snapshot nor a volume");
     }
-    auto id = ParseVolumeId(req->volume_content_source().volume().volume_id());
+    auto id = from_snapshot
+                  ? ParseVolumeId(req->volume_content_source().snapshot().snapshot_id())
+                  : ParseVolumeId(req->volume_content_source().volume().volume_id());
     if (!id.ok()) return ToGrpc(id.status());
     if (driver_->server(id->server) == nullptr) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no server " + id->server);
@@ -270,6 +274,7 @@ grpc::Status ControllerService::CreateVolume(grpc::ServerContext*, const CreateV
     if (clone) *resp->mutable_volume()->mutable_content_source() = req->volume_content_source();
     return grpc::Status::OK;
   }
+  if (from_snapshot) return CreateFromSnapshot(*req, *name, source, topology, resp);
   if (clone) return CreateClone(*req, *name, source, topology, resp);
   auto where = Place(driver_->Candidates(), *size, topology);
   if (!where.ok()) return ToGrpc(where.status());
@@ -320,6 +325,38 @@ grpc::Status ControllerService::CreateClone(const CreateVolumeRequest& req,
   Log(LogLevel::kInfo, "volume_cloned",
       {{"name", req.name()}, {"volume_id", VolumeId(where->name, v->name)},
        {"source", VolumeId(source.server, source.volume)}});
+  Fill(where->name, *v, resp->mutable_volume());
+  *resp->mutable_volume()->mutable_content_source() = req.volume_content_source();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::CreateFromSnapshot(const CreateVolumeRequest& req,
+                                                   const std::string& name,
+                                                   const ParsedId& snapshot,
+                                                   const TopologyRequirement& topology,
+                                                   CreateVolumeResponse* resp) {
+  const ServerConfig* where = driver_->config(snapshot.server);
+  Client* server = driver_->server(snapshot.server);
+  auto snap = server->GetSnapshot(snapshot.volume);
+  if (!snap.ok()) return ToGrpc(snap.status());
+  // A volume over an image has the image's size: it cannot grow
+  // (ResizeVolume grows blank volumes only).
+  if (!SizeFits(snap->size_bytes, req.capacity_range().required_bytes(),
+                req.capacity_range().limit_bytes())) {
+    return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                        absl::StrCat("a volume from snapshot ", snapshot.volume, " has its ",
+                                     snap->size_bytes,
+                                     " bytes, outside capacity_range (a volume over a "
+                                     "snapshot does not grow)"));
+  }
+  if (!ZoneAllowed(where->zone, topology)) {
+    return Invalid("accessibility_requirements exclude the snapshot's server " + where->name);
+  }
+  auto v = server->CreateVolumeFromImage(name, snapshot.volume);
+  if (!v.ok()) return ToGrpc(v.status());
+  Log(LogLevel::kInfo, "volume_restored",
+      {{"name", req.name()}, {"volume_id", VolumeId(where->name, v->name)},
+       {"snapshot", VolumeId(snapshot.server, snapshot.volume)}});
   Fill(where->name, *v, resp->mutable_volume());
   *resp->mutable_volume()->mutable_content_source() = req.volume_content_source();
   return grpc::Status::OK;
@@ -438,7 +475,9 @@ grpc::Status ControllerService::ControllerGetCapabilities(
                     ControllerServiceCapability::RPC::CLONE_VOLUME,
                     ControllerServiceCapability::RPC::LIST_VOLUMES,
                     ControllerServiceCapability::RPC::GET_CAPACITY,
-                    ControllerServiceCapability::RPC::EXPAND_VOLUME}) {
+                    ControllerServiceCapability::RPC::EXPAND_VOLUME,
+                    ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT,
+                    ControllerServiceCapability::RPC::LIST_SNAPSHOTS}) {
     resp->add_capabilities()->mutable_rpc()->set_type(type);
   }
   return grpc::Status::OK;
@@ -475,6 +514,141 @@ grpc::Status ControllerService::ControllerExpandVolume(grpc::ServerContext*,
   resp->set_capacity_bytes(static_cast<int64_t>(grown->size_bytes));
   // A filesystem on it grows on the node; a raw block device needs nothing.
   resp->set_node_expansion_required(!block);
+  return grpc::Status::OK;
+}
+
+// ---- Snapshots -----------------------------------------------------------
+
+namespace {
+
+void FillSnapshot(const std::string& server, const SnapshotInfo& s, ::csi::v1::Snapshot* out) {
+  out->set_size_bytes(static_cast<int64_t>(s.size_bytes));
+  out->set_snapshot_id(VolumeId(server, s.name));
+  out->set_source_volume_id(VolumeId(server, s.source_volume));
+  out->mutable_creation_time()->set_seconds(s.created_unix_nanos / 1000000000);
+  out->mutable_creation_time()->set_nanos(static_cast<int32_t>(s.created_unix_nanos % 1000000000));
+  // Written whole before CreateSnapshot returns.
+  out->set_ready_to_use(true);
+}
+
+}  // namespace
+
+grpc::Status ControllerService::CreateSnapshot(grpc::ServerContext*,
+                                               const CreateSnapshotRequest* req,
+                                               CreateSnapshotResponse* resp) {
+  if (req->source_volume_id().empty()) return Invalid("source_volume_id is required");
+  auto name = VolumeNameFor(req->name());
+  if (!name.ok()) return ToGrpc(name.status());
+  if (std::string key = UnknownParameter(req->parameters()); !key.empty()) {
+    return Invalid("unknown parameter " + key);
+  }
+  auto source = ParseVolumeId(req->source_volume_id());
+  if (!source.ok()) return ToGrpc(source.status());
+  if (driver_->server(source->server) == nullptr) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "no server " + source->server);
+  }
+  std::lock_guard<std::mutex> lock(driver_->admin_mutex());
+  // The name may be taken on any server: the same snapshot when it is of
+  // the same volume, ALREADY_EXISTS otherwise.
+  for (const ServerConfig& s : driver_->options().servers) {
+    auto snap = driver_->server(s.name)->GetSnapshot(*name);
+    if (absl::IsNotFound(snap.status())) continue;
+    if (!snap.ok()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("server ", s.name, " does not answer (",
+                                       snap.status().message(), "): cannot tell whether snapshot ",
+                                       req->name(), " exists"));
+    }
+    if (s.name != source->server || snap->source_volume != source->volume) {
+      return grpc::Status(grpc::StatusCode::ALREADY_EXISTS,
+                          absl::StrCat("snapshot ", req->name(), " exists as ",
+                                       VolumeId(s.name, *name), " of volume ",
+                                       VolumeId(s.name, snap->source_volume)));
+    }
+    FillSnapshot(s.name, *snap, resp->mutable_snapshot());
+    return grpc::Status::OK;
+  }
+  auto snap = driver_->server(source->server)->CreateSnapshot(source->volume, *name);
+  if (!snap.ok()) return ToGrpc(snap.status());
+  Log(LogLevel::kInfo, "snapshot_created",
+      {{"name", req->name()}, {"snapshot_id", VolumeId(source->server, snap->name)},
+       {"source", req->source_volume_id()}});
+  FillSnapshot(source->server, *snap, resp->mutable_snapshot());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControllerService::DeleteSnapshot(grpc::ServerContext*,
+                                               const DeleteSnapshotRequest* req,
+                                               DeleteSnapshotResponse*) {
+  if (req->snapshot_id().empty()) return Invalid("snapshot_id is required");
+  auto id = ParseVolumeId(req->snapshot_id());
+  if (absl::IsNotFound(id.status())) return grpc::Status::OK;  // none of ours: gone
+  if (!id.ok()) return ToGrpc(id.status());
+  Client* server = driver_->server(id->server);
+  if (server == nullptr) {
+    Log(LogLevel::kWarning, "delete_unknown_server", {{"snapshot_id", req->snapshot_id()}});
+    return grpc::Status::OK;
+  }
+  std::lock_guard<std::mutex> lock(driver_->admin_mutex());
+  absl::Status s = server->DeleteSnapshot(id->volume);
+  if (absl::IsNotFound(s)) return grpc::Status::OK;
+  if (s.ok()) Log(LogLevel::kInfo, "snapshot_deleted", {{"snapshot_id", req->snapshot_id()}});
+  return ToGrpc(s);
+}
+
+grpc::Status ControllerService::ListSnapshots(grpc::ServerContext*,
+                                              const ListSnapshotsRequest* req,
+                                              ListSnapshotsResponse* resp) {
+  if (req->max_entries() < 0) return Invalid("max_entries is negative");
+  if (!req->starting_token().empty() && !ParseVolumeId(req->starting_token()).ok()) {
+    return grpc::Status(grpc::StatusCode::ABORTED, "starting_token is not one this plugin gave");
+  }
+  std::vector<std::pair<std::string, SnapshotInfo>> all;
+  if (!req->snapshot_id().empty()) {
+    // One snapshot, or none (an id that names nothing lists nothing).
+    auto id = ParseVolumeId(req->snapshot_id());
+    Client* server = id.ok() ? driver_->server(id->server) : nullptr;
+    if (server == nullptr) return grpc::Status::OK;
+    auto snap = server->GetSnapshot(id->volume);
+    if (absl::IsNotFound(snap.status()) || absl::IsInvalidArgument(snap.status())) {
+      return grpc::Status::OK;
+    }
+    if (!snap.ok()) return ToGrpc(snap.status());
+    if (!req->source_volume_id().empty() &&
+        req->source_volume_id() != VolumeId(id->server, snap->source_volume)) {
+      return grpc::Status::OK;
+    }
+    all.emplace_back(req->snapshot_id(), *snap);
+  } else {
+    std::string only_server, only_volume;
+    if (!req->source_volume_id().empty()) {
+      auto id = ParseVolumeId(req->source_volume_id());
+      if (!id.ok() || driver_->server(id->server) == nullptr) return grpc::Status::OK;
+      only_server = id->server;
+      only_volume = id->volume;
+    }
+    for (const ServerConfig& s : driver_->options().servers) {
+      if (!only_server.empty() && s.name != only_server) continue;
+      auto list = driver_->server(s.name)->ListSnapshots(only_volume);
+      if (!list.ok()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("server ", s.name, ": ", list.status().message()));
+      }
+      for (SnapshotInfo& v : *list) all.emplace_back(VolumeId(s.name, v.name), std::move(v));
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const size_t max = req->max_entries() == 0 ? all.size() : static_cast<size_t>(req->max_entries());
+  size_t n = 0;
+  for (const auto& [id, snap] : all) {
+    if (!req->starting_token().empty() && id <= req->starting_token()) continue;
+    if (n == max) {
+      resp->set_next_token(resp->entries(resp->entries_size() - 1).snapshot().snapshot_id());
+      break;
+    }
+    FillSnapshot(ParseVolumeId(id)->server, snap, resp->add_entries()->mutable_snapshot());
+    ++n;
+  }
   return grpc::Status::OK;
 }
 

@@ -116,6 +116,20 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   grpc::Status ControllerExpandVolume(grpc::ServerContext*,
                                       const ::csi::v1::ControllerExpandVolumeRequest* req,
                                       ::csi::v1::ControllerExpandVolumeResponse* resp) override;
+  // Snapshots: a cowblk snapshot (an image of the volume at one moment) on
+  // the source volume's server; the snapshot id is "SERVER/NAME" with NAME
+  // as VolumeNameFor maps the CSI name. Idempotent by name: the same
+  // source gives the same snapshot, another ALREADY_EXISTS.
+  grpc::Status CreateSnapshot(grpc::ServerContext*, const ::csi::v1::CreateSnapshotRequest* req,
+                              ::csi::v1::CreateSnapshotResponse* resp) override;
+  // Idempotent: an unknown id is deleted already. While volumes made from
+  // it live, the server hides it and removes its image with the last.
+  grpc::Status DeleteSnapshot(grpc::ServerContext*, const ::csi::v1::DeleteSnapshotRequest* req,
+                              ::csi::v1::DeleteSnapshotResponse* resp) override;
+  // By snapshot id, by source volume id, or all; in snapshot id order,
+  // paged as ListVolumes (ABORTED for a token this plugin did not give).
+  grpc::Status ListSnapshots(grpc::ServerContext*, const ::csi::v1::ListSnapshotsRequest* req,
+                             ::csi::v1::ListSnapshotsResponse* resp) override;
 
  private:
   // CreateVolume from a volume (CloneVolume on the source's server), with
@@ -123,6 +137,12 @@ class ControllerService final : public ::csi::v1::Controller::Service {
   grpc::Status CreateClone(const ::csi::v1::CreateVolumeRequest& req, const std::string& name,
                            const ParsedId& source, const TopologyRequirement& topology,
                            ::csi::v1::CreateVolumeResponse* resp);
+  // CreateVolume from a snapshot: a volume over the snapshot's image on
+  // its server, with the lock held and the name known to be free.
+  grpc::Status CreateFromSnapshot(const ::csi::v1::CreateVolumeRequest& req,
+                                  const std::string& name, const ParsedId& snapshot,
+                                  const TopologyRequirement& topology,
+                                  ::csi::v1::CreateVolumeResponse* resp);
   // The CSI Volume of a cowblk volume on `server`.
   void Fill(const std::string& server, const VolumeInfo& v, ::csi::v1::Volume* out) const;
   Driver* const driver_;

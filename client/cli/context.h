@@ -53,6 +53,7 @@ struct Context {
 // Each adds its commands to `app`.
 void AddVolumeCommands(CLI::App& app, Context& ctx);
 void AddImageCommands(CLI::App& app, Context& ctx);
+void AddSnapshotCommands(CLI::App& app, Context& ctx);
 void AddCopyCommand(CLI::App& app, Context& ctx);
 void AddRangeCommands(CLI::App& app, Context& ctx);
 void AddHealthCommand(CLI::App& app, Context& ctx);

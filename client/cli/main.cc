@@ -103,6 +103,7 @@ int Main(int argc, char** argv) {
   AddVolumeCommands(app, ctx);
   AddAllocationCommands(app, ctx);
   AddImageCommands(app, ctx);
+  AddSnapshotCommands(app, ctx);
   AddCopyCommand(app, ctx);
   AddRangeCommands(app, ctx);
   AddHealthCommand(app, ctx);

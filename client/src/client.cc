@@ -183,6 +183,67 @@ absl::StatusOr<std::vector<VolumeInfo>> Client::ListVolumes() {
   return out;
 }
 
+// ---- Snapshots ---------------------------------------------------------
+
+namespace {
+SnapshotInfo ToInfo(const v1::Snapshot& s) {
+  return {s.name(), s.source_volume(), s.size_bytes(), s.created_unix_nanos(), s.volume_count()};
+}
+}  // namespace
+
+absl::StatusOr<SnapshotInfo> Client::CreateSnapshot(const std::string& volume,
+                                                    const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::CreateSnapshotRequest req;
+  req.set_volume(volume);
+  req.set_name(name);
+  v1::Snapshot resp;
+  grpc::Status s = core_->volumes()->CreateSnapshot(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<SnapshotInfo> Client::GetSnapshot(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::GetSnapshotRequest req;
+  req.set_name(name);
+  v1::Snapshot resp;
+  grpc::Status s = core_->volumes()->GetSnapshot(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return ToInfo(resp);
+}
+
+absl::StatusOr<std::vector<SnapshotInfo>> Client::ListSnapshots(const std::string& volume) {
+  std::vector<SnapshotInfo> out;
+  std::string token;
+  do {
+    grpc::ClientContext ctx;
+    core_->Prepare(&ctx);
+    v1::ListSnapshotsRequest req;
+    req.set_source_volume(volume);
+    req.set_page_token(token);
+    v1::ListSnapshotsResponse resp;
+    grpc::Status s = core_->volumes()->ListSnapshots(&ctx, req, &resp);
+    if (!s.ok()) return FromGrpc(s);
+    for (const auto& v : resp.snapshots()) out.push_back(ToInfo(v));
+    token = resp.next_page_token();
+  } while (!token.empty());
+  return out;
+}
+
+absl::Status Client::DeleteSnapshot(const std::string& name) {
+  grpc::ClientContext ctx;
+  core_->Prepare(&ctx);
+  v1::DeleteSnapshotRequest req;
+  req.set_name(name);
+  v1::DeleteSnapshotResponse resp;
+  grpc::Status s = core_->volumes()->DeleteSnapshot(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return absl::OkStatus();
+}
+
 absl::Status Client::DeleteVolume(const std::string& name) {
   grpc::ClientContext ctx;
   core_->Prepare(&ctx);

@@ -24,6 +24,7 @@
 #include "server/store/names.h"
 #include "server/store/random_id.h"
 #include "server/store/snapshot_copy.h"
+#include "server/store/snapshot_record.h"
 
 namespace cowblk::store {
 namespace {
@@ -78,6 +79,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreOptions& options,
   std::sort(names.begin(), names.end());
   std::lock_guard<std::mutex> lock(store->mu_);
   for (const std::string& name : names) store->OpenExisting(name);
+  store->ReapSnapshotsLocked();
   return store;
 }
 
@@ -338,6 +340,7 @@ absl::Status Store::DeleteVolume(const std::string& name) {
   volumes_.erase(it);
   FsyncDir(volumes_dir_).IgnoreError();
   Log(LogLevel::kInfo, "volume_deleted", {{"volume", name}});
+  ReapSnapshotsLocked();  // the last user of a deleted snapshot's image
   return absl::OkStatus();
 }
 
@@ -364,6 +367,12 @@ std::vector<std::shared_ptr<VolumeHandle>> Store::ReadyVolumes() {
 
 absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std::string& image,
                                               const std::function<bool()>& cancelled) {
+  return Commit(name, image, cancelled, nullptr);
+}
+
+absl::StatusOr<ImageInfo> Store::Commit(const std::string& name, const std::string& image,
+                                        const std::function<bool()>& cancelled,
+                                        const std::string* record) {
   if (absl::Status s = ValidateName("image", image); !s.ok()) return s;
   auto handle = FindVolume(name);
   if (!handle.ok()) return handle.status();
@@ -392,8 +401,21 @@ absl::StatusOr<ImageInfo> Store::CommitVolume(const std::string& name, const std
         {{"volume", name}, {"image", image}, {"error", std::string(stats.status().message())}});
     return stats.status();
   }
+  // A snapshot's record first: a crash before the image is published
+  // leaves a record without an image, which Open removes.
+  const std::string record_path = SnapshotRecordPath(images_dir_, image);
+  if (record != nullptr) {
+    if (absl::Status r = WriteSnapshotRecord(images_dir_, record_path, *record); !r.ok()) {
+      unlink(tmp.c_str());
+      release();
+      return r;
+    }
+  }
   const int err = RenameNoReplace(tmp, final_path);
-  if (err != 0) unlink(tmp.c_str());
+  if (err != 0) {
+    unlink(tmp.c_str());
+    if (record != nullptr) unlink(record_path.c_str());
+  }
   release();
   if (err != 0) {
     if (err == EEXIST) return absl::AlreadyExistsError(absl::StrCat("image ", image, " exists"));
@@ -719,6 +741,9 @@ absl::Status Store::DeleteImage(const std::string& name) {
         absl::StrCat("image ", name, " is used by volume(s) ", users));
   }
   if (unlink(ImagePath(name).c_str()) != 0) return ErrnoStatus(errno, absl::StrCat("delete image ", name));
+  // A snapshot's image: its record (shown or hidden) goes with it.
+  unlink(SnapshotRecordPath(images_dir_, name).c_str());
+  unlink(HiddenSnapshotRecordPath(images_dir_, name).c_str());
   FsyncDir(images_dir_).IgnoreError();
   Log(LogLevel::kInfo, "image_deleted", {{"image", name}});
   return absl::OkStatus();

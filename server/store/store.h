@@ -55,6 +55,15 @@ struct AllocationPage {
   std::vector<Extent> extents;
 };
 
+// A snapshot (Store::CreateSnapshot): image `name` plus its record.
+struct SnapshotInfo {
+  std::string name;    // also the name of its image
+  std::string source;  // the volume it was taken of
+  uint64_t size_bytes = 0;
+  int64_t created_unix_nanos = 0;  // just before its moment
+  uint32_t volume_count = 0;       // volumes layered over its image
+};
+
 // [first, first + count) sectors of a volume that read from its backing
 // file `backing_fd` (-1: a blank volume, all zeros) split into the file's
 // data (`zero` false: partial sectors too) and its holes and what lies past
@@ -162,6 +171,26 @@ class Store {
   // errno's code) only when statvfs of the directory fails.
   absl::StatusOr<StoreStats> Stats();
 
+  // Snapshots (docs/design.md, "Snapshots"): image `name` of volume
+  // `volume` at one moment, as CommitVolume writes it, with a record
+  // images/NAME.snapshot (source volume, creation time) made durable
+  // before the image is published. Snapshots and images share one name
+  // space: AlreadyExists when image `name` exists. A cancelled snapshot
+  // leaves nothing.
+  absl::StatusOr<SnapshotInfo> CreateSnapshot(const std::string& volume, const std::string& name,
+                                              const std::function<bool()>& cancelled = nullptr);
+  absl::StatusOr<SnapshotInfo> GetSnapshot(const std::string& name);
+  // In name order, names > `after`, at most `limit`; only those of volume
+  // `source` unless it is empty.
+  std::vector<SnapshotInfo> ListSnapshots(const std::string& source, const std::string& after,
+                                          size_t limit);
+  // Removes the snapshot's image and record. While volumes are layered over
+  // its image, the snapshot is hidden instead (its record renamed
+  // NAME.snapshot-deleted: no longer listed, its name still taken) and the
+  // image is removed when the last of them is deleted (or at the next
+  // start). NotFound: no such (visible) snapshot.
+  absl::Status DeleteSnapshot(const std::string& name);
+
   // Closes every volume (used on shutdown); returns the first error.
   absl::Status CloseAll();
 
@@ -203,6 +232,16 @@ class Store {
   absl::StatusOr<std::string> BlankBase(uint64_t size_bytes);
   void OpenExisting(const std::string& name);
   absl::Status Serve(const std::string& name, std::unique_ptr<cow::CowFile> file, Entry& e);
+  // CommitVolume's body; `record` (may be null) is written as
+  // images/IMAGE.snapshot before the image is published.
+  absl::StatusOr<ImageInfo> Commit(const std::string& name, const std::string& image,
+                                   const std::function<bool()>& cancelled,
+                                   const std::string* record);
+  uint32_t UsersLocked(const std::string& image_path) const;
+  absl::StatusOr<SnapshotInfo> SnapshotInfoLocked(const std::string& name);
+  // Removes records without an image, and hidden snapshots' images no
+  // volume uses any more (with their records).
+  void ReapSnapshotsLocked();
 
   const StoreOptions options_;
   engine::EngineGroup* const engines_;

@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <memory>
+#include <set>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -477,6 +479,196 @@ TEST_F(CsiControllerTest, ZonesRestrictPlacementAndBecomeTopology) {
   grpc::ClientContext ctx2;
   ASSERT_TRUE(identity_->GetPluginCapabilities(&ctx2, GetPluginCapabilitiesRequest(), &caps).ok());
   EXPECT_EQ(caps.capabilities_size(), 3);
+}
+
+
+// Snapshots: CreateSnapshot on the source's server, idempotent by name;
+// ListSnapshots by id, by source, in pages; a volume from the snapshot holds
+// the source as it was; DeleteSnapshot idempotent, also while a volume made
+// from it lives (the volume keeps its data).
+TEST_F(CsiControllerTest, SnapshotsAreTakenListedRestoredAndDeleted) {
+  {
+    ControllerGetCapabilitiesResponse caps;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->ControllerGetCapabilities(&ctx, {}, &caps).ok());
+    std::set<int> types;
+    for (const auto& c : caps.capabilities()) types.insert(c.rpc().type());
+    EXPECT_TRUE(types.count(ControllerServiceCapability::RPC::CREATE_DELETE_SNAPSHOT));
+    EXPECT_TRUE(types.count(ControllerServiceCapability::RPC::LIST_SNAPSHOTS));
+  }
+  CreateVolumeResponse src, other;
+  ASSERT_TRUE(Create("pvc-src", kMiB, 0, &src).ok());
+  ASSERT_TRUE(Create("pvc-other", kMiB, 0, &other).ok());
+  const std::string server = src.volume().volume_id().substr(0, 1);
+  Client& holder = server == "a" ? *client_a_ : *client_b_;
+  const std::string before(4096, 'x'), after(4096, 'y');
+  auto write = [&](const std::string& data) {
+    auto v = holder.OpenVolume("pvc-src");
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_TRUE((*v)->Write(8192, data.data(), data.size()).ok());
+  };
+  write(before);
+  auto snapshot = [&](const std::string& name, const std::string& source,
+                      CreateSnapshotResponse* resp) {
+    CreateSnapshotRequest req;
+    req.set_name(name);
+    req.set_source_volume_id(source);
+    grpc::ClientContext ctx;
+    return controller_->CreateSnapshot(&ctx, req, resp);
+  };
+  const auto start = std::chrono::system_clock::now();
+  CreateSnapshotResponse snap, again;
+  {
+    grpc::Status s = snapshot("snapshot-1", src.volume().volume_id(), &snap);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  write(after);
+  EXPECT_EQ(snap.snapshot().snapshot_id(), server + "/snapshot-1");
+  EXPECT_EQ(snap.snapshot().source_volume_id(), src.volume().volume_id());
+  EXPECT_EQ(snap.snapshot().size_bytes(), static_cast<int64_t>(kMiB));
+  EXPECT_TRUE(snap.snapshot().ready_to_use());
+  EXPECT_GE(snap.snapshot().creation_time().seconds(),
+            std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count() - 1);
+  // The same name and source: the same snapshot; another source: refused.
+  ASSERT_TRUE(snapshot("snapshot-1", src.volume().volume_id(), &again).ok());
+  EXPECT_EQ(again.snapshot().snapshot_id(), snap.snapshot().snapshot_id());
+  EXPECT_EQ(again.snapshot().creation_time().nanos(), snap.snapshot().creation_time().nanos());
+  EXPECT_EQ(snapshot("snapshot-1", other.volume().volume_id(), &again).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(snapshot("", src.volume().volume_id(), &again).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(snapshot("snapshot-x", "", &again).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(snapshot("snapshot-x", server + "/no-such", &again).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  CreateSnapshotResponse snap2, snap3;
+  ASSERT_TRUE(snapshot("snapshot-2", src.volume().volume_id(), &snap2).ok());
+  ASSERT_TRUE(snapshot("snapshot-3", other.volume().volume_id(), &snap3).ok());
+
+  auto list = [&](const std::string& id, const std::string& source, int max,
+                  const std::string& token, ListSnapshotsResponse* resp) {
+    ListSnapshotsRequest req;
+    req.set_snapshot_id(id);
+    req.set_source_volume_id(source);
+    req.set_max_entries(max);
+    req.set_starting_token(token);
+    grpc::ClientContext ctx;
+    return controller_->ListSnapshots(&ctx, req, resp);
+  };
+  auto ids = [](const ListSnapshotsResponse& r) {
+    std::vector<std::string> out;
+    for (const auto& e : r.entries()) out.push_back(e.snapshot().snapshot_id());
+    return out;
+  };
+  std::vector<std::string> want = {snap.snapshot().snapshot_id(), snap2.snapshot().snapshot_id(),
+                                   snap3.snapshot().snapshot_id()};
+  std::sort(want.begin(), want.end());
+  {
+    ListSnapshotsResponse all;
+    ASSERT_TRUE(list("", "", 0, "", &all).ok());
+    EXPECT_EQ(ids(all), want);
+    EXPECT_TRUE(all.next_token().empty());
+    // Pages of two then one.
+    ListSnapshotsResponse p1, p2;
+    ASSERT_TRUE(list("", "", 2, "", &p1).ok());
+    ASSERT_EQ(p1.entries_size(), 2);
+    ASSERT_FALSE(p1.next_token().empty());
+    ASSERT_TRUE(list("", "", 2, p1.next_token(), &p2).ok());
+    std::vector<std::string> paged = ids(p1);
+    for (const std::string& id : ids(p2)) paged.push_back(id);
+    EXPECT_EQ(paged, want);
+    EXPECT_TRUE(p2.next_token().empty());
+    ListSnapshotsResponse bad;
+    EXPECT_EQ(list("", "", 0, "no-token-of-ours", &bad).error_code(), grpc::StatusCode::ABORTED);
+    EXPECT_EQ(list("", "", -1, "", &bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    ListSnapshotsResponse by_id, by_source, none;
+    ASSERT_TRUE(list(snap2.snapshot().snapshot_id(), "", 0, "", &by_id).ok());
+    EXPECT_EQ(ids(by_id), std::vector<std::string>{snap2.snapshot().snapshot_id()});
+    EXPECT_EQ(by_id.entries(0).snapshot().source_volume_id(), src.volume().volume_id());
+    ASSERT_TRUE(list("", src.volume().volume_id(), 0, "", &by_source).ok());
+    EXPECT_EQ(ids(by_source), (std::vector<std::string>{snap.snapshot().snapshot_id(),
+                                                         snap2.snapshot().snapshot_id()}));
+    ASSERT_TRUE(list(server + "/no-such", "", 0, "", &none).ok());
+    EXPECT_EQ(none.entries_size(), 0);
+  }
+
+  // A volume from the snapshot: on its server, the source as it was.
+  CreateVolumeRequest req;
+  req.set_name("pvc-restored");
+  *req.add_volume_capabilities() = MountCap();
+  req.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(
+      snap.snapshot().snapshot_id());
+  CreateVolumeResponse restored, restored_again;
+  {
+    grpc::ClientContext ctx;
+    grpc::Status s = controller_->CreateVolume(&ctx, req, &restored);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_EQ(restored.volume().volume_id(), server + "/pvc-restored");
+  EXPECT_EQ(restored.volume().capacity_bytes(), static_cast<int64_t>(kMiB));
+  EXPECT_EQ(restored.volume().content_source().snapshot().snapshot_id(),
+            snap.snapshot().snapshot_id());
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(controller_->CreateVolume(&ctx, req, &restored_again).ok());  // idempotent
+  }
+  EXPECT_EQ(restored_again.volume().volume_id(), restored.volume().volume_id());
+  std::string back(4096, '\0');
+  {
+    auto v = holder.OpenVolume("pvc-restored");
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_TRUE((*v)->Read(8192, back.data(), back.size()).ok());
+    EXPECT_EQ(back, before);
+  }
+  {
+    // Larger than the snapshot: a volume over it does not grow.
+    CreateVolumeRequest big = req;
+    big.set_name("pvc-big");
+    big.mutable_capacity_range()->set_required_bytes(2 * kMiB);
+    grpc::ClientContext ctx;
+    EXPECT_EQ(controller_->CreateVolume(&ctx, big, &restored_again).error_code(),
+              grpc::StatusCode::OUT_OF_RANGE);
+    CreateVolumeRequest missing = req;
+    missing.set_name("pvc-missing");
+    missing.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(server +
+                                                                                 "/no-such");
+    grpc::ClientContext ctx2;
+    EXPECT_EQ(controller_->CreateVolume(&ctx2, missing, &restored_again).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+
+  // Deleted while the restored volume lives: gone from the list at once,
+  // twice fine, and the volume keeps reading its data.
+  auto del = [&](const std::string& id) {
+    DeleteSnapshotRequest d;
+    d.set_snapshot_id(id);
+    DeleteSnapshotResponse r;
+    grpc::ClientContext ctx;
+    return controller_->DeleteSnapshot(&ctx, d, &r);
+  };
+  ASSERT_TRUE(del(snap.snapshot().snapshot_id()).ok());
+  ASSERT_TRUE(del(snap.snapshot().snapshot_id()).ok());
+  ASSERT_TRUE(del("not-ours").ok());
+  EXPECT_EQ(del("").error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  {
+    ListSnapshotsResponse by_id;
+    ASSERT_TRUE(list(snap.snapshot().snapshot_id(), "", 0, "", &by_id).ok());
+    EXPECT_EQ(by_id.entries_size(), 0);
+    auto v = holder.OpenVolume("pvc-restored");
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_TRUE((*v)->Read(8192, back.data(), back.size()).ok());
+    EXPECT_EQ(back, before);
+  }
+  ASSERT_TRUE(del(snap2.snapshot().snapshot_id()).ok());
+  ASSERT_TRUE(del(snap3.snapshot().snapshot_id()).ok());
+  ASSERT_TRUE(Delete(restored.volume().volume_id()).ok());
+  // Nothing of the snapshots is left on either server.
+  for (Client* c : {client_a_.get(), client_b_.get()}) {
+    auto images = c->ListImages();
+    ASSERT_TRUE(images.ok()) << images.status();
+    EXPECT_TRUE(images->empty()) << images->front().name;
+  }
 }
 
 }  // namespace

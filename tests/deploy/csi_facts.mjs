@@ -63,6 +63,11 @@ function check(name, objects, help, servers) {
            at(`the node-stage secret is not in the driver's namespace ${ns}`));
   }
   const secretName = classes[0]?.parameters?.["csi.storage.k8s.io/node-stage-secret-name"];
+  const snapshotClasses = byKind("VolumeSnapshotClass");
+  expect(snapshotClasses.length >= 1, at("no VolumeSnapshotClass"));
+  for (const vsc of snapshotClasses) {
+    expect(vsc.driver === driver, at(`VolumeSnapshotClass ${vsc.metadata.name} driver is not ${driver}`));
+  }
 
   // The cowblk-csi container of a workload, its flags checked against --help.
   const plugin = (w) => {
@@ -128,6 +133,8 @@ function check(name, objects, help, servers) {
   expect(!cp.args.has("--node-id"), at("the controller serves the Node service"));
   expect(ctl.spec.template.spec.containers.some((c) => /csi-provisioner:/.test(c.image)),
          at("the controller has no external-provisioner"));
+  expect(ctl.spec.template.spec.containers.some((c) => /csi-snapshotter:/.test(c.image)),
+         at("the controller has no csi-snapshotter"));
   // Expansion: a StorageClass that allows it needs the external-resizer,
   // and the resizer may patch PersistentVolumes and claims' status.
   if (classes.some((sc) => sc.allowVolumeExpansion)) {

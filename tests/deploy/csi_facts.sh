@@ -63,6 +63,32 @@ mutate csi/base/csidriver.yaml "attachRequired: false" "attachRequried: false"
 expect_failure "a misspelled CSIDriver field" "unknown field spec.attachRequried" csi_facts "$TMP/k8s"
 
 copy_manifests
+mutate csi/base/volumesnapshotclass.yaml "driver: csi.cowblk.io" "driver: cowblk.io"
+expect_failure "a VolumeSnapshotClass of another driver" "driver is not csi.cowblk.io" csi_facts "$TMP/k8s"
+
+copy_manifests
+mutate csi/base/volumesnapshotclass.yaml "deletionPolicy: Delete" "deletionPolicy: Delete
+parameter:
+  a: b"
+expect_failure "a misspelled VolumeSnapshotClass field" "unknown field parameter" csi_facts "$TMP/k8s"
+
+copy_manifests
+mutate csi/base/volumesnapshotclass.yaml "  name: cowblk" "  name: cowblk
+  lables:
+    a: b"
+expect_failure "a misspelled metadata field of a VolumeSnapshotClass" "unknown field metadata.lables" \
+  csi_facts "$TMP/k8s"
+
+copy_manifests
+mutate csi/base/controller.yaml "            - --csi-address=/csi/csi.sock
+            - --leader-election
+            - --timeout=120s" "            - --csi-address=/run/csi.sock
+            - --leader-election
+            - --timeout=120s"
+expect_failure "a snapshotter that dials another socket" "sidecar csi-snapshotter dials /run/csi.sock" \
+  csi_facts "$TMP/k8s"
+
+copy_manifests
 mutate csi/base/rbac.yaml '    resources: ["persistentvolumeclaims/status"]' '    resources: ["persistentvolumeclaims"]'
 expect_failure "a resizer that may not patch claims' status" \
   "may not patch persistentvolumes and persistentvolumeclaims/status" csi_facts "$TMP/k8s"

@@ -15,6 +15,45 @@
 // read is one the schema does not define.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
+import { ObjectMeta } from "@kubernetes-models/apimachinery/apis/meta/v1/ObjectMeta";
+
+// Kinds kubernetes-models has no model of, validated by hand from their
+// CRDs. Each reads every property its schema defines (through the tracking
+// proxy: the unknown-field check below works as for the generated ones),
+// and metadata through apimachinery's ObjectMeta validator.
+function validateMetadata(obj) {
+  if (obj.metadata === undefined) throw new Error("metadata is required");
+  ObjectMeta.prototype.validate.call(obj.metadata);
+}
+
+function stringMap(value, path) {
+  if (value === undefined) return;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new Error(`${path} must be a map of strings`);
+  }
+  for (const k of Object.keys(value)) {
+    if (typeof value[k] !== "string") throw new Error(`${path}.${k} must be a string`);
+  }
+}
+
+// snapshot.storage.k8s.io/v1 VolumeSnapshotClass (external-snapshotter's
+// CRD): driver and deletionPolicy required, parameters a string map.
+class VolumeSnapshotClass {}
+VolumeSnapshotClass.prototype.validate = function () {
+  if (this.apiVersion !== "snapshot.storage.k8s.io/v1" || this.kind !== "VolumeSnapshotClass") {
+    throw new Error("not a snapshot.storage.k8s.io/v1 VolumeSnapshotClass");
+  }
+  validateMetadata(this);
+  if (typeof this.driver !== "string" || this.driver === "") throw new Error("driver is required");
+  if (!["Delete", "Retain"].includes(this.deletionPolicy)) {
+    throw new Error(`deletionPolicy must be Delete or Retain, not ${this.deletionPolicy}`);
+  }
+  stringMap(this.parameters, "parameters");
+};
+
+const handWritten = {
+  "snapshot.storage.k8s.io/v1/VolumeSnapshotClass": VolumeSnapshotClass,
+};
 
 // apiVersion -> the module holding its kinds. Core v1 is "v1".
 function modulePath(apiVersion, kind) {
@@ -26,6 +65,7 @@ function modulePath(apiVersion, kind) {
 
 async function modelOf(apiVersion, kind) {
   if (typeof apiVersion !== "string" || typeof kind !== "string") return null;
+  if (handWritten[`${apiVersion}/${kind}`]) return handWritten[`${apiVersion}/${kind}`];
   try {
     const mod = await import(modulePath(apiVersion, kind));
     return mod[kind] ?? null;

@@ -129,6 +129,56 @@ TEST_F(ServerCommitTest, CommitCancelledByTheClientLeavesNothing) {
   EXPECT_TRUE(WriteData("big", 0, PassWriters::BlockPattern(0, 1, 0)).ok());
 }
 
+// Snapshots are commits plus a record: the same moment under writers, and
+// a cancelled one leaves neither image nor record.
+TEST_F(ServerCommitTest, SnapshotIsTheVolumeAtOneMomentWhileWritersRun) {
+  constexpr uint64_t kVolume = 256 * kMiB;
+  ASSERT_TRUE(Create("live", kVolume).ok());
+  PassWriters writers(/*writers=*/4, /*blocks_each=*/32, kVolume);
+  grpc::Status taken;
+  v1::Snapshot snap;
+  const bool ran = writers.Run(
+      [&](int, uint64_t offset, const std::string& data) {
+        return WriteData("live", offset, data).ok();
+      },
+      [&] {
+        grpc::ClientContext ctx;
+        v1::CreateSnapshotRequest req;
+        req.set_volume("live");
+        req.set_name("moment");
+        taken = volumes_->CreateSnapshot(&ctx, req, &snap);
+        return taken.ok();
+      });
+  ASSERT_TRUE(ran) << taken.error_message();
+  EXPECT_EQ(writers.Check(ImagesDir() + "/moment.img"), "");
+  EXPECT_EQ(snap.source_volume(), "live");
+  EXPECT_EQ(snap.size_bytes(), kVolume);
+  EXPECT_THAT(ImageFiles(), ::testing::UnorderedElementsAre("moment.img", "moment.snapshot"));
+}
+
+TEST_F(ServerCommitTest, SnapshotCancelledByTheClientLeavesNothing) {
+  ASSERT_TRUE(Create("big", uint64_t{4} << 30).ok());
+  grpc::ClientContext ctx;
+  grpc::Status taken;
+  std::thread snapshot([&] {
+    v1::CreateSnapshotRequest req;
+    req.set_volume("big");
+    req.set_name("dropped");
+    v1::Snapshot out;
+    taken = volumes_->CreateSnapshot(&ctx, req, &out);
+  });
+  server_.WaitForLog("event=volume_snapshot_taken volume=big");
+  ctx.TryCancel();
+  snapshot.join();
+  EXPECT_EQ(taken.error_code(), grpc::StatusCode::CANCELLED) << taken.error_message();
+  server_.WaitForLog("event=volume_commit_failed");
+  EXPECT_THAT(ImageFiles(), ::testing::IsEmpty());
+  grpc::ClientContext list_ctx;
+  v1::ListSnapshotsResponse list;
+  ASSERT_TRUE(volumes_->ListSnapshots(&list_ctx, v1::ListSnapshotsRequest(), &list).ok());
+  EXPECT_EQ(list.snapshots_size(), 0);
+}
+
 // A volume deleted while its commit copies: the commit fails UNAVAILABLE
 // and leaves nothing behind.
 TEST_F(ServerCommitTest, VolumeDeletedDuringItsCommitLeavesNoImage) {

@@ -299,6 +299,14 @@ class TokenSecurityTest : public ServerFixture {
     return req;
   }
 
+  static v1::CreateSnapshotRequest SnapshotRequest(const std::string& volume,
+                                                  const std::string& name) {
+    v1::CreateSnapshotRequest req;
+    req.set_volume(volume);
+    req.set_name(name);
+    return req;
+  }
+
   // Every call that needs the admin scope, each about something that exists.
   static std::vector<grpc::Status> AdminCalls(Client& client) {
     return {client.Create("team-a-3"),
@@ -310,7 +318,11 @@ class TokenSecurityTest : public ServerFixture {
             client.Upload("img", std::string(4096, 'i')),
             client.Call(&Volumes::ListImages, v1::ListImagesRequest()),
             client.Call(&Volumes::GetImage, Named<v1::GetImageRequest>("base")),
-            client.Call(&Volumes::DeleteImage, Named<v1::DeleteImageRequest>("base"))};
+            client.Call(&Volumes::DeleteImage, Named<v1::DeleteImageRequest>("base")),
+            client.Call(&Volumes::CreateSnapshot, SnapshotRequest("team-a-1", "snap")),
+            client.Call(&Volumes::GetSnapshot, Named<v1::GetSnapshotRequest>("base")),
+            client.Call(&Volumes::ListSnapshots, v1::ListSnapshotsRequest()),
+            client.Call(&Volumes::DeleteSnapshot, Named<v1::DeleteSnapshotRequest>("base"))};
   }
 
   // Each answer `client` gets about `volume` (code and message, the name

@@ -179,6 +179,20 @@ class COWBLK_EXPORT Client {
   // Deletes an image; FAILED_PRECONDITION while a volume uses it.
   absl::Status DeleteImage(const std::string& name);
 
+  // ---- Snapshots ------------------------------------------------------
+
+  // Takes snapshot `name` of volume `volume`: an image of the volume at one
+  // moment during the call (as CommitVolume's), with its source and time
+  // recorded. CreateVolumeFromImage(v, name) makes a volume from it.
+  // ALREADY_EXISTS: an image or snapshot `name` exists. Admin only.
+  absl::StatusOr<SnapshotInfo> CreateSnapshot(const std::string& volume, const std::string& name);
+  absl::StatusOr<SnapshotInfo> GetSnapshot(const std::string& name);
+  // Every snapshot (all pages), or those of `volume` when it is not empty.
+  absl::StatusOr<std::vector<SnapshotInfo>> ListSnapshots(const std::string& volume = "");
+  // Deletes a snapshot; while volumes use its image, it is hidden and the
+  // image goes with the last of them. NOT_FOUND when there is none.
+  absl::Status DeleteSnapshot(const std::string& name);
+
   // ---- Health ---------------------------------------------------------
 
   // The server's version, data directory (capacity, free bytes), volume

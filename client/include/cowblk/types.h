@@ -56,6 +56,15 @@ struct ImageInfo {
   uint32_t volume_count = 0;  // volumes layered over it
 };
 
+// A snapshot: an image of a volume at one moment (Client::CreateSnapshot).
+struct SnapshotInfo {
+  std::string name;           // also its image's name
+  std::string source_volume;  // the volume it was taken of
+  uint64_t size_bytes = 0;
+  int64_t created_unix_nanos = 0;  // when it was taken
+  uint32_t volume_count = 0;       // volumes layered over it
+};
+
 // A byte range of a volume and where its data lives: in the COW file
 // (allocated: written, trimmed or zeroed since the volume was created) or
 // still in the image (for a blank volume: zeros).

@@ -21,6 +21,14 @@ void Fill(const store::ImageInfo& info, Image* out) {
   out->set_volume_count(info.volume_count);
 }
 
+void Fill(const store::SnapshotInfo& info, Snapshot* out) {
+  out->set_name(info.name);
+  out->set_source_volume(info.source);
+  out->set_size_bytes(info.size_bytes);
+  out->set_created_unix_nanos(info.created_unix_nanos);
+  out->set_volume_count(info.volume_count);
+}
+
 uint32_t PageSize(uint32_t requested, uint32_t max = kMaxPage) {
   return requested == 0 || requested > max ? max : requested;
 }
@@ -206,6 +214,61 @@ grpc::Status VolumeServiceImpl::GetAllocation(grpc::ServerContext* ctx,
     out->set_allocated(r.allocated);
   }
   return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::CreateSnapshot(grpc::ServerContext* ctx,
+                                               const CreateSnapshotRequest* req, Snapshot* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  // As CommitVolume: a snapshot whose caller went away leaves nothing.
+  auto info = store_->CreateSnapshot(req->volume(), req->name(),
+                                     [ctx] { return ctx->IsCancelled(); });
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::GetSnapshot(grpc::ServerContext* ctx, const GetSnapshotRequest* req,
+                                            Snapshot* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  auto info = store_->GetSnapshot(req->name());
+  if (!info.ok()) return ToGrpc(info.status());
+  Fill(*info, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::ListSnapshots(grpc::ServerContext* ctx,
+                                              const ListSnapshotsRequest* req,
+                                              ListSnapshotsResponse* resp) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  if (!req->source_volume().empty()) {
+    if (absl::Status s = store::ValidateName("source_volume", req->source_volume()); !s.ok()) {
+      return ToGrpc(s);
+    }
+  }
+  const uint32_t limit = PageSize(req->page_size());
+  std::vector<store::SnapshotInfo> page =
+      store_->ListSnapshots(req->source_volume(), req->page_token(), limit);
+  for (const store::SnapshotInfo& i : page) Fill(i, resp->add_snapshots());
+  if (page.size() == limit &&
+      !store_->ListSnapshots(req->source_volume(), page.back().name, 1).empty()) {
+    resp->set_next_page_token(page.back().name);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status VolumeServiceImpl::DeleteSnapshot(grpc::ServerContext* ctx,
+                                               const DeleteSnapshotRequest* req,
+                                               DeleteSnapshotResponse*) {
+  CallScope call(calls_);
+  if (!call.ok()) return CallTracker::Refusal();
+  if (absl::Status s = auth_->Check(*ctx, Access::kAdmin, ""); !s.ok()) return ToGrpc(s);
+  return ToGrpc(store_->DeleteSnapshot(req->name()));
 }
 
 grpc::Status VolumeServiceImpl::UploadImage(grpc::ServerContext* ctx,

@@ -47,6 +47,16 @@ class VolumeServiceImpl final : public cowblk::v1::VolumeService::Service {
                             cowblk::v1::Volume* resp) override;
   grpc::Status GetServerInfo(grpc::ServerContext* ctx, const cowblk::v1::GetServerInfoRequest* req,
                              cowblk::v1::ServerInfo* resp) override;
+  grpc::Status CreateSnapshot(grpc::ServerContext* ctx,
+                              const cowblk::v1::CreateSnapshotRequest* req,
+                              cowblk::v1::Snapshot* resp) override;
+  grpc::Status GetSnapshot(grpc::ServerContext* ctx, const cowblk::v1::GetSnapshotRequest* req,
+                           cowblk::v1::Snapshot* resp) override;
+  grpc::Status ListSnapshots(grpc::ServerContext* ctx, const cowblk::v1::ListSnapshotsRequest* req,
+                             cowblk::v1::ListSnapshotsResponse* resp) override;
+  grpc::Status DeleteSnapshot(grpc::ServerContext* ctx,
+                              const cowblk::v1::DeleteSnapshotRequest* req,
+                              cowblk::v1::DeleteSnapshotResponse* resp) override;
   grpc::Status UploadImage(grpc::ServerContext* ctx,
                            grpc::ServerReader<cowblk::v1::UploadImageRequest>* reader,
                            cowblk::v1::Image* resp) override;
