@@ -24,6 +24,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/cowblkd_process.h"
 #include "tests/support/scratch.h"
+#include "tests/csi/csi_test_util.h"
 
 namespace cowblk::testing {
 namespace {
@@ -40,32 +41,14 @@ VolumeCapability Ext4() {
   return c;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-bool WriteFileSynced(const std::string& path, const std::string& data) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  const bool ok = write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
-                  fsync(fd) == 0;
-  close(fd);
-  return ok;
-}
-
 // One cowblk-csi process and a channel to its socket.
 class Plugin {
  public:
   bool Start(std::vector<std::string> argv, const std::string& socket) {
     argv.insert(argv.begin(), {COWBLK_CSI_BIN, "--endpoint", "unix://" + socket});
     if (!process_.Start(argv)) return false;
-    grpc::ChannelArguments args;  // retry quickly until the socket exists
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
-    channel_ = grpc::CreateCustomChannel("unix://" + socket, grpc::InsecureChannelCredentials(), args);
-    return channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    channel_ = ConnectToPlugin(socket);
+    return channel_ != nullptr;
   }
   void Stop() {
     channel_.reset();
@@ -98,10 +81,11 @@ class CsiLifecycleTest : public ::testing::Test {
   }
   void TearDown() override {
     // Whatever a failed test left: each node takes its part apart.
-    if (!volume_id_.empty()) {
+    for (const std::string& id : {volume_id_, restored_id_}) {
+      if (id.empty()) continue;
       for (auto [plugin, name] : {std::pair{&node_a_, "a"}, std::pair{&node_b_, "b"}}) {
-        Unpublish(*plugin, name).IgnoreError();
-        Unstage(*plugin, name).IgnoreError();
+        Unpublish(*plugin, name, id).IgnoreError();
+        Unstage(*plugin, name, id).IgnoreError();
       }
     }
     node_a_.Stop();
@@ -117,37 +101,37 @@ class CsiLifecycleTest : public ::testing::Test {
     return s.ok() ? absl::OkStatus()
                   : absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
   }
-  absl::Status Stage(Plugin& p, const char* node) {
+  absl::Status Stage(Plugin& p, const char* node, const std::string& id) {
     grpc::ClientContext ctx;
     NodeStageVolumeRequest req;
-    req.set_volume_id(volume_id_);
+    req.set_volume_id(id);
     req.set_staging_target_path(Staging(node));
     *req.mutable_volume_capability() = Ext4();
     NodeStageVolumeResponse resp;
     return Check(p.node()->NodeStageVolume(&ctx, req, &resp));
   }
-  absl::Status Publish(Plugin& p, const char* node) {
+  absl::Status Publish(Plugin& p, const char* node, const std::string& id) {
     grpc::ClientContext ctx;
     NodePublishVolumeRequest req;
-    req.set_volume_id(volume_id_);
+    req.set_volume_id(id);
     req.set_staging_target_path(Staging(node));
     req.set_target_path(Target(node));
     *req.mutable_volume_capability() = Ext4();
     NodePublishVolumeResponse resp;
     return Check(p.node()->NodePublishVolume(&ctx, req, &resp));
   }
-  absl::Status Unpublish(Plugin& p, const char* node) {
+  absl::Status Unpublish(Plugin& p, const char* node, const std::string& id) {
     grpc::ClientContext ctx;
     NodeUnpublishVolumeRequest req;
-    req.set_volume_id(volume_id_);
+    req.set_volume_id(id);
     req.set_target_path(Target(node));
     NodeUnpublishVolumeResponse resp;
     return Check(p.node()->NodeUnpublishVolume(&ctx, req, &resp));
   }
-  absl::Status Unstage(Plugin& p, const char* node) {
+  absl::Status Unstage(Plugin& p, const char* node, const std::string& id) {
     grpc::ClientContext ctx;
     NodeUnstageVolumeRequest req;
-    req.set_volume_id(volume_id_);
+    req.set_volume_id(id);
     req.set_staging_target_path(Staging(node));
     NodeUnstageVolumeResponse resp;
     return Check(p.node()->NodeUnstageVolume(&ctx, req, &resp));
@@ -160,10 +144,13 @@ class CsiLifecycleTest : public ::testing::Test {
   TempDir dir_;
   CowblkdProcess server_a_, server_b_;
   Plugin controller_, node_a_, node_b_;
-  std::string volume_id_;
+  std::string volume_id_, restored_id_;
 };
 
-TEST_F(CsiLifecycleTest, CreateWriteMoveToAnotherNodeGrowDelete) {
+// Issue #22's test 7, but for the refusal of a second node's stage while
+// the first holds the volume (exclusive attachment is not built yet).
+TEST_F(CsiLifecycleTest, CreateWriteSnapshotRestoreOnAnotherNodeGrowDelete) {
+  auto ctl = controller_.controller();
   // The external-provisioner's CreateVolume (twice: one volume).
   CreateVolumeRequest create;
   create.set_name("pvc-0b5e6c1e");
@@ -172,16 +159,16 @@ TEST_F(CsiLifecycleTest, CreateWriteMoveToAnotherNodeGrowDelete) {
   CreateVolumeResponse created, again;
   {
     grpc::ClientContext c1, c2;
-    ASSERT_TRUE(controller_.controller()->CreateVolume(&c1, create, &created).ok());
-    ASSERT_TRUE(controller_.controller()->CreateVolume(&c2, create, &again).ok());
+    ASSERT_TRUE(ctl->CreateVolume(&c1, create, &created).ok());
+    ASSERT_TRUE(ctl->CreateVolume(&c2, create, &again).ok());
   }
   volume_id_ = created.volume().volume_id();
   EXPECT_EQ(again.volume().volume_id(), volume_id_);
   EXPECT_EQ(created.volume().capacity_bytes(), 64 * kMiB);
 
   // Node A: a filesystem made on first use, files written and synced.
-  ASSERT_TRUE(Stage(node_a_, "a").ok());
-  ASSERT_TRUE(Publish(node_a_, "a").ok());
+  ASSERT_TRUE(Stage(node_a_, "a", volume_id_).ok());
+  ASSERT_TRUE(Publish(node_a_, "a", volume_id_).ok());
   std::map<std::string, std::string> files;
   for (int i = 0; i < 6; ++i) {
     std::string data(static_cast<size_t>(1000 + i * 300000), '\0');
@@ -194,20 +181,44 @@ TEST_F(CsiLifecycleTest, CreateWriteMoveToAnotherNodeGrowDelete) {
   for (const auto& [name, data] : files) {
     ASSERT_TRUE(WriteFileSynced(Target("a") + "/dir/" + name, data));
   }
-  ASSERT_TRUE(Unpublish(node_a_, "a").ok());
-  ASSERT_TRUE(Unstage(node_a_, "a").ok());
+  ASSERT_TRUE(Unpublish(node_a_, "a", volume_id_).ok());
+  ASSERT_TRUE(Unstage(node_a_, "a", volume_id_).ok());
 
-  // Node B: every file there, byte-exact.
-  ASSERT_TRUE(Stage(node_b_, "b").ok());
-  ASSERT_TRUE(Publish(node_b_, "b").ok());
-  for (const auto& [name, data] : files) {
-    EXPECT_TRUE(ReadFile(Target("b") + "/dir/" + name) == data) << name << " differs on node B";
+  // The external-snapshotter's CreateSnapshot, and a claim restored from it.
+  CreateSnapshotResponse snap;
+  {
+    grpc::ClientContext ctx;
+    CreateSnapshotRequest req;
+    req.set_name("snapshot-7d1f");
+    req.set_source_volume_id(volume_id_);
+    grpc::Status s = ctl->CreateSnapshot(&ctx, req, &snap);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(snap.snapshot().ready_to_use());
+    EXPECT_EQ(snap.snapshot().source_volume_id(), volume_id_);
   }
-  const int64_t before = FsBytes(Target("b"));
-  ASSERT_TRUE(Unpublish(node_b_, "b").ok());
-  ASSERT_TRUE(Unstage(node_b_, "b").ok());
+  {
+    CreateVolumeRequest restore = create;
+    restore.set_name("pvc-restored");
+    restore.mutable_volume_content_source()->mutable_snapshot()->set_snapshot_id(
+        snap.snapshot().snapshot_id());
+    CreateVolumeResponse restored;
+    grpc::ClientContext ctx;
+    grpc::Status s = ctl->CreateVolume(&ctx, restore, &restored);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    restored_id_ = restored.volume().volume_id();
+  }
 
-  // The claim grows (external-resizer, offline), then the node's filesystem.
+  // Node B: the restored claim holds every file, byte-exact.
+  ASSERT_TRUE(Stage(node_b_, "b", restored_id_).ok());
+  ASSERT_TRUE(Publish(node_b_, "b", restored_id_).ok());
+  for (const auto& [name, data] : files) {
+    EXPECT_TRUE(ReadWholeFile(Target("b") + "/dir/" + name) == data) << name << " differs in the restore";
+  }
+  ASSERT_TRUE(Unpublish(node_b_, "b", restored_id_).ok());
+  ASSERT_TRUE(Unstage(node_b_, "b", restored_id_).ok());
+
+  // The original claim grows (external-resizer, offline), then, on node B,
+  // its filesystem.
   {
     grpc::ClientContext ctx;
     ControllerExpandVolumeRequest req;
@@ -215,13 +226,13 @@ TEST_F(CsiLifecycleTest, CreateWriteMoveToAnotherNodeGrowDelete) {
     req.mutable_capacity_range()->set_required_bytes(128 * kMiB);
     *req.mutable_volume_capability() = Ext4();
     ControllerExpandVolumeResponse resp;
-    grpc::Status s = controller_.controller()->ControllerExpandVolume(&ctx, req, &resp);
+    grpc::Status s = ctl->ControllerExpandVolume(&ctx, req, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(resp.capacity_bytes(), 128 * kMiB);
     EXPECT_TRUE(resp.node_expansion_required());
   }
-  ASSERT_TRUE(Stage(node_b_, "b").ok());
-  ASSERT_TRUE(Publish(node_b_, "b").ok());
+  ASSERT_TRUE(Stage(node_b_, "b", volume_id_).ok());
+  ASSERT_TRUE(Publish(node_b_, "b", volume_id_).ok());
   {
     grpc::ClientContext ctx;
     NodeExpandVolumeRequest req;
@@ -234,23 +245,35 @@ TEST_F(CsiLifecycleTest, CreateWriteMoveToAnotherNodeGrowDelete) {
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(resp.capacity_bytes(), 128 * kMiB);
   }
-  EXPECT_GT(FsBytes(Target("b")), before + 50 * kMiB);
+  EXPECT_GT(FsBytes(Target("b")), 100 * kMiB);
   for (const auto& [name, data] : files) {
-    EXPECT_TRUE(ReadFile(Target("b") + "/dir/" + name) == data) << name << " differs after growing";
+    EXPECT_TRUE(ReadWholeFile(Target("b") + "/dir/" + name) == data) << name << " differs after growing";
   }
-  ASSERT_TRUE(Unpublish(node_b_, "b").ok());
-  ASSERT_TRUE(Unstage(node_b_, "b").ok());
+  ASSERT_TRUE(Unpublish(node_b_, "b", volume_id_).ok());
+  ASSERT_TRUE(Unstage(node_b_, "b", volume_id_).ok());
 
-  // Delete (twice: the second finds nothing, and is OK); a node cannot
-  // stage it any more.
+  // Delete everything (each twice: the second finds nothing, and is OK); a
+  // node cannot stage a deleted volume.
   for (int i = 0; i < 2; ++i) {
-    grpc::ClientContext ctx;
-    DeleteVolumeRequest req;
-    req.set_volume_id(volume_id_);
-    DeleteVolumeResponse resp;
-    ASSERT_TRUE(controller_.controller()->DeleteVolume(&ctx, req, &resp).ok());
+    grpc::ClientContext c1, c2, c3;
+    DeleteSnapshotRequest ds;
+    ds.set_snapshot_id(snap.snapshot().snapshot_id());
+    DeleteSnapshotResponse r1;
+    ASSERT_TRUE(ctl->DeleteSnapshot(&c1, ds, &r1).ok());
+    for (auto [ctx, id] : {std::pair{&c2, restored_id_}, std::pair{&c3, volume_id_}}) {
+      DeleteVolumeRequest dv;
+      dv.set_volume_id(id);
+      DeleteVolumeResponse r2;
+      ASSERT_TRUE(ctl->DeleteVolume(ctx, dv, &r2).ok()) << id;
+    }
   }
-  EXPECT_EQ(Stage(node_a_, "a").code(), absl::StatusCode::kNotFound);
+  {
+    grpc::ClientContext ctx;
+    ListVolumesResponse list;
+    ASSERT_TRUE(ctl->ListVolumes(&ctx, {}, &list).ok());
+    EXPECT_EQ(list.entries_size(), 0);
+  }
+  EXPECT_EQ(Stage(node_a_, "a", volume_id_).code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(fs::is_empty(Path("state-a"))) << "a failed stage left state on node A";
 }
 

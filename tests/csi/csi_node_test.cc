@@ -24,6 +24,7 @@
 #include "tests/support/cowblkd_process.h"
 #include "tests/support/pki.h"
 #include "tests/support/scratch.h"
+#include "tests/csi/csi_test_util.h"
 
 namespace cowblk::testing {
 namespace {
@@ -32,20 +33,6 @@ namespace fs = std::filesystem;
 using ::csi::v1::VolumeCapability;
 
 constexpr uint64_t kSize = 64 << 20;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-bool WriteFileSynced(const std::string& path, const std::string& data) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return false;
-  const bool ok = write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
-                  fsync(fd) == 0;
-  close(fd);
-  return ok;
-}
 
 bool IsMountPoint(const std::string& path) {
   std::ifstream in("/proc/self/mountinfo");
@@ -137,16 +124,8 @@ class CsiNodeTest : public ::testing::Test {
                                "--timeout", "20"},
                               {}, log, log));
     close(log);
-    // The socket appears once the plugin listens; until then the channel
-    // retries, quickly (gRPC's default backoff would wait seconds).
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
-    auto channel = grpc::CreateCustomChannel("unix://" + socket, grpc::InsecureChannelCredentials(), args);
-    // Connected once the plugin listens (or the deadline passes: a failure).
-    ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)))
-        << ReadFile(plugin_log_);
+    auto channel = ConnectToPlugin(socket);
+    ASSERT_NE(channel, nullptr) << ReadWholeFile(plugin_log_);
     node_ = ::csi::v1::Node::NewStub(channel);
   }
 
@@ -245,13 +224,9 @@ TEST_F(CsiNodeTest, ANodeOnlyPluginOffersNoController) {
   ASSERT_TRUE(plugin.Start({COWBLK_CSI_BIN, "--endpoint", "unix://" + socket, "--server",
                             "s1=" + server_.address(), "--node-id", "node-b", "--no-controller",
                             "--state-dir", Path("state-b")}));
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
   {
-    auto channel = grpc::CreateCustomChannel("unix://" + socket, grpc::InsecureChannelCredentials(), args);
-    ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)));
+    auto channel = ConnectToPlugin(socket);
+    ASSERT_NE(channel, nullptr);
     grpc::ClientContext c1;
     ::csi::v1::GetPluginCapabilitiesResponse caps;
     ASSERT_TRUE(::csi::v1::Identity::NewStub(channel)->GetPluginCapabilities(&c1, {}, &caps).ok());
@@ -310,8 +285,8 @@ TEST_F(CsiNodeTest, AFilesystemSurvivesUnstageAndStageAgain) {
   // Read-only this time: the files are there, and writing fails.
   EXPECT_GRPC_OK(Stage("s1/disk", MountCap()));
   EXPECT_GRPC_OK(Publish("s1/disk", target, MountCap(), /*readonly=*/true));
-  EXPECT_EQ(ReadFile(target + "/a/b/big.bin"), big);
-  EXPECT_EQ(ReadFile(target + "/hello.txt"), "hello, csi\n");
+  EXPECT_EQ(ReadWholeFile(target + "/a/b/big.bin"), big);
+  EXPECT_EQ(ReadWholeFile(target + "/hello.txt"), "hello, csi\n");
   EXPECT_FALSE(WriteFileSynced(target + "/new.txt", "x"));
   EXPECT_EQ(errno, EROFS);
   EXPECT_GRPC_OK(Unpublish("s1/disk", target));
@@ -331,7 +306,7 @@ TEST_F(CsiNodeTest, XfsIsMadeOnceAndKept) {
   EXPECT_GRPC_OK(Unstage("s1/big"));
   EXPECT_GRPC_OK(Stage("s1/big", MountCap("ext4")));
   EXPECT_GRPC_OK(Publish("s1/big", target, MountCap("ext4")));
-  EXPECT_EQ(ReadFile(target + "/on-xfs.txt"), "xfs\n") << "the volume was formatted again";
+  EXPECT_EQ(ReadWholeFile(target + "/on-xfs.txt"), "xfs\n") << "the volume was formatted again";
   EXPECT_GRPC_OK(Unpublish("s1/big", target));
   EXPECT_GRPC_OK(Unstage("s1/big"));
 }
@@ -370,7 +345,7 @@ TEST_F(CsiNodeTest, ExpandGrowsTheFilesystemOfAGrownVolume) {
   const int64_t after = Stats("s1/disk", target, &st).usage(0).total();
   ASSERT_TRUE(st.ok());
   EXPECT_GT(after, before + int64_t{50} * (1 << 20)) << before << " -> " << after;
-  EXPECT_EQ(ReadFile(target + "/kept.txt"), "kept across the resize\n");
+  EXPECT_EQ(ReadWholeFile(target + "/kept.txt"), "kept across the resize\n");
   EXPECT_GRPC_OK(expand(2 * kSize, &resp));  // idempotent
   EXPECT_GRPC_OK(Unpublish("s1/disk", target));
   EXPECT_GRPC_OK(Unstage("s1/disk"));
@@ -438,8 +413,8 @@ TEST_F(CsiNodeTest, APluginRestartKeepsTheStagedVolume) {
 
   EXPECT_GRPC_OK(Stage("s1/disk", MountCap()));
   EXPECT_GRPC_OK(Publish("s1/disk", target, MountCap()));
-  EXPECT_EQ(ReadFile(target + "/before.txt"), "written before the restart\n");
-  EXPECT_EQ(ReadFile(target + "/after.txt"), "written after the restart\n");
+  EXPECT_EQ(ReadWholeFile(target + "/before.txt"), "written before the restart\n");
+  EXPECT_EQ(ReadWholeFile(target + "/after.txt"), "written after the restart\n");
 }
 
 // Bad requests get the spec's codes and leave nothing behind.

@@ -10,21 +10,8 @@
 // the controller the credentials Secret the StorageClass names.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
+import { checks, expect, failures, parseHelp } from "./checks.mjs";
 
-const failures = [];
-let checks = 0;
-function expect(cond, what) {
-  checks++;
-  if (!cond) failures.push(what);
-  return cond;
-}
-
-function parseHelp(text) {
-  const flags = new Set(), envs = new Set();
-  for (const m of text.matchAll(/^\s+(?:-\w,)?(--[a-z0-9][a-z0-9-]*)/gm)) flags.add(m[1]);
-  for (const m of text.matchAll(/\(Env:(\w+)\)/g)) envs.add(m[1]);
-  return { flags, envs };
-}
 
 // ["--a=b", "--c"] -> Map { --a => [b], --c => [""] } (a flag may repeat).
 function parseArgs(args) {
@@ -227,7 +214,7 @@ function main(argv) {
     console.log(`${name}: ${failures.length === before ? "ok" : "FAILED"}`);
   }
   for (const f of failures) console.error(`FAIL ${f}`);
-  console.log(`${checks} checks, ${failures.length} failed`);
+  console.log(`${checks()} checks, ${failures.length} failed`);
   return failures.length ? 1 : 0;
 }
 

@@ -12,6 +12,7 @@
 // io_uring seccomp profile; the shipped overlays have neither.
 import { readFileSync } from "node:fs";
 import { parse, parseAllDocuments } from "yaml";
+import { checks, expect, failures, parseHelp } from "./checks.mjs";
 
 // Seconds cowblkd may need after the drain to flush and close its volumes
 // (fdatasync of every volume) before the kubelet's SIGKILL.
@@ -33,20 +34,6 @@ function bytesOf(quantity) {
   return Number(m[1]) * (m[2] ? unit[m[2]] : 1);
 }
 
-const failures = [];
-let checks = 0;
-function expect(cond, what) {
-  checks++;
-  if (!cond) failures.push(what);
-  return cond;
-}
-
-function parseHelp(text) {
-  const flags = new Set(), envs = new Set();
-  for (const m of text.matchAll(/^\s+(?:-\w,)?(--[a-z0-9][a-z0-9-]*)/gm)) flags.add(m[1]);
-  for (const m of text.matchAll(/\(Env:(\w+)\)/g)) envs.add(m[1]);
-  return { flags, envs };
-}
 
 // "--flag=value" -> ["--flag", "value"]; "--flag value" pairs are joined by the caller.
 function parseArgs(args) {
@@ -331,7 +318,7 @@ function main(argv) {
     console.log(`${name}: ${failures.length === before ? "ok" : "FAILED"}`);
   }
   for (const f of failures) console.error(`FAIL ${f}`);
-  console.log(`${checks} checks, ${failures.length} failed`);
+  console.log(`${checks()} checks, ${failures.length} failed`);
   return failures.length ? 1 : 0;
 }
 
