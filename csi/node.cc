@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -213,11 +215,18 @@ bool IsMountPoint(const std::string& path) {
   return false;
 }
 
+// Unmounts `path` (every mount stacked there). A mount the kernel still
+// holds for a moment (EBUSY: a loop device being released, udev probing
+// it) is retried for up to 10 s: the kernel offers no event to wait for.
 absl::Status Unmount(const std::string& path) {
-  for (int i = 0; i < 100 && IsMountPoint(path); ++i) {
-    if (umount2(path.c_str(), 0) != 0 && errno != EINVAL) {
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  for (auto pause = std::chrono::milliseconds(5); IsMountPoint(path);) {
+    if (umount2(path.c_str(), 0) == 0 || errno == EINVAL) continue;
+    if (errno != EBUSY || Clock::now() > deadline) {
       return absl::InternalError(absl::StrCat("umount ", path, ": ", strerror(errno)));
     }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(200));
   }
   return absl::OkStatus();
 }
@@ -319,9 +328,13 @@ absl::Status Detach(const std::string& dir, const Staged* s, std::chrono::second
   if (s != nullptr && !s->block && !s->staging_path.empty()) note(Unmount(s->staging_path));
   if (s != nullptr && !s->loop.empty() && LoopBackingFile(s->loop) == disk) {
     note(RunOk({"losetup", "-d", s->loop}, timeout));
+    // losetup -d returns before the kernel lets go of the file while
+    // anything (udev's probe) still has the device open; until then the
+    // FUSE mount under it is busy. Unmount below retries for that.
   }
   if (!first.ok()) return first;  // the filesystem may still be in use: keep the rest
   note(Unmount(fuse_dir));
+  if (!first.ok()) return first;  // nbdfuse serves on: no use waiting for it
   if (s != nullptr && s->fuse_pid > 0 && !WaitGone(s->fuse_pid, timeout)) {
     note(absl::InternalError(absl::StrCat("nbdfuse (pid ", s->fuse_pid, ") did not exit")));
   }
