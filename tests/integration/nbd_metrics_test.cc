@@ -97,8 +97,12 @@ TEST_F(NbdMetricsTest, RequestsInFlightShowByTransportAndNbdRequestsByCommand) {
   EXPECT_NE(Ask(fd, 42, 11, 0, 0), 0);
   EXPECT_EQ(Ask(fd, kCmdFlush, 12, 0, 0), 0);
 
-  // Gauges drop once each answer is sent: after its reply arrived, soon.
-  ASSERT_TRUE(WaitUntil([&] { return Metric("cowblk_bytes_in_flight") == 0; }));
+  // Gauges drop once each answer is sent: after its reply arrived, soon
+  // (the flush, the last answer, carries no bytes: wait for the count too).
+  ASSERT_TRUE(WaitUntil([&] {
+    return Metric("cowblk_bytes_in_flight") == 0 &&
+           ScrapeNow().Sum("cowblk_requests_in_flight") == 0;
+  }));
   Scrape after = ScrapeNow();
   EXPECT_EQ(after.Sum("cowblk_requests_in_flight"), 0);
   EXPECT_EQ(after.Sum("cowblk_request_bytes_in_flight"), 0);
