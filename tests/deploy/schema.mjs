@@ -51,8 +51,33 @@ VolumeSnapshotClass.prototype.validate = function () {
   stringMap(this.parameters, "parameters");
 };
 
+// snapshot.storage.k8s.io/v1 VolumeSnapshot: a class name, and a source
+// that is exactly one of a claim or a pre-existing content.
+class VolumeSnapshot {}
+VolumeSnapshot.prototype.validate = function () {
+  if (this.apiVersion !== "snapshot.storage.k8s.io/v1" || this.kind !== "VolumeSnapshot") {
+    throw new Error("not a snapshot.storage.k8s.io/v1 VolumeSnapshot");
+  }
+  validateMetadata(this);
+  const spec = this.spec;
+  if (typeof spec !== "object" || spec === null) throw new Error("spec is required");
+  if (spec.volumeSnapshotClassName !== undefined && typeof spec.volumeSnapshotClassName !== "string") {
+    throw new Error("spec.volumeSnapshotClassName must be a string");
+  }
+  const source = spec.source;
+  if (typeof source !== "object" || source === null) throw new Error("spec.source is required");
+  const claim = source.persistentVolumeClaimName, content = source.volumeSnapshotContentName;
+  if ((claim === undefined) === (content === undefined)) {
+    throw new Error("spec.source needs exactly one of persistentVolumeClaimName and volumeSnapshotContentName");
+  }
+  for (const v of [claim, content]) {
+    if (v !== undefined && (typeof v !== "string" || v === "")) throw new Error("spec.source names must be strings");
+  }
+};
+
 const handWritten = {
   "snapshot.storage.k8s.io/v1/VolumeSnapshotClass": VolumeSnapshotClass,
+  "snapshot.storage.k8s.io/v1/VolumeSnapshot": VolumeSnapshot,
 };
 
 // apiVersion -> the module holding its kinds. Core v1 is "v1".
