@@ -1,10 +1,8 @@
 #include "csi/node.h"
 
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <poll.h>
 #include <spawn.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -26,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/file_io.h"
 #include "common/log.h"
 #include "csi/placement.h"
 
@@ -417,11 +416,11 @@ uint64_t Ext4Bytes(const std::string& dev) {
   return blocks * block_size;
 }
 
-uint64_t DeviceBytes(const std::string& dev) {
-  uint64_t size = 0;
-  const int fd = open(dev.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  if (ioctl(fd, BLKGETSIZE64, &size) != 0) size = 0;
+// The size of the block device (or file) at `path`: common/file_io's FileSize.
+absl::StatusOr<uint64_t> DeviceBytes(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError("open " + path + ": " + strerror(errno));
+  absl::StatusOr<uint64_t> size = FileSize(fd, path);
   close(fd);
   return size;
 }
@@ -432,7 +431,7 @@ uint64_t DeviceBytes(const std::string& dev) {
 // which containers (and this project's test machine) may lack.
 absl::Status GrowExt4Offline(const std::string& dev, bool* grown) {
   *grown = false;
-  const uint64_t fs_bytes = Ext4Bytes(dev), dev_bytes = DeviceBytes(dev);
+  const uint64_t fs_bytes = Ext4Bytes(dev), dev_bytes = DeviceBytes(dev).value_or(0);
   if (fs_bytes == 0 || dev_bytes == 0 || fs_bytes + 4096 > dev_bytes) return absl::OkStatus();
   auto fsck = Run({"e2fsck", "-f", "-p", dev}, std::chrono::seconds(600));
   if (!fsck.ok()) return fsck.status();
@@ -554,6 +553,10 @@ class NodeService::Busy {
     node_->busy_.erase(id_);
   }
   bool taken() const { return taken_; }
+  // The answer to a call that found the volume busy (the kubelet retries).
+  grpc::Status Refusal() const {
+    return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + id_ + " is in progress");
+  }
 
  private:
   NodeService* const node_;
@@ -718,7 +721,7 @@ grpc::Status NodeService::NodeStageVolume(grpc::ServerContext*,
                                           const ::csi::v1::NodeStageVolumeRequest* req,
                                           ::csi::v1::NodeStageVolumeResponse*) {
   Busy busy(this, req->volume_id());
-  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  if (!busy.taken()) return busy.Refusal();
   return ToGrpc(Stage(*req));
 }
 
@@ -726,7 +729,7 @@ grpc::Status NodeService::NodeUnstageVolume(grpc::ServerContext*,
                                             const ::csi::v1::NodeUnstageVolumeRequest* req,
                                             ::csi::v1::NodeUnstageVolumeResponse*) {
   Busy busy(this, req->volume_id());
-  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  if (!busy.taken()) return busy.Refusal();
   return ToGrpc(Unstage(req->volume_id(), req->staging_target_path()));
 }
 
@@ -744,7 +747,7 @@ grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*,
     return ToGrpc(absl::InvalidArgumentError("volume_capability is missing"));
   }
   Busy busy(this, req->volume_id());
-  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  if (!busy.taken()) return busy.Refusal();
   auto id = ParseVolumeId(req->volume_id());
   if (!id.ok()) return ToGrpc(id.status());
   std::optional<Staged> st = ReadState(DirOf(options_, *id));
@@ -790,7 +793,7 @@ grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*,
   if (req->volume_id().empty()) return ToGrpc(absl::InvalidArgumentError("volume_id is missing"));
   if (req->target_path().empty()) return ToGrpc(absl::InvalidArgumentError("target_path is missing"));
   Busy busy(this, req->volume_id());
-  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  if (!busy.taken()) return busy.Refusal();
   if (absl::Status s = Unmount(req->target_path()); !s.ok()) return ToGrpc(s);
   std::error_code ec;
   fs::remove(req->target_path(), ec);  // an empty directory or the block file; gone is fine
@@ -807,16 +810,11 @@ grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*,
     return ToGrpc(absl::NotFoundError("volume_path " + req->volume_path() + ": " + strerror(errno)));
   }
   if (S_ISBLK(sb.st_mode)) {
-    const int fd = open(req->volume_path().c_str(), O_RDONLY | O_CLOEXEC);
-    uint64_t size = 0;
-    if (fd < 0 || ioctl(fd, BLKGETSIZE64, &size) != 0) {
-      if (fd >= 0) close(fd);
-      return ToGrpc(absl::InternalError("size of " + req->volume_path() + ": " + strerror(errno)));
-    }
-    close(fd);
+    absl::StatusOr<uint64_t> size = DeviceBytes(req->volume_path());
+    if (!size.ok()) return ToGrpc(size.status());
     auto* u = resp->add_usage();
     u->set_unit(::csi::v1::VolumeUsage::BYTES);
-    u->set_total(static_cast<int64_t>(size));
+    u->set_total(static_cast<int64_t>(*size));
   } else {
     struct statvfs v {};
     if (statvfs(req->volume_path().c_str(), &v) != 0) {
@@ -861,15 +859,16 @@ grpc::Status NodeService::NodeExpandVolume(grpc::ServerContext*,
   if (req->volume_id().empty()) return ToGrpc(absl::InvalidArgumentError("volume_id is missing"));
   if (req->volume_path().empty()) return ToGrpc(absl::InvalidArgumentError("volume_path is missing"));
   Busy busy(this, req->volume_id());
-  if (!busy.taken()) return grpc::Status(grpc::StatusCode::ABORTED, "an operation on " + req->volume_id() + " is in progress");
+  if (!busy.taken()) return busy.Refusal();
   auto id = ParseVolumeId(req->volume_id());
   if (!id.ok()) return ToGrpc(id.status());
   std::optional<Staged> st = ReadState(DirOf(options_, *id));
   if (!st.has_value()) {
     return ToGrpc(absl::NotFoundError("volume " + req->volume_id() + " is not staged on this node"));
   }
-  const uint64_t size = DeviceBytes(st->loop);
-  if (size == 0) return ToGrpc(absl::InternalError("cannot read the size of " + st->loop));
+  absl::StatusOr<uint64_t> device = DeviceBytes(st->loop);
+  if (!device.ok()) return ToGrpc(device.status());
+  const uint64_t size = *device;
   const int64_t required = req->capacity_range().required_bytes();
   if (required > 0 && size < static_cast<uint64_t>(required)) {
     return ToGrpc(absl::FailedPreconditionError(absl::StrCat(
