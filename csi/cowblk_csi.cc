@@ -122,8 +122,7 @@ int main(int argc, char** argv) {
   cowblk::csi::IdentityService identity(driver->get(), !controller_off);
   cowblk::csi::ControllerService controller(driver->get());
   // The gateway connects as the plugin does: the same TLS files and token.
-  node.gateway = {conn.tls,           conn.tls_ca,     conn.tls_cert, conn.tls_key,
-                  conn.tls_server_name, conn.token_file, conn.timeout_seconds};
+  node.gateway = conn;
   cowblk::csi::NodeService node_service(driver->get(), node);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix://" + path, grpc::InsecureServerCredentials());

@@ -467,7 +467,7 @@ bool ValidFlag(const std::string& f) {
 // written (0600) under `dir`/secrets and used in their place. Error texts
 // name keys, never values.
 absl::StatusOr<std::vector<std::string>> GatewayFlags(
-    const NodeOptions::Gateway& g, const google::protobuf::Map<std::string, std::string>& secrets,
+    const cli::ConnectionFlags& g, const google::protobuf::Map<std::string, std::string>& secrets,
     const std::string& dir) {
   std::string ca = g.tls_ca, cert = g.tls_cert, key = g.tls_key, token_file = g.token_file;
   if (!secrets.empty()) {
@@ -489,9 +489,9 @@ absl::StatusOr<std::vector<std::string>> GatewayFlags(
       const int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
       if (fd < 0) return absl::InternalError("cannot write " + file + ": " + strerror(errno));
       const std::string text = name == "token" ? value + "\n" : value;
-      const bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+      const absl::Status written = PWriteFull(fd, text.data(), text.size(), 0, file);
       close(fd);
-      if (!ok) return absl::InternalError("cannot write " + file);
+      if (!written.ok()) return written;
       *use = file;
     }
   }

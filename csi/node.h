@@ -38,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/cli/connection.h"
 #include "csi/controller.h"
 #include "csi/v1/csi.grpc.pb.h"
 
@@ -52,15 +53,12 @@ struct NodeOptions {
   std::string cowblk_bin = "cowblk";
   std::string nbdfuse_bin = "nbdfuse";
   // How the gateway connects to cowblkd: the plugin's own connection flags
-  // (the cowblk CLI's global flags of the same names). The secrets of a
-  // NodeStageVolume request (the StorageClass's node-stage secret) replace
-  // them key by key: `ca.crt` (--tls-ca), `tls.crt` and `tls.key`
-  // (--tls-cert, --tls-key), `token` (the bearer token itself).
-  struct Gateway {
-    bool tls = false;
-    std::string tls_ca, tls_cert, tls_key, tls_server_name, token_file;
-    int timeout_seconds = 30;
-  } gateway;
+  // (the cowblk CLI's global flags; `server` is unused: each volume's
+  // server comes from its id). The secrets of a NodeStageVolume request
+  // (the StorageClass's node-stage secret) replace them key by key:
+  // `ca.crt` (--tls-ca), `tls.crt` and `tls.key` (--tls-cert, --tls-key),
+  // `token` (the bearer token itself).
+  cli::ConnectionFlags gateway;
   // Seconds a gateway or nbdfuse may take to start or stop.
   int step_timeout_seconds = 60;
 };
