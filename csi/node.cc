@@ -83,13 +83,19 @@ absl::StatusOr<pid_t> Start(const std::vector<std::string>& argv, int out_fd, bo
   return pid;
 }
 
-// Whether `pid` is still a live process (a zombie child of ours counts as
-// gone: it is reaped here).
+// Whether `pid` is still a live process. A zombie is gone: a child of ours
+// is reaped here; another (a gateway daemon, whose parent exited, waiting
+// for its new parent to reap it) is read as state Z in /proc.
 bool Alive(pid_t pid) {
   if (pid <= 0) return false;
   int status;
   if (waitpid(pid, &status, WNOHANG) == pid) return false;
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  const size_t paren = line.rfind(')');  // the name may hold spaces and ')'
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'Z';
 }
 
 // Waits until `pid` has exited, at most `timeout`; reaps it when it is our

@@ -15,6 +15,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "cowblk/client.h"
 #include "cowblk/volume.h"
@@ -384,6 +385,30 @@ TEST_F(CsiNodeTest, ABlockVolumeIsTheVolume) {
   std::string got(data.size(), '\0');
   ASSERT_TRUE((*volume)->Read(8 << 20, got.data(), got.size()).ok());
   EXPECT_TRUE(got == data) << "the volume does not hold what was written to the block device";
+}
+
+// The volume condition says when what carries a volume is gone: here its
+// gateway, killed; unstage still takes the rest apart.
+TEST_F(CsiNodeTest, AVolumeWhoseGatewayDiedIsAbnormal) {
+  ASSERT_TRUE(client_->CreateVolume("blk", kSize).ok());
+  const std::string target = Path("pods/blockdev");
+  EXPECT_GRPC_OK(Stage("s1/blk", BlockCap()));
+  EXPECT_GRPC_OK(Publish("s1/blk", target, BlockCap()));
+  grpc::Status st;
+  EXPECT_FALSE(Stats("s1/blk", target, &st).volume_condition().abnormal());
+  const pid_t gateway = GatewayPid("blk");
+  ASSERT_GT(gateway, 0);
+  ASSERT_EQ(kill(gateway, SIGKILL), 0);
+  // Gone once /proc says so (a zombie until its new parent reaps it).
+  while (Running(gateway)) std::this_thread::yield();
+  auto stats = Stats("s1/blk", target, &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(stats.volume_condition().abnormal());
+  EXPECT_NE(stats.volume_condition().message().find("gateway"), std::string::npos)
+      << stats.volume_condition().message();
+  EXPECT_GRPC_OK(Unpublish("s1/blk", target));
+  EXPECT_GRPC_OK(Unstage("s1/blk"));
+  EXPECT_FALSE(fs::exists(Path("state") + "/s1_blk"));
 }
 
 // A plugin restart (a new process, the same state directory) keeps the
